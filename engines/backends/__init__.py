@@ -1,0 +1,1 @@
+"""Inference backends behind engines.backends.base.Engine; each imports its runtime lazily."""

@@ -1,0 +1,134 @@
+"""Export a named model of train/ (optionally with a checkpoint) as a pose engine: the one code path behind
+`handstream export` and tools/build_default_engines.py, so both write identical engines + manifests."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from stream.errors import InputError
+
+from .backends.torch_eager import build_model, load_checkpoint
+from .export import export_onnx
+from .manifest import JOINT_COUNTS, sha256_file
+
+log = logging.getLogger("handstream.engines")
+
+# Where a checkpoint's meta may record the model and its construction arguments (training code varies).
+MODEL_NAME_KEYS = ("model_name", "model", "arch", "architecture")
+MODEL_KWARGS_KEYS = ("model_kwargs", "model_args", "model_config")
+
+
+def _meta_model(meta: dict) -> tuple[str | None, dict]:
+    name = next((meta[k] for k in MODEL_NAME_KEYS if isinstance(meta.get(k), str)), None)
+    kwargs = next((dict(meta[k]) for k in MODEL_KWARGS_KEYS if isinstance(meta.get(k), dict)), {})
+    cfg = meta.get("config")
+    if isinstance(cfg, dict):
+        name = name or next((cfg[k] for k in MODEL_NAME_KEYS if isinstance(cfg.get(k), str)), None)
+        if not kwargs:
+            kwargs = next((dict(cfg[k]) for k in MODEL_KWARGS_KEYS if isinstance(cfg.get(k), dict)), {})
+    return name, kwargs
+
+
+def export_model(
+    model_name: str | None,
+    out_dir: str | Path,
+    *,
+    name: str | None = None,
+    checkpoint: str | Path | None = None,
+    crop_size: int | None = None,
+    num_joints: int | None = None,
+    input_kind: str = "depth",
+    cube_mm: float = 300.0,
+    joint_layout: str | None = None,
+    model_kwargs: dict | None = None,
+    opset: int = 17,
+    dynamic_batch: bool = False,
+    simplify: bool = True,
+    parity_inputs: np.ndarray | None = None,
+    version: str = "0.1.0",
+    metrics: dict | None = None,
+    training: dict | None = None,
+    default_model: str | None = None,
+) -> Path:
+    """Build `model_name` via train.models.create_model, load `checkpoint` if given, export it.
+
+    Settings come, in order of precedence, from the arguments, the checkpoint's meta (model name/kwargs,
+    metrics), then defaults (`default_model`, crop 128, 21 joints). Without a checkpoint the weights are random: the
+    manifest then says `metrics.trained = false` so nobody mistakes it for a real engine.
+    """
+    meta: dict = {}
+    state = None
+    if checkpoint is not None:
+        state, meta = load_checkpoint(checkpoint)
+        meta_name, meta_kwargs = _meta_model(meta)
+        model_name = model_name or meta_name
+        model_kwargs = {**meta_kwargs, **(model_kwargs or {})}
+    model_name = model_name or default_model
+    if not model_name:
+        raise InputError(
+            "which model? name one (see `handstream models`) or use a checkpoint that records it"
+        )
+    kwargs = dict(model_kwargs or {})
+    if num_joints is not None:
+        kwargs["num_joints"] = int(num_joints)
+    if crop_size is not None:
+        kwargs["input_size"] = int(crop_size)
+    channels = {"depth": 1, "rgb": 3, "rgbd": 4}.get(input_kind)
+    if channels is None:
+        raise InputError(f"input {input_kind!r} is not one of depth, rgb, rgbd")
+    kwargs.setdefault("num_joints", 21)
+    kwargs.setdefault("input_size", 128)
+    model = build_model(model_name, kwargs)
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise InputError(
+                f"checkpoint {checkpoint} does not fit {model_name!r} with {kwargs}: {str(exc).splitlines()[0]}"
+            ) from None
+    # The model may know its own channel count (e.g. an RGB-D variant); trust it over the flag.
+    channels = int(getattr(model, "in_channels", getattr(model, "input_channels", channels)))
+    size = int(kwargs["input_size"])
+    joints = int(kwargs["num_joints"])
+    if joint_layout is None:
+        joint_layout = {v: k for k, v in JOINT_COUNTS.items()}.get(joints)
+    train_info = {"model": model_name, "model_kwargs": kwargs}
+    if checkpoint is not None:
+        train_info["checkpoint"] = Path(checkpoint).name
+        train_info["checkpoint_sha256"] = sha256_file(checkpoint)
+        for key in ("epoch", "data", "dataset", "steps", "seed", "git"):
+            if key in meta and isinstance(meta[key], (str, int, float, list, dict)):
+                train_info[key] = meta[key]
+    train_info.update(training or {})
+    found_metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+    all_metrics = {**found_metrics, **(metrics or {}), "trained": checkpoint is not None}
+    fields = {
+        "version": version,
+        "task": "pose",
+        "preprocessing": {
+            "crop_size": size,
+            "cube_mm": float(cube_mm),
+            "input": input_kind,
+            "depth_normalization": "com_cube_clip_-1_1",
+            "joint_layout": joint_layout,
+            "num_joints": joints,
+            "rgb_mean": [0.485, 0.456, 0.406],
+            "rgb_std": [0.229, 0.224, 0.225],
+        },
+        "training": train_info,
+        "metrics": all_metrics,
+    }
+    return export_onnx(
+        model,
+        out_dir,
+        name or model_name,
+        (1, channels, size, size),
+        fields,
+        opset=opset,
+        dynamic_batch=dynamic_batch,
+        simplify=simplify,
+        parity_inputs=parity_inputs,
+    )
