@@ -16,6 +16,9 @@ from .manifest import JOINT_COUNTS, sha256_file
 
 log = logging.getLogger("handstream.engines")
 
+# train.models task -> the manifest's preprocessing.input
+TASK_INPUT = {"pose-depth": "depth", "pose-rgb": "rgb", "pose-rgbd": "rgbd"}
+
 # Where a checkpoint's meta may record the model and its construction arguments (training code varies).
 MODEL_NAME_KEYS = ("model_name", "model", "arch", "architecture")
 MODEL_KWARGS_KEYS = ("model_kwargs", "model_args", "model_config")
@@ -32,6 +35,20 @@ def _meta_model(meta: dict) -> tuple[str | None, dict]:
     return name, kwargs
 
 
+def model_spec(model_name: str):
+    """train.models' spec for a model name (any spelling create_model accepts); one-line error if unknown."""
+    try:
+        from train.models import MODEL_SPECS, canonical_name
+    except ImportError as exc:
+        raise InputError(
+            f"exporting needs train.models ({exc}); install with `pip install -e '.[train]'`"
+        ) from None
+    try:
+        return MODEL_SPECS[canonical_name(model_name)]
+    except KeyError as exc:
+        raise InputError(str(exc.args[0]) if exc.args else f"unknown model {model_name!r}") from None
+
+
 def export_model(
     model_name: str | None,
     out_dir: str | Path,
@@ -40,7 +57,7 @@ def export_model(
     checkpoint: str | Path | None = None,
     crop_size: int | None = None,
     num_joints: int | None = None,
-    input_kind: str = "depth",
+    input_kind: str | None = None,
     cube_mm: float = 300.0,
     joint_layout: str | None = None,
     model_kwargs: dict | None = None,
@@ -71,31 +88,33 @@ def export_model(
         raise InputError(
             "which model? name one (see `handstream models`) or use a checkpoint that records it"
         )
+    spec = model_spec(model_name)
     kwargs = dict(model_kwargs or {})
     if num_joints is not None:
         kwargs["num_joints"] = int(num_joints)
     if crop_size is not None:
         kwargs["input_size"] = int(crop_size)
-    channels = {"depth": 1, "rgb": 3, "rgbd": 4}.get(input_kind)
-    if channels is None:
-        raise InputError(f"input {input_kind!r} is not one of depth, rgb, rgbd")
+    # Resolve the model's own defaults now, so the manifest records exactly what was built (the torch
+    # reference backend rebuilds the model from these kwargs).
     kwargs.setdefault("num_joints", 21)
-    kwargs.setdefault("input_size", 128)
-    model = build_model(model_name, kwargs)
+    kwargs.setdefault("input_size", spec.default_input_size)
+    channels = spec.in_channels
+    kind = TASK_INPUT.get(spec.task, "depth")
+    if input_kind is not None and input_kind != kind:
+        raise InputError(f"model {spec.name!r} takes {kind} input, not {input_kind}")
+    model = build_model(spec.name, kwargs)
     if state is not None:
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
             raise InputError(
-                f"checkpoint {checkpoint} does not fit {model_name!r} with {kwargs}: {str(exc).splitlines()[0]}"
+                f"checkpoint {checkpoint} does not fit {spec.name!r} with {kwargs}: {str(exc).splitlines()[0]}"
             ) from None
-    # The model may know its own channel count (e.g. an RGB-D variant); trust it over the flag.
-    channels = int(getattr(model, "in_channels", getattr(model, "input_channels", channels)))
     size = int(kwargs["input_size"])
     joints = int(kwargs["num_joints"])
     if joint_layout is None:
         joint_layout = {v: k for k, v in JOINT_COUNTS.items()}.get(joints)
-    train_info = {"model": model_name, "model_kwargs": kwargs}
+    train_info = {"model": spec.name, "model_kwargs": kwargs}
     if checkpoint is not None:
         train_info["checkpoint"] = Path(checkpoint).name
         train_info["checkpoint_sha256"] = sha256_file(checkpoint)
@@ -104,14 +123,14 @@ def export_model(
                 train_info[key] = meta[key]
     train_info.update(training or {})
     found_metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
-    all_metrics = {**found_metrics, **(metrics or {}), "trained": checkpoint is not None}
+    all_metrics = {**found_metrics, "trained": checkpoint is not None, **(metrics or {})}
     fields = {
         "version": version,
         "task": "pose",
         "preprocessing": {
             "crop_size": size,
             "cube_mm": float(cube_mm),
-            "input": input_kind,
+            "input": kind,
             "depth_normalization": "com_cube_clip_-1_1",
             "joint_layout": joint_layout,
             "num_joints": joints,
@@ -124,7 +143,7 @@ def export_model(
     return export_onnx(
         model,
         out_dir,
-        name or model_name,
+        name or spec.name,
         (1, channels, size, size),
         fields,
         opset=opset,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from stream.errors import InputError
 
 MANIFEST_FORMAT = 1
+_FLAT_LIST = re.compile(r"\[\s*((?:-?[\w.+\-]+|\"[\w.\-]*\")(?:,\s*(?:-?[\w.+\-]+|\"[\w.\-]*\"))*)\s*\]")
 DTYPES = ("float32", "float16", "int64", "int32", "uint8")
 INPUT_KINDS = ("depth", "rgb", "rgbd")
 JOINT_LAYOUTS = ("mediapipe21", "nyu14")
@@ -128,7 +130,12 @@ class Manifest:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=False)
+        # one line per flat list of numbers/short names (shapes, mean/std): easier to read and diff
+        return (
+            _FLAT_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+            + "\n"
+        )
 
     @classmethod
     def from_dict(cls, d: dict) -> Manifest:

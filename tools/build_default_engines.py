@@ -1,7 +1,7 @@
 """Produce the shipped engines (engines/default/NAME.onnx + NAME.json) from checkpoints, in one command.
 
     python tools/build_default_engines.py --checkpoints checkpoints/       # every DEFAULT_ENGINES entry
-    python tools/build_default_engines.py --placeholder                    # untrained stand-in (no train/)
+    python tools/build_default_engines.py --placeholder                    # untrained stand-in, same model
 
 A checkpoint `checkpoints/NAME.pt` (or .pth/.ckpt) becomes engine NAME; its model comes from the
 checkpoint's meta (model_name/model + model_kwargs) or else from DEFAULT_ENGINES. `--placeholder` writes a
@@ -22,41 +22,36 @@ sys.path.insert(0, str(REPO))
 
 # Engines the pipeline offers: name -> how to build it when the checkpoint's meta does not say.
 DEFAULT_ENGINES: dict[str, dict] = {
-    "pose": {"model": "depthnet", "crop_size": 128, "num_joints": 21, "input": "depth", "cube_mm": 300.0},
+    # compact_s, not Depth-Net: Net6's fc-4096 head is ~150 M parameters (~600 MB), neither shippable in
+    # the repository nor real time on a CPU (seed 003 optimises accuracy only; we deviate for latency).
+    "pose": {"model": "compact_s", "num_joints": 21, "cube_mm": 300.0},
 }
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
-def placeholder_model(crop_size: int = 128, num_joints: int = 21, seed: int = 0):
-    """A compact Depth-Net-shaped net (conv groups + max-pool, fc head), random weights, ~0.3 M params.
-
-    Deliberately not Depth-Net itself (seed 003 Fig. 4.3): its fc-4096 layers are >100 M parameters,
-    far too large to ship in the repository untrained."""
+def placeholder_checkpoint(path: Path, model: str = "compact_s", num_joints: int = 21, seed: int = 0) -> Path:
+    """Write a checkpoint of `model` with random weights whose output is a fixed open hand (the last
+    layer's bias) plus a small input-dependent wobble, so the overlay draws a recognisable skeleton
+    before a trained engine exists. Same model and crop size as the real default will be."""
     import torch
     from torch import nn
 
-    def block(i: int, o: int) -> list:
-        return [nn.Conv2d(i, o, 3, padding=1), nn.ReLU(inplace=True)]
+    from train.models import create_model
 
     torch.manual_seed(seed)
-    feat = crop_size // 16
-    net = nn.Sequential(
-        *block(1, 16), nn.MaxPool2d(2),
-        *block(16, 32), nn.MaxPool2d(2),
-        *block(32, 32), *block(32, 32), nn.MaxPool2d(2),
-        *block(32, 32), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * feat * feat, 128), nn.ReLU(inplace=True), nn.Linear(128, 3 * num_joints),
-    )  # fmt: skip
+    net = create_model(model, num_joints=num_joints)
+    last = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
     if num_joints == 21:
-        # Output ~ a fixed open hand (bias) plus a small input-dependent wobble, so the overlay draws a
-        # recognisable skeleton before a trained engine exists.
         with torch.no_grad():
-            net[-1].weight.mul_(0.05)
-            net[-1].bias.copy_(torch.from_numpy(_open_hand_21()).reshape(-1))
-    return net
+            last.weight.mul_(0.05)
+            last.bias.copy_(torch.from_numpy(_open_hand_21()).reshape(-1))
+    torch.save(
+        {"model": net.state_dict(), "model_name": model, "model_kwargs": {"num_joints": num_joints}}, path
+    )
+    return path
 
 
-def _open_hand_21():
+def _open_hand_21() -> np.ndarray:
     """MediaPipe-21 open right hand, palm to camera, normalized cube coordinates (x right, y down, z
     forward; 1 = half a cube). Wrist, then thumb/index/middle/ring/pinky from base to tip."""
     pts = [(0.0, 0.55, 0.05)]
@@ -71,30 +66,28 @@ def _open_hand_21():
 
 
 def build_placeholder(out_dir: Path, name: str = "pose") -> Path:
-    from engines.export import export_onnx
+    import tempfile
 
-    spec = DEFAULT_ENGINES.get(name, DEFAULT_ENGINES["pose"])
-    s, j = spec["crop_size"], spec["num_joints"]
-    fields = {
-        "version": "0.0.1-placeholder",
-        "task": "pose",
-        "preprocessing": {
-            "crop_size": s,
-            "cube_mm": spec["cube_mm"],
-            "input": spec["input"],
-            "depth_normalization": "com_cube_clip_-1_1",
-            "joint_layout": "mediapipe21" if j == 21 else "nyu14",
-            "num_joints": j,
-            "rgb_mean": [0.485, 0.456, 0.406],
-            "rgb_std": [0.229, 0.224, 0.225],
-        },
-        "training": {
-            "model": None,
-            "note": "untrained placeholder (tools/build_default_engines.py --placeholder)",
-        },
-        "metrics": {"trained": False},
-    }
-    return export_onnx(placeholder_model(s, j), out_dir, name, (1, 1, s, s), fields)
+    from engines.export_model import export_model
+
+    spec = DEFAULT_ENGINES[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = placeholder_checkpoint(Path(tmp) / f"{name}.pt", spec["model"], spec["num_joints"])
+        return export_model(
+            None,
+            out_dir,
+            name=name,
+            checkpoint=ckpt,
+            cube_mm=spec["cube_mm"],
+            version="0.0.1-placeholder",
+            metrics={"trained": False},
+            training={
+                "checkpoint": None,
+                "checkpoint_sha256": None,
+                "note": "untrained placeholder (tools/build_default_engines.py --placeholder): random "
+                "weights, output = a fixed open hand; replace with --checkpoints",
+            },
+        )
 
 
 def build_from_checkpoints(ckpt_dir: Path, out_dir: Path, only: list[str] | None) -> list[Path]:
@@ -118,7 +111,6 @@ def build_from_checkpoints(ckpt_dir: Path, out_dir: Path, only: list[str] | None
                 name=n,
                 checkpoint=found[n],
                 default_model=spec.get("model"),
-                input_kind=spec.get("input", "depth"),
                 cube_mm=spec.get("cube_mm", 300.0),
             )
         )
