@@ -1,0 +1,663 @@
+"""Scenes around the hand and the generator itself: SceneConfig, HandSynthesizer, SynthSample.
+
+A frame is: a subject's hand (shape fixed by subject id) in a gesture, held at the end of a forearm that
+enters the image from some side (attached to a torso when `body`), in front of a wall, with distractors
+both behind AND in front of the hand (desk edge, chair back, cup, random clutter). Everything is rendered
+exactly by ray casting (render.py), then passed through the depth-sensor model (sensor.py) and shaded.
+
+Randomness: sample k and sequence s each draw from their own generator seeded by (seed, kind, k), so
+the same seed gives the same bytes, and a frame does not depend on how many frames came before it.
+
+Orientation label convention (deliberately not seed 004's acos(n_x), acos(n_y), which is ambiguous
+beyond a hemisphere): n is the unit palm normal (out of the palm) in camera coordinates (x right, y
+down, z forward). azimuth_deg = atan2(n_x, -n_z): 0 when the palm faces the camera, +90 when it faces
+the image's right, +-180 when the back of the hand faces the camera. elevation_deg = asin(-n_y):
++90 when the palm faces up, -90 down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ..frames import KNOWN_CAMERAS, CameraIntrinsics, RGBDFrame
+from ..geometry import xyz_to_uvd
+from .hand import (
+    FINE_TO_COARSE,
+    GESTURES_FINE,
+    HandGeometry,
+    HandShape,
+    gesture_pose,
+    hand_joints_local,
+    hand_shape,
+)
+from .render import Rays, ZBuffer, cast_boxes, cast_plane, cast_round_cones
+from .sensor import SensorModel, apply_sensor
+
+GENERATOR_VERSION = "synth-1.0"
+
+# material ids in the label buffer (materials >= M_OBJECT are distractors)
+M_WALL, M_HAND, M_ARM, M_HAND2, M_ARM2, M_BODY, M_HEAD, M_OBJECT = 0, 1, 2, 3, 4, 5, 6, 7
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """What a generated scene contains. Distances in mm, probabilities per frame (per sequence)."""
+
+    camera: CameraIntrinsics = KNOWN_CAMERAS["d435_320x240"]
+    body: bool = True
+    forearm: bool = True
+    distractors: bool = True
+    two_hands: bool = False
+    color: bool = True
+    hand_distance_mm: tuple[float, float] = (300.0, 700.0)
+    n_subjects: int = 40
+    child_fraction: float = 0.2
+    occluder_prob: float = 0.3  # an object between the camera and the hand
+    desk_prob: float = 0.45
+    palm_facing_prob: float = 0.6  # bias the palm towards the camera (a demo user shows the palm)
+    sensor: SensorModel = field(default_factory=SensorModel)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.hand_distance_mm
+        if not 100.0 <= lo <= hi <= 5000.0:
+            raise InputError(
+                f"hand_distance_mm must be 100 <= near <= far <= 5000, got {self.hand_distance_mm}"
+            )
+        if self.n_subjects < 1:
+            raise InputError(f"n_subjects must be >= 1, got {self.n_subjects}")
+
+    def to_dict(self) -> dict:
+        return {
+            "camera": self.camera.to_dict(),
+            "body": self.body,
+            "forearm": self.forearm,
+            "distractors": self.distractors,
+            "two_hands": self.two_hands,
+            "color": self.color,
+            "hand_distance_mm": list(self.hand_distance_mm),
+            "n_subjects": self.n_subjects,
+            "child_fraction": self.child_fraction,
+            "occluder_prob": self.occluder_prob,
+            "desk_prob": self.desk_prob,
+            "palm_facing_prob": self.palm_facing_prob,
+            "sensor": {k: getattr(self.sensor, k) for k in self.sensor.__dataclass_fields__},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SceneConfig:
+        d = dict(d)
+        cam = CameraIntrinsics.from_dict(d.pop("camera"))
+        sensor = SensorModel(**d.pop("sensor", {}))
+        d["hand_distance_mm"] = tuple(d.get("hand_distance_mm", (300.0, 700.0)))
+        return cls(camera=cam, sensor=sensor, **d)
+
+
+@dataclass(frozen=True)
+class OtherHand:
+    """A second hand in the frame (two_hands): its visible pixels and joints, for segmentation tests."""
+
+    mask: np.ndarray
+    joints_xyz_mm: np.ndarray
+    joints_uvd: np.ndarray
+
+
+@dataclass(frozen=True)
+class SynthSample:
+    """One labelled synthetic frame. `mask` is the hand's geometrically visible pixels (wrist, palm,
+    fingers; not the forearm), after occlusion by anything in front, whether or not the sensor
+    returned depth there: use `mask & (frame.depth_mm > 0)` for the measured hand pixels."""
+
+    frame: RGBDFrame
+    mask: np.ndarray  # (H, W) bool
+    joints_xyz_mm: np.ndarray  # (21, 3) float32
+    joints_uvd: np.ndarray  # (21, 3) float32
+    orientation_deg: np.ndarray  # (2,) azimuth, elevation of the palm normal (see module docstring)
+    hand_size_mm: np.ndarray  # (2,) hand length, palm width
+    gesture_fine: int
+    gesture_coarse: int
+    subject: int
+    sequence: int
+    frame_index: int
+    other_hands: tuple[OtherHand, ...] = ()
+
+
+# ------------------------------------------------------------------------------------------ hand state
+@dataclass(frozen=True)
+class HandState:
+    """Everything that moves: where the palm centre is and how the arm, wrist and fingers are posed."""
+
+    center_mm: np.ndarray  # (3,) palm centre in camera coordinates
+    arm_phi_deg: float  # image-plane direction the forearm points (elbow -> wrist), 0 = +x, 90 = +y
+    arm_theta_deg: float  # how much the forearm points towards the camera
+    roll_deg: float  # rotation of the forearm about its axis (pronation / supination)
+    wrist_flex_deg: float
+    wrist_dev_deg: float
+    pose_deg: np.ndarray  # (20,)
+    gesture: int
+
+    def vector(self) -> np.ndarray:
+        head = [self.arm_phi_deg, self.arm_theta_deg, self.roll_deg, self.wrist_flex_deg, self.wrist_dev_deg]
+        return np.concatenate([self.center_mm, head, self.pose_deg])
+
+    @classmethod
+    def from_vector(cls, v: np.ndarray, gesture: int) -> HandState:
+        return cls(v[0:3].copy(), *map(float, v[3:8]), v[8:28].copy(), gesture)
+
+
+def _rodrigues(axis: np.ndarray, angle: float) -> np.ndarray:
+    rv = (np.asarray(axis, np.float64) * angle).reshape(3, 1)
+    return cv2.Rodrigues(rv)[0]
+
+
+def _arm_dir(phi_deg: float, theta_deg: float) -> np.ndarray:
+    p, t = np.radians(phi_deg), np.radians(theta_deg)
+    return np.array([np.cos(t) * np.cos(p), np.cos(t) * np.sin(p), -np.sin(t)])
+
+
+def hand_rotation(state: HandState) -> np.ndarray:
+    """Rotation hand-local -> camera: forearm frame (y along the forearm), rolled, then the wrist."""
+    from .hand import rot_x, rot_z
+
+    f = _arm_dir(state.arm_phi_deg, state.arm_theta_deg)
+    ref = np.array([0.0, 0.0, 1.0]) if abs(f[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    x0 = np.cross(f, ref)
+    x0 /= np.linalg.norm(x0)
+    z0 = np.cross(x0, f)
+    base = np.stack([x0, f, z0], axis=1)
+    rf = _rodrigues(f, np.radians(state.roll_deg)) @ base
+    return rf @ rot_x(np.radians(state.wrist_flex_deg)) @ rot_z(np.radians(state.wrist_dev_deg))
+
+
+@dataclass(frozen=True)
+class PosedHand:
+    geom: HandGeometry  # camera frame
+    elbow_mm: np.ndarray
+    arm_cones: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # a, b, ra, rb
+
+
+def pose_hand(shape: HandShape, state: HandState, left: bool = False) -> PosedHand:
+    local = hand_joints_local(shape, state.pose_deg, left=left)
+    rot = hand_rotation(state)
+    c_loc = 0.5 * (local.joints[0] + local.joints[9])
+    trans = state.center_mm - rot @ c_loc
+    geom = local.transformed(rot, trans)
+    f = _arm_dir(state.arm_phi_deg, state.arm_theta_deg)
+    wrist = geom.joints[0]
+    elbow = wrist - f * 1.35 * shape.length_mm
+    side = rot[:, 0]  # radial axis of the hand: radius and ulna lie side by side along it
+    w = shape.width_mm
+    a = np.stack(
+        [
+            wrist - f * 0.03 * shape.length_mm + side * 0.12 * w,
+            wrist - f * 0.03 * shape.length_mm - side * 0.12 * w,
+        ]
+    )
+    b = np.stack([elbow + side * 0.1 * w, elbow - side * 0.1 * w])
+    ra = np.array([0.2, 0.19]) * w * shape.thickness_scale
+    rb = np.array([0.33, 0.3]) * w * shape.thickness_scale
+    return PosedHand(geom, elbow, (a, b, ra, rb))
+
+
+def orientation_deg(palm_normal: np.ndarray) -> np.ndarray:
+    n = palm_normal / np.linalg.norm(palm_normal)
+    az = np.degrees(np.arctan2(n[0], -n[2]))
+    el = np.degrees(np.arcsin(np.clip(-n[1], -1.0, 1.0)))
+    return np.array([az, el], dtype=np.float32)
+
+
+# -------------------------------------------------------------------------------------------- the scene
+@dataclass
+class _Prims:
+    """Primitives of one scene, by kind, with material ids."""
+
+    cone_a: list = field(default_factory=list)
+    cone_b: list = field(default_factory=list)
+    cone_ra: list = field(default_factory=list)
+    cone_rb: list = field(default_factory=list)
+    cone_m: list = field(default_factory=list)
+    box_c: list = field(default_factory=list)
+    box_r: list = field(default_factory=list)
+    box_h: list = field(default_factory=list)
+    box_m: list = field(default_factory=list)
+
+    def cone(self, a, b, ra, rb, m) -> None:
+        a, b = np.atleast_2d(a), np.atleast_2d(b)
+        self.cone_a.append(a)
+        self.cone_b.append(b)
+        self.cone_ra.append(np.broadcast_to(np.asarray(ra, np.float64), (len(a),)))
+        self.cone_rb.append(np.broadcast_to(np.asarray(rb, np.float64), (len(a),)))
+        self.cone_m.append(np.full(len(a), m, np.int16))
+
+    def box(self, c, r, h, m) -> None:
+        self.box_c.append(np.asarray(c, np.float64))
+        self.box_r.append(np.asarray(r, np.float64))
+        self.box_h.append(np.asarray(h, np.float64))
+        self.box_m.append(m)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """The static part of a scene (fixed over a sequence): wall, body anchor, distractors, colours."""
+
+    wall_point: np.ndarray
+    wall_normal: np.ndarray
+    body: bool
+    shoulder_mm: np.ndarray | None  # the hand's shoulder
+    body_side: float  # +1: torso to the image right of the shoulder
+    boxes: tuple  # ((c, R, half, material), ...)
+    cones: tuple  # ((a, b, ra, rb, material), ...)
+    albedo_bgr: np.ndarray  # (n_materials, 3) float32 in [0, 1]
+    light_dir: np.ndarray
+    ambient: float
+    texture_seed: int
+
+
+def _random_rot(rng: np.random.Generator, max_deg: float) -> np.ndarray:
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    return _rodrigues(axis, np.radians(rng.uniform(-max_deg, max_deg)))
+
+
+class HandSynthesizer:
+    """Random labelled RGB-D hand frames and smooth sequences for a SceneConfig, deterministic by seed."""
+
+    def __init__(self, config: SceneConfig | None = None, seed: int = 0):
+        self.config = config or SceneConfig()
+        self.seed = int(seed)
+        self.rays = Rays.for_camera(self.config.camera)
+        self._n_samples = 0
+        self._n_sequences = 0
+
+    # ---------------------------------------------------------------------------------- public API
+    def sample(self) -> SynthSample:
+        """An independent random frame (the k-th call draws from its own generator)."""
+        k = self._n_samples
+        self._n_samples += 1
+        return self.sample_at(k)
+
+    def sample_at(self, k: int) -> SynthSample:
+        """The k-th independent frame of this seed, without advancing anything."""
+        rng = np.random.default_rng([self.seed, 0, int(k)])
+        subject = int(rng.integers(self.config.n_subjects))
+        shape = hand_shape(subject, self.config.child_fraction)
+        state = self._random_state(rng, shape)
+        states2 = self._second_hand(rng, shape, state) if self.config.two_hands else None
+        ctx = self._context(rng, shape, state, states2)
+        return self._render(rng, shape, state, ctx, states2, sequence=-1, frame_index=k, timestamp_ms=0.0)
+
+    def sequence(self, n_frames: int, fps: float = 30.0) -> Iterator[SynthSample]:
+        """A smooth sequence: keyframes every 0.6-2 s, eased transitions between gestures and poses,
+        one subject and one scene throughout (bone lengths constant)."""
+        if n_frames < 1 or fps <= 0:
+            raise InputError(f"sequence needs n_frames >= 1 and fps > 0, got {n_frames}, {fps}")
+        s = self._n_sequences
+        self._n_sequences += 1
+        rng = np.random.default_rng([self.seed, 1, s])
+        subject = int(rng.integers(self.config.n_subjects))
+        shape = hand_shape(subject, self.config.child_fraction)
+        duration = n_frames / fps
+        keys_t = [0.0]
+        while keys_t[-1] < duration:
+            keys_t.append(keys_t[-1] + rng.uniform(0.6, 2.0))
+        keys = [self._random_state(rng, shape)]
+        for _ in keys_t[1:]:
+            keys.append(self._next_key(rng, shape, keys[-1]))
+        keys2 = None
+        if self.config.two_hands:
+            keys2 = [self._second_hand(rng, shape, k) for k in keys]
+        ctx = self._context(rng, shape, keys[0], keys2[0] if keys2 else None)
+        hold = rng.uniform(0.2, 0.5)  # fraction of each interval the pose holds before moving on
+        for i in range(n_frames):
+            t = i / fps
+            j = min(int(np.searchsorted(keys_t, t, side="right")) - 1, len(keys) - 2)
+            a = np.clip((t - keys_t[j]) / (keys_t[j + 1] - keys_t[j]), 0.0, 1.0)
+            e = np.clip((a - hold) / (1.0 - hold), 0.0, 1.0)
+            e = e * e * (3.0 - 2.0 * e)  # smoothstep: zero velocity at both keys
+            st = self._lerp(keys[j], keys[j + 1], e)
+            st2 = self._lerp(keys2[j], keys2[j + 1], e) if keys2 else None
+            frame_rng = np.random.default_rng([self.seed, 2, s, i])
+            yield self._render(
+                frame_rng, shape, st, ctx, st2, sequence=s, frame_index=i, timestamp_ms=1000.0 * t
+            )
+
+    # ------------------------------------------------------------------------------- hand states
+    def _random_state(self, rng: np.random.Generator, shape: HandShape) -> HandState:
+        cfg = self.config
+        gesture = int(rng.integers(len(GESTURES_FINE)))
+        pose = gesture_pose(gesture, rng)
+        z = rng.uniform(*cfg.hand_distance_mm)
+        intr = cfg.camera
+        u = rng.uniform(0.2, 0.8) * intr.width
+        v = rng.uniform(0.2, 0.8) * intr.height
+        center = np.array([(u - intr.cx) * z / intr.fx, (v - intr.cy) * z / intr.fy, z])
+        # the forearm comes from below half the time (a raised hand), otherwise from any side
+        if rng.random() < 0.5:
+            phi = -90.0 + rng.normal(0.0, 30.0)
+        else:
+            phi = rng.uniform(-180.0, 180.0)
+        theta = rng.uniform(-15.0, 65.0)
+        flex = float(np.clip(rng.normal(0.0, 20.0), -60.0, 60.0))
+        dev = float(np.clip(rng.normal(0.0, 10.0), -25.0, 25.0))
+        st = HandState(center, phi, theta, 0.0, flex, dev, pose, gesture)
+        if rng.random() < cfg.palm_facing_prob:
+            roll = self._palm_facing_roll(st) + rng.normal(0.0, 35.0)
+        else:
+            roll = rng.uniform(-180.0, 180.0)
+        return replace(st, roll_deg=float(roll))
+
+    @staticmethod
+    def _palm_facing_roll(st: HandState) -> float:
+        rolls = np.arange(-180.0, 180.0, 10.0)
+        nz = [(hand_rotation(replace(st, roll_deg=float(r))) @ np.array([0.0, 0.0, 1.0]))[2] for r in rolls]
+        return float(rolls[int(np.argmin(nz))])
+
+    def _next_key(self, rng: np.random.Generator, shape: HandShape, prev: HandState) -> HandState:
+        cfg, intr = self.config, self.config.camera
+        gesture = int(rng.integers(len(GESTURES_FINE))) if rng.random() < 0.7 else prev.gesture
+        pose = gesture_pose(gesture, rng)
+        c = prev.center_mm + rng.normal(0.0, [50.0, 40.0, 50.0])
+        c[2] = np.clip(c[2], *cfg.hand_distance_mm)
+        u = np.clip(c[0] * intr.fx / c[2] + intr.cx, 0.15 * intr.width, 0.85 * intr.width)
+        v = np.clip(c[1] * intr.fy / c[2] + intr.cy, 0.15 * intr.height, 0.85 * intr.height)
+        c[0], c[1] = (u - intr.cx) * c[2] / intr.fx, (v - intr.cy) * c[2] / intr.fy
+        return HandState(
+            c,
+            prev.arm_phi_deg + rng.normal(0.0, 15.0),
+            float(np.clip(prev.arm_theta_deg + rng.normal(0.0, 10.0), -15.0, 65.0)),
+            prev.roll_deg + rng.normal(0.0, 30.0),
+            float(np.clip(prev.wrist_flex_deg + rng.normal(0.0, 10.0), -60.0, 60.0)),
+            float(np.clip(prev.wrist_dev_deg + rng.normal(0.0, 5.0), -25.0, 25.0)),
+            pose,
+            gesture,
+        )
+
+    @staticmethod
+    def _lerp(a: HandState, b: HandState, e: float) -> HandState:
+        v = (1.0 - e) * a.vector() + e * b.vector()
+        return HandState.from_vector(v, a.gesture if e < 0.5 else b.gesture)
+
+    def _second_hand(self, rng: np.random.Generator, shape: HandShape, first: HandState) -> HandState:
+        """A left hand beside the first one (same subject), sometimes overlapping it."""
+        st = self._random_state(rng, shape)
+        off = rng.uniform(0.8, 1.6) * shape.length_mm * (1 if rng.random() < 0.5 else -1)
+        c = first.center_mm + np.array([off, rng.normal(0, 40), rng.normal(0, 80)])
+        c[2] = max(c[2], self.config.hand_distance_mm[0])
+        return replace(st, center_mm=c)
+
+    # ------------------------------------------------------------------------------------- context
+    def _context(self, rng, shape: HandShape, state: HandState, state2: HandState | None) -> _Context:
+        cfg = self.config
+        posed = pose_hand(shape, state)
+        hz = posed.geom.cone_a[:, 2]
+        z_near = float(hz.min() - 40.0)
+        z_far = float(max(hz.max(), posed.elbow_mm[2] if cfg.forearm else 0.0) + 60.0)
+        hand_uv = xyz_to_uvd(posed.geom.joints, cfg.camera)
+        u_c, v_c = np.nanmean(hand_uv[:, 0]), np.nanmean(hand_uv[:, 1])
+        size_px = shape.length_mm * cfg.camera.fx / state.center_mm[2]
+
+        # wall: behind everything, tilted, sometimes out of the sensor's range
+        wall_z = max(z_far + 200.0, rng.uniform(900.0, 4800.0))
+        wall_n = _random_rot(rng, 30.0) @ np.array([0.0, 0.0, -1.0])
+        wall_p = np.array([0.0, 0.0, wall_z])
+
+        boxes: list = []
+        cones: list = []
+        mat = M_OBJECT
+        albedo = [None] * M_OBJECT  # filled below
+        obj_colors: list = []
+
+        def new_material() -> int:
+            nonlocal mat
+            m = mat
+            mat += 1
+            obj_colors.append(rng.uniform(0.1, 0.95, 3))
+            return m
+
+        shoulder = None
+        side = 1.0
+        if cfg.body and cfg.forearm and rng.random() < 0.85:
+            up = np.array([rng.normal(0, 0.3), -rng.uniform(0.3, 1.0), rng.uniform(0.4, 1.0)])
+            shoulder = posed.elbow_mm + up / np.linalg.norm(up) * 1.6 * shape.length_mm
+            shoulder[2] = max(shoulder[2], z_far + 120.0)
+            side = 1.0 if rng.random() < 0.8 else -1.0
+
+        if cfg.distractors:
+            intr = cfg.camera
+            # desk: a big slab below the hand, its front edge before or behind the hand
+            if rng.random() < cfg.desk_prob:
+                m = new_material()
+                top_y = float(posed.geom.joints[:, 1].max() + rng.uniform(30.0, 200.0))
+                front = float(state.center_mm[2] + rng.uniform(-250.0, 200.0))
+                half = np.array(
+                    [rng.uniform(500.0, 900.0), rng.uniform(12.0, 25.0), rng.uniform(300.0, 450.0)]
+                )
+                rot = _rodrigues(np.array([0.0, 1.0, 0.0]), np.radians(rng.uniform(-20, 20))) @ _rodrigues(
+                    np.array([1.0, 0.0, 0.0]), np.radians(rng.uniform(-12, 12))
+                )
+                c = np.array([state.center_mm[0] + rng.normal(0, 150), top_y + half[1], front + half[2]])
+                boxes.append((c, rot, half, m))
+                if rng.random() < 0.5:  # a cup on the desk
+                    mc = new_material()
+                    r = rng.uniform(30.0, 45.0)
+                    hgt = rng.uniform(80.0, 130.0)
+                    base = np.array([c[0] + rng.uniform(-300, 300), top_y, front + rng.uniform(r, 250.0)])
+                    cones.append((base - [0, r, 0], base - [0, hgt - r, 0], r, r * 1.05, mc))
+            # chair back / monitor behind the hand
+            if rng.random() < 0.35:
+                m = new_material()
+                half = np.array([rng.uniform(180, 280), rng.uniform(200, 300), rng.uniform(15, 40)])
+                c = np.array([
+                    state.center_mm[0] + rng.choice([-1, 1]) * rng.uniform(100, 400),
+                    state.center_mm[1] + rng.uniform(-100, 300),
+                    z_far + rng.uniform(100, 700),
+                ])  # fmt: skip
+                boxes.append((c, _random_rot(rng, 20.0), half, m))
+            # clutter behind
+            for _ in range(int(rng.integers(0, 4))):
+                m = new_material()
+                z = rng.uniform(z_far + 50.0, wall_z - 50.0) if wall_z > z_far + 150 else z_far + 50
+                uu, vv = rng.uniform(0, intr.width), rng.uniform(0, intr.height)
+                p = np.array([(uu - intr.cx) * z / intr.fx, (vv - intr.cy) * z / intr.fy, z])
+                if rng.random() < 0.5:
+                    boxes.append((p, _random_rot(rng, 90.0), rng.uniform(30, 200, 3), m))
+                else:
+                    cones.append((p, p + rng.normal(0, 120, 3), rng.uniform(20, 80), rng.uniform(20, 80), m))
+            # an occluder between the camera and the hand, covering part of it
+            if rng.random() < cfg.occluder_prob:
+                m = new_material()
+                z = float(max(z_near - rng.uniform(30.0, 200.0), 120.0))
+                ang = rng.uniform(0, 2 * np.pi)
+                dist = rng.uniform(0.35, 0.8) * size_px
+                uu, vv = u_c + np.cos(ang) * dist, v_c + np.sin(ang) * dist
+                p = np.array([(uu - intr.cx) * z / intr.fx, (vv - intr.cy) * z / intr.fy, z])
+                kind = rng.integers(3)
+                if kind == 0:  # a box (book, phone, box)
+                    half = np.array([rng.uniform(25, 90), rng.uniform(25, 90), rng.uniform(10, 30)])
+                    p[2] = max(p[2], half.max() * 1.8 + 40.0) if p[2] + half.max() * 1.8 > z_near else p[2]
+                    boxes.append((p, _random_rot(rng, 40.0), half, m))
+                elif kind == 1:  # a cup / bottle
+                    r = rng.uniform(25.0, 45.0)
+                    p[2] = min(p[2], z_near - r - 5.0)
+                    cones.append((p + [0, 60, 0], p - [0, 60, 0], r, r * 1.05, m))
+                else:  # a ball / other object
+                    r = rng.uniform(25.0, 60.0)
+                    p[2] = min(p[2], z_near - r - 5.0)
+                    cones.append((p, p, r, r, m))
+
+        # colours: wall, skin (hand, arm, hand2, arm2), clothing, head skin, objects
+        skin = np.array(shape.skin_bgr, np.float64) / 255.0
+        albedo[M_WALL] = rng.uniform(0.3, 0.95, 3)
+        albedo[M_HAND] = skin
+        albedo[M_ARM] = skin * rng.uniform(0.95, 1.05)
+        albedo[M_HAND2] = skin
+        albedo[M_ARM2] = skin * rng.uniform(0.95, 1.05)
+        albedo[M_BODY] = rng.uniform(0.05, 0.9, 3)
+        albedo[M_HEAD] = skin
+        albedo = np.array(albedo + obj_colors, np.float32)
+        light = np.array([rng.normal(0, 0.6), rng.normal(-0.5, 0.5), 1.0])
+        return _Context(
+            wall_point=wall_p,
+            wall_normal=wall_n,
+            body=shoulder is not None,
+            shoulder_mm=shoulder,
+            body_side=side,
+            boxes=tuple(boxes),
+            cones=tuple(cones),
+            albedo_bgr=np.clip(albedo, 0.0, 1.0),
+            light_dir=light / np.linalg.norm(light),
+            ambient=float(rng.uniform(0.25, 0.5)),
+            texture_seed=int(rng.integers(2**31)),
+        )
+
+    # -------------------------------------------------------------------------------------- render
+    def _scene_prims(self, shape, posed: PosedHand, ctx: _Context, posed2: PosedHand | None) -> _Prims:
+        cfg = self.config
+        pr = _Prims()
+        g = posed.geom
+        pr.cone(g.cone_a, g.cone_b, g.radius_a, g.radius_b, M_HAND)
+        if cfg.forearm:
+            pr.cone(*posed.arm_cones, M_ARM)
+        if posed2 is not None:
+            g2 = posed2.geom
+            pr.cone(g2.cone_a, g2.cone_b, g2.radius_a, g2.radius_b, M_HAND2)
+            if cfg.forearm:
+                pr.cone(*posed2.arm_cones, M_ARM2)
+        if ctx.body and ctx.shoulder_mm is not None:
+            s = ctx.shoulder_mm
+            L = shape.length_mm
+            w = shape.width_mm
+            sd = ctx.body_side
+            pr.cone(posed.elbow_mm, s, 0.36 * w, 0.5 * w, M_BODY)  # upper arm (sleeve)
+            neck = s + np.array([sd * 1.0 * L, -0.15 * L, 0.15 * L])
+            other = s + np.array([sd * 2.0 * L, 0.0, 0.0])
+            torso_r = 0.85 * L
+            pr.cone(
+                neck + [0, 0.9 * L, 0.1 * L], neck + [0, 2.8 * L, 0.1 * L], torso_r, torso_r * 0.95, M_BODY
+            )
+            pr.cone(s + [0, 0.2 * L, 0.1 * L], other + [0, 0.2 * L, 0.1 * L], 0.5 * w, 0.5 * w, M_BODY)
+            pr.cone(neck, neck + [0, -0.35 * L, 0], 0.28 * L, 0.28 * L, M_HEAD)  # neck
+            pr.cone(
+                neck + [0, -0.9 * L, 0.05 * L], neck + [0, -0.9 * L, 0.05 * L], 0.55 * L, 0.55 * L, M_HEAD
+            )
+            if posed2 is not None:
+                pr.cone(posed2.elbow_mm, other, 0.36 * w, 0.5 * w, M_BODY)
+            else:
+                pr.cone(other, other + [0, 1.7 * L, 0.1 * L], 0.5 * w, 0.36 * w, M_BODY)
+        for a, b, ra, rb, m in ctx.cones:
+            pr.cone(a, b, ra, rb, m)
+        for c, r, h, m in ctx.boxes:
+            pr.box(c, r, h, m)
+        return pr
+
+    def render_buffers(self, pr: _Prims, ctx: _Context | None) -> ZBuffer:
+        """Noise-free z, material and normal for a primitive set (ctx None: no wall)."""
+        n = self.config.camera.width * self.config.camera.height
+        zb = ZBuffer.empty(n)
+        if ctx is not None:
+            cast_plane(self.rays, ctx.wall_point, ctx.wall_normal, M_WALL, zb)
+        if pr.box_c:
+            zb.merge(
+                *cast_boxes(
+                    self.rays, np.stack(pr.box_c), np.stack(pr.box_r), np.stack(pr.box_h), np.array(pr.box_m)
+                )
+            )
+        if pr.cone_a:
+            zb.merge(
+                *cast_round_cones(
+                    self.rays,
+                    np.concatenate(pr.cone_a),
+                    np.concatenate(pr.cone_b),
+                    np.concatenate(pr.cone_ra),
+                    np.concatenate(pr.cone_rb),
+                    np.concatenate(pr.cone_m),
+                )
+            )
+        return zb
+
+    def _render(self, rng, shape, state, ctx, state2, *, sequence, frame_index, timestamp_ms) -> SynthSample:
+        cfg, intr = self.config, self.config.camera
+        h, w = intr.height, intr.width
+        posed = pose_hand(shape, state)
+        posed2 = pose_hand(shape, state2, left=True) if state2 is not None else None
+        pr = self._scene_prims(shape, posed, ctx, posed2)
+        zb = self.render_buffers(pr, ctx)
+        z = zb.z.reshape(h, w)
+        cos_inc = np.abs(np.einsum("ij,ij->i", zb.normal, self.rays.dirs)).reshape(h, w)
+        depth = apply_sensor(z, cos_inc, intr, rng, cfg.sensor)
+        material = zb.material.reshape(h, w)
+        mask = material == M_HAND
+        color = self._shade(rng, zb, ctx, cos_inc) if cfg.color else None
+
+        joints = posed.geom.joints.astype(np.float32)
+        uvd = xyz_to_uvd(joints.astype(np.float64), intr).astype(np.float32)
+        others: tuple[OtherHand, ...] = ()
+        if posed2 is not None:
+            j2 = posed2.geom.joints.astype(np.float32)
+            others = (
+                OtherHand(
+                    material == M_HAND2, j2, xyz_to_uvd(j2.astype(np.float64), intr).astype(np.float32)
+                ),
+            )
+        frame = RGBDFrame(
+            index=frame_index,
+            timestamp_ms=timestamp_ms,
+            depth_mm=depth,
+            intrinsics=intr,
+            color_bgr=color,
+            source="synth",
+            # the posed hand's solid primitives and the noise-free z, for tests and debugging
+            meta={
+                "subject": shape.subject,
+                "sequence": sequence,
+                "hand_geometry": posed.geom,
+                "z_clean_mm": z,
+            },
+        )
+        return SynthSample(
+            frame=frame,
+            mask=mask,
+            joints_xyz_mm=joints,
+            joints_uvd=uvd,
+            orientation_deg=orientation_deg(posed.geom.palm_normal),
+            hand_size_mm=shape.size_mm,
+            gesture_fine=int(state.gesture),
+            gesture_coarse=int(FINE_TO_COARSE[state.gesture]),
+            subject=shape.subject,
+            sequence=sequence,
+            frame_index=frame_index,
+            other_hands=others,
+        )
+
+    def _shade(self, rng, zb: ZBuffer, ctx: _Context, cos_inc: np.ndarray) -> np.ndarray:
+        intr = self.config.camera
+        h, w = intr.height, intr.width
+        mat = zb.material.reshape(h, w)
+        alb = ctx.albedo_bgr[np.clip(mat, 0, None)]
+        # textured wall and objects: smooth colour noise plus stripes, from the scene's texture seed
+        trng = np.random.default_rng(ctx.texture_seed)
+        low = trng.uniform(0.6, 1.3, (6 + trng.integers(20), 8 + trng.integers(24), 3)).astype(np.float32)
+        tex = cv2.resize(
+            low, (w, h), interpolation=cv2.INTER_CUBIC if trng.random() < 0.5 else cv2.INTER_NEAREST
+        )
+        if trng.random() < 0.5:
+            period = trng.uniform(6, 40)
+            ang = trng.uniform(0, np.pi)
+            vv, uu = np.mgrid[0:h, 0:w].astype(np.float32)
+            stripes = 0.85 + 0.3 * (np.sin((uu * np.cos(ang) + vv * np.sin(ang)) * (2 * np.pi / period)) > 0)
+            tex = tex * stripes[..., None]
+        textured = (mat == M_WALL) | (mat >= M_OBJECT) | (mat == M_BODY)
+        alb = np.where(textured[..., None], alb * tex, alb)
+        # skin: a little blotchiness
+        skin = (mat == M_HAND) | (mat == M_ARM) | (mat == M_HAND2) | (mat == M_ARM2) | (mat == M_HEAD)
+        n = zb.normal.reshape(h, w, 3)
+        lam = np.clip(-(n @ ctx.light_dir.astype(np.float32)), 0.0, 1.0)
+        shade = ctx.ambient + (1.0 - ctx.ambient) * lam
+        img = alb * shade[..., None]
+        img = np.where(skin[..., None], img * (0.97 + 0.06 * rng.random((h, w, 1), dtype=np.float32)), img)
+        img += rng.normal(0.0, 0.015, (h, w, 3)).astype(np.float32)
+        return np.clip(img * 255.0, 0, 255).astype(np.uint8)
