@@ -52,14 +52,18 @@ class SegmenterConfig:
     depth_jump_mm: float = 30.0
     hand_depth_band_mm: float = 200.0
     min_hand_area_cm2: float = 20.0
-    max_blob_area_cm2: float = 2500.0
+    max_blob_area_cm2: float = 1200.0
     min_hand_length_mm: float = 70.0
-    max_hand_length_mm: float = 250.0
+    max_hand_length_mm: float = 230.0
     wrist_search_mm: tuple[float, float] = (100.0, 230.0)
-    max_hand_width_mm: float = 160.0
+    max_hand_width_mm: float = 170.0
+    max_arm_width_mm: float = 140.0
     mask_depth_margin_mm: float = 25.0
     max_hands: int = 2
     min_confidence: float = 0.25
+    second_hand_min_confidence: float = 0.5
+    second_hand_max_depth_gap_mm: float = 350.0  # both hands of one user lie within ~arm's reach in depth
+    com_depth_offset_mm: float = 10.0  # the visible surface lies ~half a hand's thickness before its centre
     track_radius_mm: float = 120.0
     known_cube_mm: float = 250.0  # known-centre mode: the hand is what lies inside this cube
 
@@ -86,6 +90,11 @@ class HandDetection:
     confidence: float
     length_mm: float = 0.0  # extent along the hand's principal axis after the forearm cut
     forearm_cut: bool = False
+    # The palm centre (centre of the largest disc inside the mask, pushed back like the CoM): unlike the
+    # CoM it does not move with the fingers. The cube stays on the CoM, which keeps extended fingertips
+    # inside a 250 mm cube; the palm is for callers that want a pose-independent anchor.
+    palm_uvd: np.ndarray | None = None
+    palm_xyz_mm: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -217,12 +226,9 @@ class HandSegmenter:
         )
         prev_coms = [h.com_xyz_mm for h in prev.hands] if prev is not None and prev.found else []
         cands: list[_Candidate] = []
-        too_big = 0
         for k in order:
             if area_cm2[k] < cfg.min_hand_area_cm2:
                 break
-            if area_cm2[k] > cfg.max_blob_area_cm2 * 4:
-                too_big += 1
             x, y, w, h = stats[k, :4]
             sub = labels[y : y + h, x : x + w] == k
             ys, xs = np.nonzero(sub)
@@ -243,6 +249,11 @@ class HandSegmenter:
         for c in cands:
             if c.score < cfg.min_confidence:
                 break
+            if chosen and (
+                c.score < cfg.second_hand_min_confidence
+                or abs(c.com_xyz[2] - chosen[0].com_xyz[2]) > cfg.second_hand_max_depth_gap_mm
+            ):
+                continue
             if any(np.linalg.norm(c.com_xyz - o_.com_xyz) < 80.0 for o_ in chosen):
                 continue
             chosen.append(c)
@@ -262,14 +273,17 @@ class HandSegmenter:
         shape: tuple[int, int],
         prev_coms: list[np.ndarray],
     ) -> _Candidate | None:
-        """Measure one component, cut it to a hand if needed, and score it."""
+        """Measure one component, cut it to a hand if needed, and score it (None: certainly no hand)."""
         cfg = self.config
-        # an arm or body reaching towards the camera: keep the near band only
         zmin = float(zs.min())
         if float(zs.max()) - zmin > cfg.hand_depth_band_mm:
+            # an arm reaching towards the camera out of a body: the hand is in the near band
             keep = zs <= zmin + cfg.hand_depth_band_mm
-            ys, xs, zs = ys[keep], xs[keep], zs[keep]
+            ys, xs, zs = _largest_piece(ys[keep], xs[keep], zs[keep])
         if len(zs) < 6:
+            return None
+        area_cm2 = float(np.dot(zs, zs) / (sintr.fx * sintr.fy) / 100.0)
+        if area_cm2 > cfg.max_blob_area_cm2 or area_cm2 < cfg.min_hand_area_cm2:
             return None
         pts = _points(xs, ys, zs, sintr)
         h, w = shape
@@ -277,50 +291,57 @@ class HandSegmenter:
         mean = pts.mean(axis=0)
         axis, axis2 = _principal_axes(pts - mean)
         t = (pts - mean) @ axis
-        lo, hi = np.percentile(t, (1, 99))
-        length = float(hi - lo)
+        lo, hi = _robust_range(t, 0.01)
+        length = hi - lo
         cut = False
-        attached = bool(border.any())
+        attached = False
         if length > cfg.max_hand_length_mm:
-            # which end is the hand: the one away from the image border, else the nearer one
+            # which end is the hand: the one away from the image border (arms come from outside the
+            # picture), else the nearer one (arms reach towards the camera)
             end_lo = t < lo + 40.0
             end_hi = t > hi - 40.0
-            b_lo = float(border[end_lo].mean()) if end_lo.any() else 0.0
-            b_hi = float(border[end_hi].mean()) if end_hi.any() else 0.0
-            if abs(b_lo - b_hi) > 0.02:
-                hand_at_lo = b_lo < b_hi
+            b_lo = bool(border[end_lo].any())
+            b_hi = bool(border[end_hi].any())
+            if b_lo and b_hi:
+                return None  # spans the picture: a desk edge, a bar, a body
+            if b_lo != b_hi:
+                hand_at_lo = b_hi
             else:
                 hand_at_lo = float(pts[end_lo, 2].mean()) < float(pts[end_hi, 2].mean())
             dist = (t - lo) if hand_at_lo else (hi - t)  # distance from the hand's tip along the axis
-            cut_mm = _wrist_cut(dist, pts, axis2, cfg.wrist_search_mm)
+            cut_mm = _wrist_cut(dist, pts @ axis2, cfg.wrist_search_mm)
             keep = dist <= cut_mm
             if keep.sum() < 6:
                 return None
-            ys, xs, zs, pts = ys[keep], xs[keep], zs[keep], pts[keep]
+            rest = pts[~keep] @ axis2
+            if len(rest) > 4 and 3.46 * float(rest.std()) > cfg.max_arm_width_mm:
+                return None  # what hangs off this "hand" is no arm: a head on a body, a chair back
+            ys, xs, zs, pts, border = ys[keep], xs[keep], zs[keep], pts[keep], border[keep]
             cut = True
             attached = True
             mean = pts.mean(axis=0)
             axis, axis2 = _principal_axes(pts - mean)
-            t = (pts - mean) @ axis
-            lo, hi = np.percentile(t, (1, 99))
-            length = float(hi - lo)
-        t2 = (pts - mean) @ axis2
-        lo2, hi2 = np.percentile(t2, (2, 98))
-        width = float(hi2 - lo2)
-        depth_spread = float(np.percentile(zs, 95) - np.percentile(zs, 5))
-        area_cm2 = float(np.sum(zs * zs) / (sintr.fx * sintr.fy) / 100.0)
+            lo, hi = _robust_range((pts - mean) @ axis, 0.01)
+            length = hi - lo
+            area_cm2 = float(np.dot(zs, zs) / (sintr.fx * sintr.fy) / 100.0)
+        else:
+            attached = bool(border.any())  # a hand whose wrist leaves the picture
+        lo2, hi2 = _robust_range((pts - mean) @ axis2, 0.02)
+        width = hi2 - lo2
+        z5, z95 = _robust_range(zs, 0.05)
         fingers = _finger_defects(ys, xs, zs, sintr)
         score = (
-            _tri(length, cfg.min_hand_length_mm, 120.0, 220.0, cfg.max_hand_length_mm + 40.0)
-            * _tri(width, 25.0, 60.0, 120.0, cfg.max_hand_width_mm)
-            * _tri(area_cm2, cfg.min_hand_area_cm2, 60.0, 220.0, 400.0)
-            * _tri(depth_spread, -1.0, 0.0, 120.0, 220.0)
+            _tri(length, cfg.min_hand_length_mm, 120.0, 220.0, cfg.max_hand_length_mm + 30.0)
+            * _tri(width, 25.0, 60.0, 130.0, cfg.max_hand_width_mm)
+            * _tri(area_cm2, cfg.min_hand_area_cm2, 50.0, 220.0, 350.0)
+            * _tri(z95 - z5, -1.0, 0.0, 120.0, 220.0)
         )
-        score *= 0.6 + 0.25 * min(fingers, 3) / 3.0 + (0.15 if attached else 0.0)
+        # shape evidence: finger gaps and an attached arm (a box or a head has neither)
+        score *= 0.4 + 0.3 * min(fingers, 3) / 3.0 + (0.3 if attached else 0.0)
         if prev_coms:
             dmin = min(float(np.linalg.norm(mean - p)) for p in prev_coms)
             if dmin < cfg.track_radius_mm:
-                score = min(1.0, score * 1.3 + 0.1)
+                score = min(1.0, score * 1.2 + 0.15)
         return _Candidate(ys, xs, zs, pts, float(score), length, width, cut, mean)
 
     def _refine(
@@ -361,7 +382,10 @@ class HandSegmenter:
                     np.mean(d),
                 ]
             )
+            # push the surface centroid back along its viewing ray to the inside of the hand
+            com_xyz *= (com_xyz[2] + cfg.com_depth_offset_mm) / com_xyz[2]
         com_uvd = xyz_to_uvd(com_xyz, intr)
+        palm_uvd = _palm_centre(m, roi, cx0, cy0, cfg.com_depth_offset_mm)
         return HandDetection(
             mask=mask,
             com_uvd=com_uvd,
@@ -370,6 +394,8 @@ class HandSegmenter:
             confidence=float(np.clip(c.score, 0.0, 1.0)),
             length_mm=c.length_mm,
             forearm_cut=c.cut,
+            palm_uvd=palm_uvd,
+            palm_xyz_mm=None if palm_uvd is None else uvd_to_xyz(palm_uvd, intr),
         )
 
 
@@ -411,13 +437,35 @@ def _principal_axes(centered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return vecs[:, 2], vecs[:, 1]
 
 
-def _wrist_cut(dist: np.ndarray, pts: np.ndarray, axis2: np.ndarray, search: tuple[float, float]) -> float:
+def _robust_range(a: np.ndarray, frac: float) -> tuple[float, float]:
+    """(low, high) order statistics at `frac` and 1 - `frac` (np.partition: cheaper than np.percentile)."""
+    n = len(a)
+    k = int(frac * (n - 1))
+    p = np.partition(a, (k, n - 1 - k))
+    return float(p[k]), float(p[n - 1 - k])
+
+
+def _largest_piece(ys: np.ndarray, xs: np.ndarray, zs: np.ndarray):
+    """The largest 4-connected piece of a pixel set (a band cut can leave several)."""
+    if len(ys) < 6:
+        return ys, xs, zs
+    y0, x0 = int(ys.min()), int(xs.min())
+    m = np.zeros((int(ys.max()) - y0 + 1, int(xs.max()) - x0 + 1), np.uint8)
+    m[ys - y0, xs - x0] = 1
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=4)
+    if n <= 2:
+        return ys, xs, zs
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    keep = lab[ys - y0, xs - x0] == best
+    return ys[keep], xs[keep], zs[keep]
+
+
+def _wrist_cut(dist: np.ndarray, t2: np.ndarray, search: tuple[float, float]) -> float:
     """Distance from the hand tip at which to cut: the narrowest 10 mm slice inside the search range."""
     lo, hi = search
     if dist.max() <= lo:
         return float(dist.max())
     bins = np.floor(np.clip(dist, 0.0, None) / 10.0).astype(np.int64)
-    t2 = pts @ axis2
     nb = int(bins.max()) + 1
     # width of each slice from the spread of the second-axis coordinate (robust to holes: std, not range)
     cnt = np.bincount(bins, minlength=nb).astype(np.float64)
@@ -431,6 +479,19 @@ def _wrist_cut(dist: np.ndarray, pts: np.ndarray, axis2: np.ndarray, search: tup
         return hi
     k = b0 + int(np.argmin(width[b0 : b1 + 1]))
     return float(k * 10 + 5)
+
+
+def _palm_centre(m: np.ndarray, roi: np.ndarray, x0: int, y0: int, offset_mm: float) -> np.ndarray | None:
+    """(u, v, d) of the point deepest inside the mask; d = median depth of the disc around it + offset."""
+    if not m.any():
+        return None
+    dt = cv2.distanceTransform(m.view(np.uint8), cv2.DIST_L2, 3)
+    _, r, _, (pu, pv) = cv2.minMaxLoc(dt)
+    k = max(int(r * 0.5), 1)
+    sub_m = m[max(pv - k, 0) : pv + k + 1, max(pu - k, 0) : pu + k + 1]
+    sub_d = roi[max(pv - k, 0) : pv + k + 1, max(pu - k, 0) : pu + k + 1]
+    d = float(np.median(sub_d[sub_m])) + offset_mm
+    return np.array([pu + x0, pv + y0, d], dtype=np.float64)
 
 
 def _finger_defects(ys: np.ndarray, xs: np.ndarray, zs: np.ndarray, sintr: CameraIntrinsics) -> int:
