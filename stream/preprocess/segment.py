@@ -60,6 +60,7 @@ class SegmenterConfig:
     max_arm_width_mm: float = 140.0
     mask_depth_margin_mm: float = 25.0
     max_hands: int = 2
+    max_components: int = 8  # judge at most this many components, largest first
     min_confidence: float = 0.25
     second_hand_min_confidence: float = 0.5
     second_hand_max_depth_gap_mm: float = 350.0  # both hands of one user lie within ~arm's reach in depth
@@ -214,36 +215,39 @@ class HandSegmenter:
         n, labels, stats, _ = cv2.connectedComponentsWithStats(fg.view(np.uint8), connectivity=4)
         if n <= 1:
             return Segmentation(reason="too small")
-        # metric area per component: a low-res pixel at depth z covers (s z / fx) (s z / fy) mm^2
-        lab = labels.ravel()
-        z2 = np.bincount(lab, weights=(z * z).ravel(), minlength=n)
-        area_cm2 = z2 * (s * s / (intr.fx * intr.fy) / 100.0)
-        area_cm2[0] = 0.0
-        order = np.argsort(-area_cm2)
+        # a low-res pixel at depth z covers (s z / fx)(s z / fy) mm^2: components with fewer pixels than a
+        # minimal hand at the farthest depth cannot be hands; the rest are measured in their bbox only
+        px_cm2_far = (s * cfg.max_depth_mm) ** 2 / (intr.fx * intr.fy) / 100.0
+        min_px = max(6, int(cfg.min_hand_area_cm2 / px_cm2_far))
+        counts = stats[:, cv2.CC_STAT_AREA].copy()
+        counts[0] = 0
+        order = np.argsort(-counts)
         # exact low-res intrinsics for a strided view starting at o (pixel i of the view = i*s + o)
         sintr = CameraIntrinsics(
             intr.fx / s, intr.fy / s, (intr.cx - o) / s, (intr.cy - o) / s, small.shape[1], small.shape[0]
         )
+        px_cm2 = s * s / (intr.fx * intr.fy) / 100.0
         prev_coms = [h.com_xyz_mm for h in prev.hands] if prev is not None and prev.found else []
         cands: list[_Candidate] = []
-        for k in order:
-            if area_cm2[k] < cfg.min_hand_area_cm2:
+        judged = 0
+        for k in order[: cfg.max_components]:
+            if counts[k] < min_px:
                 break
-            x, y, w, h = stats[k, :4]
+            x, y, w, h = (int(v) for v in stats[k, :4])
             sub = labels[y : y + h, x : x + w] == k
             ys, xs = np.nonzero(sub)
-            ys = ys + y
-            xs = xs + x
-            zs = z[ys, xs]
-            c = self._judge(ys, xs, zs, sintr, small.shape, prev_coms)
+            zs = z[y : y + h, x : x + w][sub]
+            area = float(np.dot(zs, zs)) * px_cm2
+            if area < cfg.min_hand_area_cm2:
+                continue
+            if area > cfg.max_blob_area_cm2 and float(zs.std()) < cfg.hand_depth_band_mm / 4:
+                continue  # a wall, a table top, a body facing the camera: large and flat, no arm reaching out
+            judged += 1
+            c = self._judge(ys + y, xs + x, zs, sintr, small.shape, prev_coms)
             if c is not None:
                 cands.append(c)
-            if len(cands) >= 8:
-                break
         if not cands:
-            return Segmentation(
-                reason="too small" if area_cm2.max() < cfg.min_hand_area_cm2 else "no hand shape"
-            )
+            return Segmentation(reason="too small" if judged == 0 else "no hand shape")
         cands.sort(key=lambda c: -c.score)
         chosen: list[_Candidate] = []
         for c in cands:
@@ -362,28 +366,29 @@ class HandSegmenter:
         cy0, cx0, cy1, cx1 = max(fy0, 0), max(fx0, 0), min(fy1, H), min(fx1, W)
         up = up[cy0 - fy0 : cy1 - fy0, cx0 - fx0 : cx1 - fx0]
         roi = depth[cy0:cy1, cx0:cx1]
-        zlo = float(np.percentile(c.zs, 1)) - cfg.mask_depth_margin_mm
-        zhi = float(np.percentile(c.zs, 99)) + cfg.mask_depth_margin_mm
+        zlo, zhi = _robust_range(c.zs, 0.01)
+        zlo -= cfg.mask_depth_margin_mm
+        zhi += cfg.mask_depth_margin_mm
         with np.errstate(invalid="ignore"):
             m = (up > 0) & (roi >= zlo) & (roi <= zhi)
         mask = np.zeros((H, W), dtype=bool)
         mask[cy0:cy1, cx0:cx1] = m
-        vs, us = np.nonzero(m)
-        if len(vs) == 0:  # cannot happen with valid low-res pixels, but stay total
-            com_xyz = c.com_xyz
+        n_px = cv2.countNonZero(m.view(np.uint8))
+        if n_px == 0:  # cannot happen with valid low-res pixels, but stay total
+            com_xyz = c.com_xyz.copy()
         else:
-            d = roi[vs, us].astype(np.float64)
-            uu = us + cx0
-            vv = vs + cy0
+            # sums of d, u*d, v*d over the mask from image moments of the masked depth (no index arrays)
+            mom = cv2.moments(np.where(m, roi, 0).astype(np.float32))
+            sd = mom["m00"]
             com_xyz = np.array(
                 [
-                    np.mean((uu - intr.cx) * d) / intr.fx,
-                    np.mean((vv - intr.cy) * d) / intr.fy,
-                    np.mean(d),
+                    (mom["m10"] + cx0 * sd - intr.cx * sd) / (n_px * intr.fx),
+                    (mom["m01"] + cy0 * sd - intr.cy * sd) / (n_px * intr.fy),
+                    sd / n_px,
                 ]
             )
-            # push the surface centroid back along its viewing ray to the inside of the hand
-            com_xyz *= (com_xyz[2] + cfg.com_depth_offset_mm) / com_xyz[2]
+        # push the surface centroid back along its viewing ray to the inside of the hand
+        com_xyz *= (com_xyz[2] + cfg.com_depth_offset_mm) / com_xyz[2]
         com_uvd = xyz_to_uvd(com_xyz, intr)
         palm_uvd = _palm_centre(m, roi, cx0, cy0, cfg.com_depth_offset_mm)
         return HandDetection(
@@ -452,11 +457,12 @@ def _largest_piece(ys: np.ndarray, xs: np.ndarray, zs: np.ndarray):
     y0, x0 = int(ys.min()), int(xs.min())
     m = np.zeros((int(ys.max()) - y0 + 1, int(xs.max()) - x0 + 1), np.uint8)
     m[ys - y0, xs - x0] = 1
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=4)
+    n, lab = cv2.connectedComponents(m, connectivity=4)
     if n <= 2:
         return ys, xs, zs
-    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    keep = lab[ys - y0, xs - x0] == best
+    piece = lab[ys - y0, xs - x0]
+    best = 1 + int(np.argmax(np.bincount(piece, minlength=n)[1:]))
+    keep = piece == best
     return ys[keep], xs[keep], zs[keep]
 
 
