@@ -1,0 +1,280 @@
+"""`handstream bench`: the pipeline stage by stage, backends and model variants side by side, and peers.
+
+    handstream bench --frames 300 --json runs/bench.json --md runs/bench.md --plots runs/bench \
+        --peers mediapipe
+
+Sections, in this order so each one's memory and threads do not disturb the ones before it:
+1. the default pose path (preprocess + pose engine + smoothing) on the fixed input: per-stage and
+   end-to-end p50/p95/p99, sustained FPS, dropped frames, peak RSS, overhead;
+2. a replay with overlay + mp4 encoding (throughput target);
+3. backends: the default engine on ONNX Runtime at 1 and 2 threads, PyTorch eager, TensorRT where present;
+4. model variants on the same crops, with accuracy where one exists; Net6 engine vs a bare ORT session;
+5. peers: MediaPipe Hands in its own venv on the colour stream of the same frames.
+Targets from issue 7 are checked at the end and written with the figures (JSON, markdown, PNG plots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import shlex
+import sys
+from pathlib import Path
+
+from ..errors import HandstreamError, InputError
+from . import report as rep
+from .machine import machine_info, peak_rss_mb
+from .stats import speedup
+
+DEFAULT_BACKENDS = ("onnxruntime_t1", "onnxruntime_t2", "torch", "tensorrt")
+PEERS = ("mediapipe",)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="handstream bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--source", default="synthetic", help="synthetic (default) or a recording/video/.npz path")
+    p.add_argument("--frames", type=int, default=300, help="timed frames per measurement (default 300)")
+    p.add_argument("--warmup", type=int, default=30, help="untimed frames first (default 30)")
+    p.add_argument(
+        "--clip", type=int, default=60, help="distinct frames of the synthetic clip, cycled (default 60)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="synthetic clip seed")
+    p.add_argument("--engine", default="pose", help="the default pose engine (shipped name or .onnx)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="ONNX Runtime threads of the default path (default 1)"
+    )
+    p.add_argument("--json", help="write every figure as JSON here")
+    p.add_argument("--md", help="write the markdown tables here")
+    p.add_argument("--plots", help="write PNG plots into this folder (needs matplotlib)")
+    p.add_argument("--peers", default="", help="comma list of peers to run: mediapipe")
+    p.add_argument("--mediapipe-venv", help="the peer's venv (default .cache/mediapipe-venv)")
+    p.add_argument(
+        "--backends",
+        default=",".join(DEFAULT_BACKENDS),
+        help="comma list (onnxruntime_tN, torch, tensorrt) or 'none'",
+    )
+    p.add_argument(
+        "--variants",
+        default="default,net6,compact_gap,compact_m",
+        help="comma list of model names or NAME=PATH.onnx, or 'none'",
+    )
+    p.add_argument(
+        "--engine-frames", type=int, default=200, help="timed calls per backend/variant (default 200)"
+    )
+    p.add_argument(
+        "--slow-frames", type=int, default=30, help="timed calls for Net-sized variants (default 30)"
+    )
+    p.add_argument("--accuracy-data", help="a `handstream synth` dataset to measure variant accuracy on")
+    p.add_argument("--accuracy-limit", type=int, default=200, help="frames of it to evaluate (0 = all)")
+    p.add_argument("--no-replay", action="store_true", help="skip the overlay + mp4 encoding replay")
+    return p
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip() and t.strip().lower() != "none"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    if args.frames < 1 or args.warmup < 0 or args.engine_frames < 1 or args.slow_frames < 1:
+        raise InputError("--frames, --engine-frames and --slow-frames must be >= 1, --warmup >= 0")
+    peers = _csv(args.peers)
+    if set(peers) - set(PEERS):
+        raise InputError(f"unknown peer(s) {sorted(set(peers) - set(PEERS))}; known: {', '.join(PEERS)}")
+    result = run_bench(args, command="handstream bench " + shlex.join(argv), peers=peers)
+    md = rep.render_markdown(result)
+    if args.json:
+        rep.write_json(result, args.json)
+    if args.md:
+        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.md).write_text(md)
+    print(md)
+    return 0
+
+
+def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:
+    """Every section of the benchmark; returns the JSON-ready report."""
+    from .sources import load_clip
+
+    notes: list[str] = []
+    clip = load_clip(args.source, args.clip, args.seed)
+    report: dict = {
+        "schema": rep.SCHEMA,
+        "command": command,
+        "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_info(),
+        "input": clip.describe() | {"frames": args.frames, "warmup": args.warmup},
+    }
+    samples: dict[str, dict[str, list[float]]] = {}
+
+    from .pipeline_timing import crops_from_frames
+    from .runtime import pose_path_run, replay_run
+
+    try:
+        run, info = pose_path_run(clip, args.engine, args.threads, args.frames, args.warmup)
+        report["pipeline"] = run.to_dict() | info
+        samples["pipeline"] = run.samples_ms
+    except (HandstreamError, ImportError) as exc:
+        notes.append(f"default pose path not measured: {str(exc).splitlines()[0]}")
+    if not args.no_replay:
+        try:
+            run, info = replay_run(clip, args.engine, args.threads, args.frames, args.warmup)
+            report["replay"] = run.to_dict() | info
+            samples["replay"] = run.samples_ms
+        except (HandstreamError, ImportError) as exc:
+            notes.append(f"replay with overlay + encoding not measured: {str(exc).splitlines()[0]}")
+
+    size, cube_mm = _engine_crop(args.engine)
+    crops = crops_from_frames(clip.frames, size, cube_mm)
+    report["input"]["engine_crops"] = int(len(crops))
+
+    backends = _csv(args.backends)
+    if backends:
+        from .engine_timing import backend_entries
+
+        report["backends"] = backend_entries(args.engine, crops, args.engine_frames, 10, backends)
+        e2e = (report.get("pipeline") or {}).get("end_to_end_ms", {}).get("p50")
+        default_t = f"onnxruntime_t{args.threads}"
+        if e2e is not None and default_t in report["backends"]:
+            report["backends"][default_t]["end_to_end_ms"] = {"p50": e2e}
+            report["backends"][default_t]["note"] = "the default path's backend"
+    variants = _csv(args.variants)
+    if variants:
+        report["variants"] = _variants(args, variants, crops, notes)
+    if peers:
+        report["peers"] = _peers(args, clip, notes)
+    report["targets"] = check_targets(report)
+    report["notes"] = notes + [f"peak RSS of the whole bench process: {peak_rss_mb():.0f} MB"]
+    if args.plots:
+        report["plots"] = _plots(args.plots, samples, report.get("variants") or {}, notes)
+    for section in ("backends", "variants"):  # raw samples went into the plots; keep the JSON readable
+        for entry in (report.get(section) or {}).values():
+            entry.pop("samples_ms", None)
+    return report
+
+
+def _engine_crop(engine_ref: str) -> tuple[int, float]:
+    """Crop size and cube of the default engine (what the preprocessing cuts for it)."""
+    import engines
+
+    m = engines.load_manifest(engines.resolve_engine_path(engine_ref))
+    return int(m.crop_size or 96), float(m.preprocessing.get("cube_mm", 250.0))
+
+
+def _variants(args, variants: list[str], crops, notes: list[str]) -> dict:
+    from .engine_timing import engine_vs_bare
+    from .variants import variant_entries
+
+    out: dict = {}
+    for spec in variants:
+        slow = spec.split("=")[0].strip().lower().replace("-", "") in SLOW_MODELS
+        n = args.slow_frames if slow else args.engine_frames
+        out |= variant_entries(
+            [spec],
+            args.engine,
+            crops,
+            n,
+            3 if slow else 10,
+            args.threads,
+            args.accuracy_data,
+            args.accuracy_limit,
+        )
+        name = spec.split("=")[0].strip()
+        entry = out.get(name) or {}
+        if name.lower() in ("net6", "depthnet") and "engine" in entry:
+            cmp = engine_vs_bare(entry["engine"], crops, n, 3, args.threads)
+            entry["engine_vs_bare_ort"] = cmp
+            notes.append(
+                f"{name} through our engine vs a bare ONNX Runtime session (interleaved, {args.threads} thread): "
+                f"p50 {cmp['engine_ms']['p50']:.2f} vs {cmp['bare_session_ms']['p50']:.2f} ms "
+                f"(x{cmp['ratio_p50']:.3f})"
+            )
+    return out
+
+
+SLOW_MODELS = {"net1", "net2", "net3", "net4", "net5", "net6", "net7", "net8", "net9", "depthnet"}
+
+
+def _get(d: dict, *keys, default=None):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
+def _peers(args, clip, notes: list[str]) -> dict:
+    from .peers import CONFIGS, PeerUnavailable, run_mediapipe
+
+    colour = [f.color_bgr for f in clip.frames if getattr(f, "color_bgr", None) is not None]
+    try:
+        if not colour:
+            raise PeerUnavailable("the source has no colour stream")
+        out = run_mediapipe(colour, args.frames, args.warmup, venv=args.mediapipe_venv)
+    except (PeerUnavailable, HandstreamError) as exc:
+        notes.append(f"MediaPipe not run: {exc}")
+        return {c: {"skipped": str(exc)} for c in CONFIGS}
+    peers = {}
+    for name, p in out["peers"].items():
+        p = dict(p)
+        p.pop("ms", None)
+        peers[name] = p
+    notes.append(
+        f"MediaPipe {out['versions']['mediapipe']} ({out['timing']}); input {out['input']}, "
+        f"{out['input_frames']} distinct frames"
+    )
+    return peers
+
+
+def check_targets(report: dict) -> list[dict]:
+    """Issue 7's targets against this run's figures (a target whose figure is missing is left out)."""
+    out = []
+    e2e = _get(report, "pipeline", "end_to_end_ms", "p50")
+    if e2e is not None:
+        out.append(_target("default pose path end-to-end p50", "<= 3 ms", f"{e2e:.2f} ms", e2e <= 3.0))
+    mp = _get(report, "peers", "mediapipe_tracking_c1", "p50")
+    if e2e is not None and mp is not None:
+        s = speedup(mp, e2e)
+        out.append(_target("vs MediaPipe tracking, complexity 1", ">= 2x faster", f"{s:.1f}x", s >= 2.0))
+    frac = _get(report, "pipeline", "overhead_fraction")
+    if isinstance(frac, float) and math.isfinite(frac):
+        out.append(
+            _target("pipeline overhead (p50, of stage sum)", "<= 10 %", f"{100 * frac:.1f} %", frac <= 0.10)
+        )
+    fps = _get(report, "replay", "fps")
+    if fps is not None:
+        out.append(_target("replay with overlay + mp4 encoding", ">= 60 FPS", f"{fps:.0f} FPS", fps >= 60.0))
+    for name in ("net6", "depthnet"):
+        r = _get(report, "variants", name, "engine_vs_bare_ort", "ratio_p50")
+        if r is not None:
+            out.append(
+                _target(f"{name} via our engine vs bare ORT session", "<= 1.10x", f"{r:.3f}x", r <= 1.10)
+            )
+    return out
+
+
+def _target(name: str, target: str, measured: str, met: bool) -> dict:
+    return {"name": name, "target": target, "measured": measured, "met": bool(met)}
+
+
+def _plots(folder: str, samples: dict, variants: dict, notes: list[str]) -> list[str]:
+    from .plots import PlotSkipped, latency_vs_accuracy, stage_histograms
+
+    made = []
+    for name, s in samples.items():
+        try:
+            made.append(str(stage_histograms(s, Path(folder) / f"{name}_stages.png", title=name)))
+        except PlotSkipped as exc:
+            notes.append(f"plot {name} skipped: {exc}")
+    pts = {
+        k: (v["infer_ms"]["p50"], v["accuracy"]["mean_error_mm"])
+        for k, v in variants.items()
+        if "infer_ms" in v and "mean_error_mm" in (v.get("accuracy") or {})
+    }
+    try:
+        made.append(str(latency_vs_accuracy(pts, Path(folder) / "variants_latency_accuracy.png")))
+    except PlotSkipped as exc:
+        notes.append(f"latency-vs-accuracy plot skipped: {exc}")
+    return made

@@ -1,0 +1,171 @@
+"""The fixed input a benchmark runs on: a clip of RGB-D frames held in memory and cycled.
+
+Frames are read (or rendered) once before timing, so the source's own cost never hides in another stage;
+the capture stage of a timed loop is then what it costs to hand the pipeline its next frame. `synthetic`
+renders a 640x480 D435-like sequence with stream.synth (about 0.25 s a frame on a 2-core VM), cached in
+.cache/bench/clips so repeated runs time the very same frames. A path may be an .npz clip (`depth_mm`
+(N, H, W), optional `color_bgr` (N, H, W, 3), `camera` name), a NYU depth PNG (its rgb_ PNG beside it is
+the colour), or anything the runtime's sources open (a recording or a video).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..frames import KNOWN_CAMERAS, CameraIntrinsics, RGBDFrame, camera
+
+CLIP_DIR = Path(__file__).resolve().parents[2] / ".cache" / "bench" / "clips"
+SYNTH_CAMERA = "d435_640x480"
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Frames to cycle through, and what they are (for the report)."""
+
+    frames: list[RGBDFrame]
+    source: str
+    description: str
+
+    def describe(self) -> dict:
+        f = self.frames[0]
+        return {
+            "source": self.source,
+            "description": self.description,
+            "distinct_frames": len(self.frames),
+            "width": f.intrinsics.width,
+            "height": f.intrinsics.height,
+            "has_color": f.color_bgr is not None,
+        }
+
+
+def save_clip(path: str | Path, frames: list[RGBDFrame]) -> Path:
+    """An .npz clip: depth_mm (N, H, W), color_bgr when every frame has colour, intrinsics as JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"depth_mm": np.stack([f.depth_mm for f in frames])}
+    if all(f.color_bgr is not None for f in frames):
+        arrays["color_bgr"] = np.stack([f.color_bgr for f in frames])
+    arrays["intrinsics_json"] = np.array(json.dumps(frames[0].intrinsics.to_dict()))
+    arrays["timestamp_ms"] = np.array([f.timestamp_ms for f in frames], np.float64)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+    return path
+
+
+def load_npz_clip(path: str | Path, limit: int = 0) -> list[RGBDFrame]:
+    path = Path(path)
+    try:
+        with np.load(path) as data:
+            if "depth_mm" not in data.files:
+                raise InputError(f"{path}: an .npz clip needs a depth_mm array (N, H, W)")
+            depth = data["depth_mm"]
+            color = data["color_bgr"] if "color_bgr" in data.files else None
+            if "intrinsics_json" in data.files:
+                intr = CameraIntrinsics.from_dict(json.loads(str(data["intrinsics_json"])))
+            else:
+                intr = camera(str(data["camera"])) if "camera" in data.files else None
+            ts = data["timestamp_ms"] if "timestamp_ms" in data.files else None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read clip {path}: {exc}") from None
+    if depth.ndim == 2:
+        depth = depth[None]
+    if color is not None and color.ndim == 3:
+        color = color[None]
+    if intr is None:
+        match = [c for c in KNOWN_CAMERAS.values() if c.shape == depth.shape[1:]]
+        if not match:
+            raise InputError(
+                f"{path}: no intrinsics_json or camera, and no known camera is {depth.shape[1:]}"
+            )
+        intr = match[0]
+    n = len(depth) if not limit else min(limit, len(depth))
+    return [
+        RGBDFrame(
+            index=i,
+            timestamp_ms=float(ts[i]) if ts is not None else i * 1000.0 / 30.0,
+            depth_mm=depth[i],
+            intrinsics=intr,
+            color_bgr=color[i] if color is not None else None,
+            source=str(path),
+        )
+        for i in range(n)
+    ]
+
+
+def synthetic_clip(n: int, seed: int = 0, cache_dir: str | Path | None = None) -> Clip:
+    """A smooth synthetic 640x480 sequence (depth + colour), rendered once and cached as .npz."""
+    cache = Path(cache_dir or CLIP_DIR) / f"synthetic_{SYNTH_CAMERA}_seed{seed}_n{n}.npz"
+    desc = f"synthetic {SYNTH_CAMERA} sequence, seed {seed}, {n} frames cycled"
+    if cache.is_file():
+        try:
+            return Clip(load_npz_clip(cache), "synthetic", desc)
+        except InputError:
+            pass  # a damaged cache is rendered again
+    from ..synth import HandSynthesizer, SceneConfig
+
+    synth = HandSynthesizer(SceneConfig(camera=KNOWN_CAMERAS[SYNTH_CAMERA]), seed)
+    frames = [s.frame for s in synth.sequence(n, 30.0)]
+    save_clip(cache, frames)
+    return Clip(frames, "synthetic", desc)
+
+
+def _nyu_png_clip(path: Path) -> Clip:
+    import cv2
+
+    from ..depth_io import read_depth
+
+    depth = read_depth(path, "nyu")
+    rgb_path = path.with_name(path.name.replace("depth_", "rgb_", 1))
+    color = cv2.imread(str(rgb_path), cv2.IMREAD_COLOR) if rgb_path != path and rgb_path.is_file() else None
+    frame = RGBDFrame(0, 0.0, depth, KNOWN_CAMERAS["nyu"], color, str(path))
+    what = "with colour" if color is not None else "depth only"
+    return Clip([frame], str(path), f"NYU frame {path.name} ({what}), repeated")
+
+
+def load_clip(source: str, n: int = 60, seed: int = 0) -> Clip:
+    """The frames to benchmark on: 'synthetic', an .npz clip, a NYU depth PNG, or a runtime source path."""
+    if n < 1:
+        raise InputError(f"a clip needs at least one frame, got {n}")
+    if source == "synthetic":
+        return synthetic_clip(n, seed)
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"source {source!r} is neither 'synthetic' nor an existing file")
+    if path.suffix.lower() == ".npz":
+        return Clip(load_npz_clip(path, n), str(path), f"clip {path.name}, cycled")
+    if path.suffix.lower() == ".png":
+        return _nyu_png_clip(path)
+    return _runtime_source_clip(path, n)
+
+
+def _runtime_source_clip(path: Path, n: int) -> Clip:
+    """Up to n frames of a recording or video through the runtime's own source (decoded up front)."""
+    try:
+        from .. import sources as rt_sources  # the runtime's sources (issue 6)
+    except ImportError:
+        raise InputError(
+            f"{path}: this source type needs stream.sources (the runtime), not available"
+        ) from None
+    opener = getattr(rt_sources, "open_source", None)
+    if opener is None:
+        raise InputError(f"{path}: stream.sources has no open_source()")
+    frames = []
+    src = opener(str(path))
+    try:
+        for f in src:
+            frames.append(f)
+            if len(frames) >= n:
+                break
+    finally:
+        close = getattr(src, "close", None)
+        if close:
+            close()
+    if not frames:
+        raise InputError(f"{path}: no frames could be read")
+    return Clip(frames, str(path), f"{path.name}: first {len(frames)} frames, decoded up front, cycled")
