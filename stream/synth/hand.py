@@ -137,8 +137,9 @@ GESTURE_POSES_DEG: dict[str, np.ndarray] = {
     "point": _g(_E, _C, _C, _C, _T_FIST),
     "victory": _g(_E, _E, _C, _C, _T_FIST, spread=14.0),
     "three": _g(_E, _E, _E, _C, _T_FIST, spread=8.0),
-    "ok": _g((45.0, 0.0, 55.0, 35.0), _E, _E, _E, (20.0, 55.0, 25.0, 25.0), spread=10.0),
-    "pinch": _g((40.0, 0.0, 45.0, 25.0), (60.0, 0.0, 80.0, 50.0), _C, _C, (20.0, 55.0, 20.0, 20.0)),
+    # ok / pinch: thumb angles found by a grid search that brings the thumb tip onto the index tip
+    "ok": _g((45.0, 0.0, 55.0, 35.0), _E, _E, _E, (18.0, 32.0, 14.0, 15.0), spread=10.0),
+    "pinch": _g((45.0, 0.0, 55.0, 35.0), (70.0, 0.0, 90.0, 55.0), _C, _C, (18.0, 32.0, 14.0, 15.0)),
     "c_shape": _g(*([(35.0, 0.0, 40.0, 20.0)] * 4), (0.0, 50.0, 10.0, 10.0)),
     "call": _g(_C, _C, _C, _E, _T_OUT, spread=-4.0),
     "rock": _g(_E, _C, _C, _E, _T_FIST, spread=10.0),
@@ -296,7 +297,7 @@ def hand_joints_local(shape: HandShape, pose_deg: np.ndarray, left: bool = False
     # CMC: swing across the palm (flexion, about the palm normal) after lifting out of the palm plane
     # (abduction); the final roll about the metacarpal's axis points MCP/IP flexion at the palm centre.
     rot = rot_z(-np.radians(38.0) + cf) @ rot_x(ca) @ rot_y(-np.radians(55.0))
-    seglens = (0.25 * L, 0.18 * L, 0.15 * L)
+    seglens = (0.23 * L, 0.165 * L, 0.14 * L)
     rt = W * 0.13 * th
     radii_t = (rt * 1.25, rt * 1.05, rt * 0.95, rt * 0.78)
     pts = [cmc]

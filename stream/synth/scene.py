@@ -60,6 +60,7 @@ class SceneConfig:
     occluder_prob: float = 0.3  # an object between the camera and the hand
     desk_prob: float = 0.45
     palm_facing_prob: float = 0.6  # bias the palm towards the camera (a demo user shows the palm)
+    background_scale: int = 2  # things behind the hands are cast at 1/this resolution (1 = all exact)
     sensor: SensorModel = field(default_factory=SensorModel)
 
     def __post_init__(self) -> None:
@@ -68,6 +69,8 @@ class SceneConfig:
             raise InputError(
                 f"hand_distance_mm must be 100 <= near <= far <= 5000, got {self.hand_distance_mm}"
             )
+        if self.background_scale not in (1, 2, 4):
+            raise InputError(f"background_scale must be 1, 2 or 4, got {self.background_scale}")
         if self.n_subjects < 1:
             raise InputError(f"n_subjects must be >= 1, got {self.n_subjects}")
 
@@ -85,6 +88,7 @@ class SceneConfig:
             "occluder_prob": self.occluder_prob,
             "desk_prob": self.desk_prob,
             "palm_facing_prob": self.palm_facing_prob,
+            "background_scale": self.background_scale,
             "sensor": {k: getattr(self.sensor, k) for k in self.sensor.__dataclass_fields__},
         }
 
@@ -224,9 +228,16 @@ class _Prims:
     box_r: list = field(default_factory=list)
     box_h: list = field(default_factory=list)
     box_m: list = field(default_factory=list)
+    cone_fg: list = field(default_factory=list)
+    box_fg: list = field(default_factory=list)
+    far_fg_mm: float = np.inf  # primitives entirely behind this depth may be rendered at low resolution
 
-    def cone(self, a, b, ra, rb, m) -> None:
+    def cone(self, a, b, ra, rb, m, fg: bool | None = None) -> None:
         a, b = np.atleast_2d(a), np.atleast_2d(b)
+        if fg is None:
+            zmin = float(np.minimum(a[:, 2] - ra, b[:, 2] - rb).min())
+            fg = zmin <= self.far_fg_mm
+        self.cone_fg.append(np.full(len(a), fg))
         self.cone_a.append(a)
         self.cone_b.append(b)
         self.cone_ra.append(np.broadcast_to(np.asarray(ra, np.float64), (len(a),)))
@@ -234,6 +245,8 @@ class _Prims:
         self.cone_m.append(np.full(len(a), m, np.int16))
 
     def box(self, c, r, h, m) -> None:
+        zmin = float(c[2] - (np.abs(np.asarray(r)) @ np.asarray(h))[2])
+        self.box_fg.append(zmin <= self.far_fg_mm)
         self.box_c.append(np.asarray(c, np.float64))
         self.box_r.append(np.asarray(r, np.float64))
         self.box_h.append(np.asarray(h, np.float64))
@@ -269,7 +282,15 @@ class HandSynthesizer:
     def __init__(self, config: SceneConfig | None = None, seed: int = 0):
         self.config = config or SceneConfig()
         self.seed = int(seed)
-        self.rays = Rays.for_camera(self.config.camera)
+        cam = self.config.camera
+        self.rays = Rays.for_camera(cam)
+        f = self.config.background_scale
+        self._bg_scale = f if (cam.width % f == 0 and cam.height % f == 0) else 1
+        self._bg_rays = (
+            self.rays
+            if self._bg_scale == 1
+            else Rays.for_camera(cam.scaled(cam.width // self._bg_scale, cam.height // self._bg_scale))
+        )
         self._n_samples = 0
         self._n_sequences = 0
 
@@ -352,9 +373,13 @@ class HandSynthesizer:
 
     @staticmethod
     def _palm_facing_roll(st: HandState) -> float:
-        rolls = np.arange(-180.0, 180.0, 10.0)
-        nz = [(hand_rotation(replace(st, roll_deg=float(r))) @ np.array([0.0, 0.0, 1.0]))[2] for r in rolls]
-        return float(rolls[int(np.argmin(nz))])
+        """The forearm roll that turns the palm normal most towards the camera (min n_z), in closed
+        form: rolling by psi about the forearm axis f moves n0 as Rodrigues' formula says."""
+        f = _arm_dir(st.arm_phi_deg, st.arm_theta_deg)
+        n0 = hand_rotation(replace(st, roll_deg=0.0))[:, 2]
+        a = n0[2] - f[2] * np.dot(f, n0)
+        b = f[0] * n0[1] - f[1] * n0[0]  # (f x n0)_z
+        return float(np.degrees(np.arctan2(-b, -a)))
 
     def _next_key(self, rng: np.random.Generator, shape: HandShape, prev: HandState) -> HandState:
         cfg, intr = self.config, self.config.camera
@@ -420,7 +445,10 @@ class HandSynthesizer:
 
         shoulder = None
         side = 1.0
-        if cfg.body and cfg.forearm and rng.random() < 0.85:
+        # a torso only when the arm comes up from below or the side (an elbow above the hand means
+        # someone reaching down into the view, whose body is out of frame)
+        arm_up = _arm_dir(state.arm_phi_deg, state.arm_theta_deg)[1] < 0.3
+        if cfg.body and cfg.forearm and arm_up and rng.random() < 0.85:
             up = np.array([rng.normal(0, 0.3), -rng.uniform(0.3, 1.0), rng.uniform(0.4, 1.0)])
             shoulder = posed.elbow_mm + up / np.linalg.norm(up) * 1.6 * shape.length_mm
             shoulder[2] = max(shoulder[2], z_far + 120.0)
@@ -517,16 +545,19 @@ class HandSynthesizer:
     # -------------------------------------------------------------------------------------- render
     def _scene_prims(self, shape, posed: PosedHand, ctx: _Context, posed2: PosedHand | None) -> _Prims:
         cfg = self.config
-        pr = _Prims()
         g = posed.geom
-        pr.cone(g.cone_a, g.cone_b, g.radius_a, g.radius_b, M_HAND)
+        far = float((g.cone_a[:, 2] + g.radius_a).max())
+        if posed2 is not None:
+            far = max(far, float((posed2.geom.cone_a[:, 2] + posed2.geom.radius_a).max()))
+        pr = _Prims(far_fg_mm=far + 5.0)
+        pr.cone(g.cone_a, g.cone_b, g.radius_a, g.radius_b, M_HAND, fg=True)
         if cfg.forearm:
-            pr.cone(*posed.arm_cones, M_ARM)
+            pr.cone(*posed.arm_cones, M_ARM, fg=True)
         if posed2 is not None:
             g2 = posed2.geom
-            pr.cone(g2.cone_a, g2.cone_b, g2.radius_a, g2.radius_b, M_HAND2)
+            pr.cone(g2.cone_a, g2.cone_b, g2.radius_a, g2.radius_b, M_HAND2, fg=True)
             if cfg.forearm:
-                pr.cone(*posed2.arm_cones, M_ARM2)
+                pr.cone(*posed2.arm_cones, M_ARM2, fg=True)
         if ctx.body and ctx.shoulder_mm is not None:
             s = ctx.shoulder_mm
             L = shape.length_mm
@@ -555,29 +586,58 @@ class HandSynthesizer:
         return pr
 
     def render_buffers(self, pr: _Prims, ctx: _Context | None) -> ZBuffer:
-        """Noise-free z, material and normal for a primitive set (ctx None: no wall)."""
-        n = self.config.camera.width * self.config.camera.height
-        zb = ZBuffer.empty(n)
+        """Noise-free z, material and normal for a primitive set (ctx None: no wall).
+
+        Primitives entirely behind the hands (wall, body, clutter) are cast at 1/background_scale
+        resolution and upsampled (nearest): they are most of the pixels but need no fine detail, and
+        they cannot change which hand pixels are visible. Hands, forearms and anything that reaches
+        in front of the hands' far side are cast at full resolution."""
+        cam = self.config.camera
+        f = self._bg_scale
+        bg = ZBuffer.empty((cam.width // f) * (cam.height // f))
+        bg_rays = self._bg_rays
         if ctx is not None:
-            cast_plane(self.rays, ctx.wall_point, ctx.wall_normal, M_WALL, zb)
-        if pr.box_c:
+            cast_plane(bg_rays, ctx.wall_point, ctx.wall_normal, M_WALL, bg)
+        self._cast(pr, bg_rays, bg, False)
+        if f == 1:
+            zb = bg
+        else:
+            size = (cam.width, cam.height)
+            h2, w2 = cam.height // f, cam.width // f
+            up = lambda x: cv2.resize(x.reshape(h2, w2, -1), size, interpolation=cv2.INTER_NEAREST)  # noqa: E731
+            zb = ZBuffer(
+                up(bg.z).reshape(-1),
+                up(bg.material).reshape(-1),
+                up(bg.normal).reshape(-1, 3),
+            )
+        self._cast(pr, self.rays, zb, True)
+        return zb
+
+    @staticmethod
+    def _cast(pr: _Prims, rays: Rays, zb: ZBuffer, fg: bool) -> None:
+        sel = [i for i, f in enumerate(pr.box_fg) if f == fg]
+        if sel:
             zb.merge(
                 *cast_boxes(
-                    self.rays, np.stack(pr.box_c), np.stack(pr.box_r), np.stack(pr.box_h), np.array(pr.box_m)
+                    rays,
+                    np.stack([pr.box_c[i] for i in sel]),
+                    np.stack([pr.box_r[i] for i in sel]),
+                    np.stack([pr.box_h[i] for i in sel]),
+                    np.array([pr.box_m[i] for i in sel]),
                 )
             )
-        if pr.cone_a:
+        sel = [i for i, f in enumerate(pr.cone_fg) if f[0] == fg]
+        if sel:
             zb.merge(
                 *cast_round_cones(
-                    self.rays,
-                    np.concatenate(pr.cone_a),
-                    np.concatenate(pr.cone_b),
-                    np.concatenate(pr.cone_ra),
-                    np.concatenate(pr.cone_rb),
-                    np.concatenate(pr.cone_m),
+                    rays,
+                    np.concatenate([pr.cone_a[i] for i in sel]),
+                    np.concatenate([pr.cone_b[i] for i in sel]),
+                    np.concatenate([pr.cone_ra[i] for i in sel]),
+                    np.concatenate([pr.cone_rb[i] for i in sel]),
+                    np.concatenate([pr.cone_m[i] for i in sel]),
                 )
             )
-        return zb
 
     def _render(self, rng, shape, state, ctx, state2, *, sequence, frame_index, timestamp_ms) -> SynthSample:
         cfg, intr = self.config, self.config.camera
@@ -587,7 +647,9 @@ class HandSynthesizer:
         pr = self._scene_prims(shape, posed, ctx, posed2)
         zb = self.render_buffers(pr, ctx)
         z = zb.z.reshape(h, w)
-        cos_inc = np.abs(np.einsum("ij,ij->i", zb.normal, self.rays.dirs)).reshape(h, w)
+        nrm = zb.normal
+        r = self.rays
+        cos_inc = np.abs(nrm[:, 0] * r.dx + nrm[:, 1] * r.dy + nrm[:, 2] * r.dz).reshape(h, w)
         depth = apply_sensor(z, cos_inc, intr, rng, cfg.sensor)
         material = zb.material.reshape(h, w)
         mask = material == M_HAND
