@@ -52,6 +52,7 @@ def test_tiny_bench_writes_json_markdown_and_plots(clip_npz, tmp_path, capsys):
     assert "capture" in pipe["stages_ms"] and "preprocess" in pipe["stages_ms"]
     # end-to-end is timed outside the stages' own timers, so per frame it is never below their sum
     assert pipe["overhead_ms"]["min"] >= 0.0
+    assert pipe["end_to_end_cpu_ms"]["n"] == 6 and pipe["end_to_end_cpu_ms"]["p50"] > 0
     assert pipe["peak_rss_mb"] > 10 and pipe["fps"] > 0 and pipe["dropped_frames"] == 0
     assert r["backends"]["onnxruntime_t1"]["infer_ms"]["n"] == 4
     assert "skipped" in r["backends"]["tensorrt"] or r["backends"]["tensorrt"]["infer_ms"]["n"] == 4

@@ -47,6 +47,18 @@ def test_recorder_overhead_fps_and_missing_stage():
     assert d["dropped_frames"] == 1 and d["end_to_end_ms"]["max"] == pytest.approx(4.2)
 
 
+def test_cpu_time_is_summarized_only_when_every_frame_has_it():
+    rec = StageRecorder()
+    rec.add({"a": 1.0}, 5.0, cpu_ms=1.2)
+    rec.add({"a": 1.0}, 9.0, cpu_ms=1.4)
+    run = rec.summary(wall_s=1.0)
+    assert run.end_to_end_cpu_ms.p50 == pytest.approx(1.3)
+    assert run.to_dict()["end_to_end_cpu_ms"]["n"] == 2
+    rec.add({"a": 1.0}, 2.0)  # no CPU figure for this frame: no CPU summary at all
+    assert rec.summary(wall_s=1.0).end_to_end_cpu_ms is None
+    assert "end_to_end_cpu_ms" not in rec.summary(wall_s=1.0).to_dict()
+
+
 def test_summarize_run_checks_shapes_and_wall_time():
     with pytest.raises(InputError):
         summarize_run({}, [1.0, 2.0], [1.0], wall_s=1.0)

@@ -89,6 +89,14 @@ def peak_rss_mb() -> float:
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
+def _loadavg() -> float | None:
+    """1-minute load average when the run started: above the core count, other work competed for them."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def machine_info() -> dict:
     """CPU, cores, memory, GPUs, OS, Python and package versions, as one JSON-ready dict."""
     gpus = gpu_names()
@@ -100,6 +108,7 @@ def machine_info() -> dict:
         "gpus": gpus,
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "load_average_1m": _loadavg(),
         "versions": package_versions(),
     }
 
@@ -107,7 +116,9 @@ def machine_info() -> dict:
 def describe(info: dict) -> str:
     """One line for a table caption: '2-core AMD EPYC ..., no GPU, Linux ..., Python 3.11.7'."""
     gpu = ", ".join(info.get("gpus") or []) or "no GPU"
+    load = info.get("load_average_1m")
+    load_txt = f", load average {load:.1f} at start" if isinstance(load, (int, float)) else ""
     return (
         f"{info.get('usable_cores')}-core {info.get('cpu_model')}, {gpu}, "
-        f"{info.get('platform')}, Python {info.get('python')}"
+        f"{info.get('platform')}, Python {info.get('python')}{load_txt}"
     )

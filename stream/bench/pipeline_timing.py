@@ -74,9 +74,10 @@ def time_loop(
     rec = StageRecorder()
     hands = 0
     d0 = dropped() if dropped else 0
-    clock = time.perf_counter_ns
+    clock, cpu = time.perf_counter_ns, time.process_time_ns
     t_start = clock()
     for _ in range(n):
+        c0 = cpu()
         t0 = clock()
         frame = next(frames, None)
         t1 = clock()
@@ -87,10 +88,11 @@ def time_loop(
         if sink is not None:
             sink(frame, r)
         t3 = clock()
+        c1 = cpu()
         stages = {capture_stage: (t1 - t0) / 1e6, **_stage_ms(r)}
         if sink is not None:
             stages[sink_stage] = (t3 - t2) / 1e6
-        rec.add(stages, (t3 - t0) / 1e6)
+        rec.add(stages, (t3 - t0) / 1e6, (c1 - c0) / 1e6)
         hands += _hand_found(r)
     wall_s = (clock() - t_start) / 1e9
     if not len(rec):

@@ -63,6 +63,8 @@ def pipeline_section(title: str, run: dict) -> str:
     """Per-stage table of one timed pipeline loop, end-to-end, stage sum and overhead rows."""
     rows = [[name, *_pcts(s)] for name, s in run.get("stages_ms", {}).items()]
     rows.append(["**end-to-end**", *_pcts(run.get("end_to_end_ms"))])
+    if run.get("end_to_end_cpu_ms"):
+        rows.append(["end-to-end, process CPU time", *_pcts(run.get("end_to_end_cpu_ms"))])
     rows.append(["sum of stages", *_pcts(run.get("stage_sum_ms"))])
     frac = run.get("overhead_fraction")
     frac_txt = (

@@ -65,8 +65,12 @@ class StageRecorder:
     stage_samples_ms: dict[str, list[float]] = field(default_factory=dict)
     end_to_end_ms: list[float] = field(default_factory=list)
     stage_sum_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
 
-    def add(self, stage_ms: Mapping[str, float], end_to_end_ms: float) -> None:
+    def add(self, stage_ms: Mapping[str, float], end_to_end_ms: float, cpu_ms: float | None = None) -> None:
+        """One frame: its stages' ms, its wall end-to-end ms and (optionally) the process CPU ms it used."""
+        if cpu_ms is not None:
+            self.cpu_ms.append(float(cpu_ms))
         total = 0.0
         for name, ms in stage_ms.items():
             self.stage_samples_ms.setdefault(name, []).append(float(ms))
@@ -79,14 +83,21 @@ class StageRecorder:
 
     def summary(self, wall_s: float, dropped_frames: int = 0) -> RunSummary:
         return summarize_run(
-            self.stage_samples_ms, self.end_to_end_ms, self.stage_sum_ms, wall_s, dropped_frames
+            self.stage_samples_ms,
+            self.end_to_end_ms,
+            self.stage_sum_ms,
+            wall_s,
+            dropped_frames,
+            self.cpu_ms if len(self.cpu_ms) == len(self.end_to_end_ms) else None,
         )
 
 
 @dataclass(frozen=True)
 class RunSummary:
     """Everything one timed loop measured. `overhead_fraction` is median per-frame overhead (end-to-end
-    minus the stages' sum) over the median stage sum: the share of time spent between stages."""
+    minus the stages' sum) over the median stage sum: the share of time spent between stages.
+    `end_to_end_cpu_ms` is the process CPU time per frame: on a shared, oversubscribed VM the wall time
+    includes waiting for a core (scheduler ticks of ~4 ms), the CPU time does not."""
 
     frames: int
     stages_ms: dict[str, LatencyStats]
@@ -97,9 +108,11 @@ class RunSummary:
     wall_s: float
     fps: float
     dropped_frames: int
+    end_to_end_cpu_ms: LatencyStats | None = None
 
     def to_dict(self) -> dict:
-        return {
+        cpu = {"end_to_end_cpu_ms": self.end_to_end_cpu_ms.to_dict()} if self.end_to_end_cpu_ms else {}
+        return cpu | {
             "frames": self.frames,
             "stages_ms": {k: v.to_dict() for k, v in self.stages_ms.items()},
             "end_to_end_ms": self.end_to_end_ms.to_dict(),
@@ -118,6 +131,7 @@ def summarize_run(
     stage_sum_ms: Iterable[float],
     wall_s: float,
     dropped_frames: int = 0,
+    cpu_ms: Iterable[float] | None = None,
 ) -> RunSummary:
     """Summaries of one timed loop; `fps` is frames over the loop's wall time (sustained, not 1/p50)."""
     e2e = np.asarray(list(end_to_end_ms), np.float64)
@@ -138,6 +152,7 @@ def summarize_run(
         wall_s=float(wall_s),
         fps=float(e2e.size / wall_s),
         dropped_frames=int(dropped_frames),
+        end_to_end_cpu_ms=summarize(cpu_ms) if cpu_ms is not None and len(list(cpu_ms)) else None,
     )
 
 
