@@ -16,7 +16,7 @@ import pytest
 from stream.errors import InputError
 from stream.frames import KNOWN_CAMERAS, CameraIntrinsics
 from stream.geometry import uvd_to_xyz
-from stream.preprocess import HandSegmenter, SegmenterConfig, Segmentation, crop_cube, normalize_joints
+from stream.preprocess import HandSegmenter, Segmentation, SegmenterConfig, crop_cube, normalize_joints
 
 INTR = KNOWN_CAMERAS["d435_640x480"]
 
@@ -98,7 +98,9 @@ class Scene:
             base = c + (side * off + up * 40) * f
             cv2.line(layer, pt(base), pt(base + d * length * f), 1, max(1, int(16 * f)))
         thumb_base = c + (-side * 35 + up * -10) * f
-        cv2.line(layer, pt(thumb_base), pt(thumb_base + (-side * 0.8 + up * 0.6) * 55 * f), 1, max(1, int(20 * f)))
+        cv2.line(
+            layer, pt(thumb_base), pt(thumb_base + (-side * 0.8 + up * 0.6) * 55 * f), 1, max(1, int(20 * f))
+        )
         k = len(self.palms) + 1
         # the hand bulges 10 mm towards the camera at the palm (so it is not a perfect plane)
         vv, uu = np.mgrid[0 : self.intr.height, 0 : self.intr.width]
@@ -135,3 +137,173 @@ def match(seg: Segmentation, scene: Scene, k: int = 1):
 @pytest.fixture(scope="module")
 def segmenter() -> HandSegmenter:
     return HandSegmenter(SegmenterConfig())
+
+
+BODY = (0.0, 150.0, 1100.0)
+
+
+@pytest.mark.parametrize("angle", [0, 90, -100, 180, 45])
+def test_hand_with_forearm_from_any_side_in_front_of_body(segmenter, angle):
+    scene = Scene().body(BODY).hand((30.0, 0.0, 550.0), angle_deg=angle)
+    seg = segmenter.segment(scene.depth, INTR)
+    assert seg.found and seg.reason == ""
+    assert len(seg.hands) == 1, "the body and the forearm must not become a second hand"
+    det, err, iou_ = match(seg, scene)
+    assert det.forearm_cut
+    assert iou_ > 0.85
+    assert err < 45.0  # CoM lies between palm and fingers; the palm estimate is much closer:
+    assert np.linalg.norm(det.palm_xyz_mm - scene.palms[0]) < 25.0
+    assert 0.0 <= det.confidence <= 1.0
+    x, y, w, h = det.bbox_xywh
+    ys, xs = np.nonzero(det.mask)
+    assert (x, y, x + w - 1, y + h - 1) == (xs.min(), ys.min(), xs.max(), ys.max())
+
+
+def test_closer_desk_edge_and_box_are_not_the_hand(segmenter):
+    scene = (
+        Scene()
+        .body(BODY)
+        .hand((50.0, -30.0, 600.0))
+        .bar((-700.0, 130.0, 450.0), (700.0, 130.0, 450.0), 80.0)  # desk edge across the picture
+        .box((-220.0, 60.0, 420.0), 150.0, 120.0)  # a closer box
+    )
+    seg = segmenter.segment(scene.depth, INTR)
+    assert len(seg.hands) == 1
+    _, err, iou_ = match(seg, scene)
+    assert iou_ > 0.8 and err < 45.0
+
+
+def test_hand_behind_a_closer_arm(segmenter):
+    scene = (
+        Scene().body(BODY).hand((50.0, 0.0, 600.0)).bar((-600.0, 200.0, 450.0), (300.0, -300.0, 450.0), 70.0)
+    )
+    seg = segmenter.segment(scene.depth, INTR)
+    assert seg.found
+    _, err, iou_ = match(seg, scene)
+    assert iou_ > 0.8 and err < 45.0
+
+
+def test_two_hands(segmenter):
+    scene = (
+        Scene().body(BODY).hand((-130.0, 0.0, 550.0), angle_deg=-20).hand((160.0, 0.0, 600.0), angle_deg=25)
+    )
+    seg = segmenter.segment(scene.depth, INTR)
+    assert len(seg.hands) == 2
+    for k in (1, 2):
+        _, err, iou_ = match(seg, scene, k)
+        assert iou_ > 0.85 and err < 45.0
+    assert not (seg.hands[0].mask & seg.hands[1].mask).any()
+    one = HandSegmenter(SegmenterConfig(max_hands=1)).segment(scene.depth, INTR)
+    assert len(one.hands) == 1
+
+
+def test_tracking_prefers_the_previous_hand():
+    """Two equally good hands: the one near last frame's hand wins."""
+    scene = Scene().hand((-150.0, 0.0, 550.0), forearm=False).hand((150.0, 0.0, 550.0), forearm=False)
+    seg1 = HandSegmenter(SegmenterConfig(max_hands=1))
+    for k in (1, 2):
+        # the "previous" result: hand k, located with the known-centre mode
+        c = scene.palms[k - 1]
+        prev = seg1.segment(scene.depth, INTR, known_com_uvd=np.array([*scene.px(c), c[2] - 12.0]))
+        now = seg1.segment(scene.depth, INTR, prev=prev)
+        assert np.linalg.norm(now.hands[0].com_xyz_mm - c) < 50.0
+
+
+def test_known_centre_mode(segmenter):
+    scene = Scene().body(BODY).hand((30.0, 0.0, 550.0))
+    c = scene.palms[0]
+    uvd = np.array([*scene.px(c), 550.0])
+    seg = segmenter.segment(scene.depth, INTR, known_com_uvd=uvd)
+    assert seg.found and seg.hands[0].confidence == 1.0
+    np.testing.assert_allclose(seg.hands[0].com_uvd, uvd)
+    np.testing.assert_allclose(seg.hands[0].com_xyz_mm, uvd_to_xyz(uvd, INTR))
+    assert iou(seg.hands[0].mask, scene.hand_mask()) > 0.6  # the cube also holds some forearm
+    assert not (seg.hands[0].mask & (scene.depth > 900)).any(), "the body lies outside the cube"
+    with pytest.raises(InputError):
+        segmenter.segment(scene.depth, INTR, known_com_uvd=np.array([1.0, 2.0, -3.0]))
+
+
+def test_no_hand_reasons(segmenter):
+    zeros = np.zeros(INTR.shape, np.uint16)
+    assert segmenter.segment(zeros, INTR).reason == "all depth missing"
+    assert not segmenter.segment(zeros, INTR).found
+    assert segmenter.segment(None, INTR).reason == "empty frame"
+    assert segmenter.segment(np.zeros((0, 0), np.uint16), INTR).reason == "empty frame"
+    far = Scene().plane(3000.0).hand((0.0, 0.0, 2500.0))  # a whole hand, but beyond max_depth_mm
+    assert segmenter.segment(far.depth, INTR).reason == "nothing in range"
+    tiny = Scene().plane(2000.0).box((0.0, 0.0, 500.0), 20.0, 20.0)
+    assert segmenter.segment(tiny.depth, INTR).reason == "too small"
+    wall = Scene().plane(800.0)
+    assert not segmenter.segment(wall.depth, INTR).found
+    ball = Scene().plane(2000.0).box((0.0, 0.0, 500.0), 400.0, 400.0)  # far too big for a hand
+    assert segmenter.segment(ball.depth, INTR).reason == "no hand shape"
+
+
+def test_bad_depth_values_are_missing_pixels(segmenter):
+    scene = Scene().body(BODY).hand((30.0, 0.0, 550.0))
+    d = scene.depth.copy()
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, d.size, size=(3, 4000))
+    d.flat[idx[0]] = np.nan
+    d.flat[idx[1]] = -50.0
+    d.flat[idx[2]] = 1e9
+    d[:5] = np.inf
+    seg = segmenter.segment(d, INTR)
+    _, err, iou_ = match(seg, scene)
+    assert iou_ > 0.8 and err < 45.0
+    assert not np.isnan(seg.hands[0].mask).any()
+    nan = np.full(INTR.shape, np.nan, np.float32)
+    assert segmenter.segment(nan, INTR).reason == "all depth missing"
+    neg = np.full(INTR.shape, -5.0, np.float64)
+    assert segmenter.segment(neg, INTR).reason == "all depth missing"
+    absurd = np.full(INTR.shape, 1e12, np.float64)
+    assert segmenter.segment(absurd, INTR).reason == "all depth missing"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros(INTR.shape, np.int8),
+        np.zeros(INTR.shape, bool),
+        np.zeros(INTR.shape + (3,), np.uint16),
+        np.zeros((240, 320), np.uint16),
+        [[1, 2], [3, 4]],
+    ],
+)
+def test_wrong_container_is_an_input_error(segmenter, bad):
+    with pytest.raises(InputError):
+        segmenter.segment(bad, INTR)
+
+
+def test_uint16_float32_float64_agree(segmenter):
+    scene = Scene().body(BODY).hand((30.0, 0.0, 550.0))
+    d16 = np.rint(scene.depth).astype(np.uint16)
+    outs = [segmenter.segment(d16.astype(t), INTR).hands[0] for t in (np.uint16, np.float32, np.float64)]
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o.mask, outs[0].mask)
+        np.testing.assert_allclose(o.com_xyz_mm, outs[0].com_xyz_mm, atol=1e-6)
+
+
+def test_config_is_validated():
+    with pytest.raises(InputError):
+        SegmenterConfig(min_depth_mm=900.0, max_depth_mm=800.0)
+    with pytest.raises(InputError):
+        SegmenterConfig(max_hands=0)
+
+
+def test_real_nyu_frame(nyu_dir):
+    from stream.depth_io import read_depth
+
+    intr = KNOWN_CAMERAS["nyu"]
+    depth = read_depth(nyu_dir / "depth_1_0000001.png", "nyu")
+    gt_uvd = np.loadtxt(nyu_dir / "nyu_test_groundtruth_label.txt", max_rows=1).reshape(14, 3)
+    # our camera frame keeps y down (DEVELOPERS.md), so the (u, v, d) labels convert without NYU's flip
+    gt_xyz = uvd_to_xyz(gt_uvd, intr)
+    seg = HandSegmenter().segment(depth, intr)
+    assert seg.found
+    hand = seg.hands[0]
+    assert np.linalg.norm(hand.com_xyz_mm - gt_xyz[13]) < 30.0, "centre within 30 mm of the palm joint"
+    crop = crop_cube(depth, intr, hand.com_xyz_mm, cube_mm=250.0, mask=hand.mask)
+    assert np.abs(normalize_joints(gt_xyz, crop)).max() < 1.0, "all 14 joints inside the cube"
+    cols = crop.uvd_to_crop(gt_uvd)[:, :2]
+    assert cols.min() >= 0 and cols.max() <= crop.size - 1

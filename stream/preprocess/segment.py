@@ -240,9 +240,9 @@ class HandSegmenter:
             area = float(np.dot(zs, zs)) * px_cm2
             if area < cfg.min_hand_area_cm2:
                 continue
+            judged += 1
             if area > cfg.max_blob_area_cm2 and float(zs.std()) < cfg.hand_depth_band_mm / 4:
                 continue  # a wall, a table top, a body facing the camera: large and flat, no arm reaching out
-            judged += 1
             c = self._judge(ys + y, xs + x, zs, sintr, small.shape, prev_coms)
             if c is not None:
                 cands.append(c)
@@ -317,7 +317,8 @@ class HandSegmenter:
             keep = dist <= cut_mm
             if keep.sum() < 6:
                 return None
-            rest = pts[~keep] @ axis2
+            # the width just beyond the cut must be an arm's (the rest of the arm may bend anywhere)
+            rest = pts[(dist > cut_mm) & (dist <= cut_mm + 80.0)] @ axis2
             if len(rest) > 4 and 3.46 * float(rest.std()) > cfg.max_arm_width_mm:
                 return None  # what hangs off this "hand" is no arm: a head on a body, a chair back
             ys, xs, zs, pts, border = ys[keep], xs[keep], zs[keep], pts[keep], border[keep]
