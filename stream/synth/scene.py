@@ -284,6 +284,9 @@ class HandSynthesizer:
         self.seed = int(seed)
         cam = self.config.camera
         self.rays = Rays.for_camera(cam)
+        self._grid = tuple(
+            g.astype(np.float32) for g in np.meshgrid(np.arange(cam.width), np.arange(cam.height))
+        )
         f = self.config.background_scale
         self._bg_scale = f if (cam.width % f == 0 and cam.height % f == 0) else 1
         self._bg_rays = (
@@ -504,16 +507,21 @@ class HandSynthesizer:
                 uu, vv = u_c + np.cos(ang) * dist, v_c + np.sin(ang) * dist
                 p = np.array([(uu - intr.cx) * z / intr.fx, (vv - intr.cy) * z / intr.fy, z])
                 kind = rng.integers(3)
+                # sized against the hand's image: it hides part of the hand, rarely all of it
+                r_img = rng.uniform(0.15, 0.4) * size_px
+                size_mm = float(np.clip(r_img * z / intr.fx, 15.0, 120.0))
                 if kind == 0:  # a box (book, phone, box)
-                    half = np.array([rng.uniform(25, 90), rng.uniform(25, 90), rng.uniform(10, 30)])
-                    p[2] = max(p[2], half.max() * 1.8 + 40.0) if p[2] + half.max() * 1.8 > z_near else p[2]
+                    half = np.array(
+                        [size_mm * rng.uniform(0.6, 1.2), size_mm * rng.uniform(0.6, 1.2), rng.uniform(8, 25)]
+                    )
+                    p[2] = min(p[2], z_near - np.linalg.norm(half) - 5.0)
                     boxes.append((p, _random_rot(rng, 40.0), half, m))
                 elif kind == 1:  # a cup / bottle
-                    r = rng.uniform(25.0, 45.0)
+                    r = 0.6 * size_mm
                     p[2] = min(p[2], z_near - r - 5.0)
-                    cones.append((p + [0, 60, 0], p - [0, 60, 0], r, r * 1.05, m))
+                    cones.append((p + [0, 1.5 * r, 0], p - [0, 1.5 * r, 0], r, r * 1.05, m))
                 else:  # a ball / other object
-                    r = rng.uniform(25.0, 60.0)
+                    r = size_mm
                     p[2] = min(p[2], z_near - r - 5.0)
                     cones.append((p, p, r, r, m))
 
@@ -696,30 +704,32 @@ class HandSynthesizer:
         )
 
     def _shade(self, rng, zb: ZBuffer, ctx: _Context, cos_inc: np.ndarray) -> np.ndarray:
+        """Lambert shading of per-material albedo; wall, clothing and objects get a colour texture
+        (smooth blotches or blocks, sometimes stripes), skin a little blotchiness, plus sensor noise."""
         intr = self.config.camera
         h, w = intr.height, intr.width
         mat = zb.material.reshape(h, w)
         alb = ctx.albedo_bgr[np.clip(mat, 0, None)]
-        # textured wall and objects: smooth colour noise plus stripes, from the scene's texture seed
         trng = np.random.default_rng(ctx.texture_seed)
         low = trng.uniform(0.6, 1.3, (6 + trng.integers(20), 8 + trng.integers(24), 3)).astype(np.float32)
-        tex = cv2.resize(
-            low, (w, h), interpolation=cv2.INTER_CUBIC if trng.random() < 0.5 else cv2.INTER_NEAREST
-        )
+        interp = cv2.INTER_CUBIC if trng.random() < 0.5 else cv2.INTER_NEAREST
+        tex = cv2.resize(low, (w, h), interpolation=interp)
         if trng.random() < 0.5:
-            period = trng.uniform(6, 40)
+            period = np.float32(trng.uniform(6, 40))
             ang = trng.uniform(0, np.pi)
-            vv, uu = np.mgrid[0:h, 0:w].astype(np.float32)
-            stripes = 0.85 + 0.3 * (np.sin((uu * np.cos(ang) + vv * np.sin(ang)) * (2 * np.pi / period)) > 0)
-            tex = tex * stripes[..., None]
-        textured = (mat == M_WALL) | (mat >= M_OBJECT) | (mat == M_BODY)
-        alb = np.where(textured[..., None], alb * tex, alb)
-        # skin: a little blotchiness
-        skin = (mat == M_HAND) | (mat == M_ARM) | (mat == M_HAND2) | (mat == M_ARM2) | (mat == M_HEAD)
+            uu, vv = self._grid
+            phase = (uu * np.float32(np.cos(ang)) + vv * np.float32(np.sin(ang))) % period
+            tex *= np.where(phase < period / 2, np.float32(1.15), np.float32(0.85))[..., None]
+        plain = (mat != M_WALL) & (mat < M_OBJECT) & (mat != M_BODY)
+        tex[plain] = 1.0
         n = zb.normal.reshape(h, w, 3)
-        lam = np.clip(-(n @ ctx.light_dir.astype(np.float32)), 0.0, 1.0)
-        shade = ctx.ambient + (1.0 - ctx.ambient) * lam
-        img = alb * shade[..., None]
-        img = np.where(skin[..., None], img * (0.97 + 0.06 * rng.random((h, w, 1), dtype=np.float32)), img)
-        img += rng.normal(0.0, 0.015, (h, w, 3)).astype(np.float32)
-        return np.clip(img * 255.0, 0, 255).astype(np.uint8)
+        ld = ctx.light_dir.astype(np.float32)
+        lam = np.clip(-(n[..., 0] * ld[0] + n[..., 1] * ld[1] + n[..., 2] * ld[2]), 0.0, 1.0)
+        shade = np.float32(ctx.ambient) + np.float32(1.0 - ctx.ambient) * lam
+        r = rng.random((h, w), dtype=np.float32)
+        skin = (mat >= M_HAND) & (mat <= M_ARM2) | (mat == M_HEAD)
+        shade[skin] *= 0.97 + 0.06 * r[skin]
+        shade += (r - np.float32(0.5)) * np.float32(0.04)  # sensor noise (luminance)
+        img = alb * tex
+        img *= shade[..., None]
+        return cv2.convertScaleAbs(img, alpha=255.0)
