@@ -41,7 +41,7 @@ def test_tiny_bench_writes_json_markdown_and_plots(clip_npz, tmp_path, capsys):
     path, _ = clip_npz
     js, md, plots = tmp_path / "b.json", tmp_path / "b.md", tmp_path / "plots"
     argv = ["--source", str(path), "--frames", "6", "--warmup", "2", "--engine-frames", "4"]
-    argv += ["--backends", "onnxruntime_t1,tensorrt", "--variants", "default", "--no-replay"]
+    argv += ["--backends", "onnxruntime_t1,tensorrt", "--variants", "default"]
     argv += ["--json", str(js), "--md", str(md), "--plots", str(plots)]
     assert main(argv) == 0
     r = rep.read_json(js)
@@ -54,6 +54,10 @@ def test_tiny_bench_writes_json_markdown_and_plots(clip_npz, tmp_path, capsys):
     assert pipe["overhead_ms"]["min"] >= 0.0
     assert pipe["end_to_end_cpu_ms"]["n"] == 6 and pipe["end_to_end_cpu_ms"]["p50"] > 0
     assert pipe["peak_rss_mb"] > 10 and pipe["fps"] > 0 and pipe["dropped_frames"] == 0
+    replay = r["replay"]  # overlay + real mp4 encoding of the same frames
+    assert replay["frames"] == 6 and replay["stages_ms"]["overlay+encode"]["n"] == 6
+    assert replay["video_bytes"] > 1000 and replay["fps"] > 0
+    assert "replay with overlay + mp4 encoding" in [t["name"] for t in r["targets"]]
     assert r["backends"]["onnxruntime_t1"]["infer_ms"]["n"] == 4
     assert "skipped" in r["backends"]["tensorrt"] or r["backends"]["tensorrt"]["infer_ms"]["n"] == 4
     assert "samples_ms" not in r["backends"]["onnxruntime_t1"]  # raw samples only feed the plots

@@ -100,14 +100,16 @@ def load_npz_clip(path: str | Path, limit: int = 0) -> list[RGBDFrame]:
 
 def synthetic_clip(n: int, seed: int = 0, cache_dir: str | Path | None = None) -> Clip:
     """A smooth synthetic 640x480 sequence (depth + colour), rendered once and cached as .npz."""
-    cache = Path(cache_dir or CLIP_DIR) / f"synthetic_{SYNTH_CAMERA}_seed{seed}_n{n}.npz"
-    desc = f"synthetic {SYNTH_CAMERA} sequence, seed {seed}, {n} frames cycled"
+    from ..synth import GENERATOR_VERSION, HandSynthesizer, SceneConfig
+
+    # the generator's version is in the name: a changed generator renders (and is timed on) new frames
+    cache = Path(cache_dir or CLIP_DIR) / f"synthetic_{GENERATOR_VERSION}_{SYNTH_CAMERA}_seed{seed}_n{n}.npz"
+    desc = f"synthetic {SYNTH_CAMERA} sequence ({GENERATOR_VERSION}), seed {seed}, {n} frames cycled"
     if cache.is_file():
         try:
             return Clip(load_npz_clip(cache), "synthetic", desc)
         except InputError:
             pass  # a damaged cache is rendered again
-    from ..synth import HandSynthesizer, SceneConfig
 
     synth = HandSynthesizer(SceneConfig(camera=KNOWN_CAMERAS[SYNTH_CAMERA]), seed)
     frames = [s.frame for s in synth.sequence(n, 30.0)]
