@@ -61,7 +61,8 @@ def test_tiny_bench_writes_json_markdown_and_plots(clip_npz, tmp_path, capsys):
     assert r["backends"]["onnxruntime_t1"]["infer_ms"]["n"] == 4
     assert "skipped" in r["backends"]["tensorrt"] or r["backends"]["tensorrt"]["infer_ms"]["n"] == 4
     assert "samples_ms" not in r["backends"]["onnxruntime_t1"]  # raw samples only feed the plots
-    assert r["variants"]["default"]["infer_ms"]["n"] == 4
+    v = r["variants"]["default"]
+    assert v["infer_ms"]["n"] == 4 and v["end_to_end_ms"]["n"] == 4 and v["model"] == "compact_s"
     assert r["command"].startswith("handstream bench --source")
     assert r["machine"]["usable_cores"] >= 1 and "onnxruntime" in r["machine"]["versions"]
     assert r["input"]["width"] == 640 and r["input"]["distinct_frames"] == 3

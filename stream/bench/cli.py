@@ -142,7 +142,7 @@ def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:
             report["backends"][default_t]["note"] = "the default path's backend"
     variants = _csv(args.variants)
     if variants:
-        report["variants"] = _variants(args, variants, crops, notes)
+        report["variants"] = _variants(args, variants, crops, clip, notes)
     if peers:
         report["peers"] = _peers(args, clip, notes)
     report["targets"] = check_targets(report)
@@ -163,8 +163,9 @@ def _engine_crop(engine_ref: str) -> tuple[int, float]:
     return int(m.crop_size or 96), float(m.preprocessing.get("cube_mm", 250.0))
 
 
-def _variants(args, variants: list[str], crops, notes: list[str]) -> dict:
+def _variants(args, variants: list[str], crops, clip, notes: list[str]) -> dict:
     from .engine_timing import engine_vs_bare
+    from .runtime import pose_path_run
     from .variants import variant_entries
 
     out: dict = {}
@@ -183,6 +184,12 @@ def _variants(args, variants: list[str], crops, notes: list[str]) -> dict:
         )
         name = spec.split("=")[0].strip()
         entry = out.get(name) or {}
+        if "engine" in entry:  # the variant in the default pose path, on the same frames
+            try:
+                run, _ = pose_path_run(clip, entry["engine"], args.threads, n, 3 if slow else 10)
+                entry["end_to_end_ms"] = run.summary.end_to_end_ms.to_dict()
+            except HandstreamError as exc:
+                notes.append(f"variant {name}: pose path not timed ({str(exc).splitlines()[0]})")
         if name.lower() in ("net6", "depthnet") and "engine" in entry:
             cmp = engine_vs_bare(entry["engine"], crops, n, 3, args.threads)
             entry["engine_vs_bare_ort"] = cmp

@@ -119,9 +119,10 @@ def variants_section(variants: dict) -> str:
         acc_txt = acc.get("text") or (
             f"{acc['mean_error_mm']:.1f} mm mean 3D error" if "mean_error_mm" in acc else "–"
         )
+        model = v.get("model")
         rows.append(
             [
-                name,
+                f"{name} ({model})" if model and model != name else name,
                 f"{params / 1e6:.2f} M" if isinstance(params, (int, float)) else "–",
                 *_pcts(v.get("infer_ms")),
                 fmt_ms((v.get("end_to_end_ms") or {}).get("p50")),
