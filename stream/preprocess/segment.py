@@ -60,7 +60,7 @@ class SegmenterConfig:
     max_arm_width_mm: float = 140.0
     mask_depth_margin_mm: float = 25.0
     max_hands: int = 2
-    max_components: int = 8  # judge at most this many components, largest first
+    max_components: int = 6  # judge at most this many components, largest first
     min_confidence: float = 0.25
     second_hand_min_confidence: float = 0.5
     second_hand_max_depth_gap_mm: float = 350.0  # both hands of one user lie within ~arm's reach in depth
@@ -234,6 +234,8 @@ class HandSegmenter:
             if counts[k] < min_px:
                 break
             x, y, w, h = (int(v) for v in stats[k, :4])
+            if max(w, h) * s * cfg.max_depth_mm / intr.fx < cfg.min_hand_length_mm:
+                continue  # shorter than a hand even at the farthest depth
             sub = labels[y : y + h, x : x + w] == k
             ys, xs = np.nonzero(sub)
             zs = z[y : y + h, x : x + w][sub]
@@ -334,19 +336,23 @@ class HandSegmenter:
         lo2, hi2 = _robust_range((pts - mean) @ axis2, 0.02)
         width = hi2 - lo2
         z5, z95 = _robust_range(zs, 0.05)
-        fingers = _finger_defects(ys, xs, zs, sintr)
         score = (
             _tri(length, cfg.min_hand_length_mm, 120.0, 220.0, cfg.max_hand_length_mm + 30.0)
             * _tri(width, 25.0, 60.0, 130.0, cfg.max_hand_width_mm)
             * _tri(area_cm2, cfg.min_hand_area_cm2, 50.0, 220.0, 350.0)
             * _tri(z95 - z5, -1.0, 0.0, 120.0, 220.0)
         )
+        tracked = (
+            bool(prev_coms) and min(float(np.linalg.norm(mean - p)) for p in prev_coms) < cfg.track_radius_mm
+        )
+        best_possible = min(1.0, score * 1.2 + 0.15) if tracked else score
+        if best_possible < cfg.min_confidence:
+            return None  # not worth the contour analysis
         # shape evidence: finger gaps and an attached arm (a box or a head has neither)
+        fingers = _finger_defects(ys, xs, zs, sintr)
         score *= 0.4 + 0.3 * min(fingers, 3) / 3.0 + (0.3 if attached else 0.0)
-        if prev_coms:
-            dmin = min(float(np.linalg.norm(mean - p)) for p in prev_coms)
-            if dmin < cfg.track_radius_mm:
-                score = min(1.0, score * 1.2 + 0.15)
+        if tracked:
+            score = min(1.0, score * 1.2 + 0.15)
         return _Candidate(ys, xs, zs, pts, float(score), length, width, cut, mean)
 
     def _refine(
