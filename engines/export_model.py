@@ -16,6 +16,8 @@ from .manifest import JOINT_COUNTS, sha256_file
 
 log = logging.getLogger("handstream.engines")
 
+DEFAULT_CUBE_MM = 250.0  # stream.preprocess.crop_cube's default; the thesis does not fix one
+
 # train.models task -> the manifest's preprocessing.input
 TASK_INPUT = {"pose-depth": "depth", "pose-rgb": "rgb", "pose-rgbd": "rgbd"}
 
@@ -58,7 +60,7 @@ def export_model(
     crop_size: int | None = None,
     num_joints: int | None = None,
     input_kind: str | None = None,
-    cube_mm: float = 300.0,
+    cube_mm: float | None = None,
     joint_layout: str | None = None,
     model_kwargs: dict | None = None,
     opset: int = 17,
@@ -69,6 +71,7 @@ def export_model(
     metrics: dict | None = None,
     training: dict | None = None,
     default_model: str | None = None,
+    num_parity: int = 8,
 ) -> Path:
     """Build `model_name` via train.models.create_model, load `checkpoint` if given, export it.
 
@@ -112,6 +115,9 @@ def export_model(
             ) from None
     size = int(kwargs["input_size"])
     joints = int(kwargs["num_joints"])
+    if cube_mm is None:
+        cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+        cube_mm = meta.get("cube_mm", cfg.get("cube_mm", DEFAULT_CUBE_MM))
     if joint_layout is None:
         joint_layout = {v: k for k, v in JOINT_COUNTS.items()}.get(joints)
     train_info = {"model": spec.name, "model_kwargs": kwargs}
@@ -150,4 +156,5 @@ def export_model(
         dynamic_batch=dynamic_batch,
         simplify=simplify,
         parity_inputs=parity_inputs,
+        num_parity=num_parity,
     )

@@ -285,7 +285,7 @@ def pose_manifest(
     crop_size: int,
     num_joints: int,
     input_channels: int = 1,
-    cube_mm: float = 300.0,
+    cube_mm: float = 250.0,
     input_kind: str = "depth",
     joint_layout: str | None = None,
     version: str = "0.1.0",

@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 DEFAULT_ENGINES: dict[str, dict] = {
     # compact_s, not Depth-Net: Net6's fc-4096 head is ~150 M parameters (~600 MB), neither shippable in
     # the repository nor real time on a CPU (seed 003 optimises accuracy only; we deviate for latency).
-    "pose": {"model": "compact_s", "num_joints": 21, "cube_mm": 300.0},
+    "pose": {"model": "compact_s", "num_joints": 21, "cube_mm": 250.0},
 }
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
@@ -111,7 +111,7 @@ def build_from_checkpoints(ckpt_dir: Path, out_dir: Path, only: list[str] | None
                 name=n,
                 checkpoint=found[n],
                 default_model=spec.get("model"),
-                cube_mm=spec.get("cube_mm", 300.0),
+                cube_mm=spec.get("cube_mm"),
             )
         )
     return written
