@@ -1,0 +1,180 @@
+"""Training toolkit: a few optimisation steps lower the loss, checkpoints resume, augmentation keeps labels
+on the image, the dataset loaders cut crops whose labels map back exactly, the search shrinks ranges."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from train.augment import AugmentConfig, apply_transform, augment_batch
+from train.data import LabelledFrame, PoseArrays, folder_frames, make_crops
+from train.hpo import random_search, shrink_ranges
+from train.trainer import TrainConfig, load_trained, pose_loss, train
+
+
+def _blob_arrays(n=96, size=32, joints=2, seed=0) -> PoseArrays:
+    """Crops with one disc whose centre/depth are the joints: a learnable toy problem."""
+    rng = np.random.default_rng(seed)
+    depth = np.ones((n, size, size), np.float32)
+    j = np.zeros((n, joints, 3), np.float32)
+    for i in range(n):
+        x, y = rng.uniform(-0.5, 0.5, 2)
+        z = rng.uniform(-0.3, 0.3)
+        col, row = (x + 1) / 2 * size - 0.5, (y + 1) / 2 * size - 0.5
+        cv2.circle(depth[i], (int(round(col)), int(round(row))), 5, float(z), -1)
+        j[i, :] = (x, y, z)
+    return PoseArrays(depth, j, np.zeros((n, 3)), j * 125.0, 250.0, {"toy": True})
+
+
+def test_loss_is_eq_4_14():
+    pred = torch.tensor([[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]])
+    target = torch.zeros(1, 6)
+    assert float(pose_loss(pred, target)) == pytest.approx(3.0 / (2 * 2))
+
+
+def test_few_steps_lower_the_loss_and_resume(tmp_path):
+    data = _blob_arrays()
+    cfg = TrainConfig(
+        name="toy",
+        model="compact_gap",
+        model_kwargs={"fc_width": 32},
+        lr=0.05,
+        momentum=0.9,
+        batch_size=16,
+        epochs=4,
+        out_dir=str(tmp_path),
+        progress=False,
+        seed=1,
+        threads=1,  # 2 threads on a busy 2-core machine are ~10x slower than 1 for this toy net
+    )
+    with torch.no_grad():
+        model0 = __import__("train.models", fromlist=["x"]).create_model(
+            "compact_gap", num_joints=2, input_size=32, fc_width=32
+        )
+    torch.manual_seed(1)
+    res = train(cfg, data, data)
+    losses = [h["train_loss"] for h in res.history]
+    assert losses[-1] < losses[0]
+    assert res.best_val_loss < losses[0]
+    assert (tmp_path / "toy" / "config.json").is_file() and (tmp_path / "toy" / "tb").is_dir()
+    assert json.loads((tmp_path / "toy" / "config.json").read_text())["model"] == "compact_gap"
+    model, meta = load_trained(res.best_checkpoint)
+    assert meta["crop_size"] == 32 and meta["num_joints"] == 2 and meta["cube_mm"] == 250.0
+    x = torch.from_numpy(data.depth[:4, None])
+    assert model(x).shape == (4, 6) and model0 is not None
+    # resume: continues after the last epoch with the saved optimizer/scheduler state
+    from dataclasses import replace
+
+    res2 = train(replace(cfg, epochs=6), data, data, resume=True)
+    assert [h["epoch"] for h in res2.history] == [1, 2, 3, 4, 5, 6]
+
+
+def test_augmentation_moves_labels_with_the_image():
+    size = 64
+    depth = torch.ones(1, 1, size, size)
+    joints = torch.tensor([[[0.3, -0.2, 0.1], [-0.4, 0.35, -0.2]]])
+    for x, y, z in joints[0].tolist():
+        c, r = int((x + 1) / 2 * size), int((y + 1) / 2 * size)
+        depth[0, 0, r - 1 : r + 2, c - 1 : c + 2] = z
+    d2, j2 = apply_transform(
+        depth, joints, torch.tensor([0.6]), torch.tensor([1.1]), torch.tensor([[0.05, -0.04, 0.02]])
+    )
+    for x, y, z in j2[0].tolist():
+        c, r = (x + 1) / 2 * size - 0.5, (y + 1) / 2 * size - 0.5
+        patch = d2[0, 0, int(round(r)) - 1 : int(round(r)) + 2, int(round(c)) - 1 : int(round(c)) + 2]
+        assert float((patch - z).abs().min()) < 1e-5  # the dot is where the label went, at the label's depth
+    assert float(d2.max()) == 1.0 and int((d2 < 1).sum()) >= 10  # background stays background
+    cfg = AugmentConfig(noise_std=0.0)
+    d3, j3 = augment_batch(depth.repeat(3, 1, 1, 1), joints.repeat(3, 1, 1).reshape(3, -1), cfg)
+    assert d3.shape == (3, 1, size, size) and j3.shape == (3, 6)
+    assert not torch.allclose(j3[0], j3[1])
+
+
+def test_folder_dataset_and_crops_invert(tmp_path):
+    from stream.frames import KNOWN_CAMERAS
+    from stream.geometry import xyz_to_uvd
+
+    intr = KNOWN_CAMERAS["d435_320x240"]
+    joints = np.array([[0.0, 0.0, 500.0], [30.0, -20.0, 520.0], [-25.0, 40.0, 480.0]])
+    depth = np.zeros((240, 320), np.uint16)
+    uvd = xyz_to_uvd(joints, intr)
+    for u, v, d in uvd:
+        cv2.circle(depth, (int(u), int(v)), 6, int(d), -1)
+    cv2.imwrite(str(tmp_path / "f0.png"), depth)
+    (tmp_path / "camera.json").write_text(json.dumps({"name": "d435_320x240"}))
+    (tmp_path / "labels.txt").write_text("f0.png " + " ".join(f"{v:.3f}" for v in joints.ravel()) + "\n")
+    frames = list(folder_frames(tmp_path))
+    assert len(frames) == 1 and frames[0].depth_mm.dtype == np.uint16
+    arr = make_crops(frames, size=48, cube_mm=250.0, centre="joints")
+    assert arr.depth.shape == (1, 48, 48) and float(arr.depth.min()) < 0.5
+    back = arr.joints[0] * 125.0 + arr.com_xyz_mm[0]
+    np.testing.assert_allclose(back, joints, atol=1e-3)
+    p = tmp_path / "c.npz"
+    arr.save(p)
+    again = PoseArrays.load(p)
+    np.testing.assert_allclose(again.joints, arr.joints)
+    assert np.abs(again.depth - arr.depth).max() < 2e-3  # stored as float16
+
+
+def test_jittered_crops_keep_exact_labels():
+    from stream.frames import KNOWN_CAMERAS
+
+    intr = KNOWN_CAMERAS["d435_320x240"]
+    joints = np.array([[10.0, 5.0, 450.0], [40.0, -30.0, 470.0]])
+    depth = np.full((240, 320), 460, np.uint16)
+    fr = LabelledFrame(depth, intr, joints, np.ones((240, 320), bool))
+    arr = make_crops([fr], size=32, cube_mm=250.0, centre="joints", jitter_mm=20.0, crops_per_frame=3, seed=3)
+    assert len(arr) == 3 and len({tuple(c) for c in arr.com_xyz_mm.round(3)}) == 3
+    for k in range(3):
+        np.testing.assert_allclose(arr.joints[k] * 125.0 + arr.com_xyz_mm[k], joints, atol=1e-3)
+
+
+def test_nyu_raw_loader_needs_mat(tmp_path):
+    from stream.errors import InputError
+    from train.data import nyu_raw_frames
+
+    with pytest.raises(InputError, match="joint_data.mat"):
+        list(nyu_raw_frames(tmp_path))
+
+
+def test_nyu_raw_layout_tiny(tmp_path):
+    scipy_io = pytest.importorskip("scipy.io", reason="scipy writes/reads NYU's joint_data.mat")
+    from train.data import nyu_raw_frames
+    from train.nyu import NYU_36_TO_14
+
+    uvd = np.zeros((3, 2, 36, 3))
+    uvd[..., 0], uvd[..., 1], uvd[..., 2] = 300.0, 250.0, 700.0
+    uvd[0, :, :, 0] += np.arange(36)  # frontal camera: u encodes the joint index
+    scipy_io.savemat(tmp_path / "joint_data.mat", {"joint_uvd": uvd})
+    img = np.zeros((480, 640, 3), np.uint8)
+    img[..., 1], img[..., 0] = 700 >> 8, 700 & 255
+    for i in (1, 2):
+        cv2.imwrite(str(tmp_path / f"depth_1_{i:07d}.png"), img)
+    frames = list(nyu_raw_frames(tmp_path))
+    assert len(frames) == 2 and frames[0].joints_xyz_mm.shape == (14, 3)
+    assert int(frames[0].depth_mm[10, 10]) == 700
+    x = frames[0].joints_xyz_mm[:, 0]
+    expected_u = 300.0 + np.array(NYU_36_TO_14)
+    np.testing.assert_allclose(x, (expected_u - 320.0) * 700.0 / 588.03, atol=1e-6)
+
+
+def test_shrink_ranges_and_search():
+    trials = [({"lr": 10.0**-k, "dropout": 0.01 * k}, float(abs(k - 2))) for k in range(1, 6)]
+    new = shrink_ranges(trials, {"lr": (1e-6, 1.0), "dropout": (0.0, 0.1)}, keep_fraction=0.6)
+    assert new["lr"] == pytest.approx((1e-3, 1e-1)) and new["dropout"] == pytest.approx((0.01, 0.03))
+    res = random_search(
+        lambda p: (np.log10(p["lr"]) + 2) ** 2 + (p["dropout"] - 0.03) ** 2,
+        rounds=3,
+        trials_per_round=12,
+        seed=0,
+    )
+    assert len(res.rounds) == 3
+    assert abs(np.log10(res.best_params["lr"]) + 2) < 0.3
+    lo, hi = res.rounds[-1]["ranges"]["lr"]
+    assert hi / lo < 100  # the range shrank from (1e-3, 1e-1)
+    tpe = random_search(lambda p: p["lr"], rounds=1, trials_per_round=5, sampler="tpe")
+    assert tpe.best_value < 0.1

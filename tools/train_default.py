@@ -1,0 +1,179 @@
+"""Train the shipped default pose model (issue 4) on synthetic data, in stages that can run separately:
+
+    python tools/train_default.py gen   --frames 16000      # training crops -> data/default_train/*.npz
+    python tools/train_default.py train --minutes 35        # compact net -> checkpoints/pose.pt (+ metrics)
+    python tools/train_default.py test  --frames 2000       # held-out test set + eval with OUR segmentation
+
+Training hands are disjoint from test hands: training subjects are offset by 1000 (stream.synth test sets
+draw 0..n_subjects-1) and training seeds (1000 + chunk) never equal the test seed (4242).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TRAIN_DIR = REPO / "data" / "default_train"
+TEST_DIR = REPO / "data" / "synth_test_4242"
+TEST_SEED = 4242
+SUBJECT_OFFSET = 1000
+CROP_SIZE = 64
+CUBE_MM = 300.0
+CHUNK = 500
+
+
+def gen(args) -> int:
+    from dataclasses import replace
+
+    from train.data import PoseArrays, default_scene, make_crops, synthetic_frames
+
+    TRAIN_DIR.mkdir(parents=True, exist_ok=True)
+    cfg = replace(default_scene(), color=False)  # depth only: a third faster, same depth frames
+    n_chunks = (args.frames + CHUNK - 1) // CHUNK
+    for c in range(args.first_chunk, args.first_chunk + n_chunks):
+        out = TRAIN_DIR / f"chunk_{c:03d}.npz"
+        if out.exists():
+            continue
+        t0 = time.time()
+        frames = list(synthetic_frames(CHUNK, seed=1000 + c, config=cfg, subject_offset=SUBJECT_OFFSET))
+        exact = make_crops(frames, CROP_SIZE, CUBE_MM, centre="segment", seed=c)
+        jit = make_crops(
+            frames, CROP_SIZE, CUBE_MM, centre="segment", jitter_mm=args.jitter_mm, seed=10_000 + c
+        )
+        both = PoseArrays.concat([exact, jit])
+        both.meta.update(
+            {"seed": 1000 + c, "subject_offset": SUBJECT_OFFSET, "jitter_mm": [0.0, args.jitter_mm]}
+        )
+        tmp = out.with_suffix(".tmp.npz")
+        both.save(tmp)
+        tmp.rename(out)
+        print(
+            f"{out.name}: {len(both)} crops, segmenter found {exact.meta['segmenter_found']}/{CHUNK}, {time.time() - t0:.0f} s",
+            flush=True,
+        )
+    return 0
+
+
+def load_chunks(limit: int = 0):
+    from train.data import PoseArrays
+
+    files = sorted(TRAIN_DIR.glob("chunk_*.npz"))
+    files = [f for f in files if not f.name.endswith(".tmp.npz")]
+    if limit:
+        files = files[:limit]
+    if len(files) < 2:
+        raise SystemExit(f"need at least 2 chunks in {TRAIN_DIR}, found {len(files)}: run `gen` first")
+    return files, [PoseArrays.load(f) for f in files]
+
+
+def train_stage(args) -> int:
+    import torch
+
+    from train.data import PoseArrays
+    from train.trainer import TrainConfig, train
+
+    files, parts = load_chunks(args.chunks)
+    val = parts[-1]  # the last chunk (its own seed) is the validation set
+    tr = PoseArrays.concat(parts[:-1])
+    print(
+        f"train {len(tr)} crops from {len(files) - 1} chunks, val {len(val)} crops ({files[-1].name})",
+        flush=True,
+    )
+    cfg = TrainConfig(
+        name=args.name,
+        model=args.model,
+        model_kwargs={"fc_width": args.fc_width, "dropout": 0.0},
+        optimizer="adamw",
+        lr=args.lr,
+        weight_decay=1e-4,
+        batch_size=128,
+        epochs=200,
+        lr_patience=2,
+        early_stop_patience=8,
+        augment={
+            "rotation_deg": 10.0,
+            "scale_range": [0.95, 1.05],
+            "translate_xy": 0.03,
+            "translate_z": 0.03,
+            "noise_std": 0.01,
+        },
+        max_minutes=args.minutes,
+        seed=0,
+        threads=args.threads,
+        out_dir=str(REPO / "runs"),
+        progress=False,
+        data={
+            "kind": "synthetic-generated",
+            "chunks": [f.name for f in files[:-1]],
+            "crop_size": CROP_SIZE,
+            "cube_mm": CUBE_MM,
+        },
+        val_data={"chunk": files[-1].name},
+    )
+    res = train(cfg, tr, val)
+    print(
+        f"best val {res.best_val_loss:.5f} ({res.best_val_mm:.2f} mm) after {res.epochs_run} epochs, stopped: {res.stopped}"
+    )
+    ck = torch.load(res.best_checkpoint, map_location="cpu", weights_only=False)
+    ck["training_summary"] = {
+        "epochs_run": res.epochs_run,
+        "stopped": res.stopped,
+        "train_crops": len(tr),
+        "val_crops": len(val),
+    }
+    out = REPO / "checkpoints" / f"{args.name}.pt"
+    out.parent.mkdir(exist_ok=True)
+    torch.save(ck, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def test_stage(args) -> int:
+    from stream.synth import write_dataset
+    from train.data import default_scene
+    from train.evaluate import evaluate_synthetic
+
+    if not (TEST_DIR / "meta.json").is_file():
+        write_dataset(TEST_DIR, args.frames, TEST_SEED, default_scene(), progress=False)
+    res = {}
+    for centre in ("segment", "gt"):
+        r = evaluate_synthetic(args.checkpoint, TEST_DIR, gt_centre=centre == "gt")
+        r.pop("success_curve")
+        res[centre] = r
+        print(json.dumps({k: v for k, v in r.items() if k != "per_joint_mm"}), flush=True)
+    out = Path(args.checkpoint).with_suffix(".metrics.json")
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="stage", required=True)
+    g = sub.add_parser("gen")
+    g.add_argument("--frames", type=int, default=16000)
+    g.add_argument("--first-chunk", type=int, default=0)
+    g.add_argument("--jitter-mm", type=float, default=15.0)
+    t = sub.add_parser("train")
+    t.add_argument("--minutes", type=float, default=35.0)
+    t.add_argument("--model", default="compact_s")
+    t.add_argument("--fc-width", type=int, default=512)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--chunks", type=int, default=0, help="use only the first N chunks (0 = all)")
+    t.add_argument("--name", default="pose")
+    e = sub.add_parser("test")
+    e.add_argument("--frames", type=int, default=2000)
+    e.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
+    a = p.parse_args(argv)
+    return {"gen": gen, "train": train_stage, "test": test_stage}[a.stage](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""Training (seed 003 §4.4.3): loss eq. 4.14 on normalized joints, mini-batch SGD with momentum (Nesterov
+optional), batch 128, dropout in the model, learning rate halved when the validation error plateaus, early
+stopping, reshuffling every epoch, checkpoints (last + best) and resumable runs, TensorBoard logs, a tqdm
+progress bar, and the run's config saved into its directory.
+
+Data live in memory as crops (train/data.py), so batches are slices of one tensor (no DataLoader workers:
+on a 2-core machine they only add copies). Augmentation (train/augment.py) runs per batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stream.errors import InputError
+
+from .augment import AugmentConfig, augment_batch
+from .data import PoseArrays
+from .models import create_model
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One run. `data`/`val_data` describe where crops come from (see train/cli_train.py's build_arrays)."""
+
+    name: str = "pose"
+    model: str = "depthnet"
+    model_kwargs: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    val_data: dict = field(default_factory=dict)
+    val_fraction: float = 0.25  # used when val_data is empty: a uniform random 25 % (seed §4.4.3)
+    optimizer: str = "sgd"  # "sgd" as the seed; "adamw" converges faster for small nets from scratch
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 100
+    lr_patience: int = 3  # epochs without improvement before the LR is halved
+    lr_factor: float = 0.5
+    min_lr: float = 1e-6
+    early_stop_patience: int = 10
+    min_delta: float = 1e-5
+    augment: dict | None = None  # AugmentConfig fields, or None for no augmentation
+    max_minutes: float = 0.0  # wall-clock budget (0 = none); the run stops after the epoch that passes it
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    out_dir: str = "runs"
+    progress: bool = True
+    tensorboard: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"unknown config keys {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"no such config file: {p}")
+        text = p.read_text()
+        try:
+            if p.suffix in (".yaml", ".yml"):
+                import yaml
+
+                d = yaml.safe_load(text)
+            else:
+                d = json.loads(text)
+        except Exception as exc:  # yaml and json raise different types; both are user errors here
+            raise InputError(f"{p}: cannot parse config ({str(exc).splitlines()[0]})") from None
+        if not isinstance(d, dict):
+            raise InputError(f"{p}: a config must be a mapping of keys to values")
+        return cls.from_dict(d)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    best_checkpoint: Path
+    best_val_loss: float
+    best_val_mm: float
+    epochs_run: int
+    stopped: str
+    history: list = field(default_factory=list)
+
+
+def pose_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Eq. 4.14: per image (1 / 2J) ||f - y||^2 with 3J outputs, averaged over the batch."""
+    j = pred.shape[1] / 3.0
+    return ((pred - target) ** 2).sum(dim=1).mean() / (2.0 * j)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def split_train_val(arrays: PoseArrays, fraction: float, seed: int) -> tuple[PoseArrays, PoseArrays]:
+    if not 0 < fraction < 1:
+        raise InputError(f"val_fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(arrays))
+    n_val = max(1, int(round(fraction * len(arrays))))
+    return arrays.subset(np.sort(idx[n_val:])), arrays.subset(np.sort(idx[:n_val]))
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, batch: int = 512, device=None) -> torch.Tensor:
+    device = device or next(model.parameters()).device
+    model.eval()
+    out = [model(x[i : i + batch].to(device)).cpu() for i in range(0, len(x), batch)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def _val_metrics(model, x, y, half_mm: float, device) -> tuple[float, float]:
+    pred = predict(model, x, device=device)
+    loss = float(pose_loss(pred, y))
+    err = (pred - y).view(len(y), -1, 3).norm(dim=-1) * half_mm
+    return loss, float(err.mean())
+
+
+def _tensors(a: PoseArrays) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.from_numpy(np.ascontiguousarray(a.depth[:, None], dtype=np.float32))
+    y = torch.from_numpy(np.ascontiguousarray(a.joints.reshape(len(a), -1), dtype=np.float32))
+    return x, y
+
+
+def checkpoint_meta(cfg: TrainConfig, train: PoseArrays, model_kwargs: dict) -> dict:
+    """What an exporter needs to rebuild the model and feed it (engines/export_model.py reads these keys)."""
+    j = train.joints.shape[1]
+    return {
+        "model_name": cfg.model,
+        "model_kwargs": model_kwargs,
+        "crop_size": int(train.depth.shape[-1]),
+        "cube_mm": float(train.cube_mm),
+        "num_joints": int(j),
+        "joint_layout": {21: "mediapipe21", 14: "nyu14"}.get(j, f"{j}"),
+        "input": "depth",
+        "data": train.meta,
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+    }
+
+
+def train(
+    cfg: TrainConfig, train_arrays: PoseArrays, val_arrays: PoseArrays | None = None, resume: bool = False
+) -> TrainResult:
+    """Train `cfg.model` on crops; returns where the best checkpoint is. `resume` continues run_dir/last.pt."""
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if val_arrays is None:
+        train_arrays, val_arrays = split_train_val(train_arrays, cfg.val_fraction, cfg.seed)
+    device = pick_device(cfg.device)
+    size = int(train_arrays.depth.shape[-1])
+    j = int(train_arrays.joints.shape[1])
+    kwargs = {**cfg.model_kwargs, "num_joints": j, "input_size": size}
+    model = create_model(cfg.model, **kwargs).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+        )
+    elif cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise InputError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt,
+        mode="min",
+        factor=cfg.lr_factor,
+        patience=cfg.lr_patience,
+        min_lr=cfg.min_lr,
+        threshold=cfg.min_delta,
+        threshold_mode="abs",
+    )
+    run_dir = Path(cfg.out_dir) / cfg.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+    meta = checkpoint_meta(cfg, train_arrays, kwargs)
+    start_epoch, best, best_mm, bad_epochs, history = 0, math.inf, math.inf, 0, []
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if resume:
+        if not last_path.is_file():
+            raise InputError(f"cannot resume: {last_path} does not exist")
+        ck = torch.load(last_path, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model_state"])
+        opt.load_state_dict(ck["optimizer_state"])
+        sched.load_state_dict(ck["scheduler_state"])
+        start_epoch, best, best_mm = ck["epoch"], ck["best_val_loss"], ck["best_val_mm"]
+        bad_epochs, history = ck.get("bad_epochs", 0), ck.get("history", [])
+        torch.set_rng_state(ck["rng_state"])
+    writer = None
+    if cfg.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"))
+    xt, yt = _tensors(train_arrays)
+    xv, yv = _tensors(val_arrays)
+    half = train_arrays.cube_mm / 2.0
+    aug = (
+        AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.augment.items()})
+        if cfg.augment
+        else None
+    )
+    t0 = time.monotonic()
+    stopped = "epochs"
+    epoch = start_epoch
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        model.train()
+        perm = torch.randperm(len(xt))  # reshuffle every epoch (seed §4.4.3)
+        batches = range(0, len(perm), cfg.batch_size)
+        bar = None
+        if cfg.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
+        total, seen = 0.0, 0
+        for i in bar if bar is not None else batches:
+            idx = perm[i : i + cfg.batch_size]
+            xb, yb = xt[idx], yt[idx]
+            if aug is not None:
+                xb, yb = augment_batch(xb, yb, aug)
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            loss = pose_loss(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            if bar is not None:
+                bar.set_postfix(loss=f"{total / seen:.5f}")
+        if bar is not None:
+            bar.close()
+        train_loss = total / max(seen, 1)
+        val_loss, val_mm = _val_metrics(model, xv, yv, half, device)
+        sched.step(val_loss)
+        lr = opt.param_groups[0]["lr"]
+        improved = val_loss < best - cfg.min_delta
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_mm": val_mm,
+            "lr": lr,
+            "minutes": (time.monotonic() - t0) / 60,
+        }
+        history.append(row)
+        if writer is not None:
+            for k in ("train_loss", "val_loss", "val_mm", "lr"):
+                writer.add_scalar(k, row[k], epoch)
+        if improved:
+            best, best_mm, bad_epochs = val_loss, val_mm, 0
+            torch.save(
+                {
+                    "model_state": model.state_dict(),
+                    **meta,
+                    "epoch": epoch,
+                    "metrics": {"val_loss": val_loss, "val_mean_mm": val_mm},
+                },
+                best_path,
+            )
+        else:
+            bad_epochs += 1
+        torch.save(
+            {
+                "model_state": model.state_dict(),
+                "optimizer_state": opt.state_dict(),
+                "scheduler_state": sched.state_dict(),
+                "rng_state": torch.get_rng_state(),
+                "epoch": epoch,
+                "best_val_loss": best,
+                "best_val_mm": best_mm,
+                "bad_epochs": bad_epochs,
+                "history": history,
+                **meta,
+            },
+            last_path,
+        )
+        if cfg.progress:
+            print(
+                f"epoch {epoch}: train {train_loss:.5f} val {val_loss:.5f} ({val_mm:.2f} mm) lr {lr:.2g}"
+                + (" *" if improved else ""),
+                flush=True,
+            )
+        if bad_epochs >= cfg.early_stop_patience:
+            stopped = "early_stop"
+            break
+        if cfg.max_minutes and (time.monotonic() - t0) / 60 >= cfg.max_minutes:
+            stopped = "time_budget"
+            break
+    if writer is not None:
+        writer.close()
+    (run_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    return TrainResult(run_dir, best_path, best, best_mm, epoch, stopped, history)
+
+
+def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """(model in eval mode, meta) from a checkpoint written by `train`."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"checkpoint {p} not found")
+    ck = torch.load(p, map_location=device, weights_only=False)
+    if not isinstance(ck, dict) or "model_state" not in ck or "model_name" not in ck:
+        raise InputError(f"{p} is not a handstream training checkpoint (no model_state / model_name)")
+    model = create_model(ck["model_name"], **ck.get("model_kwargs", {}))
+    model.load_state_dict(ck["model_state"])
+    return model.eval().to(device), {k: v for k, v in ck.items() if not k.endswith("_state")}
