@@ -146,9 +146,9 @@ def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:
     if peers:
         report["peers"] = _peers(args, clip, notes)
     report["targets"] = check_targets(report)
-    report["notes"] = notes + [f"peak RSS of the whole bench process: {peak_rss_mb():.0f} MB"]
     if args.plots:
         report["plots"] = _plots(args.plots, samples, report.get("variants") or {}, notes)
+    report["notes"] = notes + [f"peak RSS of the whole bench process: {peak_rss_mb():.0f} MB"]
     for section in ("backends", "variants"):  # raw samples went into the plots; keep the JSON readable
         for entry in (report.get(section) or {}).values():
             entry.pop("samples_ms", None)
