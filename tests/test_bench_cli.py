@@ -49,7 +49,7 @@ def test_tiny_bench_writes_json_markdown_and_plots(clip_npz, tmp_path, capsys):
     assert pipe["frames"] == 6 and pipe["end_to_end_ms"]["n"] == 6
     e2e = pipe["end_to_end_ms"]
     assert 0 < e2e["min"] <= e2e["p50"] <= e2e["p95"] <= e2e["p99"] <= e2e["max"]
-    assert "capture" in pipe["stages_ms"] and "preprocess" in pipe["stages_ms"]
+    assert "capture" in pipe["stages_ms"] and len(pipe["stages_ms"]) >= 3  # capture + the path's own stages
     # end-to-end is timed outside the stages' own timers, so per frame it is never below their sum
     assert pipe["overhead_ms"]["min"] >= 0.0
     assert pipe["end_to_end_cpu_ms"]["n"] == 6 and pipe["end_to_end_cpu_ms"]["p50"] > 0
