@@ -14,11 +14,16 @@ user's own body can be closer than the hand, and a forearm drags a centroid off 
    towards the camera from the body). Longer than `max_hand_length_mm`: a forearm is attached; the hand end
    is the one that does not touch the image border (arms come from outside) or else the nearer one, and the
    cut goes across the principal axis at the narrowest width between `wrist_search_mm` from the hand tip.
+   A component spanning the picture from border to border (a desk edge, a bar) is no hand, nor is one
+   whose part just beyond the cut is wider than an arm (a head on a body).
 3. The remaining candidate is scored (length, width, area, depth spread, finger-like convexity defects,
-   arm attachment, closeness to the previous frame's hands) into a confidence in [0, 1].
+   arm attachment, closeness to the previous frame's hands) into a confidence in [0, 1]. A second hand
+   needs `second_hand_min_confidence` and a depth within `second_hand_max_depth_gap_mm` of the first.
 4. The best hands are refined at full resolution inside their ROI only: the upsampled low-resolution mask,
    dilated by one low-res pixel, intersected with the hand's depth range. The centre of mass is the mean
-   3-D point of that mask.
+   3-D point of that mask, pushed `com_depth_offset_mm` back along its ray (the camera sees the front
+   surface; the hand's centre lies about half its thickness behind). `palm_uvd` (largest inscribed disc)
+   is a finger-independent anchor reported beside it.
 
 Depth input: (H, W) uint16 / float32 / float64 millimetres matching the intrinsics; any other dtype or shape
 is an InputError. NaN, inf, zero, negative and absurd (> max_valid_depth_mm) values are *missing pixels*, not
