@@ -1,0 +1,1 @@
+"""The `handstream run | demo | record` verbs."""

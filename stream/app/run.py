@@ -1,0 +1,146 @@
+"""`handstream run`: a source through the pipeline into a window, an mp4 and/or a JSON-lines file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..errors import InputError
+
+
+def add_source_args(ap: argparse.ArgumentParser) -> None:
+    """Options that choose and configure a source (shared with `handstream record`)."""
+    ap.add_argument(
+        "--source",
+        required=True,
+        help="realsense[:SERIAL] | synthetic[:SEED] | PATH (.bag/.db3, video, folder)",
+    )
+    ap.add_argument("--width", type=int, default=640, help="camera width (realsense)")
+    ap.add_argument("--height", type=int, default=480, help="camera height (realsense)")
+    ap.add_argument("--fps", type=float, default=None, help="camera / generator frame rate (default 30)")
+    ap.add_argument(
+        "--realtime",
+        action="store_true",
+        help="play a recording paced by its timestamps (may drop frames) instead of lossless",
+    )
+    ap.add_argument("--live", action="store_true", help="pace the synthetic generator like a camera")
+    ap.add_argument("--frames", type=int, default=None, help="length of a synthetic sequence (default 300)")
+    ap.add_argument(
+        "--depth", default=None, help="depth paired with a video: a folder of 16-bit PNGs or a depth video"
+    )
+    ap.add_argument(
+        "--intrinsics",
+        default=None,
+        help="intrinsics JSON/YAML for a video or folder (fx, fy, cx, cy, width, height)",
+    )
+    ap.add_argument(
+        "--camera",
+        default=None,
+        help="a known camera name for the generator or a folder (e.g. nyu, d435_640x480)",
+    )
+
+
+def source_from_args(args):
+    from ..sources import open_source
+
+    if args.width <= 0 or args.height <= 0:
+        raise InputError(f"--width/--height must be positive, got {args.width}x{args.height}")
+    if args.fps is not None and not args.fps > 0:
+        raise InputError(f"--fps must be positive, got {args.fps}")
+    return open_source(
+        args.source,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        realtime=args.realtime,
+        live=args.live,
+        frames=args.frames,
+        depth=args.depth,
+        intrinsics=args.intrinsics,
+        camera=args.camera,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="handstream run", description=__doc__)
+    add_source_args(ap)
+    ap.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"))
+    ap.add_argument(
+        "--models", default="pose", help="engines to run, comma-separated names or paths (default: pose)"
+    )
+    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    ap.add_argument("--show", action="store_true", help="show a window (q/Esc quits, space pauses)")
+    ap.add_argument("--out", default=None, help="write the annotated video here (.mp4)")
+    ap.add_argument("--jsonl", default=None, help="write one JSON record per frame here")
+    ap.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    ap.add_argument("--no-smoothing", action="store_true", help="report raw engine joints")
+    ap.add_argument("--min-cutoff", type=float, default=None, help="One Euro min cutoff (Hz)")
+    ap.add_argument("--beta", type=float, default=None, help="One Euro speed coefficient (1/mm)")
+    ap.add_argument("--quiet", action="store_true", help="print only the summary")
+    return ap
+
+
+def smoothing_from_args(args):
+    if args.no_smoothing:
+        return False
+    if args.min_cutoff is None and args.beta is None:
+        return True
+    from ..smoothing import OneEuroConfig
+
+    d = OneEuroConfig()
+    return OneEuroConfig(
+        min_cutoff_hz=d.min_cutoff_hz if args.min_cutoff is None else args.min_cutoff,
+        beta=d.beta if args.beta is None else args.beta,
+    )
+
+
+def make_sinks(args, fps: float | None):
+    from ..sinks import JsonlSink, VideoSink, WindowSink
+
+    sinks = []
+    try:
+        if args.jsonl:
+            sinks.append(JsonlSink(args.jsonl))
+        if args.out:
+            sinks.append(VideoSink(args.out, fps or 30.0))
+        if args.show:
+            sinks.append(WindowSink())
+    except BaseException:
+        for s in sinks:
+            s.close()
+        raise
+    return sinks
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="handstream: %(message)s")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
+    from ..pipeline import build_pipeline, run_stream
+
+    source = source_from_args(args)
+    need_overlay = bool(args.out or args.show)
+    pipeline = build_pipeline(
+        backend=args.backend,
+        models=args.models,
+        overlay=need_overlay,
+        smoothing=smoothing_from_args(args),
+        threads=args.threads,
+    )
+    with pipeline:
+        sinks = make_sinks(args, source.fps)
+        if not args.quiet:
+            be = ", ".join(f"{getattr(e.manifest, 'name', '?')} on {e.backend}" for e in pipeline.engines)
+            print(f"handstream run: {source.name} -> {be}", file=sys.stderr)
+        try:
+            stats = run_stream(source, pipeline, sinks, max_frames=args.max_frames)
+        except KeyboardInterrupt:
+            print("handstream run: interrupted", file=sys.stderr)
+            return 130
+    print(f"handstream run: {stats.summary()}")
+    for what, path in (("video", args.out), ("results", args.jsonl)):
+        if path:
+            print(f"  {what}: {path}")
+    return 0

@@ -1,0 +1,178 @@
+"""The per-frame stages: preprocess -> engines -> smoothing -> overlay.
+
+Each stage is a small object with a `name` and `run(state)`, reading and writing the one mutable
+`FrameState` that travels through a frame; the pipeline times every `run` (Holoscan-style per-operator
+latency) and turns the state into a frozen FrameResult at the end. A stage that finds nothing to do (no
+hand) returns quickly; a stage that raises turns the frame into a "no hand" result (pipeline.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .frames import RGBDFrame
+from .geometry import xyz_to_uvd
+from .smoothing import OneEuroConfig, OneEuroFilter
+
+
+class FrameState:
+    """Everything one frame accumulates on its way through the stages (reset for every frame)."""
+
+    __slots__ = (
+        "frame",
+        "segmentation",
+        "detection",
+        "crop",
+        "joints_raw_mm",
+        "joints_mm",
+        "joints_uvd",
+        "outputs",
+        "image",
+        "reason",
+    )
+
+    def __init__(self, frame: RGBDFrame) -> None:
+        self.frame = frame
+        self.segmentation = None
+        self.detection = None
+        self.crop = None
+        self.joints_raw_mm: np.ndarray | None = None
+        self.joints_mm: np.ndarray | None = None
+        self.joints_uvd: np.ndarray | None = None
+        self.outputs: dict[str, np.ndarray] = {}
+        self.image: np.ndarray | None = None
+        self.reason = ""
+
+
+class PreprocessStage:
+    """Segment the hand (tracking the previous frame's hand) and cut the normalized cube around it."""
+
+    name = "preprocess"
+
+    def __init__(self, cube_mm: float = 250.0, crop_size: int = 96, segmenter=None) -> None:
+        from .preprocess import HandSegmenter
+
+        self.cube_mm = float(cube_mm)
+        self.crop_size = int(crop_size)
+        self.segmenter = segmenter or HandSegmenter()
+        self._prev = None
+
+    def reset(self) -> None:
+        self._prev = None
+
+    def run(self, st: FrameState) -> None:
+        from .preprocess import crop_cube
+
+        f = st.frame
+        if f.depth_mm is None:
+            st.reason = "no depth in this frame"
+            self._prev = None
+            return
+        seg = self.segmenter.segment(f.depth_mm, f.intrinsics, self._prev)
+        st.segmentation = seg
+        if not seg.found:
+            self._prev = None
+            st.reason = seg.reason or "no hand"
+            return
+        self._prev = seg
+        det = seg.best
+        st.detection = det
+        st.crop = crop_cube(f.depth_mm, f.intrinsics, det.com_xyz_mm, self.cube_mm, self.crop_size, det.mask)
+
+
+class PoseStage:
+    """The pose engine: normalized cube (1, 1, S, S) -> joints (1, 3J) normalized -> camera mm."""
+
+    def __init__(self, engine, name: str = "pose") -> None:
+        self.engine = engine
+        self.name = name
+        outs = engine.output_names
+        self._out = "joints" if "joints" in outs else outs[0]
+        self._feed = None
+
+    def run(self, st: FrameState) -> None:
+        from .preprocess import denormalize_joints
+
+        crop = st.crop
+        if crop is None:
+            return
+        x = crop.depth.reshape(1, 1, crop.size, crop.size)
+        out = self.engine.infer(x)[self._out]
+        st.outputs[self.name] = out
+        st.joints_raw_mm = denormalize_joints(out.reshape(-1, 3), crop)
+
+
+class EngineStage:
+    """Any other engine, selected by name (--models): fed the same cube crop, depth or RGB-D as its
+    manifest says; its raw outputs land in FrameResult.outputs[name]."""
+
+    def __init__(self, engine, name: str) -> None:
+        self.engine = engine
+        self.name = name
+        pre = dict(getattr(engine.manifest, "preprocessing", {}) or {})
+        self.input_kind = str(pre.get("input", "depth"))
+        self.size = int(pre.get("crop_size") or 96)
+
+    def run(self, st: FrameState) -> None:
+        crop = st.crop
+        if crop is None:
+            return
+        if self.input_kind == "depth":
+            x = crop.depth
+            if crop.size != self.size:
+                import cv2
+
+                x = cv2.resize(x, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+            feed = x.reshape(1, 1, self.size, self.size)
+        else:
+            from .preprocess import crop_rgb
+
+            if st.frame.color_bgr is None:
+                st.outputs[self.name] = np.empty(0, np.float32)
+                return
+            mask = st.detection.mask if st.detection is not None else None
+            rgb = crop_rgb(st.frame.color_bgr, crop, mask)[None]  # (1, 3, S, S) at the crop's size
+            feed = np.concatenate([rgb, crop.depth[None, None]], 1) if self.input_kind == "rgbd" else rgb
+            if crop.size != self.size:
+                import cv2
+
+                chw = feed[0].transpose(1, 2, 0)
+                feed = cv2.resize(chw, (self.size, self.size)).reshape(self.size, self.size, -1)
+                feed = feed.transpose(2, 0, 1)[None]
+        st.outputs[self.name] = next(iter(self.engine.infer(np.ascontiguousarray(feed)).values()))
+
+
+class SmoothStage:
+    """One Euro over all joint coordinates (mm), on the frame's own timestamps; reset when the hand is
+    lost so a re-acquired hand does not slide in from where the old one was. Also projects to pixels."""
+
+    name = "smooth"
+
+    def __init__(self, config: OneEuroConfig | None = None, enabled: bool = True) -> None:
+        self.filter = OneEuroFilter(config)
+        self.enabled = enabled
+
+    def reset(self) -> None:
+        self.filter.reset()
+
+    def run(self, st: FrameState) -> None:
+        j = st.joints_raw_mm
+        if j is None:
+            self.filter.reset()
+            return
+        st.joints_mm = self.filter(j, st.frame.timestamp_ms * 1e-3) if self.enabled else j
+        st.joints_uvd = xyz_to_uvd(st.joints_mm, st.frame.intrinsics)
+
+
+class OverlayStage:
+    """Draw the annotated side-by-side view (overlay.py) into st.image."""
+
+    name = "overlay"
+
+    def __init__(self, overlay=None) -> None:
+        from .overlay import Overlay
+
+        self.overlay = overlay or Overlay()
+
+    def run(self, st: FrameState) -> None:
+        st.image = self.overlay.draw(st)
