@@ -93,6 +93,13 @@ def export_model(
         )
     spec = model_spec(model_name)
     kwargs = dict(model_kwargs or {})
+    # train/trainer.py's checkpoint_meta records the crop size, joints, layout and cube beside the kwargs
+    if "crop_size" in meta:
+        kwargs.setdefault("input_size", int(meta["crop_size"]))
+    if "num_joints" in meta:
+        kwargs.setdefault("num_joints", int(meta["num_joints"]))
+    if joint_layout is None and meta.get("joint_layout") in JOINT_COUNTS:
+        joint_layout = meta["joint_layout"]
     if num_joints is not None:
         kwargs["num_joints"] = int(num_joints)
     if crop_size is not None:

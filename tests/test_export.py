@@ -107,20 +107,23 @@ def test_dynamic_batch_export_runs_any_batch(tmp_path):
 
 def test_export_with_checkpoint_records_it_and_torch_backend_reproduces(tmp_path):
     torch.manual_seed(3)
-    model = models.create_model("compact_gap", num_joints=14)
+    model = models.create_model("compact_gap", num_joints=14, input_size=48)
     ckpt = tmp_path / "ckpt.pt"
+    # the layout train/trainer.py writes: weights under model_state, what to rebuild/feed beside them
+    meta = {
+        "model_name": "compact_gap",
+        "model_kwargs": {},
+        "crop_size": 48,
+        "num_joints": 14,
+        "cube_mm": 280.0,
+    }
     torch.save(
-        {
-            "model": model.state_dict(),
-            "model_name": "compact_gap",
-            "model_kwargs": {"num_joints": 14},
-            "metrics": {"val_mean_mm": 12.5},
-        },
-        ckpt,
+        {"model_state": model.state_dict(), **meta, "metrics": {"val_mean_mm": 12.5}, "epoch": 7}, ckpt
     )
     path = export_model(None, tmp_path / "out", checkpoint=ckpt, name="hand14")
     m = engines.load_manifest(path)
     assert m.training["model"] == "compact_gap" and m.training["checkpoint"] == "ckpt.pt"
+    assert m.training["epoch"] == 7 and m.crop_size == 48 and m.preprocessing["cube_mm"] == 280.0
     assert m.preprocessing["joint_layout"] == "nyu14" and m.outputs[0].shape == (1, 42)
     assert m.metrics == {"val_mean_mm": 12.5, "trained": True}
     ort_eng = engines.load_engine(path, backend="onnxruntime")
@@ -168,3 +171,29 @@ def test_cli_export_writes_engine_and_manifest(tmp_path, capsys):
     m = json.loads((tmp_path / "compact_gap.json").read_text())
     assert m["inputs"][0]["shape"] == [1, 1, 64, 64] and m["outputs"][0]["shape"] == [1, 42]
     assert main(["export", "no_such_model", "--out", str(tmp_path)]) == 2
+
+
+def test_build_default_engines_from_a_checkpoint_folder(tmp_path):
+    """The one command that produces the shipped engines, on a trainer-style checkpoint."""
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location(
+        "build_default_engines", REPO / "tools" / "build_default_engines.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    ckpts = tmp_path / "checkpoints"
+    ckpts.mkdir()
+    tool.placeholder_checkpoint(ckpts / "pose.pt", "compact_gap", 21, crop_size=48, cube_mm=260.0)
+    assert tool.main(["--checkpoints", str(ckpts), "--out", str(tmp_path / "default")]) == 0
+    m = engines.load_manifest(tmp_path / "default" / "pose.onnx")
+    assert m.training["model"] == "compact_gap" and m.crop_size == 48 and m.preprocessing["cube_mm"] == 260.0
+    assert m.metrics["trained"] is True
+    eng = engines.load_engine(
+        tmp_path / "default" / "pose.onnx", expect={"crop_size": 48, "input_channels": 1}
+    )
+    joints = eng.infer(synthetic_crops(1, 48))["joints"].reshape(21, 3)
+    assert abs(joints[0, 1] - 0.55) < 0.2  # the placeholder's open-hand bias: wrist below the centre
+    assert tool.main(["--checkpoints", str(tmp_path / "nothing")]) == 2

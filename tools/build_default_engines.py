@@ -24,12 +24,20 @@ sys.path.insert(0, str(REPO))
 DEFAULT_ENGINES: dict[str, dict] = {
     # compact_s, not Depth-Net: Net6's fc-4096 head is ~150 M parameters (~600 MB), neither shippable in
     # the repository nor real time on a CPU (seed 003 optimises accuracy only; we deviate for latency).
-    "pose": {"model": "compact_s", "num_joints": 21, "cube_mm": 250.0},
+    # crop 64 / cube 300 mm: what tools/train_default.py trains the real default with.
+    "pose": {"model": "compact_s", "num_joints": 21, "crop_size": 64, "cube_mm": 300.0},
 }
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
-def placeholder_checkpoint(path: Path, model: str = "compact_s", num_joints: int = 21, seed: int = 0) -> Path:
+def placeholder_checkpoint(
+    path: Path,
+    model: str = "compact_s",
+    num_joints: int = 21,
+    crop_size: int = 64,
+    cube_mm: float = 300.0,
+    seed: int = 0,
+) -> Path:
     """Write a checkpoint of `model` with random weights whose output is a fixed open hand (the last
     layer's bias) plus a small input-dependent wobble, so the overlay draws a recognisable skeleton
     before a trained engine exists. Same model and crop size as the real default will be."""
@@ -39,15 +47,20 @@ def placeholder_checkpoint(path: Path, model: str = "compact_s", num_joints: int
     from train.models import create_model
 
     torch.manual_seed(seed)
-    net = create_model(model, num_joints=num_joints)
+    net = create_model(model, num_joints=num_joints, input_size=crop_size)
     last = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
     if num_joints == 21:
         with torch.no_grad():
             last.weight.mul_(0.05)
             last.bias.copy_(torch.from_numpy(_open_hand_21()).reshape(-1))
-    torch.save(
-        {"model": net.state_dict(), "model_name": model, "model_kwargs": {"num_joints": num_joints}}, path
-    )
+    meta = {
+        "model_name": model,
+        "model_kwargs": {},
+        "crop_size": crop_size,
+        "num_joints": num_joints,
+        "cube_mm": cube_mm,
+    }
+    torch.save({"model_state": net.state_dict(), **meta}, path)  # the layout train/trainer.py writes
     return path
 
 
@@ -72,13 +85,14 @@ def build_placeholder(out_dir: Path, name: str = "pose") -> Path:
 
     spec = DEFAULT_ENGINES[name]
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = placeholder_checkpoint(Path(tmp) / f"{name}.pt", spec["model"], spec["num_joints"])
+        ckpt = placeholder_checkpoint(
+            Path(tmp) / f"{name}.pt", spec["model"], spec["num_joints"], spec["crop_size"], spec["cube_mm"]
+        )
         return export_model(
             None,
             out_dir,
             name=name,
             checkpoint=ckpt,
-            cube_mm=spec["cube_mm"],
             version="0.0.1-placeholder",
             metrics={"trained": False},
             training={
@@ -91,6 +105,7 @@ def build_placeholder(out_dir: Path, name: str = "pose") -> Path:
 
 
 def build_from_checkpoints(ckpt_dir: Path, out_dir: Path, only: list[str] | None) -> list[Path]:
+    from engines.backends.torch_eager import load_checkpoint
     from engines.export_model import export_model
     from stream.errors import InputError
 
@@ -111,7 +126,8 @@ def build_from_checkpoints(ckpt_dir: Path, out_dir: Path, only: list[str] | None
                 name=n,
                 checkpoint=found[n],
                 default_model=spec.get("model"),
-                cube_mm=spec.get("cube_mm"),
+                # the checkpoint's own cube (trainer meta) wins; DEFAULT_ENGINES only fills a gap
+                cube_mm=None if "cube_mm" in load_checkpoint(found[n])[1] else spec.get("cube_mm"),
             )
         )
     return written
