@@ -119,7 +119,9 @@ class CaptureThread:
             if isinstance(exc, KeyboardInterrupt):
                 raise exc
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise CaptureError(f"{self.source.name}: {msg} ({where})") from exc
+            if not isinstance(exc, HandstreamError):
+                msg = f"{self.source.name}: {type(exc).__name__}: {msg}"
+            raise CaptureError(f"{msg} ({where})") from exc
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop capturing, join the thread (the source is closed by it)."""

@@ -38,16 +38,19 @@ class Overlay:
         self.joint_depth_span_mm = joint_depth_span_mm
         self.hud = hud
         self._turbo = _lut(cv2.COLORMAP_TURBO)
+        # depth (uint16 mm) -> colour index 1..255 by one table look-up; 0 (no depth) -> index 0 = black
         lo, hi = depth_range_mm
-        self._scale = 255.0 / (hi - lo)
-        self._offset = -lo * self._scale
+        d = np.arange(65536, dtype=np.float64)
+        self._index16 = np.clip(1 + (d - lo) * (254.0 / (hi - lo)), 1, 255).astype(np.uint8)
+        self._index16[0] = 0
+        lut = self._turbo.copy()
+        lut[0] = 0
+        self._lut3 = np.ascontiguousarray(lut[:, None, :])  # (256, 1, 3): a user colour map for OpenCV
 
     def depth_colormap(self, depth_mm: np.ndarray) -> np.ndarray:
-        """(H, W) mm -> (H, W, 3) BGR turbo colours over depth_range_mm; missing depth is black."""
-        d8 = cv2.convertScaleAbs(depth_mm, alpha=self._scale, beta=self._offset)
-        img = cv2.applyColorMap(d8, cv2.COLORMAP_TURBO)
-        img[depth_mm == 0] = 0
-        return img
+        """(H, W) mm -> (H, W, 3) BGR turbo colours over depth_range_mm; missing depth (0) is black."""
+        d = depth_mm if depth_mm.dtype == np.uint16 else np.clip(depth_mm, 0, 65535).astype(np.uint16)
+        return cv2.applyColorMap(np.take(self._index16, d), self._lut3)
 
     def draw(self, st) -> np.ndarray:
         f = st.frame

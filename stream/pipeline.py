@@ -323,6 +323,7 @@ def run_stream(
     pipeline.capture = cap
     t0 = time.perf_counter()
     try:
+        source.open()  # here, not in the thread: a missing or corrupt input fails before anything starts
         cap.start()
         while max_frames is None or stats.frames < max_frames:
             frame = cap.get()

@@ -1,0 +1,37 @@
+"""`handstream record --source ... --out rec.db3`: write a RealSense recording from any source (a camera,
+a recording, a video with depth, a folder, the generator) through librealsense's software device and
+recorder. No camera is needed; the file plays back with `handstream run --source rec.db3`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import InputError
+from .run import add_source_args, source_from_args
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="handstream record", description=__doc__)
+    add_source_args(ap)
+    ap.add_argument("--out", required=True, help="the recording to write (.db3)")
+    ap.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    args = ap.parse_args(argv)
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
+    from ..sources.rs_writer import write_recording
+
+    source = source_from_args(args)
+    try:
+        info = write_recording(source, args.out, max_frames=args.max_frames)
+    except KeyboardInterrupt:
+        print(
+            "handstream record: interrupted; the recording holds the frames written so far", file=sys.stderr
+        )
+        return 130
+    intr = info.intrinsics
+    print(
+        f"handstream record: {info.frames} frames ({'depth + colour' if info.has_color else 'depth'}, "
+        f"{intr.width}x{intr.height}, fx {intr.fx:g}) -> {info.path}"
+    )
+    return 0

@@ -1,0 +1,168 @@
+"""Write a RealSense recording from any source, no camera needed: frames are fed to an
+`rs.software_device` (a depth sensor, plus a colour sensor when the source has colour, both carrying the
+source's intrinsics and depth unit) that an `rs.recorder` wraps, so the file is written by librealsense
+itself and plays back anywhere librealsense does. librealsense 2.55+ writes ROS 2 `.db3` only.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..frames import CameraIntrinsics, RGBDFrame
+from .base import Source
+from .rs_common import rs
+
+
+@dataclass(frozen=True)
+class RecordingInfo:
+    path: Path
+    frames: int
+    has_color: bool
+    intrinsics: CameraIntrinsics
+
+
+def _rs_intrinsics(r, intr: CameraIntrinsics):
+    ri = r.intrinsics()
+    ri.width, ri.height = intr.width, intr.height
+    ri.fx, ri.fy, ri.ppx, ri.ppy = intr.fx, intr.fy, intr.cx, intr.cy
+    ri.model = r.distortion.none
+    ri.coeffs = [0.0] * 5
+    return ri
+
+
+class _Writer:
+    def __init__(self, out: Path, first: RGBDFrame, fps: float) -> None:
+        r = rs()
+        self.r = r
+        intr = first.intrinsics
+        self.intr = intr
+        self.unit_mm = float(intr.depth_unit_mm)
+        self.dev = r.software_device()
+        self.dev.register_info(r.camera_info.name, "handstream software device")
+        ri = _rs_intrinsics(r, intr)
+        self.depth_s = self.dev.add_sensor("Depth")
+        vs = r.video_stream()
+        vs.type, vs.index, vs.uid = r.stream.depth, 0, 0
+        vs.width, vs.height, vs.fps, vs.bpp = intr.width, intr.height, int(round(fps)), 2
+        vs.fmt, vs.intrinsics = r.format.z16, ri
+        self.depth_p = r.video_stream_profile(self.depth_s.add_video_stream(vs))
+        self.depth_s.add_read_only_option(r.option.depth_units, self.unit_mm / 1000.0)
+        self.has_color = first.color_bgr is not None
+        self.sensors = [(self.depth_s, self.depth_p)]
+        if self.has_color:
+            self.color_s = self.dev.add_sensor("Color")
+            cs = r.video_stream()
+            cs.type, cs.index, cs.uid = r.stream.color, 0, 1
+            cs.width, cs.height, cs.fps, cs.bpp = intr.width, intr.height, int(round(fps)), 3
+            cs.fmt, cs.intrinsics = r.format.bgr8, ri
+            self.color_p = r.video_stream_profile(self.color_s.add_video_stream(cs))
+            self.depth_p.register_extrinsics_to(self.color_p, _identity(r))
+            self.sensors.append((self.color_s, self.color_p))
+        self.dev.create_matcher(r.matchers.dlr_c if self.has_color else r.matchers.dlr)
+        try:
+            self.recorder = r.recorder(str(out), self.dev)
+        except RuntimeError as exc:
+            raise InputError(f"cannot record to {out}: {str(exc).splitlines()[0]}") from None
+        self.sink = r.frame_queue(4)
+        for s, p in self.sensors:
+            s.open(p)
+            s.start(self.sink)
+        self.n = 0
+
+    def write(self, f: RGBDFrame) -> None:
+        if f.intrinsics != self.intr:
+            raise InputError(
+                f"frame {f.index}: intrinsics changed mid-stream ({f.intrinsics} vs {self.intr})"
+            )
+        if f.depth_mm is None:
+            raise InputError(
+                f"frame {f.index} has no depth; a RealSense recording needs depth in every frame"
+            )
+        d = f.depth_mm
+        if d.dtype == np.uint16 and self.unit_mm == 1.0:
+            raw = np.ascontiguousarray(d)
+        else:
+            raw = np.clip(np.rint(np.asarray(d, np.float64) / self.unit_mm), 0, 65535).astype(np.uint16)
+        number = self.n + 1
+        self._push(self.depth_s, self.depth_p, raw, 2, number, f.timestamp_ms)
+        if self.has_color:
+            c = f.color_bgr if f.color_bgr is not None else np.zeros((*d.shape, 3), np.uint8)
+            self._push(self.color_s, self.color_p, np.ascontiguousarray(c), 3, number, f.timestamp_ms)
+        while self.sink.poll_for_frame():
+            pass
+        self.n += 1
+
+    def _push(self, sensor, profile, pixels: np.ndarray, bpp: int, number: int, ts_ms: float) -> None:
+        r = self.r
+        sf = r.software_video_frame()
+        sf.pixels = pixels
+        sf.stride = pixels.shape[1] * bpp
+        sf.bpp = bpp
+        sf.timestamp = float(ts_ms)
+        sf.domain = r.timestamp_domain.hardware_clock
+        sf.frame_number = number
+        sf.profile = profile
+        sensor.on_video_frame(sf)
+
+    def close(self) -> None:
+        for s, _ in self.sensors:
+            s.stop()
+        for s, _ in self.sensors:
+            s.close()
+        while self.sink.poll_for_frame():
+            pass
+        # the file is finalized when the recorder (and the device it wraps) are destroyed
+        self.sensors = []
+        self.depth_s = self.color_s = self.depth_p = self.color_p = None
+        self.recorder = None
+        self.dev = None
+        gc.collect()
+
+
+def _identity(r):
+    e = r.extrinsics()
+    e.rotation = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    e.translation = [0.0, 0.0, 0.0]
+    return e
+
+
+def write_recording(
+    source: Source, out: str | Path, max_frames: int | None = None, progress=None
+) -> RecordingInfo:
+    """Play `source` (every frame, in order) into a new RealSense recording `out` (.db3)."""
+    out = Path(out)
+    if out.suffix.lower() != ".db3":
+        raise InputError(
+            f"{out.name}: librealsense writes recordings as .db3 (ROS 2); it reads .bag but no longer writes it"
+        )
+    if out.is_dir():
+        raise InputError(f"{out} is a folder; give a file name ending in .db3")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        out.unlink()  # the recorder appends to nothing: a stale file would be a confusing half-merge
+    writer = None
+    first_intr = None
+    has_color = False
+    try:
+        with source:
+            for f in source:
+                if writer is None:
+                    writer = _Writer(out, f, source.fps or 30.0)
+                    first_intr, has_color = f.intrinsics, writer.has_color
+                writer.write(f)
+                if progress is not None:
+                    progress(writer.n)
+                if max_frames is not None and writer.n >= max_frames:
+                    break
+    finally:
+        n = writer.n if writer is not None else 0
+        if writer is not None:
+            writer.close()
+    if n == 0:
+        raise InputError(f"the source {source.name} gave no frames; nothing recorded")
+    return RecordingInfo(out, n, has_color, first_intr)
