@@ -128,3 +128,29 @@ def test_importing_engines_does_not_import_torch():
     code = "import engines, sys; print(','.join(k for k in sys.modules if k.split('.')[0] in ('torch', 'onnx', 'tensorrt', 'train')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_onnxruntime_options_take_effect():
+    fast = engines.load_engine("pose", backend="onnxruntime", threads=1, optimization="all", device="cpu")
+    plain = engines.load_engine(
+        "pose", backend="onnxruntime", threads=2, optimization="disable", device="cpu"
+    )
+    assert fast.session.get_session_options().intra_op_num_threads == 1
+    assert plain.session.get_session_options().intra_op_num_threads == 2
+    assert fast.device == plain.device == "CPUExecutionProvider"
+    x = synthetic_crops(1, fast.manifest.crop_size, 1, seed=9)
+    # graph optimisations (fusions) change float rounding only
+    np.testing.assert_allclose(fast.infer(x)["joints"], plain.infer(x)["joints"], atol=1e-5)
+    with pytest.raises(InputError, match="graph optimization"):
+        engines.load_engine("pose", backend="onnxruntime", optimization="max")
+    with pytest.raises(InputError, match="threads"):
+        engines.load_engine("pose", backend="onnxruntime", threads=0)
+
+
+def test_torch_backend_without_checkpoint_says_what_it_needs():
+    pytest.importorskip("torch", reason="the torch backend needs torch")
+    m = engines.load_manifest(engines.default_engine_path())
+    if m.training.get("checkpoint"):
+        pytest.skip("the shipped engine names a checkpoint")
+    with pytest.raises(InputError, match="needs the checkpoint"):
+        engines.load_engine("pose", backend="torch")
