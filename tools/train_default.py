@@ -42,10 +42,9 @@ def gen(args) -> int:
             continue
         t0 = time.time()
         frames = list(synthetic_frames(CHUNK, seed=1000 + c, config=cfg, subject_offset=SUBJECT_OFFSET))
-        exact = make_crops(frames, CROP_SIZE, CUBE_MM, centre="segment", seed=c)
-        jit = make_crops(
-            frames, CROP_SIZE, CUBE_MM, centre="segment", jitter_mm=args.jitter_mm, seed=10_000 + c
-        )
+        kw = {"centre": "segment", "min_visible_px": 150, "max_abs_norm": 1.0}
+        exact = make_crops(frames, CROP_SIZE, CUBE_MM, seed=c, **kw)
+        jit = make_crops(frames, CROP_SIZE, CUBE_MM, jitter_mm=args.jitter_mm, seed=10_000 + c, **kw)
         both = PoseArrays.concat([exact, jit])
         both.meta.update(
             {"seed": 1000 + c, "subject_offset": SUBJECT_OFFSET, "jitter_mm": [0.0, args.jitter_mm]}
@@ -69,7 +68,16 @@ def load_chunks(limit: int = 0):
         files = files[:limit]
     if len(files) < 2:
         raise SystemExit(f"need at least 2 chunks in {TRAIN_DIR}, found {len(files)}: run `gen` first")
-    return files, [PoseArrays.load(f) for f in files]
+    return files, [usable(PoseArrays.load(f)) for f in files]
+
+
+def usable(a, min_fg_px: int = 40):
+    """Drop crops a tanh net cannot fit (a joint outside the cube) or with almost no hand in them (the
+    hand hidden or out of view); `gen` filters the same way, older chunks are filtered here."""
+    import numpy as np
+
+    keep = (np.abs(a.joints).max(axis=(1, 2)) <= 1.0) & ((a.depth < 1).sum(axis=(1, 2)) >= min_fg_px)
+    return a.subset(np.nonzero(keep)[0])
 
 
 def train_stage(args) -> int:
