@@ -29,8 +29,8 @@ log = logging.getLogger("handstream.pipeline")
 class FrameResult:
     """What the pipeline made of one frame. Joints are the smoothed ones (raw in `joints_raw_xyz_mm`);
     `joints_uvd` is (J, 3) pixels + depth mm. `stage_ms` maps stage name -> ms for this frame;
-    `latency_ms` runs from the capture moment (the source's stamp, else when the frame was read) to the
-    end of the last stage. `image` is the overlay (None without one)."""
+    `latency_ms` runs from the capture moment (the source's stamp: live sources) or, in replay, from
+    when the pipeline took the frame, to the end of the last stage. `image` is the overlay (None without one)."""
 
     index: int
     timestamp_ms: float
@@ -147,7 +147,9 @@ class Pipeline:
             stage_ms[stage.name] = (t1 - t0) * 1e-6
             t0 = t1
         meta = frame.meta
-        t_cap = meta.get("t_capture_ns") or meta.get("t_read_ns") or t_start
+        # glass-to-result where the source stamped the capture moment (cameras, paced sources); for replay
+        # there is no glass, and the wait in the back-pressured queue is not latency: count from here
+        t_cap = meta.get("t_capture_ns") or t_start
         found = st.joints_mm is not None
         det = st.detection
         result = FrameResult(
@@ -295,6 +297,26 @@ class RunStats:
     def median_latency_ms(self) -> float:
         return float(np.median(self.latency_ms)) if self.latency_ms else float("nan")
 
+    def percentiles(self) -> dict[str, tuple[float, float, float]]:
+        """name -> (p50, p95, p99) ms for every stage, their sum and the glass-to-result latency."""
+        out = {}
+        series = dict(self.stage_ms)
+        own = [v for k, v in series.items() if k != "sinks"]
+        if own:
+            series["pipeline total"] = list(np.sum(own, axis=0))
+        series["latency"] = self.latency_ms
+        for k, v in series.items():
+            if len(v):
+                p = np.percentile(np.asarray(v, np.float64), [50, 95, 99])
+                out[k] = (float(p[0]), float(p[1]), float(p[2]))
+        return out
+
+    def table(self) -> str:
+        """The percentiles as a small markdown table."""
+        rows = ["| stage | p50 ms | p95 ms | p99 ms |", "|---|---:|---:|---:|"]
+        rows += [f"| {k} | {a:.2f} | {b:.2f} | {c:.2f} |" for k, (a, b, c) in self.percentiles().items()]
+        return "\n".join(rows)
+
     def summary(self) -> str:
         stages = ", ".join(f"{k} {np.median(v):.2f}" for k, v in self.stage_ms.items() if v)
         return (
@@ -337,9 +359,12 @@ def run_stream(
             for k, v in r.stage_ms.items():
                 stats.stage_ms.setdefault(k, []).append(v)
             keep_going = True
+            t_sink = time.perf_counter_ns()
             for s in sinks:
                 if s.write(r, frame) is False:
                     keep_going = False
+            if sinks:
+                stats.stage_ms.setdefault("sinks", []).append((time.perf_counter_ns() - t_sink) * 1e-6)
             if progress is not None:
                 progress(stats.frames)
             if not keep_going:

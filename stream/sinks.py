@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sys
+import threading
 from pathlib import Path
 
 import cv2
@@ -52,9 +54,15 @@ class JsonlSink:
 
 class VideoSink:
     """The overlay images as an mp4 (OpenCV's mp4v encoder). The size is taken from the first image;
-    results without an image (no overlay stage) get the frame's colour or depth view instead."""
+    results without an image (no overlay stage) get the frame's colour or depth view instead.
 
-    def __init__(self, path: str | Path, fps: float = 30.0) -> None:
+    Encoding runs in a writer thread (OpenCV releases the GIL while it encodes, so on two cores it
+    overlaps the next frame's processing); the hand-over queue is bounded and blocking, so no frame is
+    lost and memory stays flat. `threaded=False` encodes inline."""
+
+    def __init__(
+        self, path: str | Path, fps: float = 30.0, threaded: bool = True, queue_frames: int = 4
+    ) -> None:
         self.path = _out_path(path, "video")
         if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
             raise InputError(f"video output must be .mp4, got {self.path.name}")
@@ -62,6 +70,9 @@ class VideoSink:
         self._writer = None
         self._size: tuple[int, int] | None = None
         self.frames = 0
+        self._q: queue.Queue | None = queue.Queue(maxsize=queue_frames) if threaded else None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def write(self, result, frame=None) -> bool:
         img = result.image
@@ -69,19 +80,41 @@ class VideoSink:
             img = _fallback_view(frame)
         if img is None:
             return True
+        if self._error is not None:
+            raise InputError(f"writing {self.path} failed: {self._error}")
         h, w = img.shape[:2]
         if self._writer is None:
             self._size = (w, h)
             self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
             if not self._writer.isOpened():
                 raise InputError(f"OpenCV cannot write an mp4 to {self.path}")
+            if self._q is not None:
+                self._thread = threading.Thread(target=self._drain, name="mp4-writer", daemon=True)
+                self._thread.start()
         if (w, h) != self._size:
             img = cv2.resize(img, self._size)
-        self._writer.write(img)
+        if self._q is not None:
+            self._q.put(img)
+        else:
+            self._writer.write(img)
         self.frames += 1
         return True
 
+    def _drain(self) -> None:
+        while True:
+            img = self._q.get()
+            if img is None:
+                return
+            try:
+                self._writer.write(img)
+            except Exception as exc:  # noqa: BLE001 - surfaced by the next write()
+                self._error = exc
+
     def close(self) -> None:
+        if self._thread is not None:
+            self._q.put(None)
+            self._thread.join()
+            self._thread = None
         if self._writer is not None:
             self._writer.release()
             self._writer = None

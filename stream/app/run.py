@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--min-cutoff", type=float, default=None, help="One Euro min cutoff (Hz)")
     ap.add_argument("--beta", type=float, default=None, help="One Euro speed coefficient (1/mm)")
     ap.add_argument("--quiet", action="store_true", help="print only the summary")
+    ap.add_argument("--stats", action="store_true", help="print per-stage p50/p95/p99 ms and latency")
     return ap
 
 
@@ -140,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             print("handstream run: interrupted", file=sys.stderr)
             return 130
     print(f"handstream run: {stats.summary()}")
+    if args.stats:
+        print(stats.table())
     for what, path in (("video", args.out), ("results", args.jsonl)):
         if path:
             print(f"  {what}: {path}")
