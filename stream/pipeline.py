@@ -238,7 +238,8 @@ def build_pipeline(
 
     names = parse_models(models)
     if engine is not None:
-        names = [engine] + [n for n in names if n != "pose"]
+        names = [str(engine)] + [n for n in names if n not in ("pose", str(engine))]
+    names = list(dict.fromkeys(names))  # each engine once
     loaded = []
     try:
         for n in names:
@@ -319,8 +320,12 @@ class RunStats:
 
     def summary(self) -> str:
         stages = ", ".join(f"{k} {np.median(v):.2f}" for k, v in self.stage_ms.items() if v)
+        per_frame = [v for v in self.stage_ms.values() if v]
+        mean_ms = float(np.sum([np.mean(v) for v in per_frame])) if per_frame else 0.0
+        capacity = f" (pipeline + sinks alone: {1000.0 / mean_ms:.0f} FPS)" if mean_ms > 0 else ""
         return (
-            f"{self.frames} frames, {self.fps:.1f} FPS, median latency {self.median_latency_ms():.2f} ms, "
+            f"{self.frames} frames, {self.fps:.1f} FPS{capacity}, "
+            f"median latency {self.median_latency_ms():.2f} ms, "
             f"hand in {self.hands}/{self.frames}, dropped {self.dropped}"
             + (f", {self.errors} frame errors" if self.errors else "")
             + (f" (median ms: {stages})" if stages else "")
