@@ -260,6 +260,9 @@ def build_pipeline(
     stages: list = [PreprocessStage(cube_mm=cube, crop_size=crop_size)]
     for i, (n, e) in enumerate(loaded):
         label = _stage_label(n, i == pose_i)
+        taken = {s.name for s in stages}
+        if label in taken:  # the same engine twice, or a file named like a stage: keep names unique
+            label = next(f"{label}_{k}" for k in range(2, 100) if f"{label}_{k}" not in taken)
         stages.append(PoseStage(e, label) if i == pose_i else EngineStage(e, label))
         if warmup:
             e.warmup()

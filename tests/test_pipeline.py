@@ -105,3 +105,17 @@ def test_parse_models():
     assert parse_models(None) == ["pose"]
     with pytest.raises(Exception, match="names no engine"):
         parse_models(" , ")
+
+
+def test_other_engines_selected_by_name_report_raw_outputs(frames):
+    from engines.registry import default_engine_path
+
+    second = str(default_engine_path("pose"))  # any engine file; here the shipped one a second time
+    with build_pipeline(backend="onnxruntime", models=["pose", second], overlay=False) as p:
+        names = [s.name for s in p.stages]
+        results = [p.process(f) for f in frames[:4]]
+    assert names == ["preprocess", "pose", "pose_2", "smooth"]
+    r = next(r for r in results if r.hand_found)
+    assert set(r.outputs) == {"pose", "pose_2"}
+    np.testing.assert_allclose(r.outputs["pose_2"], r.outputs["pose"], rtol=1e-5, atol=1e-5)
+    assert "pose_2" in r.stage_ms

@@ -117,7 +117,11 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     ]
     (tmp_path / "x.txt").write_text("hi")
     (tmp_path / "cam.json").write_text("{not json")
-    cases.append(lambda: VideoSource(bad, intrinsics=str(tmp_path / "cam.json")).open())
+    from stream.sources.intrinsics_file import load_intrinsics
+
+    cases.append(lambda: load_intrinsics(tmp_path / "cam.json"))
+    (tmp_path / "cam2.json").write_text('{"fx": 1, "fy": 1}')
+    cases.append(lambda: load_intrinsics(tmp_path / "cam2.json"))
     empty = tmp_path / "empty"
     empty.mkdir()
     cases.append(lambda: open_source(str(empty)).open())
