@@ -12,7 +12,7 @@ from stream.errors import InputError
 
 from .backends.torch_eager import build_model, load_checkpoint
 from .export import export_onnx
-from .manifest import JOINT_COUNTS, sha256_file
+from .manifest import JOINT_COUNTS, pose_preprocessing, sha256_file
 
 log = logging.getLogger("handstream.engines")
 
@@ -125,8 +125,6 @@ def export_model(
     if cube_mm is None:
         cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
         cube_mm = meta.get("cube_mm", cfg.get("cube_mm", DEFAULT_CUBE_MM))
-    if joint_layout is None:
-        joint_layout = {v: k for k, v in JOINT_COUNTS.items()}.get(joints)
     train_info = {"model": spec.name, "model_kwargs": kwargs}
     if checkpoint is not None:
         train_info["checkpoint"] = Path(checkpoint).name
@@ -140,16 +138,7 @@ def export_model(
     fields = {
         "version": version,
         "task": "pose",
-        "preprocessing": {
-            "crop_size": size,
-            "cube_mm": float(cube_mm),
-            "input": kind,
-            "depth_normalization": "com_cube_clip_-1_1",
-            "joint_layout": joint_layout,
-            "num_joints": joints,
-            "rgb_mean": [0.485, 0.456, 0.406],
-            "rgb_std": [0.229, 0.224, 0.225],
-        },
+        "preprocessing": pose_preprocessing(size, joints, float(cube_mm), kind, joint_layout),
         "training": train_info,
         "metrics": all_metrics,
     }

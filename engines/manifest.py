@@ -279,6 +279,34 @@ def check_expected(manifest: Manifest, expect: dict | None) -> None:
         )
 
 
+DEPTH_NORMALIZATION = (
+    "com_cube_clip_-1_1"  # (d - d_com) / (cube_mm / 2), clipped; no depth -> 1 (seed 003 eq. 4.6)
+)
+IMAGENET_MEAN_STD = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])  # RGB channels of rgb/rgbd engines
+
+
+def pose_preprocessing(
+    crop_size: int,
+    num_joints: int,
+    cube_mm: float,
+    input_kind: str = "depth",
+    joint_layout: str | None = None,
+) -> dict:
+    """The manifest's `preprocessing` section of a pose engine (joint layout inferred from J if not given)."""
+    if joint_layout is None:
+        joint_layout = {v: k for k, v in JOINT_COUNTS.items()}.get(int(num_joints))
+    return {
+        "crop_size": int(crop_size),
+        "cube_mm": float(cube_mm),
+        "input": input_kind,
+        "depth_normalization": DEPTH_NORMALIZATION,
+        "joint_layout": joint_layout,
+        "num_joints": int(num_joints),
+        "rgb_mean": list(IMAGENET_MEAN_STD[0]),
+        "rgb_std": list(IMAGENET_MEAN_STD[1]),
+    }
+
+
 def pose_manifest(
     name: str,
     *,
@@ -295,18 +323,7 @@ def pose_manifest(
     """A manifest for a pose engine following the project convention: input "input" (1, C, S, S) float32
     in [-1, 1], output "joints" (1, 3*J) float32 normalized cube coordinates (row-major (J, 3))."""
     batch: int | str = "batch" if dynamic_batch else 1
-    if joint_layout is None:
-        joint_layout = {21: "mediapipe21", 14: "nyu14"}.get(num_joints)
-    pre = {
-        "crop_size": int(crop_size),
-        "cube_mm": float(cube_mm),
-        "input": input_kind,
-        "depth_normalization": "com_cube_clip_-1_1",  # (d - d_com) / (cube_mm / 2), clipped; no depth -> 1 (seed 003 eq. 4.6)
-        "joint_layout": joint_layout,
-        "num_joints": int(num_joints),
-        "rgb_mean": [0.485, 0.456, 0.406],
-        "rgb_std": [0.229, 0.224, 0.225],
-    }
+    pre = pose_preprocessing(crop_size, num_joints, cube_mm, input_kind, joint_layout)
     pre.update(sections.pop("preprocessing", {}) or {})
     return Manifest(
         name=name,
