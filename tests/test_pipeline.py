@@ -119,3 +119,34 @@ def test_other_engines_selected_by_name_report_raw_outputs(frames):
     assert set(r.outputs) == {"pose", "pose_2"}
     np.testing.assert_allclose(r.outputs["pose_2"], r.outputs["pose"], rtol=1e-5, atol=1e-5)
     assert "pose_2" in r.stage_ms
+
+
+class InterruptAt:
+    """A sink standing in for the user's Ctrl-C arriving while frame `at` is written."""
+
+    def __init__(self, at):
+        self.at, self.closed = at, False
+
+    def write(self, result, frame=None):
+        if result.index == self.at:
+            raise KeyboardInterrupt
+        return True
+
+    def close(self):
+        self.closed = True
+
+
+def test_ctrl_c_shuts_down_cleanly(pipe, tmp_path):
+    import threading
+
+    pipe.reset()
+    src = SyntheticSource(n_frames=40, seed=4)
+    out = tmp_path / "r.jsonl"
+    jsonl, stopper = JsonlSink(out), InterruptAt(3)
+    with pytest.raises(KeyboardInterrupt):
+        run_stream(src, pipe, [jsonl, stopper])
+    assert stopper.closed and jsonl._f.closed
+    assert len(out.read_text().splitlines()) == 4  # frames 0..3 were written before the interrupt
+    assert src._closed  # the capture thread closed the source
+    assert not any(t.name.startswith("capture-") for t in threading.enumerate())
+    assert pipe.capture is None

@@ -62,6 +62,7 @@ class RecordingSource(Source):
         self._inbox: deque = deque()
         self._in_callback = 0
         self._closing = False
+        self._flowing = False
         self._depth: deque = deque()
         self._color: deque = deque()
         self._last_fn = {"depth": -1, "color": -1}
@@ -166,7 +167,9 @@ class RecordingSource(Source):
                     return
             item = (kind, int(frame.get_frame_number()), float(frame.get_timestamp()), pix)
             with self._cond:
-                while len(self._inbox) >= self.buffer_frames and not self._closing:
+                # block only once the consumer reads: a callback blocked while the main thread is inside a
+                # librealsense call (resume, stop) deadlocks both (found with a 1-frame buffer)
+                while self._flowing and len(self._inbox) >= self.buffer_frames and not self._closing:
                     self._cond.wait(0.05)  # releases the GIL: the consumer can drain
                 if not self._closing:
                     self._inbox.append(item)
@@ -198,6 +201,7 @@ class RecordingSource(Source):
         return idle and self._pb.current_status() == self._rs.playback_status.stopped
 
     def _read(self) -> RGBDFrame | None:
+        self._flowing = True
         has_color = self.color_intrinsics is not None
         while True:
             if self._drain():
@@ -262,6 +266,9 @@ class RecordingSource(Source):
         with self._cond:
             self._closing = True
             self._cond.notify_all()
+            deadline = time.monotonic() + 1.0
+            while self._in_callback and time.monotonic() < deadline:  # let callbacks leave before stop()
+                self._cond.wait(0.01)
         for s in getattr(self, "_started", []):
             try:
                 s.stop()
