@@ -13,7 +13,9 @@ from ..errors import InputError
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="handstream demo", description=__doc__)
-    ap.add_argument("--out-dir", default="handstream-demo", help="where to write demo.mp4 and demo.jsonl")
+    ap.add_argument(
+        "--out-dir", default="runs/demo", help="where to write demo.mp4 and demo.jsonl (runs/ is git-ignored)"
+    )
     ap.add_argument(
         "--frames", type=int, default=90, help="length of the built-in sequence (default 90 = 3 s)"
     )
