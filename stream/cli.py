@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"handstream {verb}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `handstream ... | head`: the reader left; stop quietly like other Unix tools.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except ModuleNotFoundError as exc:
         missing = exc.name or "a module"
         print(
