@@ -11,7 +11,8 @@ import pytest
 
 from stream.bench import report as rep
 from stream.bench.cli import check_targets, main
-from stream.bench.sources import load_clip, load_npz_clip, save_clip
+from stream.bench.runtime import CAPTURE_KEY
+from stream.bench.sources import ClipSource, clip_recording, load_clip, load_npz_clip, save_clip
 from stream.errors import InputError
 
 
@@ -41,23 +42,31 @@ def test_tiny_bench_writes_json_markdown_and_plots(clip_npz, tmp_path, capsys):
     path, _ = clip_npz
     js, md, plots = tmp_path / "b.json", tmp_path / "b.md", tmp_path / "plots"
     argv = ["--source", str(path), "--frames", "6", "--warmup", "2", "--engine-frames", "4"]
-    argv += ["--backends", "onnxruntime_t1,tensorrt", "--variants", "default"]
-    argv += ["--json", str(js), "--md", str(md), "--plots", str(plots)]
+    argv += ["--slow-frames", "1", "--backends", "onnxruntime_t1,tensorrt", "--variants", "default"]
+    argv += ["--accuracy-data", "none", "--json", str(js), "--md", str(md), "--plots", str(plots)]
     assert main(argv) == 0
     r = rep.read_json(js)
     pipe = r["pipeline"]
+    assert pipe["path"] == "stream.pipeline" and ".db3" in r["input"]["timed_through"]
     assert pipe["frames"] == 6 and pipe["end_to_end_ms"]["n"] == 6
     e2e = pipe["end_to_end_ms"]
     assert 0 < e2e["min"] <= e2e["p50"] <= e2e["p95"] <= e2e["p99"] <= e2e["max"]
-    assert "capture" in pipe["stages_ms"] and len(pipe["stages_ms"]) >= 3  # capture + the path's own stages
+    # the runtime's own stages, in its order; capture/decode is timed on the capture thread, beside them
+    assert list(pipe["stages_ms"]) == ["preprocess", "pose", "smooth"]
+    assert pipe["off_path_ms"][CAPTURE_KEY]["n"] == 6 and pipe["off_path_ms"][CAPTURE_KEY]["p50"] > 0
     # end-to-end is timed outside the stages' own timers, so per frame it is never below their sum
     assert pipe["overhead_ms"]["min"] >= 0.0
     assert pipe["end_to_end_cpu_ms"]["n"] == 6 and pipe["end_to_end_cpu_ms"]["p50"] > 0
     assert pipe["peak_rss_mb"] > 10 and pipe["fps"] > 0 and pipe["dropped_frames"] == 0
-    replay = r["replay"]  # overlay + real mp4 encoding of the same frames
-    assert replay["frames"] == 6 and replay["stages_ms"]["overlay+encode"]["n"] == 6
-    assert replay["video_bytes"] > 1000 and replay["fps"] > 0
-    assert "replay with overlay + mp4 encoding" in [t["name"] for t in r["targets"]]
+    replay = r["replay"]  # run_stream + OverlayStage + VideoSink: a real mp4, read back
+    assert replay["frames"] == 6 and replay["video_frames"] == 6 and replay["video_bytes"] > 1000
+    assert list(replay["stages_ms"]) == ["preprocess", "pose", "smooth", "overlay", "sinks"]
+    assert replay["off_path_ms"][CAPTURE_KEY]["n"] == 6 and replay["fps"] > 0
+    mem = r["replay_memory"]  # the same frames from memory, encoder inline
+    assert mem["video_frames"] == 6 and "memory" in mem["description"]
+    assert mem["hand_frames"] == replay["hand_frames"]  # same frames, same pipeline: same hands
+    target = next(t for t in r["targets"] if t["name"] == "replay with overlay + mp4 encoding")
+    assert "decode alone" in target["note"] and "from memory" in target["note"]
     assert r["backends"]["onnxruntime_t1"]["infer_ms"]["n"] == 4
     assert "skipped" in r["backends"]["tensorrt"] or r["backends"]["tensorrt"]["infer_ms"]["n"] == 4
     assert "samples_ms" not in r["backends"]["onnxruntime_t1"]  # raw samples only feed the plots
@@ -70,7 +79,7 @@ def test_tiny_bench_writes_json_markdown_and_plots(clip_npz, tmp_path, capsys):
     assert "default pose path end-to-end p50" in names
     text = md.read_text()
     assert text == rep.render_markdown(r) and "**Default pose path**" in text
-    assert text in capsys.readouterr().out
+    assert "capture/decode" in text and text in capsys.readouterr().out
     if r.get("plots"):
         for p in r["plots"]:
             assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
@@ -78,10 +87,32 @@ def test_tiny_bench_writes_json_markdown_and_plots(clip_npz, tmp_path, capsys):
         assert any("plot" in n for n in r["notes"])
 
 
+def test_clip_recording_plays_back_losslessly(clip_npz, tmp_path):
+    """The recording the timed runs play holds the clip's frames, cycled, bit for bit."""
+    pytest.importorskip("pyrealsense2", reason="writing a RealSense recording needs pyrealsense2")
+    from stream.sources.recording import RecordingSource
+
+    path, frames = clip_npz
+    clip = load_clip(str(path))
+    rec = clip_recording(clip, 5, cache_dir=tmp_path)
+    assert rec.suffix == ".db3" and clip_recording(clip, 5, cache_dir=tmp_path) == rec  # cached
+    with RecordingSource(rec) as src:
+        back = list(src)
+    assert len(back) == 5
+    for i, f in enumerate(back):
+        np.testing.assert_array_equal(f.depth_mm, frames[i % 3].depth_mm)
+        np.testing.assert_array_equal(f.color_bgr, frames[i % 3].color_bgr)
+    clip_recording(clip, 4, cache_dir=tmp_path)  # another length replaces it
+    assert [p.name for p in tmp_path.glob("*.db3")] == [rec.name.replace("_n5", "_n4")]
+    mem = list(ClipSource(clip, 5))
+    assert [f.index for f in mem] == list(range(5)) and mem[4].timestamp_ms > mem[3].timestamp_ms
+
+
 def test_bench_on_the_real_nyu_frame(nyu_dir, tmp_path):
     js = tmp_path / "nyu.json"
     argv = ["--source", str(nyu_dir / "depth_1_0000001.png"), "--frames", "3", "--warmup", "1"]
     argv += ["--backends", "none", "--variants", "none", "--no-replay", "--json", str(js)]
+    argv += ["--slow-frames", "1", "--engine-frames", "1"]
     assert main(argv) == 0
     r = json.loads(js.read_text())
     assert r["input"]["has_color"] is True and r["input"]["distinct_frames"] == 1

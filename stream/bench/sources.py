@@ -1,7 +1,10 @@
 """The fixed input a benchmark runs on: a clip of RGB-D frames held in memory and cycled.
 
-Frames are read (or rendered) once before timing, so the source's own cost never hides in another stage;
-the capture stage of a timed loop is then what it costs to hand the pipeline its next frame. `synthetic`
+Frames are read (or rendered) once before timing. For the timed runs the clip is then written once, cycled
+to the length a run needs, as a RealSense recording (.db3, by the runtime's own `rs_writer`, cached in
+.cache/bench/recordings) and played back by the runtime's `RecordingSource`: capture/decode is real
+librealsense playback, not a list look-up. `ClipSource` serves the same frames from memory (the pipeline's
+capacity without decoding, and the fallback where pyrealsense2 is not installed). `synthetic`
 renders a 640x480 D435-like sequence with stream.synth (about 0.25 s a frame on a 2-core VM), cached in
 .cache/bench/clips so repeated runs time the very same frames. A path may be an .npz clip (`depth_mm`
 (N, H, W), optional `color_bgr` (N, H, W, 3), `camera` name), a NYU depth PNG (its rgb_ PNG beside it is
@@ -10,16 +13,19 @@ the colour), or anything the runtime's sources open (a recording or a video).
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
 from ..frames import KNOWN_CAMERAS, CameraIntrinsics, RGBDFrame, camera
+from ..sources.base import Source
 
 CLIP_DIR = Path(__file__).resolve().parents[2] / ".cache" / "bench" / "clips"
+RECORDING_DIR = CLIP_DIR.parent / "recordings"
 SYNTH_CAMERA = "d435_640x480"
 
 
@@ -171,3 +177,59 @@ def _runtime_source_clip(path: Path, n: int) -> Clip:
     if not frames:
         raise InputError(f"{path}: no frames could be read")
     return Clip(frames, str(path), f"{path.name}: first {len(frames)} frames, decoded up front, cycled")
+
+
+class ClipSource(Source):
+    """The clip as a replay source: its frames cycled to `n_frames`, re-indexed at `fps` so that indices and
+    timestamps keep increasing (One Euro and the recorder both need that)."""
+
+    name = "clip (memory)"
+
+    def __init__(self, clip: Clip, n_frames: int, fps: float = 30.0) -> None:
+        super().__init__()
+        if n_frames < 1 or not clip.frames:
+            raise InputError(f"a clip source needs frames, got {len(clip.frames)} cycled to {n_frames}")
+        self.frames, self.n, self.fps = clip.frames, int(n_frames), float(fps)
+        self.intrinsics = clip.frames[0].intrinsics
+        self.frame_count = self.n
+        self._i = 0
+
+    def _open(self) -> None:
+        self._i = 0
+
+    def _read(self) -> RGBDFrame | None:
+        if self._i >= self.n:
+            return None
+        f = self.frames[self._i % len(self.frames)]
+        out = replace(f, index=self._i, timestamp_ms=self._i * 1000.0 / self.fps, meta={})
+        self._i += 1
+        return out
+
+
+def clip_key(clip: Clip) -> str:
+    """A content hash of the clip's pixels and intrinsics: a cached recording is reused only for these frames."""
+    h = hashlib.sha1(json.dumps(clip.frames[0].intrinsics.to_dict()).encode())
+    for f in clip.frames:
+        for a in (f.depth_mm, f.color_bgr):
+            h.update(b"-" if a is None else memoryview(a.tobytes()))
+    return h.hexdigest()[:12]
+
+
+def clip_recording(clip: Clip, n_frames: int, cache_dir: str | Path | None = None) -> Path:
+    """The clip cycled to `n_frames` as a RealSense recording (.db3), written once by the runtime's
+    `rs_writer` and cached by content and length (one length per clip: 640x480 depth + colour is about
+    0.5 MB a frame). Needs pyrealsense2 (the realsense extra)."""
+    from ..sources.rs_writer import write_recording
+
+    folder = Path(cache_dir or RECORDING_DIR)
+    key = clip_key(clip)
+    path = folder / f"clip_{key}_n{int(n_frames)}.db3"
+    if path.is_file() and path.stat().st_size > 0:
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob(f"clip_{key}_n*.db3"):  # the same clip at another length
+        old.unlink()
+    tmp = path.with_name("partial_" + path.name)
+    write_recording(ClipSource(clip, n_frames), tmp)
+    tmp.replace(path)
+    return path
