@@ -83,3 +83,30 @@ def test_parse_variant_and_metrics_lookup():
         11.5,
     )
     assert _mean_mm_in({"trained": False}) is None
+
+
+def test_accuracy_is_measured_for_a_trained_engine_and_withheld_for_untrained(tmp_path):
+    """`handstream eval synthetic` really runs on a tiny synth set for an engine that does not say it is
+    untrained; the shipped placeholder and initial-weight exports get a label, never a number."""
+    import json
+    import shutil
+
+    from stream.bench.variants import accuracy_of
+    from stream.synth.cli import main as synth_main
+
+    data = tmp_path / "set"
+    assert synth_main(["--out", str(data), "--frames", "4", "--seed", "7", "--no-color"]) == 0
+    shipped = engines.resolve_engine_path("pose")
+    if not engines.load_manifest(shipped).metrics.get("trained", True):
+        assert accuracy_of(shipped, str(data), 0) == {"text": "untrained placeholder engine"}
+    # the same graph, its manifest claiming nothing about training: measured, not looked up
+    copy = tmp_path / "eng" / "mine.onnx"
+    copy.parent.mkdir()
+    shutil.copy(shipped, copy)
+    m = json.loads(shipped.with_suffix(".json").read_text())
+    m["name"], m["metrics"] = "mine", {}
+    m["training"].pop("weights", None)
+    copy.with_suffix(".json").write_text(json.dumps(m))
+    acc = accuracy_of(copy, str(data), 0)
+    assert acc.get("frames") == 4, acc
+    assert 0 <= acc["found"] <= 4 and acc["mean_error_mm"] > 0 and "eval synthetic mine.onnx" in acc["source"]

@@ -118,9 +118,7 @@ def variants_section(variants: dict) -> str:
             continue
         params = v.get("params")
         acc = v.get("accuracy") or {}
-        acc_txt = acc.get("text") or (
-            f"{acc['mean_error_mm']:.1f} mm mean 3D error" if "mean_error_mm" in acc else "–"
-        )
+        acc_txt = acc.get("text") or _accuracy_text(acc)
         model = v.get("model")
         rows.append(
             [
@@ -132,6 +130,16 @@ def variants_section(variants: dict) -> str:
             ]
         )
     return "**Model variants** (ONNX Runtime; accuracy on the synthetic test set)\n\n" + table(header, rows)
+
+
+def _accuracy_text(acc: dict) -> str:
+    if "mean_error_mm" not in acc:
+        return "–"
+    txt = f"{acc['mean_error_mm']:.1f} mm mean 3D error"
+    if "median_error_mm" in acc:
+        txt += f" (median {acc['median_error_mm']:.1f}"
+        txt += f", hand found {acc['found']}/{acc['frames']})" if "frames" in acc else ")"
+    return txt
 
 
 def peers_section(peers: dict, ours_p50: float | None) -> str:

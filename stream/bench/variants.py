@@ -55,39 +55,34 @@ def shipped_for_model(model_name: str) -> Path | None:
     return None
 
 
-def export_initial(model_name: str, cache_dir: str | Path | None = None) -> Path:
-    """Export the variant with its initial weights (cached; re-exported if the cached file was altered)."""
+def export_initial(model_name: str, cache_dir: str | Path | None = None, cube_mm: float = 300.0) -> Path:
+    """Export the variant with its initial weights through engines.export_model (cached; re-exported when
+    the cached file was altered or was cut for another cube). The manifest says it is untrained."""
     import engines
-    from engines.export import export_onnx
 
     out_dir = Path(cache_dir or CACHE_DIR) / model_name
     onnx_path = out_dir / f"{model_name}.onnx"
     if onnx_path.is_file() and onnx_path.with_suffix(".json").is_file():
         try:
-            engines.validate(engines.load_manifest(onnx_path), onnx_path)
-            return onnx_path
+            m = engines.load_manifest(onnx_path)
+            engines.validate(m, onnx_path)
+            if m.preprocessing.get("cube_mm") == float(cube_mm):
+                return onnx_path
         except InputError:
             pass
     try:
-        from train.models import MODEL_SPECS, canonical_name, create_model
+        import torch
+
+        from engines.export_model import export_model
     except ImportError as exc:
         raise InputError(f"exporting variant {model_name!r} needs torch and train/ ({exc})") from None
-    try:
-        key = canonical_name(model_name)
-    except KeyError as exc:
-        raise InputError(str(exc).strip("'\"")) from None
-    spec = MODEL_SPECS[key]
-    import torch
-
     torch.manual_seed(0)
-    model = create_model(key)
-    size = spec.default_input_size
-    return export_onnx(
-        model,
-        out_dir,
+    return export_model(
         model_name,
-        (1, spec.in_channels, size, size),
-        {"training": {"model": key, "weights": "initial (untrained; latency only)"}},
+        out_dir,
+        name=model_name,
+        cube_mm=float(cube_mm),
+        training={"weights": "initial (untrained; latency only)"},
         num_parity=2,
     )
 
@@ -121,7 +116,11 @@ def accuracy_of(onnx_path: Path, accuracy_data: str | None, limit: int) -> dict:
             s = json.loads(proc.stdout.strip().splitlines()[-1])
             return {
                 "mean_error_mm": float(s["mean_mm"]),
-                "source": f"handstream eval synthetic --data {accuracy_data}",
+                "median_error_mm": float(s["median_mm"]),
+                "found": int(s["found"]),
+                "frames": int(s["frames_total"]),
+                "source": f"handstream eval synthetic {onnx_path.name} --data {accuracy_data}"
+                + (f" --limit {limit}" if limit else ""),
             }
         return {"text": f"eval failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"}
     found = _mean_mm_in(m.metrics)
@@ -155,10 +154,14 @@ def resolve_variant(
     name, path = parse_variant(spec)
     if path:
         return name, engines.resolve_engine_path(path)
+    default = engines.resolve_engine_path(default_ref)
     if name == "default":
-        return name, engines.resolve_engine_path(default_ref)
+        return name, default
     shipped = shipped_for_model(name)
-    return name, shipped if shipped else export_initial(name, cache_dir)
+    if shipped:
+        return name, shipped
+    cube = float(engines.load_manifest(default).preprocessing.get("cube_mm", 300.0))
+    return name, export_initial(name, cache_dir, cube)
 
 
 def variant_entries(
