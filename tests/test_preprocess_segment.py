@@ -307,3 +307,37 @@ def test_real_nyu_frame(nyu_dir):
     assert np.abs(normalize_joints(gt_xyz, crop)).max() < 1.0, "all 14 joints inside the cube"
     cols = crop.uvd_to_crop(gt_uvd)[:, :2]
     assert cols.min() >= 0 and cols.max() <= crop.size - 1
+
+
+def test_eval_tool_breaks_down_by_visibility():
+    """tools/eval_segmentation.py on a few real generator frames: visibility from the hand rendered alone."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from eval_segmentation import evaluate, synthetic_frames
+
+    frames = list(synthetic_frames(4, 3, "d435_320x240", True, True, True, False))
+    for f in frames:
+        assert len(f.hands) == 2
+        for h in f.hands:
+            assert 0.0 <= h.measured <= h.visibility <= 1.0 and 0.0 <= h.in_image <= 1.0
+            assert h.visibility <= h.in_image + 1e-9  # what is outside the picture cannot be visible
+    res = evaluate(iter(frames), HandSegmenter())
+    assert res["frames"] == 4 and res["gt_hands"] == 8
+    assert sum(v["n"] for v in res["by_visibility"].values()) == 8
+    assert 0.0 <= res["detected_rate_all"] <= 1.0
+
+
+def test_tracking_window_keeps_the_hand_and_falls_back():
+    """With prev, the window around the previous hand is searched first; a stale prev falls back."""
+    scene = Scene().body(BODY).hand((30.0, 0.0, 550.0))
+    seg = HandSegmenter()
+    first = seg.segment(scene.depth, INTR)
+    again = seg.segment(scene.depth, INTR, prev=first)
+    assert again.found
+    np.testing.assert_allclose(again.hands[0].com_xyz_mm, first.hands[0].com_xyz_mm, atol=5.0)
+    moved = Scene().body(BODY).hand((-250.0, 0.0, 550.0))  # the hand left the old window
+    later = seg.segment(moved.depth, INTR, prev=first)
+    _, err, iou_ = match(later, moved)
+    assert iou_ > 0.8 and err < 45.0
