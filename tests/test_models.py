@@ -110,6 +110,16 @@ def test_compact_params_and_head_choices():
     assert model_info("compact_s").params < 0.01 * model_info("net6").params
 
 
+def test_compact_conv_params():
+    # Net7 layout at widths 16-32-64-128, conv without bias + BatchNorm (2 params per channel), 64 -> 4x4
+    total, ch = 0, 1
+    for f in (16, 32, 64, 64, 128, 128):
+        total += 9 * ch * f + 2 * f
+        ch = f
+    total += 4 * 4 * 128 * 512 + 512 + 512 * 63 + 63
+    assert model_info("compact_conv").params == total
+
+
 def _fusenet_expected(fusion, k, size=64, fc=16):
     convs = _convs("net6")
     total = 0

@@ -158,6 +158,55 @@ def test_stage(args) -> int:
     out = Path(args.checkpoint).with_suffix(".metrics.json")
     out.write_text(json.dumps(res, indent=1) + "\n")
     print(f"wrote {out}")
+    # the checkpoint carries its test metrics, so the exported engine's manifest shows them
+    import torch
+
+    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    seg = res["segment"]
+    ck["metrics"] = {
+        **ck.get("metrics", {}),
+        "synthetic_test": f"{TEST_DIR.name}: {seg['frames_total']} frames, seed {TEST_SEED}, our segmentation",
+        "test_mean_mm": seg["mean_mm"],
+        "test_success_20mm": seg["success_rate"]["20"],
+        "test_found": seg["found"],
+        "test_mean_mm_gt_centre": res["gt"]["mean_mm"],
+    }
+    torch.save(ck, args.checkpoint)
+    return 0
+
+
+def nyu_stage(args) -> int:
+    """The model on the real NYU test frame 1: our segmentation + crop, 21 -> 14 joints (stream.synth's map),
+    against GT line 1 in our camera frame. A different sensor, a different person and joint layout: a sanity
+    check of domain transfer, not a benchmark."""
+    import numpy as np
+
+    from stream.preprocess import HandSegmenter, crop_cube, denormalize_joints
+    from stream.synth import nyu_from_21
+    from train.evaluate import load_predictor
+    from train.nyu import NYU_CAMERA, load_uvd_file, nyu_uvd_to_camera, read_nyu_depth_png
+
+    nyu = REPO.parent / "shared" / "data" / "nyu"
+    depth = read_nyu_depth_png(nyu / "depth_1_0000001.png")
+    gt = nyu_uvd_to_camera(load_uvd_file(nyu / "nyu_test_groundtruth_label.txt")[0])
+    predict, info = load_predictor(args.checkpoint)
+    seg = HandSegmenter().segment(depth, NYU_CAMERA)
+    out = {"segmenter_found": seg.found}
+    centres = {"gt_palm_mean": gt.mean(axis=0)}
+    if seg.found:
+        centres = {"our_segmentation": seg.best.com_xyz_mm, **centres}
+        out["segmenter_com_error_mm"] = float(np.linalg.norm(seg.best.com_xyz_mm - gt.mean(axis=0)))
+    for name, com in centres.items():
+        mask = seg.best.mask if (seg.found and name == "our_segmentation") else None
+        crop = crop_cube(depth, NYU_CAMERA, com, float(info["cube_mm"]), int(info["crop_size"]), mask)
+        j14 = nyu_from_21(denormalize_joints(predict(crop.depth).reshape(-1, 3), crop))
+        err = np.linalg.norm(j14 - gt, axis=1)
+        out[name] = {
+            "mean_mm": float(err.mean()),
+            "max_mm": float(err.max()),
+            "per_joint_mm": [round(float(e), 1) for e in err],
+        }
+    print(json.dumps(out, indent=1))
     return 0
 
 
@@ -179,8 +228,10 @@ def main(argv=None) -> int:
     e = sub.add_parser("test")
     e.add_argument("--frames", type=int, default=2000)
     e.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
+    n = sub.add_parser("nyu")
+    n.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
     a = p.parse_args(argv)
-    return {"gen": gen, "train": train_stage, "test": test_stage}[a.stage](a)
+    return {"gen": gen, "train": train_stage, "test": test_stage, "nyu": nyu_stage}[a.stage](a)
 
 
 if __name__ == "__main__":

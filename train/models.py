@@ -265,6 +265,52 @@ class CompactPoseNet(nn.Module):
         return self.head(self.pool(self.features(x)))
 
 
+class CompactConvNet(nn.Module):
+    """A seed-style plain 3x3 conv body (a layer list as in NET_CONFIGS) with BatchNorm after each conv
+    and a small fc head: the Depth-Net design at a fraction of the width, for CPU real time."""
+
+    def __init__(
+        self,
+        cfg: tuple,
+        in_channels: int = 1,
+        num_joints: int = 21,
+        input_size: int = 64,
+        fc_width: int = 512,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = []
+        ch = in_channels
+        for item in cfg:
+            if item == M:
+                layers.append(nn.MaxPool2d(2, 2))
+                continue
+            filters, k = item
+            layers += [
+                nn.Conv2d(ch, filters, k, 1, k // 2, bias=False),
+                nn.BatchNorm2d(filters),
+                nn.ReLU(inplace=True),
+            ]
+            ch = filters
+        self.features = nn.Sequential(*layers)
+        side = _spatial_after(cfg, input_size)
+        if side < 1:
+            raise ValueError(f"input size {input_size} is too small for this configuration")
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(ch * side * side, fc_width),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(fc_width, 3 * num_joints),
+            nn.Tanh(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+# Net7's pattern (1, 1, 2, 2 convs per pool) at widths 16-32-64-128.
+SLIM_NET7 = ((16, 3), M, (32, 3), M, (64, 3), (64, 3), M, (128, 3), (128, 3), M)
 _DS_S = ((32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1))
 _DS_M = ((32, 2), (48, 1), (64, 2), (96, 1), (128, 2), (128, 1), (192, 2))
 
@@ -339,6 +385,12 @@ def _fusenet(fusion_default: str):
         return FuseNet(NET_CONFIGS[base], fusion, int(fuse_after), num_joints, input_size, fc_width, dropout)
 
     return build
+
+
+def _compact_conv(num_joints, input_size, fc_width, dropout, **kw):
+    if kw:
+        raise TypeError(f"unexpected options {sorted(kw)}")
+    return CompactConvNet(SLIM_NET7, 1, num_joints, input_size, fc_width, dropout)
 
 
 def _compact(stages, stem, head):
@@ -425,6 +477,17 @@ MODEL_SPECS.update(
             "smallest (~70 k params) and fastest, but pooling discards where features are: less accurate",
             96,
             256,
+            0.0,
+        ),
+        "compact_conv": ModelSpec(
+            "compact_conv",
+            "pose-depth",
+            1,
+            _compact_conv,
+            "compact: Net7's layout (1, 1, 2, 2 convs per pool) at widths 16-32-64-128 with BatchNorm, 4x4 map @64, fc-512",
+            "plain 3x3 convs: ~8x compact_s's FLOPs at 64x64 but far more conv capacity; ~0.3 M conv + 1 M fc params",
+            64,
+            512,
             0.0,
         ),
         "compact_m": ModelSpec(
