@@ -58,6 +58,9 @@ def test_tiny_bench_writes_json_markdown_and_plots(clip_npz, tmp_path, capsys):
     assert pipe["overhead_ms"]["min"] >= 0.0
     assert pipe["end_to_end_cpu_ms"]["n"] == 6 and pipe["end_to_end_cpu_ms"]["p50"] > 0
     assert pipe["peak_rss_mb"] > 10 and pipe["fps"] > 0 and pipe["dropped_frames"] == 0
+    pmem = r["pipeline_memory"]  # the same path, frames from memory: same stages, same hands
+    assert list(pmem["stages_ms"]) == list(pipe["stages_ms"]) and pmem["hand_frames"] == pipe["hand_frames"]
+    assert "memory" in pmem["description"] and pmem["end_to_end_ms"]["n"] == 6
     replay = r["replay"]  # run_stream + OverlayStage + VideoSink: a real mp4, read back
     assert replay["frames"] == 6 and replay["video_frames"] == 6 and replay["video_bytes"] > 1000
     assert list(replay["stages_ms"]) == ["preprocess", "pose", "smooth", "overlay", "sinks"]
@@ -130,6 +133,7 @@ def test_bad_options_are_one_line_errors():
 def test_targets_from_figures():
     r = {
         "pipeline": {"end_to_end_ms": {"p50": 2.0}, "overhead_fraction": 0.2},
+        "pipeline_memory": {"end_to_end_ms": {"p50": 3.5}},
         "peers": {"mediapipe_tracking_c1": {"p50": 3.0}},
         "replay": {"fps": 75.0},
         "variants": {"net6": {"engine_vs_bare_ort": {"ratio_p50": 1.05}}},
@@ -137,6 +141,7 @@ def test_targets_from_figures():
     got = {t["name"]: t["met"] for t in check_targets(r)}
     assert got == {
         "default pose path end-to-end p50": True,
+        "the same, frames from memory (no decoding thread)": False,
         "vs MediaPipe tracking, complexity 1": False,  # 1.5x < 2x
         "pipeline overhead (p50, of stage sum)": False,
         "replay with overlay + mp4 encoding": True,

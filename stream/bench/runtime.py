@@ -98,12 +98,15 @@ def _build(engine: str, threads: int, overlay: bool):
     )
 
 
-def pose_path_run(inp: BenchInput, engine: str, threads: int, n: int, warmup: int) -> tuple[TimedRun, dict]:
-    """The default pose path (preprocess + pose + smooth) on `warmup` + `n` frames of the input."""
+def pose_path_run(
+    inp: BenchInput, engine: str, threads: int, n: int, warmup: int, memory: bool = False
+) -> tuple[TimedRun, dict]:
+    """The default pose path (preprocess + pose + smooth) on `warmup` + `n` frames of the input
+    (`memory`: from memory, so no decoding thread competes with the pipeline for the cores)."""
     from ..capture import CaptureThread
 
     pipe = _build(engine, threads, overlay=False)
-    src = inp.open(n + warmup)
+    src = inp.open(n + warmup, memory)
     cap = CaptureThread(src)
     pipe.capture = cap
     try:
@@ -116,7 +119,7 @@ def pose_path_run(inp: BenchInput, engine: str, threads: int, n: int, warmup: in
     reads = src.read_ms[warmup : warmup + n]
     run = run.with_off_path({CAPTURE_KEY: reads}) if reads else run
     stages = " + ".join(s.name for s in pipe.stages)
-    return run, {"path": "stream.pipeline", "description": f"{stages}; input: {inp.describe()}"}
+    return run, {"path": "stream.pipeline", "description": f"{stages}; input: {inp.describe(memory)}"}
 
 
 def replay_run(
