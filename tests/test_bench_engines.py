@@ -59,8 +59,19 @@ def test_engine_vs_bare_interleaved(crops):
 def test_variants_default_and_an_exported_one(crops, tmp_path):
     pytest.importorskip("torch", reason="exporting an untrained variant needs torch (train extra)")
     out = variant_entries(
-        ["default", "compact_gap", "nosuchnet"], "pose", crops, 3, 1, 1, None, 0, cache_dir=tmp_path
+        ["default", "compact_gap", "nosuchnet", "compact_s"],
+        "pose",
+        crops,
+        3,
+        1,
+        1,
+        None,
+        0,
+        cache_dir=tmp_path,
     )
+    # a variant that is the shipped default's own model is the default row, not a second one
+    default_model = engines.load_manifest(engines.resolve_engine_path("pose")).model
+    assert ("compact_s" in out) == (default_model != "compact_s")
     assert (
         out["default"]["accuracy"] == {"text": "untrained placeholder engine"}
         or "mean_error_mm" in out["default"]["accuracy"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import HandstreamError, InputError
 
-DEFAULT_VARIANTS = ("default", "net6", "compact_s", "compact_gap", "compact_m")
+DEFAULT_VARIANTS = ("default", "net6", "compact_s", "compact_gap", "compact_m", "compact_conv")
 CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "bench" / "variants"
 
 
@@ -185,6 +185,8 @@ def variant_entries(
     for spec in specs:
         try:
             name, path = resolve_variant(spec, default_ref, cache_dir)
+            if name != "default" and path == engines.resolve_engine_path(default_ref):
+                continue  # the shipped default is this model: it has its own row
             eng = engines.load_engine(path, backend="onnxruntime", threads=threads)
         except (HandstreamError, ImportError) as exc:
             out[parse_variant(spec)[0] if "=" in spec else spec] = {"skipped": str(exc).splitlines()[0]}
