@@ -178,3 +178,31 @@ def test_shrink_ranges_and_search():
     assert hi / lo < 100  # the range shrank from (1e-3, 1e-1)
     tpe = random_search(lambda p: p["lr"], rounds=1, trials_per_round=5, sampler="tpe")
     assert tpe.best_value < 0.1
+
+
+def test_cli_train_pose_from_config(tmp_path, capsys):
+    from stream.errors import InputError
+    from train.cli_train import main as train_main
+
+    data = _blob_arrays(n=32)
+    data.save(tmp_path / "toy.npz")
+    cfg = {
+        "name": "cli",
+        "model": "compact_gap",
+        "model_kwargs": {"fc_width": 16},
+        "data": {"kind": "crops", "path": str(tmp_path / "toy.npz")},
+        "val_fraction": 0.25,
+        "epochs": 1,
+        "batch_size": 8,
+        "threads": 1,
+        "tensorboard": False,
+        "progress": False,
+        "out_dir": str(tmp_path / "runs"),
+    }
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    assert train_main(["pose", "--config", str(tmp_path / "cfg.json")]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["epochs"] == 1 and (tmp_path / "runs" / "cli" / "best.pt").is_file()
+    (tmp_path / "bad.json").write_text(json.dumps({**cfg, "learning_rate": 1}))
+    with pytest.raises(InputError, match="unknown config keys"):
+        train_main(["pose", "--config", str(tmp_path / "bad.json")])

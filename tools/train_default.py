@@ -3,6 +3,8 @@
     python tools/train_default.py gen   --frames 16000      # training crops -> data/default_train/*.npz
     python tools/train_default.py train --minutes 35        # compact net -> checkpoints/pose.pt (+ metrics)
     python tools/train_default.py test  --frames 2000       # held-out test set + eval with OUR segmentation
+    python tools/train_default.py nyu                       # the model on the real NYU test frame 1
+    python tools/train_default.py latency                   # export to ONNX, ORT 1-thread batch-1 latency
 
 Training hands are disjoint from test hands: training subjects are offset by 1000 (stream.synth test sets
 draw 0..n_subjects-1) and training seeds (1000 + chunk) never equal the test seed (4242).
@@ -210,6 +212,46 @@ def nyu_stage(args) -> int:
     return 0
 
 
+def latency_stage(args) -> int:
+    """Export the checkpoint as the engines developer does (engines.export_model) to runs/pose_engine and time
+    ONNX Runtime on it: batch 1, one thread, p50/p95/p99 over --runs runs."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from engines.export_model import export_model
+
+    out_dir = REPO / "runs" / "pose_engine"
+    onnx = export_model(None, out_dir, name="pose", checkpoint=args.checkpoint)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(onnx), so, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    x = (
+        np.random.default_rng(0)
+        .uniform(-1, 1, [d if isinstance(d, int) else 1 for d in inp.shape])
+        .astype(np.float32)
+    )
+    for _ in range(50):
+        sess.run(None, {inp.name: x})
+    ms = []
+    for _ in range(args.runs):
+        t = time.perf_counter()
+        sess.run(None, {inp.name: x})
+        ms.append((time.perf_counter() - t) * 1e3)
+    r = {
+        "onnx": str(onnx),
+        "onnx_mb": round(onnx.stat().st_size / 1e6, 3),
+        "input": list(inp.shape),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "runs": args.runs,
+    }
+    print(json.dumps(r))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="stage", required=True)
@@ -230,8 +272,18 @@ def main(argv=None) -> int:
     e.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
     n = sub.add_parser("nyu")
     n.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
+    lat = sub.add_parser("latency")
+    lat.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
+    lat.add_argument("--runs", type=int, default=1000)
     a = p.parse_args(argv)
-    return {"gen": gen, "train": train_stage, "test": test_stage, "nyu": nyu_stage}[a.stage](a)
+    stages = {
+        "gen": gen,
+        "train": train_stage,
+        "test": test_stage,
+        "nyu": nyu_stage,
+        "latency": latency_stage,
+    }
+    return stages[a.stage](a)
 
 
 if __name__ == "__main__":
