@@ -68,6 +68,8 @@ def test_tiny_bench_writes_json_markdown_and_plots(clip_npz, tmp_path, capsys):
     mem = r["replay_memory"]  # the same frames from memory, encoder inline
     assert mem["video_frames"] == 6 and "memory" in mem["description"]
     assert mem["hand_frames"] == replay["hand_frames"]  # same frames, same pipeline: same hands
+    e2e_target = next(t for t in r["targets"] if t["name"] == "default pose path end-to-end p50")
+    assert e2e_target["note"].startswith("largest stage ") and "CPU time" in e2e_target["note"]
     target = next(t for t in r["targets"] if t["name"] == "replay with overlay + mp4 encoding")
     assert "decode alone" in target["note"] and "from memory" in target["note"]
     assert r["backends"]["onnxruntime_t1"]["infer_ms"]["n"] == 4
