@@ -35,6 +35,17 @@ user's own body can be closer than the hand, and a forearm drags a centroid off 
    surface; the hand's centre lies about half its thickness behind). `palm_uvd` (largest inscribed disc)
    is a finger-independent anchor reported beside it.
 
+Learned path (issue 3, round 3; `SegmenterConfig.method`): "auto" (default) uses the shipped detector
+engine (engines/default/detector.onnx, see stream/preprocess/detect.py and train/detector.py) when it loads,
+else the classic method above; "learned" requires it; "classic" never loads it. The detector gives a
+palm-centre heatmap and hand-mask logits at 1/16 of the frame's area (40x30 for 4:3 frames). Each heatmap
+peak >= `presence_threshold` is a hand: its depth is the median of the measured depth under the predicted
+mask near the peak (robust to holes and to a closer object at the peak); the mask is the predicted mask,
+upsampled bilinearly inside the cube-sized ROI around the peak only, AND the pixels within
++- known_cube_mm / 2 of that depth; the centre is the mean 3-D point of that mask pushed back
+`com_depth_offset_mm`, as in step 6 (the pose model's training crops stay centred the same way). With
+`prev`, a peak near a previous hand needs only half the threshold (tracking keeps a half-hidden hand).
+
 Depth input: (H, W) uint16 / float32 / float64 millimetres matching the intrinsics; any other dtype or shape
 is an InputError. NaN, inf, zero, negative and absurd (> max_valid_depth_mm) values are *missing pixels*, not
 errors: a stream must survive a bad frame (DEVELOPERS.md), it becomes a "no hand" result with a reason.
@@ -47,20 +58,28 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..errors import InputError
+from ..errors import HandstreamError, InputError
 from ..frames import CameraIntrinsics
 from ..geometry import uvd_to_xyz, xyz_to_uvd
 
-__all__ = ["SegmenterConfig", "HandDetection", "Segmentation", "HandSegmenter", "check_depth"]
+__all__ = ["METHODS", "SegmenterConfig", "HandDetection", "Segmentation", "HandSegmenter", "check_depth"]
 
 _DEPTH_DTYPES = (np.uint16, np.float32, np.float64)
 _K3 = np.ones((3, 3), np.uint8)
+
+
+METHODS = ("auto", "learned", "classic")
 
 
 @dataclass(frozen=True)
 class SegmenterConfig:
     """Tunables of the segmenter; defaults fit an adult hand at 0.2-1.5 m from a D400/SR300/Kinect camera."""
 
+    method: str = "auto"  # "learned" (detector engine), "classic" (rules below), "auto" = learned if it loads
+    detector_engine: str = "detector"  # shipped engine name or path to an .onnx with its manifest
+    detector_threads: int = 1
+    presence_threshold: float = 0.5  # learned: a heatmap peak at least this high is a hand
+    second_hand_threshold: float = 0.5  # learned: the second hand's peak
     min_depth_mm: float = 150.0
     max_depth_mm: float = 1500.0
     max_valid_depth_mm: float = 10000.0  # beyond this a value is absurd for a hand camera: treated as missing
@@ -103,6 +122,12 @@ class SegmenterConfig:
             raise InputError(f"work_width_px must be >= 16, got {self.work_width_px}")
         if self.max_hands < 1:
             raise InputError(f"max_hands must be >= 1, got {self.max_hands}")
+        if self.method not in METHODS:
+            raise InputError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if not (0.0 < self.presence_threshold < 1.0 and 0.0 < self.second_hand_threshold < 1.0):
+            raise InputError("presence_threshold and second_hand_threshold must lie in (0, 1)")
+        if self.detector_threads < 1:
+            raise InputError(f"detector_threads must be >= 1, got {self.detector_threads}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,10 +198,26 @@ class _Candidate:
 
 
 class HandSegmenter:
-    """Finds up to `max_hands` hands in a depth frame. Stateless between calls: tracking state is `prev`."""
+    """Finds up to `max_hands` hands in a depth frame. Stateless between calls: tracking state is `prev`.
+
+    The detector engine (learned method) is loaded once here, not per frame. `method` says which path
+    runs ("learned" or "classic"); `detector_error` why "auto" fell back to classic (empty otherwise)."""
 
     def __init__(self, config: SegmenterConfig | None = None):
         self.config = config or SegmenterConfig()
+        self.detector = None
+        self.detector_error = ""
+        self.method = "classic"
+        if self.config.method != "classic":
+            from .detect import HandDetector
+
+            try:
+                self.detector = HandDetector(self.config.detector_engine, self.config.detector_threads)
+                self.method = "learned"
+            except HandstreamError as exc:
+                if self.config.method == "learned":
+                    raise
+                self.detector_error = str(exc)
 
     # ------------------------------------------------------------------ public
     def segment(
@@ -193,7 +234,121 @@ class HandSegmenter:
         depth = check_depth(depth_mm, intr)
         if known_com_uvd is not None:
             return self._segment_known(depth, intr, known_com_uvd)
+        if self.detector is not None:
+            return self._segment_learned(depth, intr, prev)
         return self._segment_search(depth, intr, prev)
+
+    # ------------------------------------------------------------------ learned
+    def _segment_learned(
+        self, depth: np.ndarray, intr: CameraIntrinsics, prev: Segmentation | None
+    ) -> Segmentation:
+        """Heatmap peaks -> robust depth -> ROI mask (predicted mask AND depth band) -> CoM."""
+        cfg = self.config
+        det = self.detector
+        out = det.run(depth, cfg.max_valid_depth_mm)
+        x = out.input_m
+        lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
+        measured = x > 0
+        if not measured.any():
+            return Segmentation(reason="all depth missing")
+        if not ((x >= lo_m) & (x <= hi_m)).any():
+            return Segmentation(reason="nothing in range")
+        prev_coms = [h.com_xyz_mm for h in prev.hands] if prev is not None and prev.found else []
+        low = min(cfg.presence_threshold, cfg.second_hand_threshold)
+        if prev_coms:
+            low *= 0.5
+        peaks = det.peaks(out, low, cfg.max_hands + 2)
+        if not peaks:
+            return Segmentation(reason="no hand detected", debug={"heatmap_max": float(out.heatmap.max())})
+        hands: list[HandDetection] = []
+        taken = np.zeros(depth.shape, bool) if cfg.max_hands > 1 else None
+        for pk in peaks:
+            d_mm = _peak_depth(out, pk.cell_uv, lo_m, hi_m) * det.depth_scale_mm
+            if not d_mm > 0:
+                continue
+            c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
+            tracked = any(np.linalg.norm(c_xyz - p) < cfg.track_radius_mm for p in prev_coms)
+            need = cfg.presence_threshold if not hands else cfg.second_hand_threshold
+            if pk.score < (0.5 * need if tracked else need):
+                continue
+            h = self._learned_hand(depth, intr, out, pk.score, c_xyz, taken)
+            if h is None:
+                continue
+            if hands and (
+                abs(h.com_xyz_mm[2] - hands[0].com_xyz_mm[2]) > cfg.second_hand_max_depth_gap_mm
+                or any(np.linalg.norm(h.com_xyz_mm - o.com_xyz_mm) < 80.0 for o in hands)
+            ):
+                continue
+            hands.append(h)
+            if taken is not None:
+                taken |= h.mask
+            if len(hands) >= cfg.max_hands:
+                break
+        if not hands:
+            return Segmentation(reason="no hand detected", debug={"heatmap_max": float(out.heatmap.max())})
+        return Segmentation(hands=tuple(hands))
+
+    def _learned_hand(
+        self,
+        depth: np.ndarray,
+        intr: CameraIntrinsics,
+        out,
+        score: float,
+        c_xyz: np.ndarray,
+        taken: np.ndarray | None,
+    ) -> HandDetection | None:
+        """Full-resolution mask inside the cube-sized ROI around a peak, and its centre of mass."""
+        cfg = self.config
+        H, W = depth.shape
+        half = cfg.known_cube_mm / 2.0
+        z = float(c_xyz[2])
+        x0 = max(int(np.floor(intr.fx * (c_xyz[0] - half) / z + intr.cx)), 0)
+        x1 = min(int(np.ceil(intr.fx * (c_xyz[0] + half) / z + intr.cx)) + 1, W)
+        y0 = max(int(np.floor(intr.fy * (c_xyz[1] - half) / z + intr.cy)), 0)
+        y1 = min(int(np.ceil(intr.fy * (c_xyz[1] + half) / z + intr.cy)) + 1, H)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        geo = out.geometry
+        # ROI pixel (i, j) -> mask cell coordinates, bilinear (cv2 maps destination to source)
+        k = geo.scale / geo.stride
+        warp = np.array([[k, 0.0, (x0 + 0.5) * k - 0.5], [0.0, k, (y0 + 0.5) * k - 0.5]], dtype=np.float64)
+        logits = cv2.warpAffine(
+            out.mask_logits,
+            warp,
+            (x1 - x0, y1 - y0),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        roi = depth[y0:y1, x0:x1]
+        with np.errstate(invalid="ignore"):
+            m = (logits > 0) & (roi > z - half) & (roi < z + half) & (roi <= cfg.max_valid_depth_mm)
+        if taken is not None:
+            m &= ~taken[y0:y1, x0:x1]
+        n_px = cv2.countNonZero(m.view(np.uint8))
+        if n_px == 0:
+            return None
+        mom = cv2.moments(np.where(m, roi, 0).astype(np.float32))
+        sd = mom["m00"]
+        com_xyz = np.array(
+            [
+                (mom["m10"] + x0 * sd - intr.cx * sd) / (n_px * intr.fx),
+                (mom["m01"] + y0 * sd - intr.cy * sd) / (n_px * intr.fy),
+                sd / n_px,
+            ]
+        )
+        com_xyz *= (com_xyz[2] + cfg.com_depth_offset_mm) / com_xyz[2]
+        mask = np.zeros((H, W), dtype=bool)
+        mask[y0:y1, x0:x1] = m
+        palm_uvd = _palm_centre(m, roi, x0, y0, cfg.com_depth_offset_mm)
+        return HandDetection(
+            mask=mask,
+            com_uvd=xyz_to_uvd(com_xyz, intr),
+            com_xyz_mm=com_xyz,
+            bbox_xywh=_bbox(mask, (x0, y0, x1, y1)),
+            confidence=float(np.clip(score, 0.0, 1.0)),
+            palm_uvd=palm_uvd,
+            palm_xyz_mm=None if palm_uvd is None else uvd_to_xyz(palm_uvd, intr),
+        )
 
     # ------------------------------------------------------------ known centre
     def _segment_known(self, depth: np.ndarray, intr: CameraIntrinsics, com_uvd) -> Segmentation:
@@ -559,6 +714,29 @@ class HandSegmenter:
 
 
 # ---------------------------------------------------------------------- helpers
+def _peak_depth(out, cell_uv: tuple[int, int], lo_m: float, hi_m: float) -> float:
+    """Depth (detector units, m) of the hand at a heatmap peak: the median of the in-range input pixels
+    under the predicted mask within +- 1 cell of the peak; where the mask is empty there, the 25th
+    percentile of the in-range pixels of a +- 2 cell window (the hand is in front of what surrounds it).
+    0 when nothing in range is near the peak."""
+    geo = out.geometry
+    s = geo.stride
+    cu, cv = cell_uv
+    x = out.input_m
+    for r, use_mask in ((1, True), (2, False)):
+        ys0, xs0 = max((cv - r) * s, 0), max((cu - r) * s, 0)
+        win = x[ys0 : (cv + r + 1) * s, xs0 : (cu + r + 1) * s]
+        ok = (win >= lo_m) & (win <= hi_m)
+        if use_mask:
+            cells = out.mask_logits[max(cv - r, 0) : cv + r + 1, max(cu - r, 0) : cu + r + 1] > 0
+            ok &= np.repeat(np.repeat(cells, s, 0), s, 1)[: win.shape[0], : win.shape[1]]
+            if ok.sum() >= 3:
+                return float(np.median(win[ok]))
+        elif ok.any():
+            return float(np.percentile(win[ok], 25))
+    return 0.0
+
+
 def _why_nothing(depth: np.ndarray, cfg: SegmenterConfig) -> str:
     with np.errstate(invalid="ignore"):
         measured = (depth > 0) & (depth <= cfg.max_valid_depth_mm)

@@ -1,0 +1,348 @@
+"""Train the tiny hand detector (train/detector.py) on synthetic full frames and export it as the shipped
+`detector` engine (engines/default/detector.onnx + .json, task "detect-hand").
+
+    nice -n 5 .venv/bin/python tools/train_detector.py --frames 6000 --minutes 15 [--out engines/default]
+
+Data (generated once, cached under data/detector/, git-ignored): stream.synth frames with body, forearm,
+distractors and occluders from four cameras (D435 at 320x240 and 640x480, SR300 640x480, NYU's Kinect
+640x480), 25 % of them with two hands, and the hand pushed partly or wholly out of the picture in 15 %
+(so the presence score learns "no hand" from frames with an arm but no hand, not only from empty ones).
+Seeds: TRAIN_SEED + camera index for training, VAL_SEED for validation -- both disjoint from the seeds
+tools/eval_segmentation.py and the tests use (0-99).
+
+Targets per frame, at 1/4 of the 160x120 input (stream/preprocess/detect.py's detector_input):
+- heatmap: a Gaussian (sigma 1 cell) at each hand's palm centre = mean of the wrist and the four finger MCPs,
+  for hands at least 40 % visible (visibility as tools/eval_segmentation.py defines it: visible pixels /
+  pixels of the same hand rendered alone by a padded camera, here at the input's 160x120 resolution);
+  around hands 15-40 % visible the loss is switched off (weight 0): neither a miss nor a false detection;
+- mask: the fraction of each output cell covered by measured hand pixels (all hands, forearm excluded).
+Loss: CenterNet focal loss on the heatmap + BCE + dice on the mask. AdamW, cosine learning rate, horizontal
+flips and sensor-like pixel drop-outs; one torch thread (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+
+from eval_segmentation import PALM_JOINTS, _Alone  # noqa: E402
+
+from stream.frames import KNOWN_CAMERAS  # noqa: E402
+from stream.geometry import xyz_to_uvd  # noqa: E402
+from stream.preprocess.detect import DETECTOR_TASK, detector_input, input_geometry  # noqa: E402
+
+INPUT_WH = (160, 120)
+STRIDE = 4
+DEPTH_SCALE_MM = 1000.0
+DEPTH_CLIP_M = 3.0
+SIGMA_CELLS = 1.0
+POS_VISIBILITY = 0.4
+IGNORE_VISIBILITY = 0.15
+TRAIN_SEED = 1000
+VAL_SEED = 500
+DATA_VERSION = 1
+# camera, share of frames, hand distance range (mm)
+CAMERAS = (
+    ("d435_320x240", 0.35, (300.0, 700.0)),
+    ("d435_640x480", 0.30, (300.0, 700.0)),
+    ("sr300_640x480", 0.15, (300.0, 900.0)),
+    ("nyu", 0.20, (350.0, 1000.0)),
+)
+TWO_HAND_SHARE = 0.25
+OUT_OF_VIEW_PROB = 0.15
+
+
+def _synth_class():
+    from stream.synth import HandSynthesizer
+
+    class OutOfViewSynthesizer(HandSynthesizer):
+        """The generator with the hand sometimes pushed partly or wholly out of the picture (the arm
+        still reaching in): frames without a visible hand, for a calibrated presence score."""
+
+        def _random_state(self, rng, shape):
+            st = super()._random_state(rng, shape)
+            if rng.random() >= OUT_OF_VIEW_PROB:
+                return st
+            intr = self.config.camera
+            z = float(st.center_mm[2])
+            u = float(st.center_mm[0] * intr.fx / z + intr.cx)
+            v = float(st.center_mm[1] * intr.fy / z + intr.cy)
+            if rng.random() < 0.5:
+                u = intr.width * (rng.uniform(-0.35, 0.02) if rng.random() < 0.5 else rng.uniform(0.98, 1.35))
+            else:
+                v = intr.height * (
+                    rng.uniform(-0.35, 0.02) if rng.random() < 0.5 else rng.uniform(0.98, 1.35)
+                )
+            c = np.array([(u - intr.cx) * z / intr.fx, (v - intr.cy) * z / intr.fy, z])
+            return replace(st, center_mm=c)
+
+    return OutOfViewSynthesizer
+
+
+def _gaussian(h: np.ndarray, cu: float, cv: float, sigma: float) -> None:
+    hh, ww = h.shape
+    ys, xs = np.mgrid[0:hh, 0:ww].astype(np.float32)
+    g = np.exp(-((xs - cu) ** 2 + (ys - cv) ** 2) / (2 * sigma**2))
+    iu, iv = int(round(cu)), int(round(cv))
+    if 0 <= iu < ww and 0 <= iv < hh:
+        g[iv, iu] = 1.0  # the peak cell is exactly 1 (the focal loss's positive)
+    np.maximum(h, g, out=h)
+
+
+def make_frames(n: int, seed: int, camera: str, dist_mm, two_hands_share: float) -> dict[str, np.ndarray]:
+    """n frames of one camera -> network inputs and targets (see the module docstring)."""
+    from stream.synth import SceneConfig
+    from stream.synth.hand import hand_shape
+    from stream.synth.scene import pose_hand
+
+    cls = _synth_class()
+    cam = KNOWN_CAMERAS[camera]
+    one = cls(SceneConfig(camera=cam, color=False, hand_distance_mm=dist_mm), seed)
+    two = cls(SceneConfig(camera=cam, color=False, hand_distance_mm=dist_mm, two_hands=True), seed + 50)
+    small = cam.scaled(*INPUT_WH) if cam.width * 3 == cam.height * 4 else None
+    if small is None:
+        raise SystemExit(f"{camera}: training cameras must be 4:3")
+    alone = _Alone(small)
+    geo = input_geometry((cam.width, cam.height), INPUT_WH, STRIDE)
+    oh, ow = INPUT_WH[1] // STRIDE, INPUT_WH[0] // STRIDE
+    X = np.zeros((n, INPUT_WH[1], INPUT_WH[0]), np.float16)
+    HM = np.zeros((n, oh, ow), np.float16)
+    W = np.ones((n, oh, ow), np.uint8)
+    MK = np.zeros((n, oh, ow), np.uint8)
+    info = np.zeros((n, 2, 4), np.float32)  # per hand: cell u, v, visibility, present
+    rng_mix = np.random.default_rng([seed, 7])
+    for k in range(n):
+        pair = rng_mix.random() < two_hands_share
+        syn = two if pair else one
+        s = syn.sample_at(k)
+        d = s.frame.depth_mm
+        geoms = [s.frame.meta["hand_geometry"]]
+        if pair:
+            # replay sample_at's draws to pose the second hand (its geometry is not in meta), as
+            # tools/eval_segmentation.py does
+            rng = np.random.default_rng([syn.seed, 0, k])
+            shape = hand_shape(int(rng.integers(syn.config.n_subjects)), syn.config.child_fraction)
+            st = syn._random_state(rng, shape)
+            st2 = syn._second_hand(rng, shape, st)
+            geoms.append(pose_hand(shape, st2, left=True).geom)
+        hands = [(s.mask, s.joints_xyz_mm)] + [(o.mask, o.joints_xyz_mm) for o in s.other_hands]
+        x, _ = detector_input(d, INPUT_WH, DEPTH_SCALE_MM, DEPTH_CLIP_M, stride=STRIDE)
+        X[k] = x
+        allmask = np.zeros(d.shape, np.float32)
+        hm = np.zeros((oh, ow), np.float32)
+        for j, ((m, joints), g) in enumerate(zip(hands, geoms)):
+            n_alone, _ = alone.counts(g)
+            m_small = cv2.resize(m.view(np.uint8), INPUT_WH, interpolation=cv2.INTER_NEAREST)
+            vis = min(1.0, float(m_small.sum()) / max(n_alone, 1))
+            palm = np.asarray(joints, np.float64)[list(PALM_JOINTS)].mean(axis=0)
+            u, v, _ = xyz_to_uvd(palm, cam)
+            cu, cv_ = geo.frame_to_cell(u, v)
+            info[k, j] = (cu, cv_, vis, 1.0)
+            allmask[m & (d > 0)] = 1.0
+            if vis >= POS_VISIBILITY:
+                _gaussian(hm, cu, cv_, SIGMA_CELLS)
+            elif vis >= IGNORE_VISIBILITY:
+                ys, xs = np.mgrid[0:oh, 0:ow]
+                W[k][(xs - cu) ** 2 + (ys - cv_) ** 2 <= 9.0] = 0
+        HM[k] = hm
+        MK[k] = np.round(cv2.resize(allmask, (ow, oh), interpolation=cv2.INTER_AREA) * 255).astype(np.uint8)
+    return {"x": X, "heat": HM, "weight": W, "mask": MK, "info": info}
+
+
+def dataset(n: int, seed: int, data_dir: Path, label: str) -> dict[str, np.ndarray]:
+    """The camera mix of CAMERAS, cached as data_dir/label-n-seed.npz."""
+    path = data_dir / f"{label}-v{DATA_VERSION}-{n}-{seed}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    parts = []
+    t0 = time.perf_counter()
+    for i, (cam, share, dist) in enumerate(CAMERAS):
+        m = int(round(n * share))
+        parts.append(make_frames(m, seed + i, cam, dist, TWO_HAND_SHARE))
+        print(f"{label}: {cam} {m} frames ({time.perf_counter() - t0:.0f} s)", flush=True)
+    data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **data)
+    return data
+
+
+def _batch(data, idx, rng, augment: bool):
+    import torch
+
+    x = data["x"][idx].astype(np.float32)
+    hm = data["heat"][idx].astype(np.float32)
+    w = data["weight"][idx].astype(np.float32)
+    mk = data["mask"][idx].astype(np.float32) / 255.0
+    if augment:
+        flip = rng.random(len(idx)) < 0.5
+        for a in (x, hm, w, mk):
+            a[flip] = a[flip, :, ::-1]
+        # sensor-like drop-outs: a few random pixels and one random hole per frame lose their depth
+        drop = rng.random(x.shape) < rng.uniform(0.0, 0.04, (len(idx), 1, 1))
+        x[drop] = 0.0
+    t = [torch.from_numpy(np.ascontiguousarray(a)[:, None]) for a in (x, hm, w, mk)]
+    return t
+
+
+def _peak_metrics(model, data, batch: int = 128) -> dict:
+    """Validation: a hand >= 50 % visible counts found when a heatmap peak >= 0.5 lies within 2 cells of
+    its palm; false = peaks >= 0.5 near no hand (>= 15 % visible)."""
+    import torch
+
+    from stream.preprocess.detect import find_peaks
+
+    model.eval()
+    found = total = false = 0
+    with torch.inference_mode():
+        for i in range(0, len(data["x"]), batch):
+            x = torch.from_numpy(data["x"][i : i + batch].astype(np.float32))[:, None]
+            heat, _ = model(x)
+            for hmap, inf in zip(heat[:, 0].numpy(), data["info"][i : i + batch]):
+                peaks = find_peaks(hmap, 0.5, 4)
+                hands = [h for h in inf if h[3] > 0]
+                for h in hands:
+                    if h[2] >= 0.5:
+                        total += 1
+                        found += any(math.hypot(p[0] - h[0], p[1] - h[1]) <= 2.0 for p in peaks)
+                for p in peaks:
+                    near = any(
+                        h[2] >= IGNORE_VISIBILITY and math.hypot(p[0] - h[0], p[1] - h[1]) <= 2.5
+                        for h in hands
+                    )
+                    false += not near
+    model.train()
+    return {"found": found / max(total, 1), "false_per_frame": false / len(data["x"])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--frames", type=int, default=6000)
+    p.add_argument("--val-frames", type=int, default=400)
+    p.add_argument("--minutes", type=float, default=15.0, help="training wall-clock budget")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--deep", type=int, default=48)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--data-dir", type=Path, default=REPO / "data" / "detector")
+    p.add_argument("--runs", type=Path, default=REPO / "runs" / "detector")
+    p.add_argument("--out", type=Path, default=REPO / "engines" / "default")
+    p.add_argument("--data-only", action="store_true", help="generate (cache) the data and stop")
+    a = p.parse_args(argv)
+
+    val = dataset(a.val_frames, VAL_SEED, a.data_dir, "val")
+    train = dataset(a.frames, TRAIN_SEED, a.data_dir, "train")
+    if a.data_only:
+        return 0
+
+    import torch
+
+    from engines.export import export_onnx
+    from train.detector import create_detector, focal_heatmap_loss, mask_loss
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = create_detector(width=a.width, deep=a.deep)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
+    n = len(train["x"])
+    budget_s = a.minutes * 60.0
+    t0 = time.perf_counter()
+    step = 0
+    epoch = 0
+    history = []
+    a.runs.mkdir(parents=True, exist_ok=True)
+    while time.perf_counter() - t0 < budget_s:
+        perm = rng.permutation(n)
+        losses = []
+        for i in range(0, n - a.batch + 1, a.batch):
+            frac = min(1.0, (time.perf_counter() - t0) / budget_s)
+            for g in opt.param_groups:
+                g["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * frac)) + 1e-5
+            x, hm, w, mk = _batch(train, perm[i : i + a.batch], rng, True)
+            heat, logits = model(x)
+            loss = focal_heatmap_loss(heat, hm, w) + mask_loss(logits, mk)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+            step += 1
+            if frac >= 1.0:
+                break
+        epoch += 1
+        m = _peak_metrics(model, val)
+        row = {
+            "epoch": epoch,
+            "step": step,
+            "s": round(time.perf_counter() - t0),
+            "loss": float(np.mean(losses)),
+            **m,
+        }
+        history.append(row)
+        print(json.dumps(row), flush=True)
+    torch.save(
+        {"state_dict": model.state_dict(), "kwargs": {"width": a.width, "deep": a.deep}}, a.runs / "last.pt"
+    )
+    final = _peak_metrics(model, val)
+    parity = val["x"][:8].astype(np.float32)[:, None]
+    path = export_onnx(
+        model,
+        a.out,
+        "detector",
+        (1, 1, INPUT_WH[1], INPUT_WH[0]),
+        {
+            "version": "1.0.0",
+            "task": DETECTOR_TASK,
+            "preprocessing": {
+                "crop_size": None,
+                "input": "depth",
+                "input_width": INPUT_WH[0],
+                "input_height": INPUT_WH[1],
+                "output_stride": STRIDE,
+                "depth_scale_mm": DEPTH_SCALE_MM,
+                "depth_clip_m": DEPTH_CLIP_M,
+                "resize": "cv2.INTER_NEAREST, aspect kept, letterbox top-left, padding = 0 (missing)",
+                "heatmap": f"palm centre (mean of joints {list(PALM_JOINTS)}), Gaussian sigma {SIGMA_CELLS} cell",
+                "mask": "logits of visible hand pixels (forearm excluded)",
+            },
+            "training": {
+                "model": "train.detector.HandDetectorNet",
+                "model_kwargs": {"width": a.width, "deep": a.deep},
+                "script": "tools/train_detector.py",
+                "frames": n,
+                "cameras": [c[0] for c in CAMERAS],
+                "seeds": {"train": TRAIN_SEED, "val": VAL_SEED},
+                "minutes": a.minutes,
+                "epochs": epoch,
+                "steps": step,
+                "batch": a.batch,
+                "threads": a.threads,
+            },
+            "metrics": {
+                "trained": True,
+                "val_frames": len(val["x"]),
+                **{f"val_{k}": round(v, 4) for k, v in final.items()},
+            },
+        },
+        parity_inputs=parity,
+        output_names=("heatmap", "mask"),
+    )
+    (a.runs / "history.json").write_text(json.dumps(history, indent=1))
+    print(f"exported {path} ({path.stat().st_size / 1024:.0f} kB); val {final}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
