@@ -59,6 +59,7 @@ def evaluate_synthetic(model_ref: str, data_dir: str | Path, limit: int = 0, gt_
     """metrics.summary()-style dict (mean_mm over found frames, per_joint_mm, success_rate with misses as
     failures) plus found / frames_total and what model was used."""
     from stream.preprocess import HandSegmenter, crop_cube, denormalize_joints
+    from stream.synth import JOINT_NAMES
 
     from .data import mask_centre, synthetic_dir_frames
 
@@ -111,6 +112,7 @@ def evaluate_synthetic(model_ref: str, data_dir: str | Path, limit: int = 0, gt_
             "threshold_mm": curve_t.tolist(),
             "fraction": success_curve(np.array(worst), curve_t).tolist(),
         },
+        "joint_names": list(JOINT_NAMES) if err.shape[1] == len(JOINT_NAMES) else None,
         "centre": "ground-truth mask" if gt_centre else "our segmentation",
         "model": info,
     }
