@@ -1,8 +1,10 @@
 """Segmentation on scenes drawn here (metric sizes at a given depth) and on the real NYU frame.
 
 The scenes are deliberately simple (palm ellipse, finger bars, a forearm bar, a body, closer distractors)
-so each test controls exactly one difficulty; tools/eval_segmentation.py measures the full synthetic
-generator statistically.
+so each test controls exactly one difficulty of the *classic* method (method="classic": the drawn cartoon
+hands are not what the learned detector was trained on; tests/test_detector.py covers it on generator
+frames); tools/eval_segmentation.py measures both methods on the full synthetic generator statistically.
+The real NYU frame is checked with both methods and with the default ("auto").
 """
 
 from __future__ import annotations
@@ -134,9 +136,12 @@ def match(seg: Segmentation, scene: Scene, k: int = 1):
     return best, float(np.linalg.norm(best.com_xyz_mm - gt)), iou(best.mask, scene.hand_mask(k))
 
 
+CLASSIC = SegmenterConfig(method="classic")
+
+
 @pytest.fixture(scope="module")
 def segmenter() -> HandSegmenter:
-    return HandSegmenter(SegmenterConfig())
+    return HandSegmenter(CLASSIC)
 
 
 BODY = (0.0, 150.0, 1100.0)
@@ -193,14 +198,14 @@ def test_two_hands(segmenter):
         _, err, iou_ = match(seg, scene, k)
         assert iou_ > 0.85 and err < 45.0
     assert not (seg.hands[0].mask & seg.hands[1].mask).any()
-    one = HandSegmenter(SegmenterConfig(max_hands=1)).segment(scene.depth, INTR)
+    one = HandSegmenter(SegmenterConfig(method="classic", max_hands=1)).segment(scene.depth, INTR)
     assert len(one.hands) == 1
 
 
 def test_tracking_prefers_the_previous_hand():
     """Two equally good hands: the one near last frame's hand wins."""
     scene = Scene().hand((-150.0, 0.0, 550.0), forearm=False).hand((150.0, 0.0, 550.0), forearm=False)
-    seg1 = HandSegmenter(SegmenterConfig(max_hands=1))
+    seg1 = HandSegmenter(SegmenterConfig(method="classic", max_hands=1))
     for k in (1, 2):
         # the "previous" result: hand k, located with the known-centre mode
         c = scene.palms[k - 1]
@@ -291,7 +296,8 @@ def test_config_is_validated():
         SegmenterConfig(max_hands=0)
 
 
-def test_real_nyu_frame(nyu_dir):
+@pytest.mark.parametrize("method", ["auto", "learned", "classic"])
+def test_real_nyu_frame(nyu_dir, method):
     from stream.depth_io import read_depth
 
     intr = KNOWN_CAMERAS["nyu"]
@@ -299,7 +305,9 @@ def test_real_nyu_frame(nyu_dir):
     gt_uvd = np.loadtxt(nyu_dir / "nyu_test_groundtruth_label.txt", max_rows=1).reshape(14, 3)
     # our camera frame keeps y down (DEVELOPERS.md), so the (u, v, d) labels convert without NYU's flip
     gt_xyz = uvd_to_xyz(gt_uvd, intr)
-    seg = HandSegmenter().segment(depth, intr)
+    segmenter = HandSegmenter(SegmenterConfig(method=method))
+    assert segmenter.method == ("classic" if method == "classic" else "learned")
+    seg = segmenter.segment(depth, intr)
     assert seg.found
     hand = seg.hands[0]
     assert np.linalg.norm(hand.com_xyz_mm - gt_xyz[13]) < 30.0, "centre within 30 mm of the palm joint"
@@ -323,7 +331,7 @@ def test_eval_tool_breaks_down_by_visibility():
         for h in f.hands:
             assert 0.0 <= h.measured <= h.visibility <= 1.0 and 0.0 <= h.in_image <= 1.0
             assert h.visibility <= h.in_image + 1e-9  # what is outside the picture cannot be visible
-    res = evaluate(iter(frames), HandSegmenter())
+    res = evaluate(iter(frames), HandSegmenter(CLASSIC))
     assert res["frames"] == 4 and res["gt_hands"] == 8
     assert sum(v["n"] for v in res["by_visibility"].values()) == 8
     assert 0.0 <= res["detected_rate_all"] <= 1.0
@@ -332,7 +340,7 @@ def test_eval_tool_breaks_down_by_visibility():
 def test_tracking_window_keeps_the_hand_and_falls_back():
     """With prev, the window around the previous hand is searched first; a stale prev falls back."""
     scene = Scene().body(BODY).hand((30.0, 0.0, 550.0))
-    seg = HandSegmenter()
+    seg = HandSegmenter(CLASSIC)
     first = seg.segment(scene.depth, INTR)
     again = seg.segment(scene.depth, INTR, prev=first)
     assert again.found

@@ -1,18 +1,21 @@
 """Time preprocessing per 640x480 frame: segmentation + cube crop + joint normalization (issue 3 target:
 <= 1 ms median on the project's CPU machine).
 
-    .venv/bin/python tools/bench_preprocess.py [--frames 40] [--repeats 25] [--json out.json]
+    .venv/bin/python tools/bench_preprocess.py [--frames 40] [--repeats 25] [--method auto|learned|classic]
+        [--camera d435_640x480] [--json out.json]
 
 Frames: the real NYU test frame (if ../shared is present) and `--frames` synthetic D435 640x480 frames with
 body and distractors. Each frame is processed `--repeats` times after a warm-up; we report wall-clock
 (perf_counter) p50/p95/p99 per stage and for the total, plus CPU time (thread_time) of the total, which
-is less disturbed by other processes on a shared machine.
+is less disturbed by other processes on a shared machine. The 1-minute load average is recorded before and
+after the run (on a shared machine it says how much the wall-clock figures are inflated).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -27,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 NYU = REPO.parent / "shared" / "data" / "nyu" / "depth_1_0000001.png"
 
 
-def _frames(n: int, seed: int) -> list[tuple[str, np.ndarray, object]]:
+def _frames(n: int, seed: int, camera: str = "d435_640x480") -> list[tuple[str, np.ndarray, object]]:
     out = []
     if NYU.is_file():
         from stream.depth_io import read_depth
@@ -35,7 +38,7 @@ def _frames(n: int, seed: int) -> list[tuple[str, np.ndarray, object]]:
         out.append(("nyu", read_depth(NYU, "nyu"), KNOWN_CAMERAS["nyu"]))
     from stream.synth import HandSynthesizer, SceneConfig
 
-    cam = KNOWN_CAMERAS["d435_640x480"]
+    cam = KNOWN_CAMERAS[camera]
     syn = HandSynthesizer(SceneConfig(camera=cam, body=True, distractors=True, forearm=True), seed)
     for _ in range(n):
         s = syn.sample()
@@ -55,10 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cube-mm", type=float, default=250.0)
     p.add_argument("--size", type=int, default=128)
+    p.add_argument("--method", default="auto", choices=("auto", "learned", "classic"))
+    p.add_argument("--camera", default="d435_640x480", choices=sorted(KNOWN_CAMERAS))
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
-    frames = _frames(a.frames, a.seed)
-    seg = HandSegmenter(SegmenterConfig())
+    frames = _frames(a.frames, a.seed, a.camera)
+    seg = HandSegmenter(SegmenterConfig(method=a.method))
+    load_before = os.getloadavg()[0]
     joints = np.zeros((21, 3))
     times: dict[str, list[float]] = {"segment": [], "crop": [], "normalize": [], "total": [], "total_cpu": []}
     by_source: dict[str, list[float]] = {}
@@ -89,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             times["total_cpu"].append(c1 - c0)
             by_source.setdefault(src, []).append(t3 - t0)
     res = {
+        "method": seg.method,
+        "camera": a.camera,
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "frames": len(frames),
         "repeats": a.repeats,
         "found_rate": round(found / (len(frames) * a.repeats), 3),

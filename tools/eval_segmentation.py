@@ -2,7 +2,12 @@
 broken down by how visible the hand is, by distance and by failure reason.
 
     .venv/bin/python tools/eval_segmentation.py --frames 2000 --seed 0 [--camera d435_320x240]
-        [--two-hands] [--no-distractors] [--no-body] [--tracking] [--json out.json]
+        [--method auto|learned|classic] [--two-hands] [--no-distractors] [--no-body] [--tracking]
+        [--json out.json]
+
+--method picks the segmenter (SegmenterConfig.method; auto = the learned detector when its engine loads).
+The learned detector was trained and validated on seeds 500-553 and 1000-1053 (tools/train_detector.py):
+evaluate on seeds 0-99 so the frames are disjoint from its training data.
 
 Ground truth per hand (first hand and, with --two-hands, the second):
 - measured mask: the generator's visible hand pixels where the sensor returned depth (mask & depth > 0);
@@ -34,7 +39,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -270,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-body", action="store_true")
     p.add_argument("--tracking", action="store_true", help="smooth sequences, each result fed as prev")
     p.add_argument("--camera", default="d435_640x480", choices=sorted(KNOWN_CAMERAS))
+    p.add_argument("--method", default="auto", choices=("auto", "learned", "classic"))
+    p.add_argument("--engine", default="detector", help="detector engine (shipped name or .onnx path)")
+    p.add_argument("--presence", type=float, help="override SegmenterConfig.presence_threshold")
     p.add_argument("--json", type=Path, help="also write the result here")
     a = p.parse_args(argv)
     if a.tracking and a.two_hands:
@@ -277,14 +285,19 @@ def main(argv: list[str] | None = None) -> int:
     frames = synthetic_frames(
         a.frames, a.seed, a.camera, a.two_hands, not a.no_distractors, not a.no_body, a.tracking
     )
+    cfg = SegmenterConfig(method=a.method, detector_engine=a.engine)
+    if a.presence is not None:
+        cfg = replace(cfg, presence_threshold=a.presence, second_hand_threshold=a.presence)
+    seg = HandSegmenter(cfg)
     res = {
+        "method": seg.method,
         "camera": a.camera,
         "seed": a.seed,
         "two_hands": a.two_hands,
         "distractors": not a.no_distractors,
         "body": not a.no_body,
         "tracking": a.tracking,
-        **evaluate(frames, HandSegmenter(SegmenterConfig()), a.tracking),
+        **evaluate(frames, seg, a.tracking),
     }
     text = json.dumps(res, indent=1)
     print(text)

@@ -240,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=REPO / "runs" / "detector")
     p.add_argument("--out", type=Path, default=REPO / "engines" / "default")
     p.add_argument("--data-only", action="store_true", help="generate (cache) the data and stop")
+    p.add_argument(
+        "--init", type=Path, help="start from this checkpoint (runs/detector/last.pt) instead of scratch"
+    )
     a = p.parse_args(argv)
 
     val = dataset(a.val_frames, VAL_SEED, a.data_dir, "val")
@@ -256,6 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     model = create_detector(width=a.width, deep=a.deep)
+    prior_minutes = 0.0
+    if a.init:
+        ck = torch.load(a.init, map_location="cpu")
+        model = create_detector(**ck["kwargs"])
+        model.load_state_dict(ck["state_dict"])
+        a.width, a.deep = ck["kwargs"]["width"], ck["kwargs"]["deep"]
+        prior_minutes = float(ck.get("minutes", 0.0))
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     n = len(train["x"])
     budget_s = a.minutes * 60.0
@@ -277,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             step += 1
             if frac >= 1.0:
                 break
@@ -293,7 +303,12 @@ def main(argv: list[str] | None = None) -> int:
         history.append(row)
         print(json.dumps(row), flush=True)
     torch.save(
-        {"state_dict": model.state_dict(), "kwargs": {"width": a.width, "deep": a.deep}}, a.runs / "last.pt"
+        {
+            "state_dict": model.state_dict(),
+            "kwargs": {"width": a.width, "deep": a.deep},
+            "minutes": prior_minutes + a.minutes,
+        },
+        a.runs / "last.pt",
     )
     final = _peak_metrics(model, val)
     parity = val["x"][:8].astype(np.float32)[:, None]
@@ -325,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
                 "cameras": [c[0] for c in CAMERAS],
                 "seeds": {"train": TRAIN_SEED, "val": VAL_SEED},
                 "minutes": a.minutes,
+                "continued_from": str(a.init.relative_to(REPO)) if a.init else None,
+                "minutes_before": float(prior_minutes),
                 "epochs": epoch,
                 "steps": step,
                 "batch": a.batch,

@@ -45,6 +45,9 @@ upsampled bilinearly inside the cube-sized ROI around the peak only, AND the pix
 +- known_cube_mm / 2 of that depth; the centre is the mean 3-D point of that mask pushed back
 `com_depth_offset_mm`, as in step 6 (the pose model's training crops stay centred the same way). With
 `prev`, a peak near a previous hand needs only half the threshold (tracking keeps a half-hidden hand).
+When no peak reaches the threshold, the classic method runs and its hands are kept only where a weak peak
+(>= `classic_fallback_presence`) lies inside their mask: on real frames unlike the synthetic training data
+(the NYU test frame) the detector still points at the hand with a low score, and the rules cut it out.
 
 Depth input: (H, W) uint16 / float32 / float64 millimetres matching the intrinsics; any other dtype or shape
 is an InputError. NaN, inf, zero, negative and absurd (> max_valid_depth_mm) values are *missing pixels*, not
@@ -80,6 +83,11 @@ class SegmenterConfig:
     detector_threads: int = 1
     presence_threshold: float = 0.5  # learned: a heatmap peak at least this high is a hand
     second_hand_threshold: float = 0.5  # learned: the second hand's peak
+    mask_logit_threshold: float = -2.0  # learned: predicted-mask pixels above this logit (then depth-gated)
+    # learned, nothing above presence_threshold: the classic method runs, and its hands are kept only where
+    # the heatmap has a peak >= this inside their mask (0 = no fallback). For real frames unlike the
+    # synthetic training data (NYU): the detector still points at the hand, with low confidence.
+    classic_fallback_presence: float = 0.02
     min_depth_mm: float = 150.0
     max_depth_mm: float = 1500.0
     max_valid_depth_mm: float = 10000.0  # beyond this a value is absurd for a hand camera: treated as missing
@@ -259,7 +267,7 @@ class HandSegmenter:
             low *= 0.5
         peaks = det.peaks(out, low, cfg.max_hands + 2)
         if not peaks:
-            return Segmentation(reason="no hand detected", debug={"heatmap_max": float(out.heatmap.max())})
+            return self._classic_fallback(depth, intr, prev, out)
         hands: list[HandDetection] = []
         taken = np.zeros(depth.shape, bool) if cfg.max_hands > 1 else None
         for pk in peaks:
@@ -285,8 +293,36 @@ class HandSegmenter:
             if len(hands) >= cfg.max_hands:
                 break
         if not hands:
-            return Segmentation(reason="no hand detected", debug={"heatmap_max": float(out.heatmap.max())})
+            return self._classic_fallback(depth, intr, prev, out)
         return Segmentation(hands=tuple(hands))
+
+    def _classic_fallback(
+        self, depth: np.ndarray, intr: CameraIntrinsics, prev: Segmentation | None, out
+    ) -> Segmentation:
+        """No confident learned hand: classic candidates, kept only where a weak heatmap peak lies inside
+        their mask (the detector still says where; the rules say what the hand's pixels are)."""
+        cfg = self.config
+        hmax = float(out.heatmap.max())
+        none = Segmentation(reason="no hand detected", debug={"heatmap_max": hmax})
+        if cfg.classic_fallback_presence <= 0 or hmax < cfg.classic_fallback_presence:
+            return none
+        weak = self.detector.peaks(out, cfg.classic_fallback_presence, 4)
+        seg = self._segment_search(depth, intr, prev)
+        keep = []
+        for h in seg.hands:
+            hits = [
+                p.score
+                for p in weak
+                if h.mask[
+                    min(max(int(round(p.frame_uv[1])), 0), depth.shape[0] - 1),
+                    min(max(int(round(p.frame_uv[0])), 0), depth.shape[1] - 1),
+                ]
+            ]
+            if hits:
+                keep.append(h)
+        if not keep:
+            return none
+        return Segmentation(hands=tuple(keep), debug={"heatmap_max": hmax, "fallback": "classic"})
 
     def _learned_hand(
         self,
@@ -321,7 +357,12 @@ class HandSegmenter:
         )
         roi = depth[y0:y1, x0:x1]
         with np.errstate(invalid="ignore"):
-            m = (logits > 0) & (roi > z - half) & (roi < z + half) & (roi <= cfg.max_valid_depth_mm)
+            m = (
+                (logits > cfg.mask_logit_threshold)
+                & (roi > z - half)
+                & (roi < z + half)
+                & (roi <= cfg.max_valid_depth_mm)
+            )
         if taken is not None:
             m &= ~taken[y0:y1, x0:x1]
         n_px = cv2.countNonZero(m.view(np.uint8))

@@ -1,0 +1,162 @@
+"""The learned hand detector: the shipped engine and its manifest, what the segmenter makes of it on
+synthetic frames (seeds disjoint from training), no-hand frames, the classic fallback, the letterboxed
+input, and ONNX export parity through the runtime's own HandDetector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engines.manifest import load_manifest, validate
+from engines.registry import DEFAULT_DIR
+from stream.errors import InputError
+from stream.frames import KNOWN_CAMERAS
+from stream.preprocess import HandDetector, HandSegmenter, SegmenterConfig, detector_input
+from stream.preprocess.detect import DETECTOR_TASK, find_peaks, input_geometry
+
+ONNX = DEFAULT_DIR / "detector.onnx"
+PALM = [0, 5, 9, 13, 17]
+
+
+@pytest.fixture(scope="module")
+def learned() -> HandSegmenter:
+    return HandSegmenter(SegmenterConfig(method="learned"))
+
+
+def test_shipped_engine_and_manifest():
+    man = load_manifest(ONNX)
+    validate(man, ONNX)  # sha256 of the committed ONNX matches its manifest
+    assert man.task == DETECTOR_TASK
+    pre = man.preprocessing
+    assert (pre["input_width"], pre["input_height"], pre["output_stride"]) == (160, 120, 4)
+    assert pre["depth_scale_mm"] == 1000.0 and pre["depth_clip_m"] > 1.5
+    assert [t.name for t in man.outputs] == ["heatmap", "mask"]
+    assert man.outputs[0].shape == (1, 1, 30, 40)
+    assert man.metrics["trained"] is True
+    assert man.export["parity_max_abs_diff"] <= 1e-4
+    assert ONNX.stat().st_size < 1_000_000
+
+
+def _frames(camera: str, seed: int, n: int):
+    from stream.synth import HandSynthesizer, SceneConfig
+
+    syn = HandSynthesizer(SceneConfig(camera=KNOWN_CAMERAS[camera], color=False), seed)
+    return [syn.sample_at(k) for k in range(n)]
+
+
+@pytest.mark.parametrize("camera", ["d435_320x240", "d435_640x480"])
+def test_finds_the_hand_in_synthetic_frames(learned, camera):
+    """Seed 7 (training used 500-553 and 1000-1053): frames whose hand is mostly measured."""
+    hits = tried = 0
+    for s in _frames(camera, 7, 8):
+        gt = s.mask & (s.frame.depth_mm > 0)
+        if gt.sum() < 0.6 * s.mask.sum() or s.mask.sum() < 200:
+            continue
+        tried += 1
+        seg = learned.segment(s.frame.depth_mm, s.frame.intrinsics)
+        if not seg.found:
+            continue
+        h = seg.hands[0]
+        iou = (h.mask & gt).sum() / max((h.mask | gt).sum(), 1)
+        palm = s.joints_xyz_mm[PALM].mean(axis=0)
+        hits += iou >= 0.5 and np.linalg.norm(h.com_xyz_mm - palm) < 50.0
+        assert 0.0 < h.confidence <= 1.0
+        x, y, w, hh = h.bbox_xywh
+        ys, xs = np.nonzero(h.mask)
+        assert (x, y, x + w - 1, y + hh - 1) == (xs.min(), ys.min(), xs.max(), ys.max())
+    assert tried >= 5
+    assert hits >= tried - 1, f"found {hits} of {tried} clearly visible hands"
+
+
+def test_no_hand_frames(learned):
+    intr = KNOWN_CAMERAS["d435_640x480"]
+    zeros = np.zeros(intr.shape, np.uint16)
+    assert learned.segment(zeros, intr).reason == "all depth missing"
+    nan = np.full(intr.shape, np.nan, np.float32)
+    assert learned.segment(nan, intr).reason == "all depth missing"
+    far = np.full(intr.shape, 4000, np.uint16)
+    assert learned.segment(far, intr).reason == "nothing in range"
+    wall = np.full(intr.shape, 800.0, np.float32)
+    seg = learned.segment(wall, intr)
+    assert not seg.found and seg.reason == "no hand detected"
+    # a tilted plane with a torso-sized box: still nothing hand-like
+    v = np.arange(intr.height, dtype=np.float32)[:, None]
+    scene = np.broadcast_to(900.0 + 0.5 * v, intr.shape).copy()
+    scene[150:480, 200:440] = 700.0
+    assert not learned.segment(scene, intr).found
+
+
+def test_method_choice_and_fallback(tmp_path):
+    classic = HandSegmenter(SegmenterConfig(method="classic"))
+    assert classic.method == "classic" and classic.detector is None
+    auto = HandSegmenter()
+    assert auto.method == "learned" and auto.detector is not None
+    missing = str(tmp_path / "none.onnx")
+    fallback = HandSegmenter(SegmenterConfig(detector_engine=missing))
+    assert fallback.method == "classic" and "not found" in fallback.detector_error
+    with pytest.raises(InputError):
+        HandSegmenter(SegmenterConfig(method="learned", detector_engine=missing))
+    with pytest.raises(InputError):
+        SegmenterConfig(method="magic")
+    with pytest.raises(InputError):
+        SegmenterConfig(presence_threshold=1.5)
+    # the classic path still segments a generator frame
+    s = _frames("d435_320x240", 7, 1)[0]
+    assert classic.segment(s.frame.depth_mm, s.frame.intrinsics).reason in ("", "no hand shape", "too small")
+
+
+def test_pose_engine_is_refused_as_detector():
+    with pytest.raises(InputError, match="task"):
+        HandDetector("pose")
+
+
+def test_letterboxed_input_for_other_aspect_ratios():
+    d = np.full((480, 848), 500, np.uint16)  # 16:9
+    d[:, 0] = 0
+    d[0, 1:] = 65000  # absurd: above max_valid_mm -> missing
+    x, geo = detector_input(d, (160, 120), 1000.0, 3.0, 10000.0, 4)
+    assert x.shape == (120, 160) and geo.used_wh == (160, 91)
+    assert np.all(x[91:] == 0.0), "padding rows read as missing depth"
+    assert np.allclose(x[1:91, 1:], 0.5)
+    assert np.all(x[:, 0] == 0.0) and np.all(x[0] == 0.0)
+    u, v = geo.cell_to_frame(*geo.frame_to_cell(400.0, 300.0))
+    assert abs(u - 400.0) < 1e-6 and abs(v - 300.0) < 1e-6
+    assert input_geometry((640, 480), (160, 120), 4).scale == 0.25
+
+
+def test_find_peaks():
+    hm = np.zeros((30, 40), np.float32)
+    hm[5, 6], hm[20, 30], hm[20, 31] = 0.9, 0.7, 0.6
+    assert find_peaks(hm, 0.5, 4) == [(6, 5, pytest.approx(0.9)), (30, 20, pytest.approx(0.7))]
+    assert find_peaks(hm, 0.95, 4) == []
+    assert len(find_peaks(hm, 0.5, 1)) == 1
+
+
+def test_export_parity_through_the_runtime(tmp_path):
+    """An untrained detector exported with engines.export and run by HandDetector matches PyTorch."""
+    torch = pytest.importorskip("torch")
+    from engines.export import export_onnx
+    from train.detector import create_detector
+
+    torch.manual_seed(0)
+    model = create_detector(width=8, deep=16).eval()
+    s = _frames("d435_320x240", 9, 1)[0]
+    x, _ = detector_input(s.frame.depth_mm)
+    inputs = np.stack([x, x[:, ::-1]])[:, None].astype(np.float32)
+    pre = {"input_width": 160, "input_height": 120, "output_stride": 4, "depth_scale_mm": 1000.0}
+    path = export_onnx(
+        model,
+        tmp_path,
+        "det",
+        (1, 1, 120, 160),
+        {"task": DETECTOR_TASK, "preprocessing": {**pre, "depth_clip_m": 3.0}},
+        simplify=False,  # onnxslim is exercised by tests/test_export.py; here the runtime path matters
+        parity_inputs=inputs,
+        output_names=("heatmap", "mask"),
+    )
+    det = HandDetector(path)
+    out = det.run(s.frame.depth_mm)
+    with torch.inference_mode():
+        heat, mask = model(torch.from_numpy(x[None, None]))
+    np.testing.assert_allclose(out.heatmap, heat[0, 0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(out.mask_logits, mask[0, 0].numpy(), atol=1e-4)
