@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cameras": [c[0] for c in CAMERAS],
                 "seeds": {"train": TRAIN_SEED, "val": VAL_SEED},
                 "minutes": a.minutes,
-                "continued_from": str(a.init.relative_to(REPO)) if a.init else None,
+                "continued_from": str(a.init) if a.init else None,
                 "minutes_before": float(prior_minutes),
                 "epochs": epoch,
                 "steps": step,

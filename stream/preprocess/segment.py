@@ -81,7 +81,7 @@ class SegmenterConfig:
     method: str = "auto"  # "learned" (detector engine), "classic" (rules below), "auto" = learned if it loads
     detector_engine: str = "detector"  # shipped engine name or path to an .onnx with its manifest
     detector_threads: int = 1
-    presence_threshold: float = 0.5  # learned: a heatmap peak at least this high is a hand
+    presence_threshold: float = 0.4  # learned: a heatmap peak at least this high is a hand
     second_hand_threshold: float = 0.5  # learned: the second hand's peak
     mask_logit_threshold: float = -2.0  # learned: predicted-mask pixels above this logit (then depth-gated)
     # learned, nothing above presence_threshold: the classic method runs, and its hands are kept only where
@@ -269,7 +269,6 @@ class HandSegmenter:
         if not peaks:
             return self._classic_fallback(depth, intr, prev, out)
         hands: list[HandDetection] = []
-        taken = np.zeros(depth.shape, bool) if cfg.max_hands > 1 else None
         for pk in peaks:
             d_mm = _peak_depth(out, pk.cell_uv, lo_m, hi_m) * det.depth_scale_mm
             if not d_mm > 0:
@@ -279,7 +278,7 @@ class HandSegmenter:
             need = cfg.presence_threshold if not hands else cfg.second_hand_threshold
             if pk.score < (0.5 * need if tracked else need):
                 continue
-            h = self._learned_hand(depth, intr, out, pk.score, c_xyz, taken)
+            h = self._learned_hand(depth, intr, out, pk.score, c_xyz, hands)
             if h is None:
                 continue
             if hands and (
@@ -288,8 +287,6 @@ class HandSegmenter:
             ):
                 continue
             hands.append(h)
-            if taken is not None:
-                taken |= h.mask
             if len(hands) >= cfg.max_hands:
                 break
         if not hands:
@@ -331,7 +328,7 @@ class HandSegmenter:
         out,
         score: float,
         c_xyz: np.ndarray,
-        taken: np.ndarray | None,
+        taken: list[HandDetection],
     ) -> HandDetection | None:
         """Full-resolution mask inside the cube-sized ROI around a peak, and its centre of mass."""
         cfg = self.config
@@ -363,8 +360,8 @@ class HandSegmenter:
                 & (roi < z + half)
                 & (roi <= cfg.max_valid_depth_mm)
             )
-        if taken is not None:
-            m &= ~taken[y0:y1, x0:x1]
+        for other in taken:  # pixels already given to a better hand
+            m &= ~other.mask[y0:y1, x0:x1]
         n_px = cv2.countNonZero(m.view(np.uint8))
         if n_px == 0:
             return None
