@@ -96,17 +96,25 @@ def test_parse_variant_and_metrics_lookup():
     assert _mean_mm_in({"trained": False}) is None
 
 
-def test_accuracy_is_measured_for_a_trained_engine_and_withheld_for_untrained(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    """Four frames written by `handstream synth` (the format of data/synth_test_4242)."""
+    from stream.synth.cli import main as synth_main
+
+    data = tmp_path_factory.mktemp("set") / "set"
+    assert synth_main(["--out", str(data), "--frames", "4", "--seed", "7", "--no-color"]) == 0
+    return data
+
+
+def test_accuracy_is_measured_for_a_trained_engine_and_withheld_for_untrained(tmp_path, tiny_set):
     """`handstream eval synthetic` really runs on a tiny synth set for an engine that does not say it is
     untrained; the shipped placeholder and initial-weight exports get a label, never a number."""
     import json
     import shutil
 
     from stream.bench.variants import accuracy_of
-    from stream.synth.cli import main as synth_main
 
-    data = tmp_path / "set"
-    assert synth_main(["--out", str(data), "--frames", "4", "--seed", "7", "--no-color"]) == 0
+    data = tiny_set
     shipped = engines.resolve_engine_path("pose")
     if not engines.load_manifest(shipped).metrics.get("trained", True):
         assert accuracy_of(shipped, str(data), 0) == {"text": "untrained placeholder engine"}
@@ -121,3 +129,26 @@ def test_accuracy_is_measured_for_a_trained_engine_and_withheld_for_untrained(tm
     acc = accuracy_of(copy, str(data), 0)
     assert acc.get("frames") == 4, acc
     assert 0 <= acc["found"] <= 4 and acc["mean_error_mm"] > 0 and "eval synthetic mine.onnx" in acc["source"]
+
+
+def test_checkpoint_variant_is_exported_once_and_evaluated(tmp_path, tiny_set):
+    """NAME=ckpt.pt: the checkpoint is exported through engines.export_model (cached by its sha256) and,
+    being trained weights, gets a measured accuracy."""
+    torch = pytest.importorskip("torch", reason="exporting a checkpoint needs torch (train extra)")
+    from stream.bench.variants import accuracy_of, resolve_variant
+    from train.models import create_model
+
+    torch.manual_seed(0)
+    kwargs = {"num_joints": 21, "input_size": 32, "fc_width": 16}
+    ck = tmp_path / "tiny.pt"
+    meta = {"model_name": "compact_gap", "model_kwargs": kwargs, "crop_size": 32, "cube_mm": 300.0}
+    torch.save({"model_state": create_model("compact_gap", **kwargs).state_dict(), **meta}, ck)
+    name, path = resolve_variant(f"mine={ck}", "pose", cache_dir=tmp_path / "cache")
+    m = engines.load_manifest(path)
+    assert name == "mine" and m.model == "compact_gap" and m.inputs[0].shape[-1] == 32
+    assert m.training["checkpoint_sha256"] == engines.manifest.sha256_file(ck)
+    mtime = path.stat().st_mtime_ns
+    assert resolve_variant(f"mine={ck}", "pose", cache_dir=tmp_path / "cache")[1] == path
+    assert path.stat().st_mtime_ns == mtime  # cached, not exported again
+    acc = accuracy_of(path, str(tiny_set), 0)
+    assert acc["frames"] == 4 and "mean_error_mm" in acc

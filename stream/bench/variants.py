@@ -1,8 +1,9 @@
 """Model variants side by side: an engine per variant, its latency on the same crops, and its accuracy.
 
 Where a variant has a trained engine (a shipped one in engines/default whose manifest names that model, or
-a path the user gives as NAME=PATH), that engine is timed and its accuracy is the one its manifest records
-(or `handstream eval synthetic` measures, with --accuracy-data). Otherwise the variant is exported from
+a path the user gives as NAME=PATH: an .onnx engine, or a training checkpoint .pt exported here once), that
+engine is timed and its accuracy is what `handstream eval synthetic` measures on --accuracy-data (else what
+its manifest records). Otherwise the variant is exported from
 its initial weights into a cache (.cache/bench/variants): the graph, and so the latency, is exactly the
 trained one's, but it has no accuracy to report, and the report says "untrained" rather than inventing one.
 Exporting needs torch and onnx (train/dev extras), imported only here, only when a variant needs exporting.
@@ -23,7 +24,7 @@ CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "bench" / "variants
 
 
 def parse_variant(spec: str) -> tuple[str, str | None]:
-    """'compact_s' -> ('compact_s', None); 'mine=/path/x.onnx' -> ('mine', '/path/x.onnx')."""
+    """'compact_s' -> ('compact_s', None); 'mine=/path/x.onnx' (or a .pt checkpoint) -> ('mine', path)."""
     name, sep, path = spec.partition("=")
     name = name.strip()
     if not name or (sep and not path.strip()):
@@ -85,6 +86,31 @@ def export_initial(model_name: str, cache_dir: str | Path | None = None, cube_mm
         training={"weights": "initial (untrained; latency only)"},
         num_parity=2,
     )
+
+
+def export_checkpoint(name: str, checkpoint: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """A training checkpoint (train/trainer.py, .pt) exported once through engines.export_model, which
+    reads the model, crop, cube and metrics from its meta; cached by the checkpoint's sha256."""
+    import engines
+    from engines.manifest import sha256_file
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise InputError(f"variant {name}: no checkpoint at {checkpoint}")
+    sha = sha256_file(checkpoint)
+    out_dir = Path(cache_dir or CACHE_DIR) / "checkpoints" / f"{name}_{sha[:12]}"
+    onnx_path = out_dir / f"{name}.onnx"
+    if onnx_path.is_file() and onnx_path.with_suffix(".json").is_file():
+        try:
+            engines.validate(engines.load_manifest(onnx_path), onnx_path)
+            return onnx_path
+        except InputError:
+            pass
+    try:
+        from engines.export_model import export_model
+    except ImportError as exc:
+        raise InputError(f"exporting checkpoint {checkpoint.name} needs torch and train/ ({exc})") from None
+    return export_model(None, out_dir, name=name, checkpoint=checkpoint, num_parity=2)
 
 
 def accuracy_of(onnx_path: Path, accuracy_data: str | None, limit: int) -> dict:
@@ -152,6 +178,8 @@ def resolve_variant(
     import engines
 
     name, path = parse_variant(spec)
+    if path and path.endswith(".pt"):
+        return name, export_checkpoint(name, path, cache_dir)
     if path:
         return name, engines.resolve_engine_path(path)
     default = engines.resolve_engine_path(default_ref)
