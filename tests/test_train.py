@@ -16,6 +16,15 @@ from train.hpo import random_search, shrink_ranges
 from train.trainer import TrainConfig, load_trained, pose_loss, train
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: on the shared 2-core machine a second torch thread only adds contention (10x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _blob_arrays(n=96, size=32, joints=2, seed=0) -> PoseArrays:
     """Crops with one disc whose centre/depth are the joints: a learnable toy problem."""
     rng = np.random.default_rng(seed)
