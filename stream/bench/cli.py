@@ -31,7 +31,7 @@ from .machine import machine_info, peak_rss_mb
 from .stats import speedup
 from .variants import DEFAULT_VARIANTS
 
-DEFAULT_BACKENDS = ("onnxruntime_t1", "onnxruntime_t2", "torch", "tensorrt")
+DEFAULT_BACKENDS = ("onnxruntime_t1", "onnxruntime_t2", "torch_t1", "torch_t2", "tensorrt")
 PEERS = ("mediapipe",)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEST_SET = "data/synth_test_4242"  # the pose developer's held-out synthetic set (git-ignored)
@@ -46,7 +46,11 @@ def _parser() -> argparse.ArgumentParser:
         "--clip", type=int, default=60, help="distinct frames of the synthetic clip, cycled (default 60)"
     )
     p.add_argument("--seed", type=int, default=0, help="synthetic clip seed")
-    p.add_argument("--engine", default="pose", help="the default pose engine (shipped name or .onnx)")
+    p.add_argument(
+        "--engine",
+        default="pose",
+        help="the pose engine (shipped name, .onnx, or a training checkpoint .pt, exported once)",
+    )
     p.add_argument(
         "--threads", type=int, default=1, help="ONNX Runtime threads of the default path (default 1)"
     )
@@ -98,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     peers = _csv(args.peers)
     if set(peers) - set(PEERS):
         raise InputError(f"unknown peer(s) {sorted(set(peers) - set(PEERS))}; known: {', '.join(PEERS)}")
+    if args.engine.endswith(".pt"):  # a trained model that is not shipped yet: time exactly that
+        from .variants import export_checkpoint
+
+        args.engine = str(export_checkpoint(Path(args.engine).stem, args.engine))
     result = run_bench(args, command="handstream bench " + shlex.join(argv), peers=peers)
     md = rep.render_markdown(result)
     if args.json:
