@@ -150,3 +150,14 @@ def test_targets_from_figures():
         "net6 via our engine vs bare ORT session": True,
     }
     assert check_targets({}) == []
+
+
+def test_first_version_call_with_a_bare_clip_still_works(clip_npz):
+    """pose_path_run/replay_run(clip, engine, threads, n, warmup): a Clip is served from memory."""
+    from stream.bench.runtime import pose_path_run, replay_run
+
+    clip = load_clip(str(clip_npz[0]))
+    run, info = pose_path_run(clip, "pose", 1, 3, 1)
+    assert run.summary.frames == 3 and "memory" in info["description"]
+    run, info = replay_run(clip, "pose", 1, 2, 1)
+    assert info["video_frames"] == 2 and list(run.samples_ms)[-2:] == ["sinks", "end_to_end"]

@@ -149,7 +149,9 @@ def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:
         if inp.recording is not None:
             runs.append(("replay_memory", True, False))
         for key, memory, threaded in runs:
-            run, info = replay_run(inp, args.engine, args.threads, args.frames, memory, threaded)
+            run, info = replay_run(
+                inp, args.engine, args.threads, args.frames, memory=memory, threaded=threaded
+            )
             report[key] = run.to_dict() | info
             samples[key] = run.samples_ms | run.off_path_ms
 

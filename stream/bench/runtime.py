@@ -89,6 +89,11 @@ class BenchInput:
         )
 
 
+def _as_input(inp: BenchInput | Clip) -> BenchInput:
+    """A bare Clip (the first version's argument) is served from memory."""
+    return inp if isinstance(inp, BenchInput) else BenchInput(inp, None, "frames from memory (ClipSource)")
+
+
 def _build(engine: str, threads: int, overlay: bool):
     from ..pipeline import build_pipeline
 
@@ -99,12 +104,13 @@ def _build(engine: str, threads: int, overlay: bool):
 
 
 def pose_path_run(
-    inp: BenchInput, engine: str, threads: int, n: int, warmup: int, memory: bool = False
+    inp: BenchInput | Clip, engine: str, threads: int, n: int, warmup: int, memory: bool = False
 ) -> tuple[TimedRun, dict]:
     """The default pose path (preprocess + pose + smooth) on `warmup` + `n` frames of the input
     (`memory`: from memory, so no decoding thread competes with the pipeline for the cores)."""
     from ..capture import CaptureThread
 
+    inp = _as_input(inp)
     pipe = _build(engine, threads, overlay=False)
     src = inp.open(n + warmup, memory)
     cap = CaptureThread(src)
@@ -123,14 +129,25 @@ def pose_path_run(
 
 
 def replay_run(
-    inp: BenchInput, engine: str, threads: int, n: int, memory: bool = False, threaded: bool = True
+    inp: BenchInput | Clip,
+    engine: str,
+    threads: int,
+    n: int,
+    warmup: int = 0,
+    *,
+    memory: bool = False,
+    threaded: bool = True,
 ) -> tuple[TimedRun, dict]:
     """`run_stream` over `n` frames with the overlay and an mp4 VideoSink (threaded as `handstream run`
-    uses it; `threaded=False` encodes inline, so the sink row is the encoder's own cost)."""
+    uses it; `threaded=False` encodes inline, so the sink row is the encoder's own cost). `warmup` is
+    accepted for the first version's signature and unused: build_pipeline warms the engines, and the
+    replay's FPS counts the whole run as a user sees it."""
     import cv2
 
     from ..pipeline import run_stream
     from ..sinks import VideoSink
+
+    inp = _as_input(inp)
 
     pipe = _build(engine, threads, overlay=True)
     src = inp.open(n, memory)
