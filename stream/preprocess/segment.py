@@ -88,6 +88,9 @@ class SegmenterConfig:
     # the heatmap has a peak >= this inside their mask (0 = no fallback). For real frames unlike the
     # synthetic training data (NYU): the detector still points at the hand, with low confidence.
     classic_fallback_presence: float = 0.02
+    # ... and the classic search then runs only within +- this of each weak peak (its depth from the
+    # input under the peak), not on the whole frame: it bounds the fallback's cost (issue 3 speed target)
+    fallback_window_mm: float = 220.0
     min_depth_mm: float = 150.0
     max_depth_mm: float = 1500.0
     max_valid_depth_mm: float = 10000.0  # beyond this a value is absurd for a hand camera: treated as missing
@@ -270,12 +273,14 @@ class HandSegmenter:
             return self._classic_fallback(depth, intr, prev, out)
         hands: list[HandDetection] = []
         for pk in peaks:
+            need = cfg.presence_threshold if not hands else cfg.second_hand_threshold
+            if pk.score < (0.5 * need if prev_coms else need):
+                continue  # cannot pass even if tracked: skip its depth (same result, less work)
             d_mm = _peak_depth(out, pk.cell_uv, lo_m, hi_m) * det.depth_scale_mm
             if not d_mm > 0:
                 continue
             c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
             tracked = any(np.linalg.norm(c_xyz - p) < cfg.track_radius_mm for p in prev_coms)
-            need = cfg.presence_threshold if not hands else cfg.second_hand_threshold
             if pk.score < (0.5 * need if tracked else need):
                 continue
             h = self._learned_hand(depth, intr, out, pk.score, c_xyz, hands)
@@ -304,7 +309,16 @@ class HandSegmenter:
         if cfg.classic_fallback_presence <= 0 or hmax < cfg.classic_fallback_presence:
             return none
         weak = self.detector.peaks(out, cfg.classic_fallback_presence, 4)
-        seg = self._segment_search(depth, intr, prev)
+        det = self.detector
+        lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
+        around = []
+        for p in weak[: cfg.max_hands]:
+            d_mm = _peak_depth(out, p.cell_uv, lo_m, hi_m) * det.depth_scale_mm
+            if d_mm > 0:
+                around.append(uvd_to_xyz(np.array([p.frame_uv[0], p.frame_uv[1], d_mm]), intr))
+        if not around:
+            return none
+        seg = self._segment_search(depth, intr, prev, around)
         keep = []
         for h in seg.hands:
             hits = [
@@ -353,19 +367,25 @@ class HandSegmenter:
             borderMode=cv2.BORDER_REPLICATE,
         )
         roi = depth[y0:y1, x0:x1]
-        with np.errstate(invalid="ignore"):
-            m = (
-                (logits > cfg.mask_logit_threshold)
-                & (roi > z - half)
-                & (roi < z + half)
-                & (roi <= cfg.max_valid_depth_mm)
-            )
+        # OpenCV on the ROI only (0/255 uint8 masks): a few times cheaper than the numpy expression
+        # (logits > t) & (roi > z - half) & (roi < z + half) & (roi <= max_valid), same pixels
+        if roi.dtype == np.uint16:
+            lo_i = int(np.floor(z - half)) + 1  # integer depths: d > a  <=>  d >= floor(a) + 1
+            hi_i = min(int(np.ceil(z + half)) - 1, int(np.floor(cfg.max_valid_depth_mm)))
+            m8 = cv2.inRange(roi, lo_i, hi_i)
+            vals = roi
+        else:
+            with np.errstate(invalid="ignore"):
+                m8 = ((roi > z - half) & (roi < z + half) & (roi <= cfg.max_valid_depth_mm)).view(np.uint8)
+            vals = roi.astype(np.float32)
+        m8 = cv2.bitwise_and(m8, cv2.compare(logits, cfg.mask_logit_threshold, cv2.CMP_GT))
         for other in taken:  # pixels already given to a better hand
-            m &= ~other.mask[y0:y1, x0:x1]
-        n_px = cv2.countNonZero(m.view(np.uint8))
+            m8[other.mask[y0:y1, x0:x1]] = 0
+        n_px = cv2.countNonZero(m8)
         if n_px == 0:
             return None
-        mom = cv2.moments(np.where(m, roi, 0).astype(np.float32))
+        # sums of d, u*d, v*d over the mask (moments of the masked depth; 16U or 32F, double sums)
+        mom = cv2.moments(cv2.bitwise_and(vals, vals, mask=m8))
         sd = mom["m00"]
         com_xyz = np.array(
             [
@@ -375,14 +395,22 @@ class HandSegmenter:
             ]
         )
         com_xyz *= (com_xyz[2] + cfg.com_depth_offset_mm) / com_xyz[2]
-        mask = np.zeros((H, W), dtype=bool)
-        mask[y0:y1, x0:x1] = m
-        palm_uvd = _palm_centre(m, roi, x0, y0, cfg.com_depth_offset_mm)
+        mask = np.zeros((H, W), dtype=bool)  # calloc'd: only the ROI's pages are touched
+        m = mask[y0:y1, x0:x1]
+        np.greater(m8, 0, out=m)
+        bx, by, bw, bh = cv2.boundingRect(m8)
+        # the palm's distance transform on the mask's bounding box + 1 pixel of background (clipped to
+        # the ROI): the same distances as on the whole ROI, on fewer pixels
+        px0, py0 = max(bx - 1, 0), max(by - 1, 0)
+        px1, py1 = min(bx + bw + 1, x1 - x0), min(by + bh + 1, y1 - y0)
+        palm_uvd = _palm_centre(
+            m[py0:py1, px0:px1], roi[py0:py1, px0:px1], x0 + px0, y0 + py0, cfg.com_depth_offset_mm
+        )
         return HandDetection(
             mask=mask,
             com_uvd=xyz_to_uvd(com_xyz, intr),
             com_xyz_mm=com_xyz,
-            bbox_xywh=_bbox(mask, (x0, y0, x1, y1)),
+            bbox_xywh=(x0 + bx, y0 + by, bw, bh),
             confidence=float(np.clip(score, 0.0, 1.0)),
             palm_uvd=palm_uvd,
             palm_xyz_mm=None if palm_uvd is None else uvd_to_xyz(palm_uvd, intr),
@@ -426,8 +454,14 @@ class HandSegmenter:
         return max(1, int(round(intr.width / cfg.work_width_px)))
 
     def _segment_search(
-        self, depth: np.ndarray, intr: CameraIntrinsics, prev: Segmentation | None
+        self,
+        depth: np.ndarray,
+        intr: CameraIntrinsics,
+        prev: Segmentation | None,
+        around_xyz: list[np.ndarray] | None = None,
     ) -> Segmentation:
+        """The classic search; with `around_xyz` (the learned path's weak peaks) only in windows of
+        +- fallback_window_mm around those points, never the whole frame."""
         cfg = self.config
         s = self.step(intr)
         o = s // 2
@@ -446,7 +480,24 @@ class HandSegmenter:
         prev_coms = [h.com_xyz_mm for h in prev.hands] if prev is not None and prev.found else []
         cands: list[_Candidate] = []
         reason = ""
-        if prev_coms and cfg.track_window_mm > 0:
+        if around_xyz is not None:
+            wins = _merge_windows(
+                [w for w in (_window(c, sintr, cfg.fallback_window_mm) for c in around_xyz) if w is not None]
+            )
+            # the low-res pixels of the peaks: only the thin pieces that reach them are judged (a hand
+            # is kept only where a weak peak lies in its mask, so no other piece could be kept)
+            seeds = [
+                (int(round(c[1] * sintr.fy / c[2] + sintr.cy)), int(round(c[0] * sintr.fx / c[2] + sintr.cx)))
+                for c in around_xyz
+            ]
+            reason = "no hand shape"
+            for win in wins:
+                found, why = self._find(z, valid, missing, sintr, win, prev_coms, seeds)
+                cands += found
+                reason = why or reason
+            if not cands:
+                return Segmentation(reason=reason)
+        elif prev_coms and cfg.track_window_mm > 0:
             # tracking: search a window around the previous hands first, the whole frame only if that fails
             for pc in prev_coms:
                 win = _window(pc, sintr, cfg.track_window_mm)
@@ -493,8 +544,10 @@ class HandSegmenter:
         sintr: CameraIntrinsics,
         win: tuple[int, int, int, int] | None,
         prev_coms: list[np.ndarray],
+        seeds: list[tuple[int, int]] | None = None,
     ) -> tuple[list[_Candidate], str]:
-        """Candidates in the low-res view (or a window of it): thin pieces of depth-continuous surfaces."""
+        """Candidates in the low-res view (or a window of it): thin pieces of depth-continuous surfaces.
+        With `seeds` ((row, col) in the whole low-res view), only pieces within 2 pixels of a seed."""
         cfg = self.config
         if win is None:
             y0, y1, x0, x1 = 0, z_full.shape[0], 0, z_full.shape[1]
@@ -544,6 +597,12 @@ class HandSegmenter:
         min_px = max(6, int(cfg.min_hand_area_cm2 / px_cm2_far))
         counts = stats[:, cv2.CC_STAT_AREA].copy()
         counts[0] = 0
+        if seeds is not None:
+            near = np.zeros(n, bool)
+            for sy, sx in seeds:
+                ly, lx = sy - y0, sx - x0
+                near[lab[max(ly - 2, 0) : max(ly + 3, 0), max(lx - 2, 0) : max(lx + 3, 0)]] = True
+            counts[~near] = 0
         order = np.argsort(-counts)
         cands: list[_Candidate] = []
         judged = 0
@@ -811,6 +870,19 @@ def _window(com_xyz: np.ndarray, sintr: CameraIntrinsics, half_mm: float) -> tup
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
     return y0, y1, x0, x1
+
+
+def _merge_windows(wins: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Overlapping (y0, y1, x0, x1) windows become their bounding window (a piece is judged once)."""
+    out: list[tuple[int, int, int, int]] = []
+    for w in wins:
+        for i, o in enumerate(out):
+            if w[0] < o[1] and o[0] < w[1] and w[2] < o[3] and o[2] < w[3]:
+                out[i] = (min(w[0], o[0]), max(w[1], o[1]), min(w[2], o[2]), max(w[3], o[3]))
+                break
+        else:
+            out.append(w)
+    return out
 
 
 def _points(xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, intr: CameraIntrinsics) -> np.ndarray:
