@@ -355,8 +355,27 @@ class HandSegmenter:
         y1 = min(int(np.ceil(intr.fy * (c_xyz[1] + half) / z + intr.cy)) + 1, H)
         if x1 <= x0 or y1 <= y0:
             return None
-        geo = out.geometry
+        roi = depth[y0:y1, x0:x1]
+        # OpenCV on the ROI only (0/255 uint8 masks): a few times cheaper than the numpy expression
+        # (logits > t) & (roi > z - half) & (roi < z + half) & (roi <= max_valid), same pixels
+        if roi.dtype == np.uint16:
+            lo_i = int(np.floor(z - half)) + 1  # integer depths: d > a  <=>  d >= floor(a) + 1
+            hi_i = min(int(np.ceil(z + half)) - 1, int(np.floor(cfg.max_valid_depth_mm)))
+            m8 = cv2.inRange(roi, lo_i, hi_i)
+        else:
+            with np.errstate(invalid="ignore"):
+                m8 = ((roi > z - half) & (roi < z + half) & (roi <= cfg.max_valid_depth_mm)).view(np.uint8)
+        # everything below works inside the bounding box of the in-range pixels only (the mask lies there)
+        rx, ry, rw, rh = cv2.boundingRect(m8)
+        if rw == 0 or rh == 0:
+            return None
+        ox0, oy0, ox1, oy1 = x0, y0, x1, y1  # the cube-sized ROI (the palm's border rule below)
+        x0, y0, x1, y1 = ox0 + rx, oy0 + ry, ox0 + rx + rw, oy0 + ry + rh
+        roi = depth[y0:y1, x0:x1]
+        m8 = m8[ry : ry + rh, rx : rx + rw]
+        vals = roi if roi.dtype == np.uint16 else roi.astype(np.float32)
         # ROI pixel (i, j) -> mask cell coordinates, bilinear (cv2 maps destination to source)
+        geo = out.geometry
         k = geo.scale / geo.stride
         warp = np.array([[k, 0.0, (x0 + 0.5) * k - 0.5], [0.0, k, (y0 + 0.5) * k - 0.5]], dtype=np.float64)
         logits = cv2.warpAffine(
@@ -366,51 +385,41 @@ class HandSegmenter:
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_REPLICATE,
         )
-        roi = depth[y0:y1, x0:x1]
-        # OpenCV on the ROI only (0/255 uint8 masks): a few times cheaper than the numpy expression
-        # (logits > t) & (roi > z - half) & (roi < z + half) & (roi <= max_valid), same pixels
-        if roi.dtype == np.uint16:
-            lo_i = int(np.floor(z - half)) + 1  # integer depths: d > a  <=>  d >= floor(a) + 1
-            hi_i = min(int(np.ceil(z + half)) - 1, int(np.floor(cfg.max_valid_depth_mm)))
-            m8 = cv2.inRange(roi, lo_i, hi_i)
-            vals = roi
-        else:
-            with np.errstate(invalid="ignore"):
-                m8 = ((roi > z - half) & (roi < z + half) & (roi <= cfg.max_valid_depth_mm)).view(np.uint8)
-            vals = roi.astype(np.float32)
         m8 = cv2.bitwise_and(m8, cv2.compare(logits, cfg.mask_logit_threshold, cv2.CMP_GT))
         for other in taken:  # pixels already given to a better hand
             m8[other.mask[y0:y1, x0:x1]] = 0
         n_px = cv2.countNonZero(m8)
         if n_px == 0:
             return None
-        # sums of d, u*d, v*d over the mask (moments of the masked depth; 16U or 32F, double sums)
-        mom = cv2.moments(cv2.bitwise_and(vals, vals, mask=m8))
+        bx, by, bw, bh = cv2.boundingRect(m8)
+        bx0, by0 = x0 + bx, y0 + by  # the mask's bounding box, full-frame pixels
+        # sums of d, u*d, v*d over the mask (moments of the masked depth in its bounding box; 16U or 32F)
+        sub8 = m8[by : by + bh, bx : bx + bw]
+        sub = vals[by : by + bh, bx : bx + bw]
+        mom = cv2.moments(cv2.bitwise_and(sub, sub, mask=sub8))
         sd = mom["m00"]
         com_xyz = np.array(
             [
-                (mom["m10"] + x0 * sd - intr.cx * sd) / (n_px * intr.fx),
-                (mom["m01"] + y0 * sd - intr.cy * sd) / (n_px * intr.fy),
+                (mom["m10"] + bx0 * sd - intr.cx * sd) / (n_px * intr.fx),
+                (mom["m01"] + by0 * sd - intr.cy * sd) / (n_px * intr.fy),
                 sd / n_px,
             ]
         )
         com_xyz *= (com_xyz[2] + cfg.com_depth_offset_mm) / com_xyz[2]
         mask = np.zeros((H, W), dtype=bool)  # calloc'd: only the ROI's pages are touched
-        m = mask[y0:y1, x0:x1]
-        np.greater(m8, 0, out=m)
-        bx, by, bw, bh = cv2.boundingRect(m8)
+        np.greater(sub8, 0, out=mask[by0 : by0 + bh, bx0 : bx0 + bw])
         # the palm's distance transform on the mask's bounding box + 1 pixel of background (clipped to
-        # the ROI): the same distances as on the whole ROI, on fewer pixels
-        px0, py0 = max(bx - 1, 0), max(by - 1, 0)
-        px1, py1 = min(bx + bw + 1, x1 - x0), min(by + bh + 1, y1 - y0)
+        # the cube-sized ROI, whose border counts as far): the same distances as on the whole ROI
+        px0, py0 = max(bx0 - 1, ox0), max(by0 - 1, oy0)
+        px1, py1 = min(bx0 + bw + 1, ox1), min(by0 + bh + 1, oy1)
         palm_uvd = _palm_centre(
-            m[py0:py1, px0:px1], roi[py0:py1, px0:px1], x0 + px0, y0 + py0, cfg.com_depth_offset_mm
+            mask[py0:py1, px0:px1], depth[py0:py1, px0:px1], px0, py0, cfg.com_depth_offset_mm
         )
         return HandDetection(
             mask=mask,
             com_uvd=xyz_to_uvd(com_xyz, intr),
             com_xyz_mm=com_xyz,
-            bbox_xywh=(x0 + bx, y0 + by, bw, bh),
+            bbox_xywh=(bx0, by0, bw, bh),
             confidence=float(np.clip(score, 0.0, 1.0)),
             palm_uvd=palm_uvd,
             palm_xyz_mm=None if palm_uvd is None else uvd_to_xyz(palm_uvd, intr),
