@@ -157,8 +157,9 @@ def crop_cube(
         mk = np.asarray(mask)
         if mk.shape != depth.shape:
             raise InputError(f"mask shape {mk.shape} does not match depth shape {depth.shape}")
+        # a bool mask is read as uint8 in place (no full-frame copy per frame)
         mk8 = cv2.warpAffine(
-            mk.astype(np.uint8, copy=False),
+            mk.view(np.uint8) if mk.dtype == bool else mk.astype(np.uint8, copy=False),
             m,
             (size, size),
             flags=cv2.INTER_NEAREST,
