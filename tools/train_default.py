@@ -126,7 +126,7 @@ def train_stage(args) -> int:
         },
         val_data={"chunk": files[-1].name},
     )
-    res = train(cfg, tr, val)
+    res = train(cfg, tr, val, resume=args.resume)
     print(
         f"best val {res.best_val_loss:.5f} ({res.best_val_mm:.2f} mm) after {res.epochs_run} epochs, stopped: {res.stopped}"
     )
@@ -267,6 +267,7 @@ def main(argv=None) -> int:
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--chunks", type=int, default=0, help="use only the first N chunks (0 = all)")
     t.add_argument("--name", default="pose")
+    t.add_argument("--resume", action="store_true", help="continue runs/NAME/last.pt for --minutes more")
     e = sub.add_parser("test")
     e.add_argument("--frames", type=int, default=2000)
     e.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
