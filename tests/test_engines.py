@@ -147,10 +147,18 @@ def test_onnxruntime_options_take_effect():
         engines.load_engine("pose", backend="onnxruntime", threads=0)
 
 
-def test_torch_backend_without_checkpoint_says_what_it_needs():
+def test_torch_backend_without_checkpoint_says_what_it_needs(tmp_path):
     pytest.importorskip("torch", reason="the torch backend needs torch")
-    m = engines.load_manifest(engines.default_engine_path())
-    if m.training.get("checkpoint"):
-        pytest.skip("the shipped engine names a checkpoint")
-    with pytest.raises(InputError, match="needs the checkpoint"):
-        engines.load_engine("pose", backend="torch")
+    # a copy of the shipped engine whose manifest names no checkpoint, and one naming a missing checkpoint
+    src = engines.default_engine_path()
+    m = json.loads(src.with_suffix(".json").read_text())
+    for case, training in (
+        ("none", {k: v for k, v in m["training"].items() if not k.startswith("checkpoint")}),
+        ("missing", {**m["training"], "checkpoint": "no_such_checkpoint_xyz.pt"}),
+    ):
+        d = tmp_path / case
+        d.mkdir()
+        shutil.copy(src, d / "pose.onnx")
+        (d / "pose.json").write_text(json.dumps({**m, "training": training}))
+        with pytest.raises(InputError, match="needs the (training )?checkpoint"):
+            engines.load_engine(d / "pose.onnx", backend="torch")

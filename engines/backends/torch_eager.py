@@ -88,9 +88,7 @@ class TorchEngine(Engine):
             raise InputError(
                 f"the torch backend needs the checkpoint of {manifest.name!r} (pass checkpoint=...)"
             )
-        ckpt = Path(ckpt)
-        if not ckpt.is_absolute() and path is not None and not ckpt.is_file():
-            ckpt = Path(path).parent / ckpt
+        ckpt = _find_checkpoint(Path(ckpt), path, manifest.name)
         state, _ = load_checkpoint(ckpt)
         model = build_model(manifest.model, manifest.training.get("model_kwargs"))
         try:
@@ -115,3 +113,22 @@ class TorchEngine(Engine):
     def close(self) -> None:
         super().close()
         self.model = None
+
+
+def _find_checkpoint(ckpt: Path, engine_path: Path | None, name: str) -> Path:
+    """Where a manifest's (usually relative) checkpoint name lives: as given, beside the engine, or in the
+    repository's git-ignored checkpoints/ folder where tools/train_default.py writes it."""
+    if ckpt.is_absolute():
+        candidates = [ckpt]
+    else:
+        candidates = [ckpt]
+        if engine_path is not None:
+            candidates.append(Path(engine_path).parent / ckpt)
+        candidates.append(Path(__file__).resolve().parents[2] / "checkpoints" / ckpt.name)
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise InputError(
+        f"the torch backend needs the training checkpoint of {name!r} ({ckpt.name}; looked in "
+        f"{', '.join(str(c.parent) for c in candidates)}); pass checkpoint=... or use --backend onnxruntime"
+    )
