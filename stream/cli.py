@@ -16,7 +16,7 @@ from .errors import HandstreamError
 VERBS: dict[str, tuple[str, str]] = {
     "demo": ("stream.app.demo", "play the built-in synthetic recording through the default engines"),
     "run": ("stream.app.run", "run the pipeline on a source (realsense, a recording, a video, synthetic)"),
-    "record": ("stream.app.record", "write a RealSense recording (.db3/.bag) from any source"),
+    "record": ("stream.app.record", "write a RealSense recording (.db3) from any source, no camera needed"),
     "locate": ("stream.preprocess.locate", "find the hand in depth frames and print one JSON line each"),
     "synth": ("stream.synth.cli", "write a synthetic RGB-D hand dataset or a preview sheet"),
     "models": ("train.cli_models", "list every model the project defines"),
