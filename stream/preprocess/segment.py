@@ -573,7 +573,8 @@ class HandSegmenter:
         closed = cv2.morphologyEx(fg8, cv2.MORPH_CLOSE, _K3)
         solid = fg8 | (closed & missing.view(np.uint8))
         dt = cv2.distanceTransform(solid, cv2.DIST_L2, 3)
-        core = (dt * z) > rf
+        with np.errstate(over="ignore", invalid="ignore"):  # absurd depths (1e38) are simply not cores
+            core = (dt * z) > rf
         if core.any():
             _, cc = cv2.connectedComponents(fg8, connectivity=4)
             d2, lab2 = cv2.distanceTransformWithLabels(
