@@ -16,3 +16,13 @@ def nyu_dir() -> Path:
     if not (NYU_DIR / "nyu_test_groundtruth_label.txt").is_file():
         pytest.skip(f"NYU test material not found at {NYU_DIR} (only present beside a project checkout)")
     return NYU_DIR
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: on the shared 2-core machine a second torch thread only adds contention (10x slower)."""
+    torch = pytest.importorskip("torch", reason="training tests need torch (the `train` or `dev` extra)")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -12,14 +12,7 @@ import torch
 from train.cli_eval import main as eval_main
 from train.cli_models import main as models_main
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: on the shared 2-core machine a second torch thread only adds contention (10x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
