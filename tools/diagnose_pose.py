@@ -38,6 +38,8 @@ CONDITIONS = {
     "gt_nomask": ("gt_nomask", "gtc_nomask", "plateau"),
     "seg_segmask_noocc": ("noocc_seg_segmask", "gtc_segmask", "plateau"),
     "seg_segmask_onecycle": ("seg_segmask", "gtc_segmask", "onecycle"),
+    # the clean upper bound: GT centre + GT mask, no occluders (what the data allows without segmenter/occluder)
+    "gt_gtmask_noocc": ("noocc_gt_gtmask", "gtc_gtmask", "plateau"),
 }
 # crop variant -> make_crops keyword arguments
 VARIANTS = {
@@ -121,6 +123,14 @@ def gen(args) -> int:
         save(PoseArrays.concat([a, b]), "train_noocc_seg_segmask")
         vf = render(args.val_frames, VAL_SEED, False)
         save(make_crops(vf, SIZE, CUBE_MM, seed=3, **kw, **FILTERS), "val_noocc_seg_segmask")
+    if part in ("noocc_gt", "all"):
+        fr = render(args.frames, TRAIN_SEED, False)
+        kw = VARIANTS["gt_gtmask"]
+        a = make_crops(fr, SIZE, CUBE_MM, seed=1, **kw, **FILTERS)
+        b = make_crops(fr, SIZE, CUBE_MM, jitter_mm=15.0, seed=2, **kw, **FILTERS)
+        save(PoseArrays.concat([a, b]), "train_noocc_gt_gtmask")
+        vf = render(args.val_frames, VAL_SEED, False)
+        save(make_crops(vf, SIZE, CUBE_MM, seed=3, **kw, **FILTERS), "val_noocc_gt_gtmask")
     if part in ("val", "all"):
         vf = render(args.val_frames, VAL_SEED, True)
         for v, kw in VARIANTS.items():
@@ -158,7 +168,8 @@ def train_cond(args) -> int:
     from train.trainer import pose_loss
 
     torch.set_num_threads(1)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
+    tag = args.cond if args.seed == 0 else f"{args.cond}.seed{args.seed}"
     variant, common, schedule = CONDITIONS[args.cond]
     tr = PoseArrays.load(OUT / "crops" / f"train_{variant}.npz")
     val = PoseArrays.load(OUT / "crops" / f"val_{variant}.npz")
@@ -201,11 +212,14 @@ def train_cond(args) -> int:
                     }
                 )
                 print(json.dumps(history[-1]), flush=True)
+                (OUT / "results").mkdir(parents=True, exist_ok=True)
+                (OUT / "results" / f"{tag}.partial.json").write_text(json.dumps(history) + "\n")
                 loss_sum, n = 0.0, 0
             if step >= args.steps:
                 break
     res = {
         "cond": args.cond,
+        "seed": args.seed,
         "variant": variant,
         "schedule": schedule,
         "steps": step,
@@ -220,7 +234,7 @@ def train_cond(args) -> int:
         "history": history,
     }
     (OUT / "results").mkdir(parents=True, exist_ok=True)
-    (OUT / "results" / f"{args.cond}.json").write_text(json.dumps(res, indent=1) + "\n")
+    (OUT / "results" / f"{tag}.json").write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps({k: v for k, v in res.items() if k != "history"}), flush=True)
     return 0
 
@@ -235,21 +249,25 @@ def table(args) -> int:
     from train.data import PoseArrays
 
     rows = [
-        "| condition | train crops | steps | val crops | val mm (final / best) | mean-pose val mm "
+        "| condition | seed | train crops | steps | val crops | val mm (final / best) | mean-pose val mm "
         "| common val | common val mm |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for cond, (variant, common, _) in CONDITIONS.items():
-        p = OUT / "results" / f"{cond}.json"
-        if not p.is_file():
-            rows.append(f"| {cond} | (not run) |||||||")
-            continue
-        r = json.loads(p.read_text())
-        mp = baseline(PoseArrays.load(OUT / "crops" / f"val_{variant}.npz"))
-        rows.append(
-            f"| {cond} | {r['train_crops']} | {r['steps']} | {r['val_crops']} | {r['val_mm']:.1f} / "
-            f"{r['best_val_mm']:.1f} | {mp:.1f} | {common} ({r['common_crops']}) | {r['common_val_mm']:.1f} |"
+        paths = sorted((OUT / "results").glob(f"{cond}.json")) + sorted(
+            (OUT / "results").glob(f"{cond}.seed*.json")
         )
+        paths = [q for q in paths if not q.name.endswith(".partial.json")]
+        if not paths:
+            rows.append(f"| {cond} | (not run) ||||||||")
+        mp = baseline(PoseArrays.load(OUT / "crops" / f"val_{variant}.npz"))
+        for q in paths:
+            r = json.loads(q.read_text())
+            rows.append(
+                f"| {cond} | {r.get('seed', 0)} | {r['train_crops']} | {r['steps']} | {r['val_crops']} | "
+                f"{r['val_mm']:.1f} / {r['best_val_mm']:.1f} | {mp:.1f} | {common} ({r['common_crops']}) | "
+                f"{r['common_val_mm']:.1f} |"
+            )
     print("\n".join(rows))
     (OUT / "table.md").write_text("\n".join(rows) + "\n")
     return 0
@@ -261,12 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     g = sub.add_parser("gen")
     g.add_argument("--frames", type=int, default=3000)
     g.add_argument("--val-frames", type=int, default=600)
-    g.add_argument("--part", choices=["train", "noocc", "val", "all"], default="all")
+    g.add_argument("--part", choices=["train", "noocc", "noocc_gt", "val", "all"], default="all")
     t = sub.add_parser("train")
     t.add_argument("cond", choices=sorted(CONDITIONS))
     t.add_argument("--steps", type=int, default=600)
     t.add_argument("--eval-every", type=int, default=50)
     t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--seed", type=int, default=0, help="torch seed (init, shuffling, augmentation)")
     sub.add_parser("table")
     a = p.parse_args(argv)
     return {"gen": gen, "train": train_cond, "table": table}[a.stage](a)
