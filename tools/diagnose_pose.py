@@ -1,7 +1,7 @@
 """Controlled diagnosis of what limits the pose model's accuracy (issue 4). Ships nothing; writes runs/diag/.
 
     python tools/diagnose_pose.py gen --frames 3000 --val-frames 600     # render once, cut every crop variant
-    python tools/diagnose_pose.py train COND --steps 600                 # one condition, fixed optimizer steps
+    python tools/diagnose_pose.py train COND --steps 1200                # one condition, fixed optimizer steps
     python tools/diagnose_pose.py table                                  # results -> markdown table
 
 Conditions differ in ONE thing each against the baseline `seg_segmask` (the shipped recipe: segmenter centre,
@@ -40,6 +40,7 @@ CONDITIONS = {
     "seg_segmask_onecycle": ("seg_segmask", "gtc_segmask", "onecycle"),
     # the clean upper bound: GT centre + GT mask, no occluders (what the data allows without segmenter/occluder)
     "gt_gtmask_noocc": ("noocc_gt_gtmask", "gtc_gtmask", "plateau"),
+    "gt_gtmask_noocc_onecycle": ("noocc_gt_gtmask", "gtc_gtmask", "onecycle"),
 }
 # crop variant -> make_crops keyword arguments
 VARIANTS = {
@@ -170,6 +171,7 @@ def train_cond(args) -> int:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     tag = args.cond if args.seed == 0 else f"{args.cond}.seed{args.seed}"
+    tag += "" if args.steps == 1200 else f".steps{args.steps}"
     variant, common, schedule = CONDITIONS[args.cond]
     tr = PoseArrays.load(OUT / "crops" / f"train_{variant}.npz")
     val = PoseArrays.load(OUT / "crops" / f"val_{variant}.npz")
@@ -255,7 +257,7 @@ def table(args) -> int:
     ]
     for cond, (variant, common, _) in CONDITIONS.items():
         paths = sorted((OUT / "results").glob(f"{cond}.json")) + sorted(
-            (OUT / "results").glob(f"{cond}.seed*.json")
+            (OUT / "results").glob(f"{cond}.s*.json")
         )
         paths = [q for q in paths if not q.name.endswith(".partial.json")]
         if not paths:
@@ -282,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--part", choices=["train", "noocc", "noocc_gt", "val", "all"], default="all")
     t = sub.add_parser("train")
     t.add_argument("cond", choices=sorted(CONDITIONS))
-    t.add_argument("--steps", type=int, default=600)
+    t.add_argument("--steps", type=int, default=1200)
     t.add_argument("--eval-every", type=int, default=50)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0, help="torch seed (init, shuffling, augmentation)")
