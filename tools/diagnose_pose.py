@@ -41,6 +41,10 @@ CONDITIONS = {
     # the clean upper bound: GT centre + GT mask, no occluders (what the data allows without segmenter/occluder)
     "gt_gtmask_noocc": ("noocc_gt_gtmask", "gtc_gtmask", "plateau"),
     "gt_gtmask_noocc_onecycle": ("noocc_gt_gtmask", "gtc_gtmask", "onecycle"),
+    # plateau runs end at a constant LR and are seed-noisy (+-3 mm): the factors again, each under one-cycle
+    "seg_nomask_onecycle": ("seg_nomask", "gtc_nomask", "onecycle"),
+    "gt_gtmask_onecycle": ("gt_gtmask", "gtc_gtmask", "onecycle"),
+    "seg_segmask_noocc_onecycle": ("noocc_seg_segmask", "gtc_segmask", "onecycle"),
 }
 # crop variant -> make_crops keyword arguments
 VARIANTS = {
