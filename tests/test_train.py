@@ -208,3 +208,35 @@ def test_cli_train_pose_from_config(tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps({**cfg, "learning_rate": 1}))
     with pytest.raises(InputError, match="unknown config keys"):
         train_main(["pose", "--config", str(tmp_path / "bad.json")])
+
+
+def test_cosine_schedule_values_and_a_run_that_learns(tmp_path):
+    from stream.errors import InputError
+    from train.trainer import cosine_lr
+
+    # hand-computed: warm-up starts at 10 % of lr, the peak is lr, halfway through the cosine is the mean
+    assert cosine_lr(1.0, 0.0, 0.0) == pytest.approx(0.1)
+    assert cosine_lr(1.0, 0.0, 0.03) == pytest.approx(1.0)
+    assert cosine_lr(1.0, 0.0, 0.03 + 0.97 / 2) == pytest.approx(0.5)
+    assert cosine_lr(1.0, 1e-4, 1.0) == pytest.approx(1e-4)
+    data = _blob_arrays()
+    cfg = TrainConfig(
+        name="toy_cos",
+        model="compact_gap",
+        model_kwargs={"fc_width": 32},
+        optimizer="adamw",
+        lr=0.01,
+        schedule="cosine",
+        batch_size=16,
+        epochs=4,
+        out_dir=str(tmp_path),
+        progress=False,
+        tensorboard=False,
+        threads=1,
+    )
+    res = train(cfg, data, data)
+    lrs = [h["lr"] for h in res.history]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.1 * cfg.lr  # annealed over the budget
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    with pytest.raises(InputError, match="schedule"):
+        train(TrainConfig(name="bad", schedule="step", out_dir=str(tmp_path), progress=False), data, data)

@@ -42,6 +42,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     batch_size: int = 128
     epochs: int = 100
+    # "plateau": halve the LR when validation stalls (seed §4.4.3); "cosine": anneal from lr to min_lr over the
+    # whole budget (epochs or max_minutes, whichever ends first) after a 3 % linear warm-up. Deviation from
+    # the seed, offered because on short CPU budgets plateau halving never reaches a low-LR phase:
+    # tools/diagnose_pose.py measured 37.1 vs 42.2 mm (mean of 2 seeds, equal steps) for cosine-like one-cycle.
+    schedule: str = "plateau"
     lr_patience: int = 3  # epochs without improvement before the LR is halved
     lr_factor: float = 0.5
     min_lr: float = 1e-6
@@ -180,6 +185,8 @@ def train(
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         raise InputError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
+    if cfg.schedule not in ("plateau", "cosine"):
+        raise InputError(f"schedule must be 'plateau' or 'cosine', got {cfg.schedule!r}")
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt,
         mode="min",
@@ -237,6 +244,12 @@ def train(
             if aug is not None:
                 xb, yb = augment_batch(xb, yb, aug)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            if cfg.schedule == "cosine":
+                frac = (epoch - 1 + i / max(len(perm), 1)) / cfg.epochs
+                if cfg.max_minutes > 0:
+                    frac = max(frac, (time.monotonic() - t0) / 60.0 / cfg.max_minutes)
+                for g in opt.param_groups:
+                    g["lr"] = cosine_lr(cfg.lr, cfg.min_lr, frac)
             loss = pose_loss(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -249,7 +262,8 @@ def train(
             bar.close()
         train_loss = total / max(seen, 1)
         val_loss, val_mm = _val_metrics(model, xv, yv, half, device)
-        sched.step(val_loss)
+        if cfg.schedule == "plateau":
+            sched.step(val_loss)
         lr = opt.param_groups[0]["lr"]
         improved = val_loss < best - cfg.min_delta
         row = {
@@ -321,3 +335,12 @@ def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module
     model = create_model(ck["model_name"], **ck.get("model_kwargs", {}))
     model.load_state_dict(ck["model_state"])
     return model.eval().to(device), {k: v for k, v in ck.items() if not k.endswith("_state")}
+
+
+def cosine_lr(lr: float, min_lr: float, frac: float, warmup: float = 0.03) -> float:
+    """LR at budget fraction `frac` in [0, 1]: linear warm-up over the first `warmup`, then cosine to min_lr."""
+    frac = min(max(frac, 0.0), 1.0)
+    if frac < warmup:
+        return lr * (0.1 + 0.9 * frac / warmup)
+    t = (frac - warmup) / (1.0 - warmup)
+    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * t))
