@@ -176,6 +176,26 @@ class Segmentation:
         return self.hands[0] if self.hands else None
 
 
+def _com_from_moments(
+    mom: dict, n_px: int, x0: int, y0: int, intr: CameraIntrinsics, push_back_mm: float
+) -> np.ndarray:
+    """The hand centre both paths share (the pose model is trained on it): the mean camera-frame point of the
+    mask's n_px pixels, from the image moments (sums of d, u*d, v*d) of the masked depth of a window whose
+    top-left pixel is (x0, y0), pushed `push_back_mm` back along its viewing ray (the camera sees the front
+    surface; the centre lies behind it)."""
+    sd = mom["m00"]
+    com = np.array(
+        [
+            (mom["m10"] + x0 * sd - intr.cx * sd) / (n_px * intr.fx),
+            (mom["m01"] + y0 * sd - intr.cy * sd) / (n_px * intr.fy),
+            sd / n_px,
+        ]
+    )
+    if push_back_mm:
+        com *= (com[2] + push_back_mm) / com[2]
+    return com
+
+
 def check_depth(depth_mm: np.ndarray, intr: CameraIntrinsics) -> np.ndarray:
     """Validate the container (InputError for wrong type, dtype or shape); values are judged later."""
     if not isinstance(depth_mm, np.ndarray):
@@ -397,15 +417,7 @@ class HandSegmenter:
         sub8 = m8[by : by + bh, bx : bx + bw]
         sub = vals[by : by + bh, bx : bx + bw]
         mom = cv2.moments(cv2.bitwise_and(sub, sub, mask=sub8))
-        sd = mom["m00"]
-        com_xyz = np.array(
-            [
-                (mom["m10"] + bx0 * sd - intr.cx * sd) / (n_px * intr.fx),
-                (mom["m01"] + by0 * sd - intr.cy * sd) / (n_px * intr.fy),
-                sd / n_px,
-            ]
-        )
-        com_xyz *= (com_xyz[2] + cfg.com_depth_offset_mm) / com_xyz[2]
+        com_xyz = _com_from_moments(mom, n_px, bx0, by0, intr, cfg.com_depth_offset_mm)
         mask = np.zeros((H, W), dtype=bool)  # calloc'd: only the ROI's pages are touched
         np.greater(sub8, 0, out=mask[by0 : by0 + bh, bx0 : bx0 + bw])
         # the palm's distance transform on the mask's bounding box + 1 pixel of background (clipped to
@@ -797,14 +809,7 @@ class HandSegmenter:
         else:
             # sums of d, u*d, v*d over the mask from image moments of the masked depth (no index arrays)
             mom = cv2.moments(np.where(m, roi, 0).astype(np.float32))
-            sd = mom["m00"]
-            com_xyz = np.array(
-                [
-                    (mom["m10"] + cx0 * sd - intr.cx * sd) / (n_px * intr.fx),
-                    (mom["m01"] + cy0 * sd - intr.cy * sd) / (n_px * intr.fy),
-                    sd / n_px,
-                ]
-            )
+            com_xyz = _com_from_moments(mom, n_px, cx0, cy0, intr, 0.0)
         # push the surface centroid back along its viewing ray to the inside of the hand
         com_xyz *= (com_xyz[2] + cfg.com_depth_offset_mm) / com_xyz[2]
         com_uvd = xyz_to_uvd(com_xyz, intr)
