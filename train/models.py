@@ -387,6 +387,17 @@ def _fusenet(fusion_default: str):
     return build
 
 
+def _canonical(inner):
+    """A builder that wraps `inner`'s model in train/canonical.py's in-plane canonicalization."""
+
+    def build(num_joints, input_size, fc_width, dropout, **kw):
+        from .canonical import InPlaneCanonical
+
+        return InPlaneCanonical(inner(num_joints, input_size, fc_width, dropout, **kw))
+
+    return build
+
+
 def _compact_conv(num_joints, input_size, fc_width, dropout, **kw):
     if kw:
         raise TypeError(f"unexpected options {sorted(kw)}")
@@ -464,6 +475,19 @@ MODEL_SPECS.update(
             _compact(_DS_S, 16, "flat"),
             "compact: stem 3x3/2 + 6 depthwise-separable blocks to 6x6x128 @96, flatten, fc-256",
             "~1% of Net6's FLOPs, ~1.2 M params (fc on the 6x6 map); loses some accuracy, real time on CPU",
+            96,
+            256,
+            0.0,
+        ),
+        "compact_s_canon": ModelSpec(
+            "compact_s_canon",
+            "pose-depth",
+            1,
+            _canonical(_compact(_DS_S, 16, "flat")),
+            "compact_s inside in-plane canonicalization (train/canonical.py): the crop is rotated so the "
+            "hand's principal axis points up, the joints are rotated back",
+            "compact_s's size, + image moments and one GridSample per crop; the net no longer has to learn "
+            "every pose at every in-plane angle (val 29.9 -> 26.4 mm at equal CPU time)",
             96,
             256,
             0.0,
