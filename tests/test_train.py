@@ -240,3 +240,34 @@ def test_cosine_schedule_values_and_a_run_that_learns(tmp_path):
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
     with pytest.raises(InputError, match="schedule"):
         train(TrainConfig(name="bad", schedule="step", out_dir=str(tmp_path), progress=False), data, data)
+
+
+def test_smooth_l1_loss_values_and_a_run_that_learns(tmp_path):
+    from stream.errors import InputError
+    from train.trainer import smooth_l1_pose_loss
+
+    # hand-computed Huber with beta 0.02: |d| = 0.01 -> 0.5 d^2 / beta = 0.0025; |d| = 1 -> 1 - 0.01 = 0.99
+    pred = torch.tensor([[0.01, 1.0]])
+    assert float(smooth_l1_pose_loss(pred, torch.zeros(1, 2))) == pytest.approx((0.0025 + 0.99) / 2)
+    data = _blob_arrays()
+    cfg = TrainConfig(
+        name="toy_l1",
+        model="compact_s_canon",
+        model_kwargs={"fc_width": 32, "input_size": 32},
+        optimizer="adamw",
+        lr=0.01,
+        schedule="cosine",
+        loss="smooth_l1",
+        batch_size=16,
+        epochs=4,
+        out_dir=str(tmp_path),
+        progress=False,
+        tensorboard=False,
+        threads=1,
+    )
+    res = train(cfg, data, data)
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    model, meta = load_trained(res.best_checkpoint)
+    assert meta["model_name"] == "compact_s_canon"
+    with pytest.raises(InputError, match="loss"):
+        train(TrainConfig(name="bad", loss="l3", out_dir=str(tmp_path), progress=False), data, data)

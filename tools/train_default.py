@@ -105,6 +105,7 @@ def train_stage(args) -> int:
         batch_size=128,
         epochs=200,
         schedule=args.schedule,
+        loss=args.loss,
         lr_patience=2,
         early_stop_patience=8,
         augment={
@@ -272,6 +273,7 @@ def main(argv=None) -> int:
         help="plateau made the shipped model; cosine was ~5 mm better at equal steps (tools/diagnose_pose.py)",
     )
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--loss", choices=["eq4.14", "smooth_l1"], default="eq4.14")
     t.add_argument("--chunks", type=int, default=0, help="use only the first N chunks (0 = all)")
     t.add_argument("--name", default="pose")
     t.add_argument("--resume", action="store_true", help="continue runs/NAME/last.pt for --minutes more")
