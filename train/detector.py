@@ -10,7 +10,14 @@ on one CPU thread):
   stem 3x3/2 -> 3x3/2 (the 1/4 skip) -> 3x3/2 -> depthwise-separable blocks with dilation 1, 2, 4
   (receptive field ~ the whole 160x120 frame: an arm's end is judged with the arm) -> 1x1, upsample x2,
   add the skip -> one depthwise-separable block -> 1x1 to 2 channels: heatmap (sigmoid inside the graph)
-  and mask (logits).
+  and mask (logits); with `depth_head`, a third channel: the depth (m) of the hand's visible surface,
+  meaningful near a palm peak only.
+
+Why the depth channel (issue 4, segmentation side): where an occluder (box, cup, ball) lies in front of
+the hand, the palm peak often sits on it, and the runtime's depth at the peak -- the median of the measured
+pixels under the coarse predicted mask -- was the occluder's: the hand cut out was the occluder (~4 % of
+the pose test frames). The network sees both layers; asking it which one is the hand costs one output
+channel, and the runtime snaps that estimate to the nearest measured surface.
 
 Not registered in train.models' MODEL_SPECS: that table is the pose models' (input (B, C, S, S) -> (B, 3J))
 and lives in a file this module's owner does not edit; `create_detector` builds it instead.
@@ -55,24 +62,46 @@ class HandDetectorNet(nn.Module):
     """(B, 1, 120, 160) depth in metres (0 = missing) -> heatmap (B, 1, 30, 40) in [0, 1] and mask logits
     (B, 1, 30, 40). Any input whose sides are multiples of 8 works (the export fixes 120x160)."""
 
-    def __init__(self, width: int = 16, deep: int = 32, dilations: tuple[int, ...] = (1, 2, 4, 1)):
+    def __init__(
+        self,
+        width: int = 16,
+        deep: int = 32,
+        dilations: tuple[int, ...] = (1, 2, 4, 1),
+        depth_head: bool = False,
+    ):
         super().__init__()
+        self.depth_head = bool(depth_head)
         self.down4 = nn.Sequential(_cbr(1, width // 2, 3, 2), _cbr(width // 2, width, 3, 2))
         self.down8 = _cbr(width, deep, 3, 2)
         self.context = nn.Sequential(*[_Residual(_ds(deep, d)) for d in dilations])
         self.lateral = nn.Conv2d(deep, width, 1)
         self.fuse = _Residual(_ds(width))
-        self.head = nn.Conv2d(width, 2, 1)
+        self.head = nn.Conv2d(width, 3 if self.depth_head else 2, 1)
         nn.init.constant_(self.head.bias, 0.0)
         with torch.no_grad():
             self.head.bias[0] = -4.0  # heatmap starts near 0 everywhere (focal-loss practice, CenterNet)
+            if self.depth_head:
+                self.head.bias[2] = 0.5  # metres: the middle of the hand range
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(heatmap, mask logits) or, with the depth head, (heatmap, mask logits, hand depth m)."""
         s4 = self.down4(x)
         s8 = self.context(self.down8(s4))
         up = F.interpolate(self.lateral(s8), scale_factor=2.0, mode="nearest")
         y = self.head(self.fuse(F.relu(s4 + up)))
+        if self.depth_head:
+            return torch.sigmoid(y[:, :1]), y[:, 1:2], y[:, 2:3]
         return torch.sigmoid(y[:, :1]), y[:, 1:2]
+
+    def load_two_channel(self, state_dict: dict) -> None:
+        """Load a checkpoint of the 2-channel (no depth head) detector: the depth channel keeps its fresh
+        initialization, everything else is copied (fine-tuning the shipped detector with the new head)."""
+        sd = dict(state_dict)
+        if self.depth_head and sd["head.weight"].shape[0] == 2:
+            w, b = self.head.weight.detach().clone(), self.head.bias.detach().clone()
+            w[:2], b[:2] = sd["head.weight"], sd["head.bias"]
+            sd["head.weight"], sd["head.bias"] = w, b
+        self.load_state_dict(sd)
 
 
 def create_detector(**kwargs) -> HandDetectorNet:
@@ -91,6 +120,11 @@ def focal_heatmap_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.T
     neg_loss = -torch.log(1 - p) * p**2 * (1 - target) ** 4 * neg
     n = (pos * weight).sum().clamp(min=1.0)
     return ((pos_loss + neg_loss) * weight).sum() / n
+
+
+def depth_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """L1 (m) of the hand-depth channel where weight > 0 (the cells around visible hands' palms)."""
+    return ((pred - target).abs() * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

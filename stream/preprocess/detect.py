@@ -16,7 +16,8 @@ fixed small size. `detector_input` is the one definition of that input, used by 
 Outputs at 1/`output_stride` (4) of the input: heatmap in [0, 1] (a Gaussian around the palm centre =
 mean of the wrist and the four finger MCPs, the same palm tools/eval_segmentation.py measures against; a
 hand less than ~40 % visible was trained as "no peak") and the hand-mask logits (the visible pixels of
-all hands, forearm excluded).
+all hands, forearm excluded). An engine may add a third output, "depth": the depth (m) of the hand's
+visible surface, trained near palm peaks only (issue 4: it tells the hand from an occluder in front of it).
 
 numpy + OpenCV + engines (ONNX Runtime); never torch.
 """
@@ -116,6 +117,7 @@ class DetectorOutput:
     mask_logits: np.ndarray
     input_m: np.ndarray
     geometry: DetectorGeometry
+    hand_depth_m: np.ndarray | None = None  # (h, w) predicted hand depth near peaks; None: old engine
 
 
 def find_peaks(heatmap: np.ndarray, threshold: float, max_peaks: int) -> list[tuple[int, int, float]]:
@@ -155,10 +157,13 @@ class HandDetector:
                 f"detector engine {eng.manifest.name!r}: manifest preprocessing lacks {exc} "
                 "(input_width, input_height, output_stride, depth_scale_mm, depth_clip_m)"
             ) from None
-        if set(eng.output_names) != {"heatmap", "mask"}:
+        if set(eng.output_names) not in ({"heatmap", "mask"}, {"heatmap", "mask", "depth"}):
             raise InputError(
-                f"detector engine {eng.manifest.name!r} must output 'heatmap' and 'mask', has {eng.output_names}"
+                f"detector engine {eng.manifest.name!r} must output 'heatmap' and 'mask' (and optionally "
+                f"'depth'), has {eng.output_names}"
             )
+        self.has_depth = "depth" in eng.output_names
+        self._outputs = ["heatmap", "mask", "depth"] if self.has_depth else ["heatmap", "mask"]
         self.engine = eng
         self.manifest = eng.manifest
         self._in_name = eng.input_names[0]
@@ -173,8 +178,9 @@ class HandDetector:
         x, geo = detector_input(
             depth_mm, self.input_wh, self.depth_scale_mm, self.depth_clip_m, max_valid_mm, self.stride
         )
-        heat, mask = self._session.run(["heatmap", "mask"], {self._in_name: x[None, None]})
-        return DetectorOutput(heat[0, 0], mask[0, 0], x, geo)
+        res = self._session.run(self._outputs, {self._in_name: x[None, None]})
+        depth = res[2][0, 0] if self.has_depth else None
+        return DetectorOutput(res[0][0, 0], res[1][0, 0], x, geo, depth)
 
     def peaks(self, out: DetectorOutput, threshold: float, max_peaks: int) -> list[Peak]:
         """Heatmap maxima above `threshold` in the part of the input the frame occupies."""

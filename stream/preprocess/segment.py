@@ -49,6 +49,13 @@ When no peak reaches the threshold, the classic method runs and its hands are ke
 (>= `classic_fallback_presence`) lies inside their mask: on real frames unlike the synthetic training data
 (the NYU test frame) the detector still points at the hand with a low score, and the rules cut it out.
 
+Which surface is the hand (issue 4, segmentation side): an occluder in front of the hand (box, cup, ball)
+or the arm and body behind it lie under the same coarse heatmap peak and predicted mask; taking their depth
+cut out the wrong object in ~6 % of the pose scenes. Engines with a "depth" output (the network's estimate
+of the hand's surface depth at the peak) fix the peak's depth to the measured pixels within
++- `hand_depth_snap_mm` of that estimate, and a classic fallback hand is kept only where its depth agrees
+with it (`fallback_depth_gate_mm`). Old two-output engines keep the v1 rule.
+
 Depth input: (H, W) uint16 / float32 / float64 millimetres matching the intrinsics; any other dtype or shape
 is an InputError. NaN, inf, zero, negative and absurd (> max_valid_depth_mm) values are *missing pixels*, not
 errors: a stream must survive a bad frame (DEVELOPERS.md), it becomes a "no hand" result with a reason.
@@ -91,6 +98,13 @@ class SegmenterConfig:
     # ... and the classic search then runs only within +- this of each weak peak (its depth from the
     # input under the peak), not on the whole frame: it bounds the fallback's cost (issue 3 speed target)
     fallback_window_mm: float = 220.0
+    # learned, engines with a hand-depth output (issue 4): a peak's depth is the median of the measured
+    # pixels near it within +- this of the predicted hand depth (the hand's surface, not the occluder in
+    # front of it nor the arm or body behind it); 0 = ignore that output (the v1 rule alone)
+    hand_depth_snap_mm: float = 60.0
+    # ... and a classic fallback hand whose centre lies farther than this in depth from the hand depth
+    # predicted at its weak peak is not kept (0 = no such check)
+    fallback_depth_gate_mm: float = 100.0
     min_depth_mm: float = 150.0
     max_depth_mm: float = 1500.0
     max_valid_depth_mm: float = 10000.0  # beyond this a value is absurd for a hand camera: treated as missing
@@ -291,12 +305,13 @@ class HandSegmenter:
         peaks = det.peaks(out, low, cfg.max_hands + 2)
         if not peaks:
             return self._classic_fallback(depth, intr, prev, out)
+        snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
         hands: list[HandDetection] = []
         for pk in peaks:
             need = cfg.presence_threshold if not hands else cfg.second_hand_threshold
             if pk.score < (0.5 * need if prev_coms else need):
                 continue  # cannot pass even if tracked: skip its depth (same result, less work)
-            d_mm = _peak_depth(out, pk.cell_uv, lo_m, hi_m) * det.depth_scale_mm
+            d_mm = _peak_depth(out, pk.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
             if not d_mm > 0:
                 continue
             c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
@@ -331,24 +346,35 @@ class HandSegmenter:
         weak = self.detector.peaks(out, cfg.classic_fallback_presence, 4)
         det = self.detector
         lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
+        snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
         around = []
         for p in weak[: cfg.max_hands]:
-            d_mm = _peak_depth(out, p.cell_uv, lo_m, hi_m) * det.depth_scale_mm
+            d_mm = _peak_depth(out, p.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
             if d_mm > 0:
                 around.append(uvd_to_xyz(np.array([p.frame_uv[0], p.frame_uv[1], d_mm]), intr))
         if not around:
             return none
         seg = self._segment_search(depth, intr, prev, around)
+        gate_m = cfg.fallback_depth_gate_mm / det.depth_scale_mm
         keep = []
         for h in seg.hands:
             hits = [
-                p.score
+                p
                 for p in weak
                 if h.mask[
                     min(max(int(round(p.frame_uv[1])), 0), depth.shape[0] - 1),
                     min(max(int(round(p.frame_uv[0])), 0), depth.shape[1] - 1),
                 ]
             ]
+            if hits and out.hand_depth_m is not None and gate_m > 0:
+                # the detector's hand depth at the peak: a piece of the occluder, the arm or the body that
+                # reaches the peak lies at another depth than the hand the detector saw there
+                z_m = float(h.com_xyz_mm[2] - cfg.com_depth_offset_mm) / det.depth_scale_mm
+                hits = [
+                    p
+                    for p in hits
+                    if abs(float(out.hand_depth_m[p.cell_uv[1], p.cell_uv[0]]) - z_m) <= gate_m
+                ]
             if hits:
                 keep.append(h)
         if not keep:
@@ -828,15 +854,25 @@ class HandSegmenter:
 
 
 # ---------------------------------------------------------------------- helpers
-def _peak_depth(out, cell_uv: tuple[int, int], lo_m: float, hi_m: float) -> float:
-    """Depth (detector units, m) of the hand at a heatmap peak: the median of the in-range input pixels
-    under the predicted mask within +- 1 cell of the peak; where the mask is empty there, the 25th
-    percentile of the in-range pixels of a +- 2 cell window (the hand is in front of what surrounds it).
-    0 when nothing in range is near the peak."""
+def _peak_depth(out, cell_uv: tuple[int, int], lo_m: float, hi_m: float, snap_m: float = 0.0) -> float:
+    """Depth (detector units, m) of the hand at a heatmap peak. With the engine's hand-depth output and
+    snap_m > 0: the median of the in-range input pixels within +- 2 cells of the peak that lie within
+    +- snap_m of the predicted hand depth (the measured surface the network calls the hand). Otherwise,
+    or when no pixel lies that close (v1 rule): the median of the in-range input pixels under the
+    predicted mask within +- 1 cell of the peak; where the mask is empty there, the 25th percentile of the
+    in-range pixels of a +- 2 cell window (the hand is in front of what surrounds it). 0 when nothing in
+    range is near the peak."""
     geo = out.geometry
     s = geo.stride
     cu, cv = cell_uv
     x = out.input_m
+    if snap_m > 0 and out.hand_depth_m is not None:
+        zp = float(out.hand_depth_m[cv, cu])
+        win = x[max((cv - 2) * s, 0) : (cv + 3) * s, max((cu - 2) * s, 0) : (cu + 3) * s]
+        lo, hi = max(lo_m, zp - snap_m), min(hi_m, zp + snap_m)
+        vals = win[(win >= lo) & (win <= hi)]
+        if len(vals) >= 3:
+            return _quantile(vals, 0.5)
     for r, use_mask in ((1, True), (2, False)):
         ys0, xs0 = max((cv - r) * s, 0), max((cu - r) * s, 0)
         win = x[ys0 : (cv + r + 1) * s, xs0 : (cu + r + 1) * s]
