@@ -12,7 +12,8 @@ from engines.registry import DEFAULT_DIR
 from stream.errors import InputError
 from stream.frames import KNOWN_CAMERAS
 from stream.preprocess import HandDetector, HandSegmenter, SegmenterConfig, detector_input
-from stream.preprocess.detect import DETECTOR_TASK, find_peaks, input_geometry
+from stream.preprocess.detect import DETECTOR_TASK, DetectorOutput, find_peaks, input_geometry
+from stream.preprocess.segment import _peak_depth
 
 ONNX = DEFAULT_DIR / "detector.onnx"
 PALM = [0, 5, 9, 13, 17]
@@ -132,14 +133,42 @@ def test_find_peaks():
     assert len(find_peaks(hm, 0.5, 1)) == 1
 
 
-def test_export_parity_through_the_runtime(tmp_path):
-    """An untrained detector exported with engines.export and run by HandDetector matches PyTorch."""
+def _two_layer_output(pred_depth_m: float | None) -> DetectorOutput:
+    """A detector output over an occluder (0.40 m, 12 input columns) beside the hand (0.60 m, 8 columns)
+    in front of a 1.2 m wall, the predicted mask covering both (as the coarse 40x30 mask does)."""
+    x = np.full((120, 160), 1.2, np.float32)
+    x[52:72, 72:84] = 0.40
+    x[52:72, 84:92] = 0.60
+    logits = np.full((30, 40), -5.0, np.float32)
+    logits[13:18, 18:23] = 3.0
+    depth = None if pred_depth_m is None else np.full((30, 40), pred_depth_m, np.float32)
+    return DetectorOutput(
+        np.zeros((30, 40), np.float32), logits, x, input_geometry((320, 240), (160, 120), 4), depth
+    )
+
+
+def test_peak_depth_snaps_to_the_predicted_hand_surface():
+    """Issue 4: the v1 rule (median under the mask near the peak) takes the occluder's depth; with the
+    engine's hand-depth output the measured surface nearest that estimate is taken."""
+    lo, hi = 0.15, 1.5
+    assert _peak_depth(_two_layer_output(None), (20, 15), lo, hi, 0.06) == pytest.approx(0.40)
+    assert _peak_depth(_two_layer_output(0.62), (20, 15), lo, hi, 0.0) == pytest.approx(0.40)  # snap off
+    assert _peak_depth(_two_layer_output(0.62), (20, 15), lo, hi, 0.06) == pytest.approx(0.60)
+    assert _peak_depth(_two_layer_output(0.37), (20, 15), lo, hi, 0.06) == pytest.approx(0.40)
+    # no measured surface near the estimate (the hand fully hidden): the v1 rule, not a made-up depth
+    assert _peak_depth(_two_layer_output(0.90), (20, 15), lo, hi, 0.06) == pytest.approx(0.40)
+
+
+@pytest.mark.parametrize("depth_head", [False, True])
+def test_export_parity_through_the_runtime(tmp_path, depth_head):
+    """An untrained detector exported with engines.export and run by HandDetector matches PyTorch (with
+    and without the hand-depth output)."""
     torch = pytest.importorskip("torch")
     from engines.export import export_onnx
     from train.detector import create_detector
 
     torch.manual_seed(0)
-    model = create_detector(width=8, deep=16).eval()
+    model = create_detector(width=8, deep=16, depth_head=depth_head).eval()
     s = _frames("d435_320x240", 9, 1)[0]
     x, _ = detector_input(s.frame.depth_mm)
     inputs = np.stack([x, x[:, ::-1]])[:, None].astype(np.float32)
@@ -152,11 +181,33 @@ def test_export_parity_through_the_runtime(tmp_path):
         {"task": DETECTOR_TASK, "preprocessing": {**pre, "depth_clip_m": 3.0}},
         simplify=False,  # onnxslim is exercised by tests/test_export.py; here the runtime path matters
         parity_inputs=inputs,
-        output_names=("heatmap", "mask"),
+        output_names=("heatmap", "mask", "depth") if depth_head else ("heatmap", "mask"),
     )
     det = HandDetector(path)
+    assert det.has_depth is depth_head
     out = det.run(s.frame.depth_mm)
     with torch.inference_mode():
-        heat, mask = model(torch.from_numpy(x[None, None]))
-    np.testing.assert_allclose(out.heatmap, heat[0, 0].numpy(), atol=1e-4)
-    np.testing.assert_allclose(out.mask_logits, mask[0, 0].numpy(), atol=1e-4)
+        res = model(torch.from_numpy(x[None, None]))
+    np.testing.assert_allclose(out.heatmap, res[0][0, 0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(out.mask_logits, res[1][0, 0].numpy(), atol=1e-4)
+    if depth_head:
+        np.testing.assert_allclose(out.hand_depth_m, res[2][0, 0].numpy(), atol=1e-4)
+    else:
+        assert out.hand_depth_m is None
+
+
+def test_two_channel_checkpoint_loads_into_the_depth_head_model():
+    """Fine-tuning the shipped (v1) detector with the depth head keeps its heatmap and mask outputs."""
+    torch = pytest.importorskip("torch")
+    from train.detector import create_detector
+
+    torch.manual_seed(0)
+    old = create_detector(width=8, deep=16).eval()
+    new = create_detector(width=8, deep=16, depth_head=True).eval()
+    new.load_two_channel(old.state_dict())
+    x = torch.rand(1, 1, 120, 160)
+    with torch.inference_mode():
+        a, b = old(x), new(x)
+    assert len(b) == 3 and b[2].shape == (1, 1, 30, 40)
+    torch.testing.assert_close(a[0], b[0])
+    torch.testing.assert_close(a[1], b[1])
