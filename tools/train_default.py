@@ -107,7 +107,7 @@ def train_stage(args) -> int:
         schedule=args.schedule,
         loss=args.loss,
         lr_patience=2,
-        early_stop_patience=8,
+        early_stop_patience=args.patience,
         augment={
             "rotation_deg": 10.0,
             "scale_range": [0.95, 1.05],
@@ -274,6 +274,13 @@ def main(argv=None) -> int:
     )
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--loss", choices=["eq4.14", "smooth_l1"], default="eq4.14")
+    t.add_argument(
+        "--patience",
+        type=int,
+        default=8,
+        help="early stop after this many epochs without a better validation loss (a long cosine run's "
+        "noisy high-LR phase can trip 8; give it the epoch count to switch early stopping off)",
+    )
     t.add_argument("--chunks", type=int, default=0, help="use only the first N chunks (0 = all)")
     t.add_argument("--name", default="pose")
     t.add_argument("--resume", action="store_true", help="continue runs/NAME/last.pt for --minutes more")
