@@ -31,7 +31,7 @@ def test_shipped_engine_and_manifest():
     pre = man.preprocessing
     assert (pre["input_width"], pre["input_height"], pre["output_stride"]) == (160, 120, 4)
     assert pre["depth_scale_mm"] == 1000.0 and pre["depth_clip_m"] > 1.5
-    assert [t.name for t in man.outputs] == ["heatmap", "mask"]
+    assert [t.name for t in man.outputs] == ["heatmap", "mask", "depth"]  # depth: issue 4
     assert man.outputs[0].shape == (1, 1, 30, 40)
     assert man.metrics["trained"] is True
     assert man.export["parity_max_abs_diff"] <= 1e-4
