@@ -525,6 +525,17 @@ MODEL_SPECS.update(
             512,
             0.0,
         ),
+        "compact_m_canon": ModelSpec(
+            "compact_m_canon",
+            "pose-depth",
+            1,
+            _canonical(_compact(_DS_M, 24, "flat")),
+            "compact_m inside in-plane canonicalization (train/canonical.py)",
+            "compact_m's size and ~2x compact_s_canon's latency; tests whether capacity helps once rotation is removed",
+            96,
+            512,
+            0.0,
+        ),
     }
 )
 
