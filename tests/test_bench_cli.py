@@ -5,6 +5,7 @@ Structure is asserted (keys, units, consistency, files written and read back), n
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from stream.bench.cli import check_targets, main
 from stream.bench.runtime import CAPTURE_KEY
 from stream.bench.sources import ClipSource, clip_recording, load_clip, load_npz_clip, save_clip
 from stream.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +79,8 @@ def test_tiny_bench_writes_json_markdown_and_plots(clip_npz, tmp_path, capsys):
     assert "skipped" in r["backends"]["tensorrt"] or r["backends"]["tensorrt"]["infer_ms"]["n"] == 4
     assert "samples_ms" not in r["backends"]["onnxruntime_t1"]  # raw samples only feed the plots
     v = r["variants"]["default"]
-    assert v["infer_ms"]["n"] == 4 and v["end_to_end_ms"]["n"] == 4 and v["model"] == "compact_s"
+    shipped = json.loads((REPO / "engines" / "default" / "pose.json").read_text())["training"]["model"]
+    assert v["infer_ms"]["n"] == 4 and v["end_to_end_ms"]["n"] == 4 and v["model"] == shipped
     assert r["command"].startswith("handstream bench --source")
     assert r["machine"]["usable_cores"] >= 1 and "onnxruntime" in r["machine"]["versions"]
     assert r["input"]["width"] == 640 and r["input"]["distinct_frames"] == 3
