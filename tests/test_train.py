@@ -271,3 +271,29 @@ def test_smooth_l1_loss_values_and_a_run_that_learns(tmp_path):
     assert meta["model_name"] == "compact_s_canon"
     with pytest.raises(InputError, match="loss"):
         train(TrainConfig(name="bad", loss="l3", out_dir=str(tmp_path), progress=False), data, data)
+
+
+def test_init_from_a_local_checkpoint(tmp_path):
+    from stream.errors import InputError
+
+    data = _blob_arrays()
+    base = dict(
+        model="compact_gap", model_kwargs={"fc_width": 32}, optimizer="adamw", batch_size=16, epochs=1
+    )
+    base.update(out_dir=str(tmp_path), progress=False, tensorboard=False, threads=1)
+    first = train(TrainConfig(name="a", lr=0.01, **base), data, data)
+    src, _ = load_trained(first.best_checkpoint)
+    # lr 0 and no weight decay: the weights after a run are exactly the ones it started from
+    second = train(TrainConfig(name="b", lr=0.0, init_from=str(first.best_checkpoint), **base), data, data)
+    got, _ = load_trained(second.best_checkpoint)
+    for (k, a), b in zip(src.state_dict().items(), got.state_dict().values()):
+        if "running" not in k and "num_batches" not in k:
+            assert torch.equal(a, b), k
+    with pytest.raises(InputError, match="holds"):
+        train(
+            TrainConfig(name="c", init_from=str(first.best_checkpoint), **{**base, "model": "compact_s"}),
+            data,
+            data,
+        )
+    with pytest.raises(InputError, match="no checkpoint"):
+        train(TrainConfig(name="d", init_from=str(tmp_path / "none.pt"), **base), data, data)

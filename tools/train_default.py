@@ -106,6 +106,7 @@ def train_stage(args) -> int:
         epochs=200,
         schedule=args.schedule,
         loss=args.loss,
+        init_from=args.init,
         lr_patience=2,
         early_stop_patience=args.patience,
         augment={
@@ -281,6 +282,7 @@ def main(argv=None) -> int:
         help="early stop after this many epochs without a better validation loss (a long cosine run's "
         "noisy high-LR phase can trip 8; give it the epoch count to switch early stopping off)",
     )
+    t.add_argument("--init", default="", help="start from this local checkpoint's weights (warm restart)")
     t.add_argument("--chunks", type=int, default=0, help="use only the first N chunks (0 = all)")
     t.add_argument("--name", default="pose")
     t.add_argument("--resume", action="store_true", help="continue runs/NAME/last.pt for --minutes more")

@@ -47,9 +47,9 @@ class TrainConfig:
     # the seed, offered because on short CPU budgets plateau halving never reaches a low-LR phase:
     # tools/diagnose_pose.py measured 37.1 vs 42.2 mm (mean of 2 seeds, equal steps) for cosine-like one-cycle.
     schedule: str = "plateau"
-    loss: str = (
-        "eq4.14"  # or "smooth_l1" (see smooth_l1_pose_loss); validation always reports both mm and eq4.14
-    )
+    # "eq4.14" or "smooth_l1" (see smooth_l1_pose_loss); validation always reports mm and eq. 4.14
+    loss: str = "eq4.14"
+    init_from: str = ""  # a local checkpoint (.pt from this trainer) to start from; "" = random init
     lr_patience: int = 3  # epochs without improvement before the LR is halved
     lr_factor: float = 0.5
     min_lr: float = 1e-6
@@ -122,6 +122,27 @@ def smooth_l1_pose_loss(pred: torch.Tensor, target: torch.Tensor, beta: float = 
 LOSSES = {"eq4.14": pose_loss, "smooth_l1": smooth_l1_pose_loss}
 
 
+def load_weights(model: torch.nn.Module, path: str | Path, model_name: str) -> None:
+    """Start a run from a local checkpoint's weights (fine-tuning / a warm restart); nothing is downloaded.
+    The checkpoint must hold the same model, else a one-line InputError."""
+    from .models import canonical_name
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"init_from: no checkpoint at {p}")
+    ck = torch.load(p, map_location="cpu", weights_only=False)
+    try:
+        same = canonical_name(str(ck.get("model_name"))) == canonical_name(model_name)
+    except KeyError:
+        same = False
+    if not same:
+        raise InputError(f"init_from: {p} holds {ck.get('model_name')!r}, this run trains {model_name!r}")
+    try:
+        model.load_state_dict(ck["model_state"])
+    except RuntimeError as e:
+        raise InputError(f"init_from: {p} does not fit this model ({str(e).splitlines()[0]})") from None
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -189,6 +210,8 @@ def train(
     j = int(train_arrays.joints.shape[1])
     kwargs = {**cfg.model_kwargs, "num_joints": j, "input_size": size}
     model = create_model(cfg.model, **kwargs).to(device)
+    if cfg.init_from:
+        load_weights(model, cfg.init_from, cfg.model)
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(
