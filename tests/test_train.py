@@ -32,6 +32,23 @@ def _blob_arrays(n=96, size=32, joints=2, seed=0) -> PoseArrays:
     return PoseArrays(depth, j, np.zeros((n, 3)), j * 125.0, 250.0, {"toy": True})
 
 
+def _toy_config(tmp_path, name: str, **overrides) -> TrainConfig:
+    """A small AdamW run on the toy blobs, quiet and single-threaded; tests override what they check."""
+    kw = dict(
+        model="compact_gap",
+        model_kwargs={"fc_width": 32},
+        optimizer="adamw",
+        lr=0.01,
+        batch_size=16,
+        epochs=4,
+        out_dir=str(tmp_path),
+        progress=False,
+        tensorboard=False,
+        threads=1,
+    )
+    return TrainConfig(name=name, **{**kw, **overrides})
+
+
 def test_loss_is_eq_4_14():
     pred = torch.tensor([[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]])
     target = torch.zeros(1, 6)
@@ -220,20 +237,7 @@ def test_cosine_schedule_values_and_a_run_that_learns(tmp_path):
     assert cosine_lr(1.0, 0.0, 0.03 + 0.97 / 2) == pytest.approx(0.5)
     assert cosine_lr(1.0, 1e-4, 1.0) == pytest.approx(1e-4)
     data = _blob_arrays()
-    cfg = TrainConfig(
-        name="toy_cos",
-        model="compact_gap",
-        model_kwargs={"fc_width": 32},
-        optimizer="adamw",
-        lr=0.01,
-        schedule="cosine",
-        batch_size=16,
-        epochs=4,
-        out_dir=str(tmp_path),
-        progress=False,
-        tensorboard=False,
-        threads=1,
-    )
+    cfg = _toy_config(tmp_path, "toy_cos", schedule="cosine")
     res = train(cfg, data, data)
     lrs = [h["lr"] for h in res.history]
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.1 * cfg.lr  # annealed over the budget
@@ -250,20 +254,13 @@ def test_smooth_l1_loss_values_and_a_run_that_learns(tmp_path):
     pred = torch.tensor([[0.01, 1.0]])
     assert float(smooth_l1_pose_loss(pred, torch.zeros(1, 2))) == pytest.approx((0.0025 + 0.99) / 2)
     data = _blob_arrays()
-    cfg = TrainConfig(
-        name="toy_l1",
+    cfg = _toy_config(
+        tmp_path,
+        "toy_l1",
         model="compact_s_canon",
         model_kwargs={"fc_width": 32, "input_size": 32},
-        optimizer="adamw",
-        lr=0.01,
         schedule="cosine",
         loss="smooth_l1",
-        batch_size=16,
-        epochs=4,
-        out_dir=str(tmp_path),
-        progress=False,
-        tensorboard=False,
-        threads=1,
     )
     res = train(cfg, data, data)
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
@@ -277,23 +274,16 @@ def test_init_from_a_local_checkpoint(tmp_path):
     from stream.errors import InputError
 
     data = _blob_arrays()
-    base = dict(
-        model="compact_gap", model_kwargs={"fc_width": 32}, optimizer="adamw", batch_size=16, epochs=1
-    )
-    base.update(out_dir=str(tmp_path), progress=False, tensorboard=False, threads=1)
-    first = train(TrainConfig(name="a", lr=0.01, **base), data, data)
+    first = train(_toy_config(tmp_path, "a", epochs=1), data, data)
     src, _ = load_trained(first.best_checkpoint)
     # lr 0 and no weight decay: the weights after a run are exactly the ones it started from
-    second = train(TrainConfig(name="b", lr=0.0, init_from=str(first.best_checkpoint), **base), data, data)
+    ck = str(first.best_checkpoint)
+    second = train(_toy_config(tmp_path, "b", epochs=1, lr=0.0, init_from=ck), data, data)
     got, _ = load_trained(second.best_checkpoint)
     for (k, a), b in zip(src.state_dict().items(), got.state_dict().values()):
         if "running" not in k and "num_batches" not in k:
             assert torch.equal(a, b), k
     with pytest.raises(InputError, match="holds"):
-        train(
-            TrainConfig(name="c", init_from=str(first.best_checkpoint), **{**base, "model": "compact_s"}),
-            data,
-            data,
-        )
+        train(_toy_config(tmp_path, "c", epochs=1, model="compact_s", init_from=ck), data, data)
     with pytest.raises(InputError, match="no checkpoint"):
-        train(TrainConfig(name="d", init_from=str(tmp_path / "none.pt"), **base), data, data)
+        train(_toy_config(tmp_path, "d", epochs=1, init_from=str(tmp_path / "none.pt")), data, data)

@@ -120,22 +120,15 @@ def gen(args) -> int:
             a = make_crops(fr, SIZE, CUBE_MM, seed=1, **kw, **FILTERS)
             b = make_crops(fr, SIZE, CUBE_MM, jitter_mm=15.0, seed=2, **kw, **FILTERS)
             save(PoseArrays.concat([a, b]), f"train_{v}")
-    if part in ("noocc", "all"):
-        fr = render(args.frames, TRAIN_SEED, False)
-        kw = VARIANTS["seg_segmask"]
-        a = make_crops(fr, SIZE, CUBE_MM, seed=1, **kw, **FILTERS)
-        b = make_crops(fr, SIZE, CUBE_MM, jitter_mm=15.0, seed=2, **kw, **FILTERS)
-        save(PoseArrays.concat([a, b]), "train_noocc_seg_segmask")
-        vf = render(args.val_frames, VAL_SEED, False)
-        save(make_crops(vf, SIZE, CUBE_MM, seed=3, **kw, **FILTERS), "val_noocc_seg_segmask")
-    if part in ("noocc_gt", "all"):
-        fr = render(args.frames, TRAIN_SEED, False)
-        kw = VARIANTS["gt_gtmask"]
-        a = make_crops(fr, SIZE, CUBE_MM, seed=1, **kw, **FILTERS)
-        b = make_crops(fr, SIZE, CUBE_MM, jitter_mm=15.0, seed=2, **kw, **FILTERS)
-        save(PoseArrays.concat([a, b]), "train_noocc_gt_gtmask")
-        vf = render(args.val_frames, VAL_SEED, False)
-        save(make_crops(vf, SIZE, CUBE_MM, seed=3, **kw, **FILTERS), "val_noocc_gt_gtmask")
+    for noocc_part, variant in (("noocc", "seg_segmask"), ("noocc_gt", "gt_gtmask")):
+        if part in (noocc_part, "all"):
+            fr = render(args.frames, TRAIN_SEED, False)
+            kw = VARIANTS[variant]
+            a = make_crops(fr, SIZE, CUBE_MM, seed=1, **kw, **FILTERS)
+            b = make_crops(fr, SIZE, CUBE_MM, jitter_mm=15.0, seed=2, **kw, **FILTERS)
+            save(PoseArrays.concat([a, b]), f"train_noocc_{variant}")
+            vf = render(args.val_frames, VAL_SEED, False)
+            save(make_crops(vf, SIZE, CUBE_MM, seed=3, **kw, **FILTERS), f"val_noocc_{variant}")
     if part in ("val", "all"):
         vf = render(args.val_frames, VAL_SEED, True)
         for v, kw in VARIANTS.items():

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from .canonical import rotation_matrices
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -71,8 +73,7 @@ def apply_transform(
     Forward map on a point p = (x', y', z'):  p_new = s * Rz(theta) p - t   (rotation only acts on x, y).
     The image is resampled with the inverse map; depth values go through the same z map."""
     b = depth.shape[0]
-    c, s_ = torch.cos(theta), torch.sin(theta)
-    rot = torch.stack([torch.stack([c, -s_], -1), torch.stack([s_, c], -1)], -2)  # (B, 2, 2)
+    rot = rotation_matrices(theta)  # (B, 2, 2)
     sc = scale.view(b, 1, 1)
     t = translate
     # joints

@@ -22,7 +22,7 @@ from stream.errors import InputError
 
 from .augment import AugmentConfig, augment_batch
 from .data import PoseArrays
-from .models import create_model
+from .models import canonical_name, create_model
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,6 @@ LOSSES = {"eq4.14": pose_loss, "smooth_l1": smooth_l1_pose_loss}
 def load_weights(model: torch.nn.Module, path: str | Path, model_name: str) -> None:
     """Start a run from a local checkpoint's weights (fine-tuning / a warm restart); nothing is downloaded.
     The checkpoint must hold the same model, else a one-line InputError."""
-    from .models import canonical_name
-
     p = Path(path)
     if not p.is_file():
         raise InputError(f"init_from: no checkpoint at {p}")
