@@ -35,11 +35,12 @@ def gen(args) -> int:
 
     from train.data import PoseArrays, default_scene, make_crops, synthetic_frames
 
-    TRAIN_DIR.mkdir(parents=True, exist_ok=True)
+    train_dir = Path(args.data_dir)
+    train_dir.mkdir(parents=True, exist_ok=True)
     cfg = replace(default_scene(), color=False)  # depth only: a third faster, same depth frames
     n_chunks = (args.frames + CHUNK - 1) // CHUNK
     for c in range(args.first_chunk, args.first_chunk + n_chunks):
-        out = TRAIN_DIR / f"chunk_{c:03d}.npz"
+        out = train_dir / f"chunk_{c:03d}.npz"
         if out.exists():
             continue
         t0 = time.time()
@@ -61,15 +62,15 @@ def gen(args) -> int:
     return 0
 
 
-def load_chunks(limit: int = 0):
+def load_chunks(limit: int = 0, train_dir: Path = TRAIN_DIR):
     from train.data import PoseArrays
 
-    files = sorted(TRAIN_DIR.glob("chunk_*.npz"))
+    files = sorted(Path(train_dir).glob("chunk_*.npz"))
     files = [f for f in files if not f.name.endswith(".tmp.npz")]
     if limit:
         files = files[:limit]
     if len(files) < 2:
-        raise SystemExit(f"need at least 2 chunks in {TRAIN_DIR}, found {len(files)}: run `gen` first")
+        raise SystemExit(f"need at least 2 chunks in {train_dir}, found {len(files)}: run `gen` first")
     return files, [usable(PoseArrays.load(f)) for f in files]
 
 
@@ -88,7 +89,7 @@ def train_stage(args) -> int:
     from train.data import PoseArrays
     from train.trainer import TrainConfig, train
 
-    files, parts = load_chunks(args.chunks)
+    files, parts = load_chunks(args.chunks, Path(args.data_dir))
     val = parts[-1]  # the last chunk (its own seed) is the validation set
     tr = PoseArrays.concat(parts[:-1])
     print(
@@ -124,6 +125,9 @@ def train_stage(args) -> int:
         data={
             "kind": "synthetic-generated",
             "chunks": [f.name for f in files[:-1]],
+            "dir": str(Path(args.data_dir).relative_to(REPO))
+            if Path(args.data_dir).is_relative_to(REPO)
+            else args.data_dir,
             "crop_size": CROP_SIZE,
             "cube_mm": CUBE_MM,
         },
@@ -262,6 +266,7 @@ def main(argv=None) -> int:
     g.add_argument("--frames", type=int, default=16000)
     g.add_argument("--first-chunk", type=int, default=0)
     g.add_argument("--jitter-mm", type=float, default=15.0)
+    g.add_argument("--data-dir", default=str(TRAIN_DIR), help="where the training chunks go")
     t = sub.add_parser("train")
     t.add_argument("--minutes", type=float, default=35.0)
     t.add_argument("--model", default="compact_s")
@@ -284,6 +289,7 @@ def main(argv=None) -> int:
     )
     t.add_argument("--init", default="", help="start from this local checkpoint's weights (warm restart)")
     t.add_argument("--chunks", type=int, default=0, help="use only the first N chunks (0 = all)")
+    t.add_argument("--data-dir", default=str(TRAIN_DIR), help="the training chunks (`gen --data-dir`)")
     t.add_argument("--name", default="pose")
     t.add_argument("--resume", action="store_true", help="continue runs/NAME/last.pt for --minutes more")
     e = sub.add_parser("test")
