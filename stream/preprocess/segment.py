@@ -478,6 +478,7 @@ class HandSegmenter:
         )
         band8 = m8
         m8 = cv2.bitwise_and(m8, cv2.compare(logits, cfg.mask_logit_threshold, cv2.CMP_GT))
+        core8 = m8  # the palm anchor below stays on the detector's own mask (growth reaches the forearm)
         if cfg.mask_grow_mm > 0:
             m8 = _grow_mask(
                 m8,
@@ -490,6 +491,8 @@ class HandSegmenter:
             )
         for other in taken:  # pixels already given to a better hand
             m8[other.mask[y0:y1, x0:x1]] = 0
+            if core8 is not m8:
+                core8[other.mask[y0:y1, x0:x1]] = 0
         n_px = cv2.countNonZero(m8)
         if n_px == 0:
             return None
@@ -502,12 +505,18 @@ class HandSegmenter:
         com_xyz = _com_from_moments(mom, n_px, bx0, by0, intr, cfg.com_depth_offset_mm)
         mask = np.zeros((H, W), dtype=bool)  # calloc'd: only the ROI's pages are touched
         np.greater(sub8, 0, out=mask[by0 : by0 + bh, bx0 : bx0 + bw])
-        # the palm's distance transform on the mask's bounding box + 1 pixel of background (clipped to
-        # the cube-sized ROI, whose border counts as far): the same distances as on the whole ROI
-        px0, py0 = max(bx0 - 1, ox0), max(by0 - 1, oy0)
-        px1, py1 = min(bx0 + bw + 1, ox1), min(by0 + bh + 1, oy1)
+        # the palm's distance transform on the (core) mask's bounding box + 1 pixel of background
+        # (clipped to the cube-sized ROI, whose border counts as far): the same distances as on the ROI
+        core, (cx0, cy0, cw, ch) = mask, (bx0, by0, bw, bh)
+        if core8 is not m8:
+            cx, cy, cw, ch = cv2.boundingRect(core8)
+            cx0, cy0 = x0 + cx, y0 + cy
+            core = np.zeros((H, W), dtype=bool)
+            np.greater(core8, 0, out=core[y0:y1, x0:x1])
+        px0, py0 = max(cx0 - 1, ox0), max(cy0 - 1, oy0)
+        px1, py1 = min(cx0 + cw + 1, ox1), min(cy0 + ch + 1, oy1)
         palm_uvd = _palm_centre(
-            mask[py0:py1, px0:px1], depth[py0:py1, px0:px1], px0, py0, cfg.com_depth_offset_mm
+            core[py0:py1, px0:px1], depth[py0:py1, px0:px1], px0, py0, cfg.com_depth_offset_mm
         )
         return HandDetection(
             mask=mask,
