@@ -242,7 +242,7 @@ def test_occluder_scenes_take_the_hand_surface_not_the_occluder():
 def test_mask_growth_follows_the_surface_not_the_depth_edge():
     """_grow_mask (issue 4): a finger the coarse mask missed is continuous in depth with the palm and is
     taken back, ring by ring, up to `steps` pixels; an object beside the palm behind a 60 mm depth edge,
-    and pixels whose logit says 'not hand', are not."""
+    and pixels whose logit says 'not hand', are not. Beyond 8 rings it works on every other pixel."""
     from stream.preprocess.segment import _grow_mask
 
     depth = np.full((60, 60), 900.0, np.float32)
@@ -253,13 +253,18 @@ def test_mask_growth_follows_the_surface_not_the_depth_edge():
     m8 = np.zeros((60, 60), np.uint8)
     m8[22:38, 22:38] = 255  # the coarse mask: the palm, a little short of its edges
     logits = np.zeros((60, 60), np.float32)
-    grown = _grow_mask(m8, band8, depth, logits, 20, 15.0, -1e9) > 0
-    assert grown[20:40, 20:40].all() and grown[5:20, 28:32].all()
+    before = m8.copy()
+    grown = _grow_mask(m8, band8, depth, logits, 8, 15.0, -1e9) > 0
+    assert (m8 == before).all()  # the caller's (core) mask is left alone
+    assert grown[20:40, 20:40].all() and grown[14:20, 28:32].all() and not grown[:14].any()
     assert not grown[20:40, 40:55].any() and not grown[depth == 900.0].any()
-    short = _grow_mask(m8, band8, depth, logits, 5, 15.0, -1e9) > 0
-    assert short[17, 30] and not short[10, 30]  # at most 5 rings beyond the coarse mask
+    short = _grow_mask(m8, band8, depth, logits, 4, 15.0, -1e9) > 0
+    assert short[18, 30] and not short[17, 30]  # at most 4 rings beyond the coarse mask
+    far = _grow_mask(m8, band8, depth, logits, 20, 15.0, -1e9) > 0  # 20 rings: every other pixel
+    assert far[6:20, 28:32].all() and far[20:40, 20:40].all()
+    assert not far[20:40, 40:55].any() and not far[depth == 900.0].any()
     logits[5:20, 28:32] = -10.0
-    gated = _grow_mask(m8, band8, depth, logits, 20, 15.0, -5.0) > 0
+    gated = _grow_mask(m8, band8, depth, logits, 8, 15.0, -5.0) > 0
     assert not gated[5:20, 28:32].any() and gated[20:40, 20:40].all()
     assert (_grow_mask(m8, band8, depth, logits, 0, 15.0, -1e9) == m8).all()
 
