@@ -42,7 +42,8 @@ palm-centre heatmap and hand-mask logits at 1/16 of the frame's area (40x30 for 
 peak >= `presence_threshold` is a hand: its depth is the median of the measured depth under the predicted
 mask near the peak (robust to holes and to a closer object at the peak); the mask is the predicted mask,
 upsampled bilinearly inside the cube-sized ROI around the peak only, AND the pixels within
-+- known_cube_mm / 2 of that depth; the centre is the mean 3-D point of that mask pushed back
++- known_cube_mm / 2 of that depth, then grown by up to `mask_grow_mm` into the depth-continuous surface
+around it (the coarse map misses thin fingers; issue 4); the centre is the mean 3-D point of that mask pushed back
 `com_depth_offset_mm`, as in step 6 (the pose model's training crops stay centred the same way). With
 `prev`, a peak near a previous hand needs only half the threshold (tracking keeps a half-hidden hand).
 When no peak reaches the threshold, the classic method runs and its hands are kept only where a weak peak
