@@ -297,3 +297,47 @@ def test_mask_growth_recovers_missed_hand_pixels():
         )
     assert total > 0
     assert missed["grown"] < 0.6 * missed["plain"], missed
+
+
+def test_solidity_tells_a_hand_from_a_ball_or_a_box():
+    from stream.preprocess.segment import _solidity
+
+    yy, xx = np.mgrid[:80, :80]
+    disc = (yy - 40) ** 2 + (xx - 40) ** 2 < 30**2
+    box = np.zeros((80, 80), bool)
+    box[10:60, 20:70] = True
+    hand = np.zeros((80, 80), bool)
+    hand[40:75, 15:65] = True  # palm
+    for k in range(4):  # four spread fingers
+        hand[5:40, 17 + 13 * k : 24 + 13 * k] = True
+    sol = {}
+    for name, m in (("disc", disc), ("box", box), ("hand", hand)):
+        ys, xs = np.nonzero(m)
+        sol[name] = _solidity(m, (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1))
+    assert sol["disc"] > 0.95 and sol["box"] > 0.95 and sol["hand"] < 0.85, sol
+    assert _solidity(np.zeros((10, 10), bool), (0, 0, 10, 10)) == 1.0
+
+
+def test_looking_behind_a_convex_occluder_finds_the_hidden_hand():
+    """Issue 4: scenes where an object always lies in front of the hand (seed 11, disjoint from the
+    detector's training seeds). When the chosen mask is as convex as a ball or a box, the hand is looked
+    for again behind it: wrong-object centres (> 100 mm from the ground-truth mask centre) measured 6 -> 3
+    of these 80 frames (15 -> 8 of 200)."""
+    from dataclasses import replace
+
+    from train.data import default_scene, mask_centre, synthetic_frames
+
+    on = HandSegmenter()
+    if on.detector is None or on.config.occluder_solidity >= 1.0:
+        pytest.skip("no learned detector, or the look-behind rule is off by default")
+    off = HandSegmenter(SegmenterConfig(occluder_solidity=1.0))
+    frames = list(synthetic_frames(80, 11, replace(default_scene(), occluder_prob=1.0)))
+    wrong = {}
+    for name, seg in (("on", on), ("off", off)):
+        n = 0
+        for fr in frames:
+            s = seg.segment(fr.depth_mm, fr.intrinsics)
+            gt = mask_centre(fr)
+            n += bool(s.found and gt is not None and np.linalg.norm(s.best.com_xyz_mm - gt) > 100.0)
+        wrong[name] = n
+    assert wrong["on"] < wrong["off"] and wrong["on"] <= 4, wrong
