@@ -213,28 +213,39 @@ def test_two_channel_checkpoint_loads_into_the_depth_head_model():
     torch.testing.assert_close(a[1], b[1])
 
 
-def test_occluder_scenes_take_the_hand_surface_not_the_occluder():
+@pytest.fixture(scope="module")
+def occluder_frames():
+    """Pose scenes where an object always lies in front of the hand (seed 11, disjoint from the detector's
+    training seeds)."""
+    from dataclasses import replace
+
+    from train.data import default_scene, synthetic_frames
+
+    return list(synthetic_frames(80, 11, replace(default_scene(), occluder_prob=1.0)))
+
+
+def _wrong_objects(seg: HandSegmenter, frames) -> int:
+    """Frames whose chosen centre lies > 100 mm from the ground-truth mask centre."""
+    from train.data import mask_centre
+
+    n = 0
+    for fr in frames:
+        s = seg.segment(fr.depth_mm, fr.intrinsics)
+        gt = mask_centre(fr)
+        n += bool(s.found and gt is not None and np.linalg.norm(s.best.com_xyz_mm - gt) > 100.0)
+    return n
+
+
+def test_occluder_scenes_take_the_hand_surface_not_the_occluder(occluder_frames):
     """Issue 4: in pose scenes where an object always lies in front of the hand (seed 11, disjoint from
     the detector's training seeds), snapping each peak's depth to the engine's hand-depth estimate puts
     the centre on a wrong object (> 100 mm from the ground-truth mask centre) less often than the v1 rule
     (measured 4 vs 7 of 80 frames with the round 3 engine)."""
-    from dataclasses import replace
-
-    from train.data import default_scene, mask_centre, synthetic_frames
-
     snap = HandSegmenter()
     if snap.detector is None or not snap.detector.has_depth:
         pytest.skip("the shipped detector engine has no hand-depth output")
     v1 = HandSegmenter(SegmenterConfig(hand_depth_snap_mm=0.0, fallback_depth_gate_mm=0.0))
-    frames = list(synthetic_frames(80, 11, replace(default_scene(), occluder_prob=1.0)))
-    wrong = {}
-    for name, seg in (("snap", snap), ("v1", v1)):
-        n = 0
-        for fr in frames:
-            s = seg.segment(fr.depth_mm, fr.intrinsics)
-            gt = mask_centre(fr)
-            n += bool(s.found and gt is not None and np.linalg.norm(s.best.com_xyz_mm - gt) > 100.0)
-        wrong[name] = n
+    wrong = {"snap": _wrong_objects(snap, occluder_frames), "v1": _wrong_objects(v1, occluder_frames)}
     assert wrong["snap"] < wrong["v1"], wrong
     assert wrong["snap"] <= 6, wrong
 
@@ -318,26 +329,14 @@ def test_solidity_tells_a_hand_from_a_ball_or_a_box():
     assert _solidity(np.zeros((10, 10), bool), (0, 0, 10, 10)) == 1.0
 
 
-def test_looking_behind_a_convex_occluder_finds_the_hidden_hand():
+def test_looking_behind_a_convex_occluder_finds_the_hidden_hand(occluder_frames):
     """Issue 4: scenes where an object always lies in front of the hand (seed 11, disjoint from the
     detector's training seeds). When the chosen mask is as convex as a ball or a box, the hand is looked
     for again behind it: wrong-object centres (> 100 mm from the ground-truth mask centre) measured 6 -> 3
     of these 80 frames (15 -> 8 of 200)."""
-    from dataclasses import replace
-
-    from train.data import default_scene, mask_centre, synthetic_frames
-
     on = HandSegmenter()
     if on.detector is None or on.config.occluder_solidity >= 1.0:
         pytest.skip("no learned detector, or the look-behind rule is off by default")
     off = HandSegmenter(SegmenterConfig(occluder_solidity=1.0))
-    frames = list(synthetic_frames(80, 11, replace(default_scene(), occluder_prob=1.0)))
-    wrong = {}
-    for name, seg in (("on", on), ("off", off)):
-        n = 0
-        for fr in frames:
-            s = seg.segment(fr.depth_mm, fr.intrinsics)
-            gt = mask_centre(fr)
-            n += bool(s.found and gt is not None and np.linalg.norm(s.best.com_xyz_mm - gt) > 100.0)
-        wrong[name] = n
+    wrong = {"on": _wrong_objects(on, occluder_frames), "off": _wrong_objects(off, occluder_frames)}
     assert wrong["on"] < wrong["off"] and wrong["on"] <= 4, wrong
