@@ -235,8 +235,9 @@ def _solidity(mask: np.ndarray, bbox_xywh: tuple[int, int, int, int]) -> float:
     """Area / convex-hull area of the mask's largest outer contour (1 for a disc or a box, ~0.5-0.85
     for a hand with its fingers), computed in the mask's bounding box."""
     x, y, w, h = bbox_xywh
+    f = 2 if min(w, h) > 64 else 1  # every other pixel of a large mask: the same shape, ~3x faster
     cs, _ = cv2.findContours(
-        np.ascontiguousarray(mask[y : y + h, x : x + w]).view(np.uint8),
+        np.ascontiguousarray(mask[y : y + h : f, x : x + w : f]).view(np.uint8),
         cv2.RETR_EXTERNAL,
         cv2.CHAIN_APPROX_SIMPLE,
     )
@@ -1166,8 +1167,10 @@ def _palm_centre(m: np.ndarray, roi: np.ndarray, x0: int, y0: int, offset_mm: fl
     """(u, v, d) of the point deepest inside the mask; d = median depth of the disc around it + offset."""
     if not m.any():
         return None
-    dt = cv2.distanceTransform(m.view(np.uint8), cv2.DIST_L2, 3)
+    f = 2 if min(m.shape) > 64 else 1  # a near hand at 640x480: every other pixel is plenty (~2x faster)
+    dt = cv2.distanceTransform(np.ascontiguousarray(m[::f, ::f]).view(np.uint8), cv2.DIST_L2, 3)
     _, r, _, (pu, pv) = cv2.minMaxLoc(dt)
+    r, pu, pv = r * f, pu * f, pv * f
     k = max(int(r * 0.5), 1)
     sub_m = m[max(pv - k, 0) : pv + k + 1, max(pu - k, 0) : pu + k + 1]
     sub_d = roi[max(pv - k, 0) : pv + k + 1, max(pu - k, 0) : pu + k + 1]
