@@ -9,7 +9,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.models import FUSIONS, MODEL_SPECS, FeatureFusion, create_model, list_models, model_info
+from train.models import (
+    FUSIONS,
+    MODEL_SPECS,
+    FeatureFusion,
+    count_params,
+    create_model,
+    list_models,
+    model_info,
+)
 
 # Seed 003 Tables 4.1 / 4.2 transcribed independently: conv groups between pools, (filters, kernel).
 TABLES = {
@@ -199,3 +207,39 @@ def test_names_and_listing():
     infos = list_models()
     assert [i.name for i in infos] == list(MODEL_SPECS)
     assert all(i.params > 0 and i.output_shape == (1, 63) for i in infos)
+
+
+def test_mean_pair_averages_its_two_nets(tmp_path):
+    """compact_ml_canon_pair (score fusion at 0.5/0.5) predicts the mean of its members, and
+    tools/train_default.py `pair` builds it from two trained checkpoints without changing a weight."""
+    import importlib.util
+    from pathlib import Path
+
+    from train.trainer import load_trained
+
+    torch.manual_seed(0)
+    kw = {"num_joints": 21, "input_size": 64, "fc_width": 64, "dropout": 0.0}
+    paths = []
+    for name in ("compact_m_canon", "compact_l_canon"):
+        net = create_model(name, **kw)
+        p = tmp_path / f"{name}.pt"
+        meta = {"model_name": name, "model_kwargs": kw, "crop_size": 64, "cube_mm": 300.0, "num_joints": 21}
+        torch.save({"model_state": net.state_dict(), **meta}, p)
+        paths.append(p)
+    tool = Path(__file__).resolve().parents[1] / "tools" / "train_default.py"
+    spec = importlib.util.spec_from_file_location("train_default", tool)
+    td = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(td)
+    td.REPO = tmp_path
+    (tmp_path / "checkpoints").mkdir()
+    assert td.main(["pair", "--a", str(paths[0]), "--b", str(paths[1]), "--name", "pair"]) == 0
+    pair, meta = load_trained(tmp_path / "checkpoints" / "pair.pt")
+    assert meta["model_name"] == "compact_ml_canon_pair"
+    a, _ = load_trained(paths[0])
+    b, _ = load_trained(paths[1])
+    x = torch.rand(2, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(pair(x), 0.5 * (a(x) + b(x)))
+    assert count_params(pair) == count_params(a) + count_params(b)
+    with pytest.raises(SystemExit):  # the members must be the pair's two models, in order
+        td.main(["pair", "--a", str(paths[1]), "--b", str(paths[0])])

@@ -5,6 +5,7 @@
     python tools/train_default.py test  --frames 2000       # held-out test set + eval with OUR segmentation
     python tools/train_default.py nyu                       # the model on the real NYU test frame 1
     python tools/train_default.py latency                   # export to ONNX, ORT 1-thread batch-1 latency
+    python tools/train_default.py pair --a M.pt --b L.pt    # average two trained nets into one model
 
 Training hands are disjoint from test hands: training subjects are offset by 1000 (stream.synth test sets
 draw 0..n_subjects-1) and training seeds (1000 + chunk) never equal the test seed (4242).
@@ -184,6 +185,41 @@ def test_stage(args) -> int:
     return 0
 
 
+def pair_stage(args) -> int:
+    """Two trained checkpoints (compact_m_canon, compact_l_canon) -> one compact_ml_canon_pair checkpoint
+    whose prediction is their mean (train.models.MeanPair): nothing is trained, the weights are copied."""
+    import torch
+
+    from train.models import create_model
+
+    cks = [torch.load(p, map_location="cpu", weights_only=False) for p in (args.a, args.b)]
+    names = [ck.get("model_name") for ck in cks]
+    if names != ["compact_m_canon", "compact_l_canon"]:
+        raise SystemExit(f"pair needs a compact_m_canon and a compact_l_canon checkpoint, got {names}")
+    kw = cks[0]["model_kwargs"]
+    if any(ck["model_kwargs"] != kw or ck["cube_mm"] != cks[0]["cube_mm"] for ck in cks):
+        raise SystemExit("the two checkpoints differ in input size, fc width, joints or cube")
+    state = {f"a.{k}": v for k, v in cks[0]["model_state"].items()}
+    state.update({f"b.{k}": v for k, v in cks[1]["model_state"].items()})
+    model = create_model("compact_ml_canon_pair", **kw)
+    model.load_state_dict(state)  # strict: every weight of both nets, nothing else
+    meta = {k: v for k, v in cks[0].items() if not k.endswith("_state") and k not in ("metrics", "config")}
+    meta.update(
+        {
+            "model_name": "compact_ml_canon_pair",
+            "members": [
+                {"checkpoint": str(p), "metrics": ck.get("metrics", {})}
+                for p, ck in zip((args.a, args.b), cks)
+            ],
+            "metrics": {},
+        }
+    )
+    out = REPO / "checkpoints" / f"{args.name}.pt"
+    torch.save({"model_state": model.state_dict(), **meta}, out)
+    print(f"wrote {out}")
+    return 0
+
+
 def nyu_stage(args) -> int:
     """The model on the real NYU test frame 1: our segmentation + crop, 21 -> 14 joints (stream.synth's map),
     against GT line 1 in our camera frame. A different sensor, a different person and joint layout: a sanity
@@ -295,6 +331,10 @@ def main(argv=None) -> int:
     e = sub.add_parser("test")
     e.add_argument("--frames", type=int, default=2000)
     e.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
+    pr = sub.add_parser("pair", help="average two trained checkpoints into one model (no training)")
+    pr.add_argument("--a", required=True, help="a compact_m_canon checkpoint")
+    pr.add_argument("--b", required=True, help="a compact_l_canon checkpoint")
+    pr.add_argument("--name", default="pose_pair")
     n = sub.add_parser("nyu")
     n.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
     lat = sub.add_parser("latency")
@@ -307,6 +347,7 @@ def main(argv=None) -> int:
         "test": test_stage,
         "nyu": nyu_stage,
         "latency": latency_stage,
+        "pair": pair_stage,
     }
     return stages[a.stage](a)
 

@@ -145,6 +145,20 @@ class FusePredNet(nn.Module):
         return self.w_depth * self.depth_net(d) + (1.0 - self.w_depth) * self.rgb_net(r)
 
 
+class MeanPair(nn.Module):
+    """Two pose nets on the same crop, predictions averaged: FusePred-Net's score fusion (seed 003 §4.3.3)
+    with weights fixed at 0.5, applied to two depth nets of different bodies (their errors are partly
+    independent). Exported as one ONNX graph, so the runtime sees one engine."""
+
+    def __init__(self, a: nn.Module, b: nn.Module):
+        super().__init__()
+        self.a = a
+        self.b = b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (self.a(x) + self.b(x))
+
+
 class FeatureFusion(nn.Module):
     """Fuse two feature maps (B, D, H, W): max (4.15), sum (4.16), interleaved concatenation (4.17:
     y_2k = x^a_k, y_2k-1 = x^b_k, 1-based), or 1x1 conv on the concatenation (4.18)."""
@@ -401,6 +415,18 @@ def _canonical(inner):
     return build
 
 
+def _pair(first, second):
+    """A builder of MeanPair(first's model, second's model), both with the same options."""
+
+    def build(num_joints, input_size, fc_width, dropout, **kw):
+        return MeanPair(
+            first(num_joints, input_size, fc_width, dropout, **kw),
+            second(num_joints, input_size, fc_width, dropout, **kw),
+        )
+
+    return build
+
+
 def _compact_conv(num_joints, input_size, fc_width, dropout, **kw):
     if kw:
         raise TypeError(f"unexpected options {sorted(kw)}")
@@ -536,6 +562,18 @@ MODEL_SPECS.update(
             "compact_m inside in-plane canonicalization (train/canonical.py)",
             "fewer params than compact_s but a deeper body; 0.18 ms ORT; val 18.1 mm after 72 min vs "
             "compact_s_canon's 19.8 mm after 100 min (BENCHMARKS.md)",
+            96,
+            512,
+            0.0,
+        ),
+        "compact_ml_canon_pair": ModelSpec(
+            "compact_ml_canon_pair",
+            "pose-depth",
+            1,
+            _pair(_canonical(_compact(_DS_M, 24, "flat")), _canonical(_compact(_DS_L, 24, "flat"))),
+            "compact_m_canon and compact_l_canon on the same crop, predictions averaged (score fusion, 0.5/0.5)",
+            "the sum of both nets' latency and size for ~0.9 mm and +3.6 points of success at 20 mm over the "
+            "better one alone (BENCHMARKS.md)",
             96,
             512,
             0.0,
