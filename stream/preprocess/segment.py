@@ -235,7 +235,7 @@ def _solidity(mask: np.ndarray, bbox_xywh: tuple[int, int, int, int]) -> float:
     """Area / convex-hull area of the mask's largest outer contour (1 for a disc or a box, ~0.5-0.85
     for a hand with its fingers), computed in the mask's bounding box."""
     x, y, w, h = bbox_xywh
-    f = 2 if min(w, h) > 64 else 1  # every other pixel of a large mask: the same shape, ~3x faster
+    f = max(min(w, h) // 32, 1)  # ~32 pixels across are enough for the hull ratio (+-0.02), and cheap
     cs, _ = cv2.findContours(
         np.ascontiguousarray(mask[y : y + h : f, x : x + w : f]).view(np.uint8),
         cv2.RETR_EXTERNAL,
