@@ -11,6 +11,16 @@ SHARED = REPO.parent / "shared"
 NYU_DIR = SHARED / "data" / "nyu"
 
 
+def load_tool(name: str):
+    """A script of tools/ (not a package) imported as a module, so a test can call its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def nyu_dir() -> Path:
     if not (NYU_DIR / "nyu_test_groundtruth_label.txt").is_file():

@@ -5,7 +5,6 @@ Structure is asserted (keys, units, consistency, files written and read back), n
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,7 @@ from stream.bench.cli import check_targets, main
 from stream.bench.runtime import CAPTURE_KEY
 from stream.bench.sources import ClipSource, clip_recording, load_clip, load_npz_clip, save_clip
 from stream.errors import InputError
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")

@@ -176,15 +176,9 @@ def test_cli_export_writes_engine_and_manifest(tmp_path, capsys):
 
 def test_build_default_engines_from_a_checkpoint_folder(tmp_path):
     """The one command that produces the shipped engines, on a trainer-style checkpoint."""
-    import importlib.util
+    from tests.conftest import load_tool
 
-    from tests.conftest import REPO
-
-    spec = importlib.util.spec_from_file_location(
-        "build_default_engines", REPO / "tools" / "build_default_engines.py"
-    )
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("build_default_engines")
     ckpts = tmp_path / "checkpoints"
     ckpts.mkdir()
     tool.placeholder_checkpoint(ckpts / "pose.pt", "compact_gap", 21, crop_size=48, cube_mm=260.0)

@@ -212,9 +212,7 @@ def test_names_and_listing():
 def test_mean_pair_averages_its_two_nets(tmp_path):
     """compact_ml_canon_pair (score fusion at 0.5/0.5) predicts the mean of its members, and
     tools/train_default.py `pair` builds it from two trained checkpoints without changing a weight."""
-    import importlib.util
-    from pathlib import Path
-
+    from tests.conftest import load_tool
     from train.trainer import load_trained
 
     torch.manual_seed(0)
@@ -226,10 +224,7 @@ def test_mean_pair_averages_its_two_nets(tmp_path):
         meta = {"model_name": name, "model_kwargs": kw, "crop_size": 64, "cube_mm": 300.0, "num_joints": 21}
         torch.save({"model_state": net.state_dict(), **meta}, p)
         paths.append(p)
-    tool = Path(__file__).resolve().parents[1] / "tools" / "train_default.py"
-    spec = importlib.util.spec_from_file_location("train_default", tool)
-    td = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(td)
+    td = load_tool("train_default")
     td.REPO = tmp_path
     (tmp_path / "checkpoints").mkdir()
     assert td.main(["pair", "--a", str(paths[0]), "--b", str(paths[1]), "--name", "pair"]) == 0
