@@ -171,7 +171,8 @@ def _val_metrics(model, x, y, half_mm: float, device) -> tuple[float, float]:
     return loss, float(err.mean())
 
 
-def _tensors(a: PoseArrays) -> tuple[torch.Tensor, torch.Tensor]:
+def as_tensors(a: PoseArrays) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x (N, 1, S, S), y (N, 3J)) float32 tensors sharing the arrays' memory where they can."""
     x = torch.from_numpy(np.ascontiguousarray(a.depth[:, None], dtype=np.float32))
     y = torch.from_numpy(np.ascontiguousarray(a.joints.reshape(len(a), -1), dtype=np.float32))
     return x, y
@@ -254,8 +255,8 @@ def train(
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "tb"))
-    xt, yt = _tensors(train_arrays)
-    xv, yv = _tensors(val_arrays)
+    xt, yt = as_tensors(train_arrays)
+    xv, yv = as_tensors(val_arrays)
     half = train_arrays.cube_mm / 2.0
     aug = (
         AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.augment.items()})
