@@ -205,6 +205,7 @@ def gap_stage(args) -> int:
     import numpy as np
 
     from train.data import PoseArrays
+    from train.metrics import mean_error_mm
     from train.trainer import as_tensors, load_trained, predict
 
     model, meta = load_trained(args.checkpoint)
@@ -215,9 +216,8 @@ def gap_stage(args) -> int:
 
     def err_mm(f: Path) -> float:
         a = usable(PoseArrays.load(f))
-        x, y = as_tensors(a)
-        pred = predict(model, x)
-        return float((pred - y).view(len(y), -1, 3).norm(dim=-1).mean() * half_mm)
+        pred = predict(model, as_tensors(a)[0]).numpy().reshape(a.joints.shape)
+        return mean_error_mm(pred * half_mm, a.joints * half_mm)
 
     tr = {f.name: err_mm(f) for f in picks}
     res = {
