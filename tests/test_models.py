@@ -238,3 +238,60 @@ def test_mean_pair_averages_its_two_nets(tmp_path):
     assert count_params(pair) == count_params(a) + count_params(b)
     with pytest.raises(SystemExit):  # the members must be the pair's two models, in order
         td.main(["pair", "--a", str(paths[1]), "--b", str(paths[0])])
+
+
+def test_soft_argmax_joints_reads_out_cell_centres_and_offsets():
+    from train.models import soft_argmax_joints
+
+    h = w = 4
+    logits = torch.full((1, 2, h, w), -1e4)
+    logits[0, 0, 1, 3] = 0.0  # joint 0: all weight on row 1, col 3
+    offsets = torch.zeros(1, 2, 3, h, w)
+    offsets[0, 0, 2] = 0.25  # z everywhere
+    # joint 1: uniform weights over the grid, dx = 0.1 everywhere -> mean of cell centres (0, 0) + (0.1, 0)
+    logits[0, 1] = 0.0
+    offsets[0, 1, 0] = 0.1
+    y = soft_argmax_joints(logits, offsets).view(2, 3)
+    # cell centres on the crop's pixel convention: (i + 0.5) / 4 * 2 - 1 -> -0.75, -0.25, 0.25, 0.75
+    torch.testing.assert_close(y[0], torch.tensor([0.75, -0.25, 0.25]))
+    torch.testing.assert_close(y[1], torch.tensor([0.1, 0.0, 0.0]))
+
+
+def test_dense_compact_params_and_taps():
+    """compact_l_dense_canon: compact_l_canon's body, 1x1 laterals (64) from the last map of each scale
+    (48 ch @1/4, 96 @1/8, 160 @1/16, 256 @1/32), one depthwise-separable 64->64 block, 1x1 to 4J maps."""
+    def ds(cin, cout):
+        return 9 * cin + 2 * cin + cin * cout + 2 * cout
+
+    body, ch = 9 * 24 + 2 * 24, 24
+    for c in (32, 48, 64, 96, 96, 128, 160, 160, 256):
+        body += ds(ch, c)
+        ch = c
+    laterals = sum(c * 64 + 64 for c in (48, 96, 160, 256))
+    head = ds(64, 64) + 64 * 84 + 84
+    assert model_info("compact_l_dense_canon", input_size=64).params == body + laterals + head
+    net = create_model("compact_l_dense_canon", input_size=64).net
+    assert net.taps == (4, 7, 10, 11)  # indices in `features`: stem is 0-2, blocks from 3
+    assert model_info("compact_l_dense_canon").params < model_info("compact_l_canon").params
+
+
+def test_dense_warm_starts_from_a_compact_body(tmp_path):
+    """TrainConfig.init_body_from copies every same-name, same-shape tensor (the body) from another model's
+    checkpoint: the body then computes exactly what the donor's does; a donor sharing nothing is an error."""
+    from stream.errors import InputError
+    from train.trainer import load_matching_weights
+
+    torch.manual_seed(0)
+    donor = create_model("compact_l_canon", input_size=64, fc_width=32).eval()
+    p = tmp_path / "donor.pt"
+    torch.save({"model_state": donor.state_dict(), "model_name": "compact_l_canon"}, p)
+    dense = create_model("compact_l_dense_canon", input_size=64).eval()
+    n, total = load_matching_weights(dense, p)
+    assert n == len(donor.net.features.state_dict()) and n < total
+    x = torch.rand(2, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(dense.net.features(x), donor.net.features(x))
+    other = tmp_path / "other.pt"
+    torch.save({"model_state": create_model("net1", input_size=32, fc_width=4).state_dict()}, other)
+    with pytest.raises(InputError, match="no tensor"):
+        load_matching_weights(dense, other)

@@ -121,6 +121,7 @@ def train_stage(args) -> int:
         schedule=args.schedule,
         loss=args.loss,
         init_from=args.init,
+        init_body_from=args.init_body,
         lr_patience=2,
         early_stop_patience=args.patience,
         augment={
@@ -371,6 +372,9 @@ def main(argv=None) -> int:
         "noisy high-LR phase can trip 8; give it the epoch count to switch early stopping off)",
     )
     t.add_argument("--init", default="", help="start from this local checkpoint's weights (warm restart)")
+    t.add_argument(
+        "--init-body", default="", help="copy the matching layers of another model's checkpoint (a shared body)"
+    )
     t.add_argument("--chunks", type=int, default=0, help="use only the first N chunks by name (0 = all)")
     t.add_argument(
         "--val-chunk", default="", help="the validation chunk's file name (default: the last chunk by name)"

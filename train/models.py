@@ -1,8 +1,9 @@
 """Pose networks: the Depth-Net family Net1-Net9 (seed 003, Tables 4.1-4.2, Fig. 4.3), RGB-D fusion nets
 (§4.3.3) and compact CPU variants, all built by name from one table (timm style).
 
-Every model maps an input (B, C, S, S) float32 to (B, 3J) float32 in [-1, 1] (tanh): normalized joints,
-row-major (J, 3), i.e. x0 y0 z0 x1 y1 z1 ...  C is 1 for depth nets, 3 for RGB-Net, 4 for RGBD-Net.
+Every model maps an input (B, C, S, S) float32 to (B, 3J) float32: normalized joints, row-major (J, 3),
+i.e. x0 y0 z0 x1 y1 z1 ..., in [-1, 1] through a tanh -- except the dense compact head (DenseCompactPoseNet),
+whose weighted vote is not squashed.  C is 1 for depth nets, 3 for RGB-Net, 4 for RGBD-Net.
 
 Two-stream nets (FusePred-Net, Fuse-Net) take either `model(depth, rgb)` with (B,1,S,S) and (B,3,S,S), or a
 single (B,4,S,S) tensor whose channel 0 is depth and channels 1-3 are RGB -- the single-tensor form is
@@ -279,6 +280,86 @@ class CompactPoseNet(nn.Module):
         return self.head(self.pool(self.features(x)))
 
 
+def soft_argmax_joints(logits: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Integral / anchor-voting readout. logits (B, J, H, W); offsets (B, J, 3, H, W) = per-cell (dx, dy, z)
+    -> (B, 3J) normalized joints: each joint is the softmax(logits)-weighted mean over the grid of
+    (cell centre x + dx, cell centre y + dy, z). Cell centres sit on the cube frame's pixel convention
+    ((i + 0.5) / n * 2 - 1, augment.py), so a single peaked cell with zero offsets reads out its centre."""
+    b, j, h, w = logits.shape
+    wts = torch.softmax(logits.reshape(b, j, h * w), -1)
+    gy = (torch.arange(h, dtype=logits.dtype, device=logits.device) + 0.5) / h * 2 - 1
+    gx = (torch.arange(w, dtype=logits.dtype, device=logits.device) + 0.5) / w * 2 - 1
+    cx = gx.view(1, w).expand(h, w).reshape(1, 1, h * w)
+    cy = gy.view(h, 1).expand(h, w).reshape(1, 1, h * w)
+    off = offsets.reshape(b, j, 3, h * w)
+    x = (wts * (cx + off[:, :, 0])).sum(-1)
+    y = (wts * (cy + off[:, :, 1])).sum(-1)
+    z = (wts * off[:, :, 2]).sum(-1)
+    return torch.stack([x, y, z], -1).reshape(b, 3 * j)
+
+
+class DenseCompactPoseNet(nn.Module):
+    """CompactPoseNet's body (same `features` layout and parameter names, so a trained compact body
+    warm-starts it), a top-down decoder (FPN: 1x1 laterals from the last map of every scale, nearest 2x
+    upsampling, sums) back to the first stride-4 map, and an anchor/integral head: per joint a softmax
+    weight map over that grid plus per-cell (dx, dy, z); the joint is the weighted mean (soft_argmax_joints).
+
+    Why (a deviation from seed 003, whose nets regress 3J numbers with fully-connected layers): at 64 px
+    the flat head regresses from a 2x2 map, so fine finger positions must pass through an fc bottleneck;
+    voting from a 16x16 grid keeps them where they are (A2J, Xiong et al. ICCV 2019; integral regression,
+    Sun et al. ECCV 2018). Output contract unchanged: (B, 3J) normalized joints, no tanh -- the weighted
+    mean of cell centres is already bounded by the grid and the offsets are free to reach past it."""
+
+    def __init__(
+        self,
+        stages: tuple[tuple[int, int], ...],
+        stem: int = 24,
+        in_channels: int = 1,
+        num_joints: int = 21,
+        input_size: int = 64,
+        decoder_width: int = 64,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, stem, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(stem),
+            nn.ReLU(inplace=True),
+        ]
+        ch, taps, widths = stem, [], []
+        for i, (cout, stride) in enumerate(stages):
+            layers.append(_ds_block(ch, cout, stride))
+            ch = cout
+            last_of_scale = i == len(stages) - 1 or stages[i + 1][1] == 2
+            if last_of_scale and any(s == 2 for _, s in stages[: i + 1]):
+                taps.append(len(layers) - 1)
+                widths.append(cout)
+        if len(taps) < 2:
+            raise ValueError("the dense head needs at least two scales after the stem")
+        self.features = nn.Sequential(*layers)
+        self.taps = tuple(taps)  # indices in `features` whose outputs feed the decoder, finest first
+        d = decoder_width
+        self.laterals = nn.ModuleList(nn.Conv2d(c, d, 1) for c in widths)
+        self.smooth = _ds_block(d, d, 1)
+        self.num_joints = num_joints
+        self.out = nn.Conv2d(d, 4 * num_joints, 1)
+        nn.init.normal_(self.out.weight, std=1e-3)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.taps:
+                maps.append(x)
+        p = self.laterals[-1](maps[-1])
+        for lat, m in zip(list(self.laterals)[-2::-1], maps[-2::-1]):
+            p = lat(m) + nn.functional.interpolate(p, size=m.shape[-2:], mode="nearest")
+        o = self.out(self.smooth(p))
+        b, _, h, w = o.shape
+        j = self.num_joints
+        return soft_argmax_joints(o[:, :j], o[:, j:].reshape(b, j, 3, h, w))
+
+
 class CompactConvNet(nn.Module):
     """A seed-style plain 3x3 conv body (a layer list as in NET_CONFIGS) with BatchNorm after each conv
     and a small fc head: the Depth-Net design at a fraction of the width, for CPU real time."""
@@ -442,6 +523,16 @@ def _compact(stages, stem, head):
     return build
 
 
+def _dense(stages, stem):
+    def build(num_joints, input_size, fc_width, dropout, decoder_width=64, **kw):
+        # fc_width / dropout do not apply (no fc head); accepted so every compact model builds the same way
+        if kw:
+            raise TypeError(f"unexpected options {sorted(kw)}")
+        return DenseCompactPoseNet(stages, stem, 1, num_joints, input_size, int(decoder_width))
+
+    return build
+
+
 _NET_NOTES = {
     "net1": "4 conv / 3 pool, pattern 1 (one conv per pool, then two)",
     "net2": "5 conv / 3 pool, pattern 2 (1, 1, then 3 convs per pool)",
@@ -587,6 +678,18 @@ MODEL_SPECS.update(
             "the shipped default: more capacity in the body for ~6 % more training time per step than "
             "compact_m_canon; 0.20 ms ORT. Needs data to match: on 62 k crops it memorized (12.8 mm on its "
             "training crops, 17.6 on unseen ones), on 316 k it does not (BENCHMARKS.md, session 4)",
+            96,
+            512,
+            0.0,
+        ),
+        "compact_l_dense_canon": ModelSpec(
+            "compact_l_dense_canon",
+            "pose-depth",
+            1,
+            _canonical(_dense(_DS_L, 24)),
+            "compact_l_canon's body, FPN decoder to the 1/4 map, per-joint softmax voting of (cell + dx, dy, z)",
+            "drops the fc bottleneck (fewer params than compact_l_canon) for a decoder at 1/4 resolution: "
+            "finer positions for a little more compute; warm-starts from a compact_l_canon body",
             96,
             512,
             0.0,

@@ -50,6 +50,9 @@ class TrainConfig:
     # "eq4.14" or "smooth_l1" (see smooth_l1_pose_loss); validation always reports mm and eq. 4.14
     loss: str = "eq4.14"
     init_from: str = ""  # a local checkpoint (.pt from this trainer) to start from; "" = random init
+    # a checkpoint of ANOTHER model sharing part of this one's layers (e.g. compact_l_canon's body for
+    # compact_l_dense_canon): every tensor with the same name and shape is copied, the rest stay random
+    init_body_from: str = ""
     lr_patience: int = 3  # epochs without improvement before the LR is halved
     lr_factor: float = 0.5
     min_lr: float = 1e-6
@@ -120,6 +123,22 @@ def smooth_l1_pose_loss(pred: torch.Tensor, target: torch.Tensor, beta: float = 
 
 
 LOSSES = {"eq4.14": pose_loss, "smooth_l1": smooth_l1_pose_loss}
+
+
+def load_matching_weights(model: torch.nn.Module, path: str | Path) -> tuple[int, int]:
+    """Copy every tensor of a local checkpoint whose name and shape match one of `model`'s (a shared body
+    under a new head); returns (tensors copied, tensors the model has). None matching is a one-line
+    InputError: a body init that silently loads nothing would look like a warm start and not be one."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"init_body_from: no checkpoint at {p}")
+    src = torch.load(p, map_location="cpu", weights_only=False).get("model_state", {})
+    own = model.state_dict()
+    hit = {k: v for k, v in src.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if not hit:
+        raise InputError(f"init_body_from: no tensor of {p} matches this model by name and shape")
+    model.load_state_dict(hit, strict=False)
+    return len(hit), len(own)
 
 
 def load_weights(model: torch.nn.Module, path: str | Path, model_name: str) -> None:
@@ -211,6 +230,9 @@ def train(
     model = create_model(cfg.model, **kwargs).to(device)
     if cfg.init_from:
         load_weights(model, cfg.init_from, cfg.model)
+    elif cfg.init_body_from:
+        n, total = load_matching_weights(model, cfg.init_body_from)
+        print(f"init_body_from {cfg.init_body_from}: {n}/{total} tensors copied", flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(
