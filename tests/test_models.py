@@ -260,6 +260,7 @@ def test_soft_argmax_joints_reads_out_cell_centres_and_offsets():
 def test_dense_compact_params_and_taps():
     """compact_l_dense_canon: compact_l_canon's body, 1x1 laterals (64) from the last map of each scale
     (48 ch @1/4, 96 @1/8, 160 @1/16, 256 @1/32), one depthwise-separable 64->64 block, 1x1 to 4J maps."""
+
     def ds(cin, cout):
         return 9 * cin + 2 * cin + cin * cout + 2 * cout
 

@@ -373,7 +373,9 @@ def main(argv=None) -> int:
     )
     t.add_argument("--init", default="", help="start from this local checkpoint's weights (warm restart)")
     t.add_argument(
-        "--init-body", default="", help="copy the matching layers of another model's checkpoint (a shared body)"
+        "--init-body",
+        default="",
+        help="copy the matching layers of another model's checkpoint (a shared body)",
     )
     t.add_argument("--chunks", type=int, default=0, help="use only the first N chunks by name (0 = all)")
     t.add_argument(
