@@ -675,7 +675,7 @@ MODEL_SPECS.update(
             1,
             _canonical(_compact(_DS_L, 24, "flat")),
             "compact_m_canon with 9 depthwise-separable blocks to a 256-channel last map",
-            "the shipped default: more capacity in the body for ~6 % more training time per step than "
+            "the shipped default in sessions 3-4: more capacity in the body for ~6 % more training time per step than "
             "compact_m_canon; 0.20 ms ORT. Needs data to match: on 62 k crops it memorized (12.8 mm on its "
             "training crops, 17.6 on unseen ones), on 316 k it does not (BENCHMARKS.md, session 4)",
             96,
@@ -688,8 +688,9 @@ MODEL_SPECS.update(
             1,
             _canonical(_dense(_DS_L, 24)),
             "compact_l_canon's body, FPN decoder to the 1/4 map, per-joint softmax voting of (cell + dx, dy, z)",
-            "drops the fc bottleneck (fewer params than compact_l_canon) for a decoder at 1/4 resolution: "
-            "finer positions for a little more compute; warm-starts from a compact_l_canon body",
+            "the shipped default (session 5): drops the fc bottleneck (0.18 M vs 0.69 M params) for a decoder "
+            "at 1/4 resolution; ~1.4x the training step, +0.08 ms ORT; from the same body 13.2 vs 14.3 mm "
+            "validation, success@20 36 vs 28 % on the test (BENCHMARKS.md). Warm-starts from a compact_l_canon body",
             96,
             512,
             0.0,
