@@ -48,8 +48,12 @@ class Overlay:
         self._lut3 = np.ascontiguousarray(lut[:, None, :])  # (256, 1, 3): a user colour map for OpenCV
 
     def depth_colormap(self, depth_mm: np.ndarray) -> np.ndarray:
-        """(H, W) mm -> (H, W, 3) BGR turbo colours over depth_range_mm; missing depth (0) is black."""
-        d = depth_mm if depth_mm.dtype == np.uint16 else np.clip(depth_mm, 0, 65535).astype(np.uint16)
+        """(H, W) mm -> (H, W, 3) BGR turbo colours over depth_range_mm; missing depth (0, or NaN/inf in a
+        float frame) is black -- nan_to_num first, so a bad frame draws without a numpy cast warning."""
+        if depth_mm.dtype == np.uint16:
+            d = depth_mm
+        else:
+            d = np.clip(np.nan_to_num(depth_mm, nan=0.0, posinf=0.0, neginf=0.0), 0, 65535).astype(np.uint16)
         return cv2.applyColorMap(np.take(self._index16, d), self._lut3)
 
     def draw(self, st) -> np.ndarray:

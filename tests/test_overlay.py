@@ -51,3 +51,17 @@ def test_hud_text_without_a_hand():
     st.reason = "no hand"
     img = Overlay(side_by_side=False, hud=hud).draw(st)
     assert img.shape == (f.intrinsics.height, f.intrinsics.width, 3)
+
+
+def test_depth_colormap_draws_nan_and_inf_as_missing_without_warnings():
+    """A float frame with NaN/inf (a bad source) colours those pixels black like 0 mm, and -- with numpy
+    warnings turned into errors -- draws without the cast warning a bare astype(uint16) gives."""
+    import warnings
+
+    o = Overlay(depth_range_mm=(200, 1500))
+    d = np.array([[np.nan, np.inf, -np.inf, 300.0]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        img = o.depth_colormap(d)
+    assert img[0, :3].tolist() == [[0, 0, 0]] * 3
+    assert img[0, 3].tolist() == o.depth_colormap(np.array([[300]], np.uint16))[0, 0].tolist()
