@@ -232,6 +232,11 @@ def _ds_block(cin: int, cout: int, stride: int) -> nn.Sequential:
     )
 
 
+def _stem_layers(cin: int, cout: int) -> list[nn.Module]:
+    """The compact bodies' stem: conv 3x3 stride 2 + BatchNorm + ReLU (`features.0-2`; checkpoints rely on it)."""
+    return [nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
 class CompactPoseNet(nn.Module):
     """Stem conv 3x3/2, depthwise-separable stages, then either global average pooling (`head="gap"`,
     position-blind but tiny) or a flatten of the last small map (`head="flat"`, keeps where features
@@ -249,11 +254,7 @@ class CompactPoseNet(nn.Module):
         head: str = "flat",
     ):
         super().__init__()
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, stem, 3, 2, 1, bias=False),
-            nn.BatchNorm2d(stem),
-            nn.ReLU(inplace=True),
-        ]
+        layers = _stem_layers(in_channels, stem)
         ch, side = stem, (input_size + 1) // 2
         for cout, stride in stages:
             layers.append(_ds_block(ch, cout, stride))
@@ -320,11 +321,7 @@ class DenseCompactPoseNet(nn.Module):
         decoder_width: int = 64,
     ):
         super().__init__()
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, stem, 3, 2, 1, bias=False),
-            nn.BatchNorm2d(stem),
-            nn.ReLU(inplace=True),
-        ]
+        layers = _stem_layers(in_channels, stem)
         ch, taps, widths = stem, [], []
         for i, (cout, stride) in enumerate(stages):
             layers.append(_ds_block(ch, cout, stride))
