@@ -92,3 +92,13 @@ def test_empty_crop_is_handled() -> None:
     with torch.no_grad():
         out = m(torch.ones(2, 1, 32, 32))
     assert out.shape == (2, 6) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ["compact_l_canon", "compact_l_dense_canon"])
+def test_canonical_models_keep_every_tensor_on_the_input_device(name: str) -> None:
+    """The pixel grids are made on the input's device: a grid left on the CPU beside a CUDA batch fails on a
+    GPU. No GPU here, so the `meta` device stands in -- any CPU tensor mixed into the graph raises there too."""
+    x = torch.rand(2, 1, 64, 64, device="meta")
+    assert principal_angle(x).device.type == "meta"
+    y = create_model(name, input_size=64).to("meta")(x)
+    assert y.shape == (2, 63) and y.device.type == "meta"

@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _pixel_grid(size: int, dtype: torch.dtype) -> torch.Tensor:
-    """Normalized pixel centres of a size x size crop, (-1, 1) like the cube frame (augment.py)."""
-    return (torch.arange(size, dtype=dtype) + 0.5) / size * 2 - 1
+def pixel_grid(size: int, like: torch.Tensor) -> torch.Tensor:
+    """Normalized centres of `size` pixels (or cells) along one axis, (-1, 1) like the cube frame
+    (augment.py), with `like`'s dtype and device -- a CPU grid beside a CUDA batch would fail on a GPU."""
+    return (torch.arange(size, dtype=like.dtype, device=like.device) + 0.5) / size * 2 - 1
 
 
 def principal_angle(depth: torch.Tensor) -> torch.Tensor:
@@ -33,7 +34,7 @@ def principal_angle(depth: torch.Tensor) -> torch.Tensor:
     towards the side with the positive third moment. A crop with no foreground gives 0."""
     b, _, s, _ = depth.shape
     m = (depth[:, 0] < 1).to(depth.dtype)
-    g = _pixel_grid(s, depth.dtype)
+    g = pixel_grid(s, depth)
     gx, gy = g.view(1, 1, s), g.view(1, s, 1)
     n = m.sum((1, 2)).clamp_min(1.0)
     dx = gx - ((m * gx).sum((1, 2)) / n).view(b, 1, 1)
@@ -58,7 +59,7 @@ def rotate_crops(depth: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
     Nearest-neighbour (no depth blended across a silhouette); outside reads as background (1). The sampling
     grid is built by hand (not affine_grid) so the ONNX export needs only GridSample."""
     b, _, s, _ = depth.shape
-    g = _pixel_grid(s, depth.dtype)
+    g = pixel_grid(s, depth)
     q = torch.stack([g.view(1, s).expand(s, s), g.view(s, 1).expand(s, s)], -1).reshape(1, s * s, 2)
     p = torch.matmul(q, rot)  # row-vector form of rot^T q
     grid = p.reshape(b, s, s, 2)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .canonical import pixel_grid
+
 M = "M"  # a 2x2 stride-2 max-pooling layer in a layer list
 # A conv is (filters, kernel). The table is the seed's Tables 4.1 and 4.2 column by column.
 NET_CONFIGS: dict[str, tuple] = {
@@ -288,8 +290,7 @@ def soft_argmax_joints(logits: torch.Tensor, offsets: torch.Tensor) -> torch.Ten
     ((i + 0.5) / n * 2 - 1, augment.py), so a single peaked cell with zero offsets reads out its centre."""
     b, j, h, w = logits.shape
     wts = torch.softmax(logits.reshape(b, j, h * w), -1)
-    gy = (torch.arange(h, dtype=logits.dtype, device=logits.device) + 0.5) / h * 2 - 1
-    gx = (torch.arange(w, dtype=logits.dtype, device=logits.device) + 0.5) / w * 2 - 1
+    gy, gx = pixel_grid(h, logits), pixel_grid(w, logits)
     cx = gx.view(1, w).expand(h, w).reshape(1, 1, h * w)
     cy = gy.view(h, 1).expand(h, w).reshape(1, 1, h * w)
     off = offsets.reshape(b, j, 3, h * w)
