@@ -296,3 +296,7 @@ def test_dense_warm_starts_from_a_compact_body(tmp_path):
     torch.save({"model_state": create_model("net1", input_size=32, fc_width=4).state_dict()}, other)
     with pytest.raises(InputError, match="no tensor"):
         load_matching_weights(dense, other)
+    not_ck = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), not_ck)
+    with pytest.raises(InputError, match="init_body_from: .* is not a handstream training checkpoint"):
+        load_matching_weights(dense, not_ck)

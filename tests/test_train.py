@@ -287,3 +287,9 @@ def test_init_from_a_local_checkpoint(tmp_path):
         train(_toy_config(tmp_path, "c", epochs=1, model="compact_s", init_from=ck), data, data)
     with pytest.raises(InputError, match="no checkpoint"):
         train(_toy_config(tmp_path, "d", epochs=1, init_from=str(tmp_path / "none.pt")), data, data)
+    with pytest.raises(InputError, match="both given"):
+        train(_toy_config(tmp_path, "e", epochs=1, init_from=ck, init_body_from=ck), data, data)
+    not_ck = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), not_ck)
+    with pytest.raises(InputError, match="init_from: .* is not a handstream training checkpoint"):
+        train(_toy_config(tmp_path, "f", epochs=1, init_from=str(not_ck)), data, data)

@@ -125,16 +125,25 @@ def smooth_l1_pose_loss(pred: torch.Tensor, target: torch.Tensor, beta: float = 
 LOSSES = {"eq4.14": pose_loss, "smooth_l1": smooth_l1_pose_loss}
 
 
+def _read_init_checkpoint(path: str | Path, option: str) -> tuple[Path, dict]:
+    """(path, checkpoint dict) for the `init_from` / `init_body_from` options, or a one-line InputError
+    naming the option: a missing file, or a file that is not one of this trainer's checkpoints."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{option}: no checkpoint at {p}")
+    ck = torch.load(p, map_location="cpu", weights_only=False)
+    if not isinstance(ck, dict) or not isinstance(ck.get("model_state"), dict):
+        raise InputError(f"{option}: {p} is not a handstream training checkpoint (no model_state)")
+    return p, ck
+
+
 def load_matching_weights(model: torch.nn.Module, path: str | Path) -> tuple[int, int]:
     """Copy every tensor of a local checkpoint whose name and shape match one of `model`'s (a shared body
     under a new head); returns (tensors copied, tensors the model has). None matching is a one-line
     InputError: a body init that silently loads nothing would look like a warm start and not be one."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"init_body_from: no checkpoint at {p}")
-    src = torch.load(p, map_location="cpu", weights_only=False).get("model_state", {})
+    p, ck = _read_init_checkpoint(path, "init_body_from")
     own = model.state_dict()
-    hit = {k: v for k, v in src.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    hit = {k: v for k, v in ck["model_state"].items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
     if not hit:
         raise InputError(f"init_body_from: no tensor of {p} matches this model by name and shape")
     model.load_state_dict(hit, strict=False)
@@ -144,10 +153,7 @@ def load_matching_weights(model: torch.nn.Module, path: str | Path) -> tuple[int
 def load_weights(model: torch.nn.Module, path: str | Path, model_name: str) -> None:
     """Start a run from a local checkpoint's weights (fine-tuning / a warm restart); nothing is downloaded.
     The checkpoint must hold the same model, else a one-line InputError."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"init_from: no checkpoint at {p}")
-    ck = torch.load(p, map_location="cpu", weights_only=False)
+    p, ck = _read_init_checkpoint(path, "init_from")
     try:
         same = canonical_name(str(ck.get("model_name"))) == canonical_name(model_name)
     except KeyError:
@@ -228,6 +234,8 @@ def train(
     j = int(train_arrays.joints.shape[1])
     kwargs = {**cfg.model_kwargs, "num_joints": j, "input_size": size}
     model = create_model(cfg.model, **kwargs).to(device)
+    if cfg.init_from and cfg.init_body_from:
+        raise InputError("init_from and init_body_from both given: start from one checkpoint, not two")
     if cfg.init_from:
         load_weights(model, cfg.init_from, cfg.model)
     elif cfg.init_body_from:
