@@ -318,7 +318,6 @@ class DenseCompactPoseNet(nn.Module):
         stem: int = 24,
         in_channels: int = 1,
         num_joints: int = 21,
-        input_size: int = 64,
         decoder_width: int = 64,
     ):
         super().__init__()
@@ -523,10 +522,11 @@ def _compact(stages, stem, head):
 
 def _dense(stages, stem):
     def build(num_joints, input_size, fc_width, dropout, decoder_width=64, **kw):
-        # fc_width / dropout do not apply (no fc head); accepted so every compact model builds the same way
+        # input_size / fc_width / dropout do not shape this net (fully convolutional, no fc head); accepted
+        # so every model builds the same way
         if kw:
             raise TypeError(f"unexpected options {sorted(kw)}")
-        return DenseCompactPoseNet(stages, stem, 1, num_joints, input_size, int(decoder_width))
+        return DenseCompactPoseNet(stages, stem, 1, num_joints, int(decoder_width))
 
     return build
 
