@@ -293,3 +293,38 @@ def test_init_from_a_local_checkpoint(tmp_path):
     torch.save(torch.zeros(3), not_ck)
     with pytest.raises(InputError, match="init_from: .* is not a handstream training checkpoint"):
         train(_toy_config(tmp_path, "f", epochs=1, init_from=str(not_ck)), data, data)
+
+
+
+
+def test_channels_last_computes_the_same_model(tmp_path):
+    """NHWC memory is a speed choice only. In float64 the same weights give the same outputs and gradients
+    (float32 differs by rounding that this toy problem's near-constant BN channels amplify to ~1e-4), and a
+    run really stores its weights NHWC (else the flag would silently do nothing) and still learns."""
+    import copy
+
+    from train.models import create_model
+    from train.trainer import smooth_l1_pose_loss
+
+    data = _blob_arrays(n=48)
+    torch.manual_seed(0)
+    nchw = create_model("compact_s_canon", num_joints=2, input_size=32, fc_width=32).train().double()
+    nhwc = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
+    x = torch.from_numpy(data.depth[:16, None]).double()
+    y = torch.from_numpy(data.joints[:16].reshape(16, -1)).double()
+    outs = []
+    for m, xm in ((nchw, x), (nhwc, x.contiguous(memory_format=torch.channels_last))):
+        out = m(xm)
+        smooth_l1_pose_loss(out, y).backward()
+        outs.append(out.detach())
+    assert torch.allclose(outs[0], outs[1], rtol=0, atol=1e-10)
+    for (k, a), b in zip(nchw.named_parameters(), nhwc.parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-8, atol=1e-10), k
+    kw = dict(model="compact_s_canon", model_kwargs={"fc_width": 32, "input_size": 32}, epochs=3)
+    runs = [train(_toy_config(tmp_path, f"cl{c}", channels_last=c, **kw), data, data) for c in (True, False)]
+    assert runs[0].history[-1]["train_loss"] < runs[0].history[0]["train_loss"]
+    states = [torch.load(r.best_checkpoint, weights_only=False)["model_state"] for r in runs]
+    convs = [k for k, v in states[0].items() if v.dim() == 4]
+    assert convs and all(states[1][k].is_contiguous() for k in convs)  # NCHW
+    assert all(states[0][k].is_contiguous(memory_format=torch.channels_last) for k in convs)
+    assert any(states[0][k].stride() != states[1][k].stride() for k in convs)  # not a layout both satisfy
