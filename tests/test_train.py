@@ -295,8 +295,6 @@ def test_init_from_a_local_checkpoint(tmp_path):
         train(_toy_config(tmp_path, "f", epochs=1, init_from=str(not_ck)), data, data)
 
 
-
-
 def test_channels_last_computes_the_same_model(tmp_path):
     """NHWC memory is a speed choice only. In float64 the same weights give the same outputs and gradients
     (float32 differs by rounding that this toy problem's near-constant BN channels amplify to ~1e-4), and a
