@@ -12,7 +12,7 @@ import pytest
 from stream.bench import report as rep
 from stream.bench.cli import check_targets, main
 from stream.bench.runtime import CAPTURE_KEY
-from stream.bench.sources import ClipSource, clip_recording, load_clip, load_npz_clip, save_clip
+from stream.bench.sources import ClipSource, clip_recording, is_raw, load_clip, load_npz_clip, save_clip
 from stream.errors import InputError
 from tests.conftest import REPO
 
@@ -111,6 +111,21 @@ def test_clip_recording_plays_back_losslessly(clip_npz, tmp_path):
         np.testing.assert_array_equal(f.color_bgr, frames[i % 3].color_bgr)
     clip_recording(clip, 4, cache_dir=tmp_path)  # another length replaces it
     assert [p.name for p in tmp_path.glob("*.db3")] == [rec.name.replace("_n5", "_n4")]
+    # --uncompressed-recording: a raw file beside the lz4 one (neither replaces the other), same frames
+    raw = clip_recording(clip, 4, cache_dir=tmp_path, compress=False)
+    assert (
+        is_raw(raw)
+        and not is_raw(rec)
+        and raw.stat().st_size > 1.5 * rec.with_name(rec.name.replace("_n5", "_n4")).stat().st_size
+    )
+    assert sorted(p.name for p in tmp_path.glob("*.db3")) == sorted(
+        [raw.name, rec.name.replace("_n5", "_n4")]
+    )
+    with RecordingSource(raw) as src:
+        back = list(src)
+    assert len(back) == 4 and all(
+        np.array_equal(f.depth_mm, frames[i % 3].depth_mm) for i, f in enumerate(back)
+    )
     mem = list(ClipSource(clip, 5))
     assert [f.index for f in mem] == list(range(5)) and mem[4].timestamp_ms > mem[3].timestamp_ms
 

@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve frames from memory instead of a RealSense recording (no capture/decode cost)",
     )
+    p.add_argument(
+        "--uncompressed-recording",
+        action="store_true",
+        help="write the bench recording raw (`handstream record --no-compress`) instead of lz4, librealsense's "
+        "default: a third of the decoding CPU on the capture thread",
+    )
     return p
 
 
@@ -125,7 +131,9 @@ def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:
     notes: list[str] = []
     clip = load_clip(args.source, args.clip, args.seed)
     need = max(args.frames + args.warmup, args.engine_frames + 10, args.slow_frames + 3)
-    inp = BenchInput.prepare(clip, need, use_recording=not args.no_recording)
+    inp = BenchInput.prepare(
+        clip, need, use_recording=not args.no_recording, compress=not args.uncompressed_recording
+    )
     if inp.why_memory:
         notes.append(inp.why_memory)
     report: dict = {

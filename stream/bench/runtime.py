@@ -22,7 +22,7 @@ from pathlib import Path
 from ..errors import HandstreamError, InputError
 from ..sources.base import Source
 from .pipeline_timing import TimedRun, time_loop
-from .sources import Clip, ClipSource, clip_recording
+from .sources import Clip, ClipSource, clip_recording, is_raw
 from .stats import summarize_run
 
 CAPTURE_KEY = "capture/decode (capture thread)"
@@ -65,11 +65,13 @@ class BenchInput:
     why_memory: str = ""
 
     @classmethod
-    def prepare(cls, clip: Clip, n_frames: int, use_recording: bool = True) -> BenchInput:
+    def prepare(
+        cls, clip: Clip, n_frames: int, use_recording: bool = True, compress: bool = True
+    ) -> BenchInput:
         if not use_recording:
             return cls(clip, None, "frames from memory (--no-recording)")
         try:
-            return cls(clip, clip_recording(clip, n_frames))
+            return cls(clip, clip_recording(clip, n_frames, compress=compress))
         except (HandstreamError, ImportError) as exc:
             return cls(clip, None, f"no recording ({str(exc).splitlines()[0]}): frames from memory")
 
@@ -84,8 +86,8 @@ class BenchInput:
         if memory or self.recording is None:
             return self.why_memory or "frames from memory (ClipSource)"
         return (
-            f"RealSense recording {self.recording.name} (written once by stream.sources.rs_writer, played "
-            "losslessly by stream.sources.RecordingSource)"
+            f"RealSense recording {self.recording.name} ({'uncompressed' if is_raw(self.recording) else 'lz4'}; "
+            "written once by stream.sources.rs_writer, played losslessly by stream.sources.RecordingSource)"
         )
 
 

@@ -215,21 +215,34 @@ def clip_key(clip: Clip) -> str:
     return h.hexdigest()[:12]
 
 
-def clip_recording(clip: Clip, n_frames: int, cache_dir: str | Path | None = None) -> Path:
+RAW_SUFFIX = "_raw.db3"
+
+
+def is_raw(recording: Path) -> bool:
+    """Whether a cached bench recording was written uncompressed (its name says so)."""
+    return recording.name.endswith(RAW_SUFFIX)
+
+
+def clip_recording(
+    clip: Clip, n_frames: int, cache_dir: str | Path | None = None, compress: bool = True
+) -> Path:
     """The clip cycled to `n_frames` as a RealSense recording (.db3), written once by the runtime's
-    `rs_writer` and cached by content and length (one length per clip: 640x480 depth + colour is about
-    0.5 MB a frame). Needs pyrealsense2 (the realsense extra)."""
+    `rs_writer` and cached by content, length and compression (one length per clip and kind: 640x480 depth +
+    colour is about 0.5 MB a frame with librealsense's lz4, 1.5 MB raw). Needs pyrealsense2 (the realsense
+    extra)."""
     from ..sources.rs_writer import write_recording
 
     folder = Path(cache_dir or RECORDING_DIR)
     key = clip_key(clip)
-    path = folder / f"clip_{key}_n{int(n_frames)}.db3"
+    path = folder / f"clip_{key}_n{int(n_frames)}{'.db3' if compress else RAW_SUFFIX}"
     if path.is_file() and path.stat().st_size > 0:
         return path
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob(f"clip_{key}_n*.db3"):  # the same clip at another length
+    for old in folder.glob(f"clip_{key}_n*.db3"):  # the same clip and kind at another length
+        if is_raw(old) != (not compress):
+            continue
         old.unlink()
     tmp = path.with_name("partial_" + path.name)
-    write_recording(ClipSource(clip, n_frames), tmp)
+    write_recording(ClipSource(clip, n_frames), tmp, compress=compress)
     tmp.replace(path)
     return path
