@@ -239,8 +239,8 @@ def clip_recording(
         return path
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob(f"clip_{key}_n*.db3"):  # the same clip and kind at another length
-        if is_raw(old) != (not compress):
-            continue
+        if is_raw(old) == compress:
+            continue  # the other kind (raw vs lz4) is kept
         old.unlink()
     tmp = path.with_name("partial_" + path.name)
     write_recording(ClipSource(clip, n_frames), tmp, compress=compress)
