@@ -281,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deep", type=int, default=48)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
+        "--no-channels-last",
+        dest="channels_last",
+        action="store_false",
+        help="train in PyTorch's default NCHW memory (NHWC, the default, made a batch-32 step 1.3-1.6x faster)",
+    )
+    p.add_argument(
         "--no-depth-head", dest="depth_head", action="store_false", help="the v1 two-output detector"
     )
     p.add_argument("--data-dir", type=Path, default=REPO / "data" / "detector")
@@ -313,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         model = create_detector(width=a.width, deep=a.deep, depth_head=a.depth_head)
         model.load_two_channel(ck["state_dict"])  # a v1 checkpoint gets a fresh depth channel
         prior_minutes = float(ck.get("minutes", 0.0))
+    # NHWC weights and batches: oneDNN skips its reorders (train.trainer.TrainConfig.channels_last); the
+    # model goes back to NCHW before it is saved and exported
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     n = len(train["x"])
     budget_s = a.minutes * 60.0
@@ -329,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             for g in opt.param_groups:
                 g["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * frac)) + 1e-5
             x, hm, w, mk, dz, dw = _batch(train, perm[i : i + a.batch], rng, True)
-            outs = model(x)
+            outs = model(x.contiguous(memory_format=fmt))
             loss = focal_heatmap_loss(outs[0], hm, w) + mask_loss(outs[1], mk)
             if a.depth_head:
                 loss = loss + DEPTH_WEIGHT * depth_loss(outs[2], dz, dw)
@@ -351,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         history.append(row)
         print(json.dumps(row), flush=True)
+    model = model.to(memory_format=torch.contiguous_format)
     torch.save(
         {
             "state_dict": model.state_dict(),
