@@ -9,7 +9,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from train.canonical import InPlaneCanonical, principal_angle, rotate_crops, rotation_matrices  # noqa: E402
+from train.canonical import (  # noqa: E402
+    InPlaneCanonical,
+    principal_angle,
+    rotate_crops,
+    rotation_matrices,
+    shift_average,
+    shift_crops,
+)
 from train.models import create_model  # noqa: E402
 
 
@@ -102,3 +109,60 @@ def test_canonical_models_keep_every_tensor_on_the_input_device(name: str) -> No
     assert principal_angle(x).device.type == "meta"
     y = create_model(name, input_size=64).to("meta")(x)
     assert y.shape == (2, 63) and y.device.type == "meta"
+
+
+# ------------------------------------------------------------------------------- shifted test-time views
+def _centroid_joint(x: torch.Tensor) -> torch.Tensor:
+    """A perfectly shift-equivariant 'pose net': one joint at the foreground's centroid (normalized x, y)
+    and its mean depth."""
+    s = x.shape[-1]
+    m = (x[:, 0] < 1).to(x.dtype)
+    g = (torch.arange(s, dtype=x.dtype) + 0.5) / s * 2 - 1
+    n = m.sum((1, 2))
+    cx = (m * g.view(1, 1, s)).sum((1, 2)) / n
+    cy = (m * g.view(1, s, 1)).sum((1, 2)) / n
+    cz = (m * x[:, 0]).sum((1, 2)) / n
+    return torch.stack([cx, cy, cz], -1)
+
+
+def test_shift_crops_moves_the_content_and_fills_background() -> None:
+    x = torch.ones(1, 1, 8, 8)
+    x[0, 0, 3, 4] = 0.25
+    y = shift_crops(x, 2, -1)  # two pixels right, one up
+    assert y.shape == x.shape
+    assert float(y[0, 0, 2, 6]) == 0.25 and int((y < 1).sum()) == 1
+    x[0, 0, 0, 0] = 0.5  # a pixel shifted out of the crop is gone, background comes in
+    z = shift_crops(x, -1, 0)
+    assert float(z[0, 0, 3, 3]) == 0.25 and float(z[0, 0, 3, 7]) == 1.0 and int((z < 1).sum()) == 1
+    assert shift_crops(x, 0, 0) is x
+
+
+def test_shift_average_undoes_each_shift() -> None:
+    """For a shift-equivariant predictor every view gives the same joint once moved back: the average
+    equals the plain prediction (a wrong sign or scale in the correction would move it by 2/S per pixel)."""
+    x = _hand_like()
+    plain = _centroid_joint(x)
+    for shifts in (((1, 1), (-1, -1)), ((2, 0), (0, -3), (1, 2))):
+        torch.testing.assert_close(shift_average(_centroid_joint, x, shifts), plain, atol=1e-6, rtol=0)
+    # ... and it really averages: a non-equivariant predictor (a constant) gets the mean correction
+    const = lambda t: torch.zeros(t.shape[0], 3)  # noqa: E731
+    out = shift_average(const, x, ((2, 0), (0, 0)))
+    torch.testing.assert_close(out, torch.tensor([[-1.0 * 2 / 32, 0.0, 0.0]]))
+
+
+def test_canonical_test_shifts_only_in_eval_mode() -> None:
+    torch.manual_seed(0)
+    shifts = ((1, 1), (2, 0))  # not symmetric: an untrained net barely moves, the corrections must show
+    plain = create_model("compact_s_canon", num_joints=3, input_size=32, fc_width=16)
+    views = create_model("compact_s_canon", num_joints=3, input_size=32, fc_width=16, test_shifts_px=shifts)
+    views.load_state_dict(plain.state_dict())  # the option adds no parameters
+    x = torch.cat([_hand_like(), _rot90(_hand_like())])
+    plain.train(), views.train()
+    torch.testing.assert_close(views(x), plain(x))  # training sees single crops
+    plain.eval(), views.eval()
+    with torch.no_grad():
+        expect = torch.stack([plain(shift_crops(x, dx, dy)).view(2, -1, 3) - torch.tensor([dx, dy, 0.0]) * 2 / 32
+                              for dx, dy in shifts]).mean(0).reshape(2, -1)  # fmt: skip
+        got = views(x)
+        assert not torch.allclose(got, plain(x), atol=1e-4)
+    torch.testing.assert_close(got, expect, atol=1e-5, rtol=0)

@@ -138,6 +138,30 @@ def test_export_with_checkpoint_records_it_and_torch_backend_reproduces(tmp_path
         export_model("compact_s", tmp_path / "bad", checkpoint=ckpt)
 
 
+def test_export_of_shifted_views_runs_them_inside_the_engine(tmp_path):
+    """A canonical checkpoint with test_shifts_px (tools/train_default.py views): the engine averages the
+    views itself (ONNX Runtime = the torch backend rebuilt from the manifest's kwargs), and it is not the
+    single-view engine."""
+    torch.manual_seed(4)
+    kw = {"fc_width": 16}
+    model = models.create_model("compact_s_canon", num_joints=21, input_size=32, **kw)
+    meta = {"model_name": "compact_s_canon", "crop_size": 32, "num_joints": 21, "cube_mm": 300.0}
+    paths = {}
+    for tag, extra in (("single", {}), ("views", {"test_shifts_px": [[1, 1], [2, 0]]})):
+        ckpt = tmp_path / f"{tag}.pt"
+        torch.save({"model_state": model.state_dict(), **meta, "model_kwargs": {**kw, **extra}}, ckpt)
+        paths[tag] = (export_model(None, tmp_path / tag, checkpoint=ckpt, name="pose"), ckpt)
+    m = engines.load_manifest(paths["views"][0])
+    assert m.training["model_kwargs"]["test_shifts_px"] == [[1, 1], [2, 0]]
+    assert m.inputs[0].shape == (1, 1, 32, 32) and m.outputs[0].shape == (1, 63)
+    x = synthetic_crops(1, 32, 1, seed=6)
+    ort_views = engines.load_engine(paths["views"][0], backend="onnxruntime").infer(x)["joints"]
+    torch_views = engines.load_engine(paths["views"][0], backend="torch", checkpoint=paths["views"][1])
+    np.testing.assert_allclose(ort_views, torch_views.infer(x)["joints"], atol=1e-4)
+    single = engines.load_engine(paths["single"][0], backend="onnxruntime").infer(x)["joints"]
+    assert np.abs(ort_views - single).max() > 1e-3
+
+
 def test_parity_failure_writes_nothing(tmp_path):
     class Flaky(torch.nn.Module):
         """Export traces one branch; eager takes another on the parity inputs -> parity must fail."""

@@ -74,3 +74,54 @@ def test_gap_reports_training_and_validation_error(tmp_path, capsys):
     assert res["val_chunk"] == "chunk_002.npz"
     assert res["val_mm"] == pytest.approx(3.0, abs=1e-3)
     assert res["gap_mm"] == pytest.approx(3.0, abs=1e-3)
+
+
+def test_views_writes_a_checkpoint_whose_model_averages_shifted_views(tmp_path, capsys):
+    """`views` copies the weights, records the shifts in model_kwargs (so the exporter builds the same
+    model), reports the validation error with and without them, and refuses a non-canonical model."""
+    torch.manual_seed(0)
+    name = "compact_s_canon"
+    net = create_model(name, **KW).eval()
+    ck = tmp_path / "net.pt"
+    meta = {"model_name": name, "model_kwargs": KW, "crop_size": 64, "cube_mm": 300.0, "num_joints": 21}
+    torch.save({"model_state": net.state_dict(), **meta, "metrics": {"test_mean_mm": 1.0}}, ck)
+    data = tmp_path / "data"
+    data.mkdir()
+    depth = np.ones((4, 64, 64), np.float32)
+    depth[:, 16:48, 20:30] = 0.2
+    depth[:, 40:48, 20:44] = -0.3  # an L: no symmetry that would make the views agree by accident
+    with torch.no_grad():
+        pred = net(torch.from_numpy(depth[:, None])).numpy().reshape(4, 21, 3)
+    for c in (0, 1):
+        _chunk(depth, pred).save(data / f"chunk_{c:03d}.npz")
+    td = load_tool("train_default")
+    out = tmp_path / "views.pt"
+    argv = [
+        "views",
+        "--checkpoint",
+        str(ck),
+        "--data-dir",
+        str(data),
+        "--shifts",
+        "1,1 2,0",
+        "--out",
+        str(out),
+    ]
+    assert td.main(argv) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["shifts"] == [[1, 1], [2, 0]]
+    assert res["val_mm_single"] == pytest.approx(0.0, abs=1e-3)  # labels are the single-view predictions
+    assert res["val_mm_views"] > 0.01
+    from train.trainer import load_trained
+
+    model, got = load_trained(out)
+    assert got["model_kwargs"]["test_shifts_px"] == [[1, 1], [2, 0]] and "metrics" not in got
+    assert model.test_shifts_px == ((1, 1), (2, 0))
+    torch.testing.assert_close(model.state_dict(), net.state_dict())
+    with pytest.raises(SystemExit, match="canonical"):
+        torch.save({"model_state": {}, **meta, "model_name": "compact_s"}, ck)
+        td.main(
+            ["views", "--checkpoint", str(ck), "--data-dir", str(data), "--shifts", "1,1", "--out", str(out)]
+        )
+    with pytest.raises(SystemExit):  # argparse: not DX,DY pairs
+        td.main(["views", "--checkpoint", str(ck), "--shifts", "1,1,2", "--out", str(out)])

@@ -7,6 +7,7 @@
     python tools/train_default.py latency                   # export to ONNX, ORT 1-thread batch-1 latency
     python tools/train_default.py pair --a M.pt --b L.pt    # average two trained nets into one model
     python tools/train_default.py gap                       # error on training chunks vs validation
+    python tools/train_default.py views --shifts "1,1 -1,-1" --out C.pt  # shifted views at test time
 
 Training hands are disjoint from test hands: training subjects are offset by 1000 (stream.synth test sets
 draw 0..n_subjects-1) and training seeds (1000 + chunk) never equal the test seed (4242).
@@ -233,6 +234,52 @@ def gap_stage(args) -> int:
     return 0
 
 
+def parse_shifts(text: str) -> list[tuple[int, int]]:
+    """Parse "1,1 -1,-1" into [(1, 1), (-1, -1)]: one argument, as argparse reads "-1,-1" as an option."""
+    try:
+        shifts = [tuple(int(v) for v in s.split(",")) for s in text.replace(";", " ").split()]
+    except ValueError:
+        shifts = []
+    if not shifts or any(len(s) != 2 for s in shifts):
+        raise argparse.ArgumentTypeError(f'shifts are "DX,DY DX,DY ..." in whole pixels, got {text!r}')
+    return shifts
+
+
+def views_stage(args) -> int:
+    """A canonical checkpoint -> a copy whose model averages shifted views of each crop in eval mode
+    (train.canonical.InPlaneCanonical's `test_shifts_px`; the weights are copied, nothing is trained).
+    Prints the validation chunk's error without and with the views: choose them there, never on the test
+    set. The engine built from the copy runs the views as one batch."""
+    import torch
+
+    from train.data import PoseArrays
+    from train.metrics import mean_error_mm
+    from train.models import create_model
+    from train.trainer import as_tensors, predict
+
+    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    if not str(ck.get("model_name", "")).endswith("_canon"):
+        raise SystemExit(f"views need an in-plane canonical model (*_canon), got {ck.get('model_name')!r}")
+    kw = {**ck.get("model_kwargs", {}), "test_shifts_px": [list(s) for s in args.shifts]}
+    val = usable(PoseArrays.load(chunk_files(Path(args.data_dir), 0, args.val_chunk)[-1]))
+    x = as_tensors(val)[0]
+    half_mm = float(ck["cube_mm"]) / 2.0
+    res = {}
+    for key, kwargs in (("val_mm_single", {**kw, "test_shifts_px": []}), ("val_mm_views", kw)):
+        model = create_model(ck["model_name"], **kwargs)
+        model.load_state_dict(ck["model_state"])
+        with torch.no_grad():
+            pred = predict(model.eval(), x).numpy().reshape(val.joints.shape)
+        res[key] = mean_error_mm(pred * half_mm, val.joints * half_mm)
+    out = Path(args.out)
+    meta = {k: v for k, v in ck.items() if k != "metrics"}  # test metrics belong to the old model
+    meta["model_kwargs"] = kw
+    meta["views_from"] = {"checkpoint": str(args.checkpoint), **res}
+    torch.save(meta, out)
+    print(json.dumps({"out": str(out), "shifts": kw["test_shifts_px"], **res}))
+    return 0
+
+
 def pair_stage(args) -> int:
     """Two trained checkpoints (compact_m_canon, compact_l_canon) -> one compact_ml_canon_pair checkpoint
     whose prediction is their mean (train.models.MeanPair): nothing is trained, the weights are copied."""
@@ -396,6 +443,12 @@ def main(argv=None) -> int:
     gp.add_argument("--data-dir", default=str(TRAIN_DIR))
     gp.add_argument("--val-chunk", default="")
     gp.add_argument("--train-chunks", type=int, default=4, help="how many training chunks, evenly spread")
+    v = sub.add_parser("views", help="a copy of a checkpoint that averages shifted views (eval only)")
+    v.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
+    v.add_argument("--shifts", type=parse_shifts, required=True, help='pixels, e.g. "1,1 -1,-1"')
+    v.add_argument("--out", required=True, help="the new checkpoint (.pt)")
+    v.add_argument("--data-dir", default=str(TRAIN_DIR), help="the chunks holding the validation chunk")
+    v.add_argument("--val-chunk", default="")
     n = sub.add_parser("nyu")
     n.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
     lat = sub.add_parser("latency")
@@ -410,6 +463,7 @@ def main(argv=None) -> int:
         "latency": latency_stage,
         "pair": pair_stage,
         "gap": gap_stage,
+        "views": views_stage,
     }
     return stages[a.stage](a)
 

@@ -68,15 +68,48 @@ def rotate_crops(depth: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
 
 class InPlaneCanonical(nn.Module):
     """Wrap a pose net (crop -> (B, 3J) normalized joints): canonicalize the crop's in-plane rotation so the
-    principal axis points along +y, predict, rotate (x, y) of every joint back. z is untouched."""
+    principal axis points along +y, predict, rotate (x, y) of every joint back. z is untouched.
 
-    def __init__(self, net: nn.Module):
+    `test_shifts_px` (eval mode only): also predict from copies of the crop shifted by these (dx, dy) pixels
+    (background shifted in), move each prediction back by its shift and average them. Why: the strided
+    body is not shift-invariant at one-pixel scale (aliasing), so a prediction wobbles with where the hand
+    falls on the pixel grid; averaging a few shifted views cancels much of that. Measured on the
+    validation chunk (session 7): four diagonal one-pixel views 12.43 -> 11.97 mm. The views run as one
+    batch inside the exported engine, so the runtime does not change; training (train mode) sees single
+    crops, as before."""
+
+    def __init__(self, net: nn.Module, test_shifts_px: tuple[tuple[int, int], ...] = ()):
         super().__init__()
         self.net = net
+        self.test_shifts_px = tuple((int(dx), int(dy)) for dx, dy in test_shifts_px)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or not self.test_shifts_px:
+            return self._predict(x)
+        return shift_average(self._predict, x, self.test_shifts_px)
+
+    def _predict(self, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
         rot = rotation_matrices(math.pi / 2 - principal_angle(x))
         y = self.net(rotate_crops(x, rot)).view(b, -1, 3)
         xy = torch.matmul(y[..., :2], rot)  # rot^T applied to each joint's (x, y)
         return torch.cat([xy, y[..., 2:]], -1).reshape(b, -1)
+
+
+def shift_crops(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """(B, 1, S, S) crops moved by (dx, dy) pixels (+x right, +y down), background (1) shifted in."""
+    s = x.shape[-1]
+    p = max(abs(dx), abs(dy))
+    if p == 0:
+        return x
+    xp = F.pad(x, (p, p, p, p), value=1.0)
+    return xp[..., p - dy : p - dy + s, p - dx : p - dx + s]
+
+
+def shift_average(predict, x: torch.Tensor, shifts: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """Mean of `predict` (crops -> (B, 3J) normalized joints) over shifted copies of `x`, each prediction
+    moved back by its shift (one pixel = 2 / S in the normalized frame). All views run as one batch."""
+    b, s, k = x.shape[0], x.shape[-1], len(shifts)
+    y = predict(torch.cat([shift_crops(x, dx, dy) for dx, dy in shifts], 0)).view(k, b, -1, 3)
+    off = torch.tensor([[dx, dy, 0.0] for dx, dy in shifts], dtype=y.dtype, device=y.device) * (2.0 / s)
+    return (y - off.view(k, 1, 1, 3)).mean(0).reshape(b, -1)

@@ -485,10 +485,10 @@ def _fusenet(fusion_default: str):
 def _canonical(inner):
     """A builder that wraps `inner`'s model in train/canonical.py's in-plane canonicalization."""
 
-    def build(num_joints, input_size, fc_width, dropout, **kw):
+    def build(num_joints, input_size, fc_width, dropout, test_shifts_px=(), **kw):
         from .canonical import InPlaneCanonical
 
-        return InPlaneCanonical(inner(num_joints, input_size, fc_width, dropout, **kw))
+        return InPlaneCanonical(inner(num_joints, input_size, fc_width, dropout, **kw), test_shifts_px)
 
     return build
 
