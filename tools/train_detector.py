@@ -69,6 +69,7 @@ OUT_OF_VIEW_PROB = 0.15
 # issue 4 (segmentation side): the segmenter took the occluder in front of the hand for it in ~4 % of the
 # pose test frames; the pose scenes have occluders in 30 % of the frames, the detector sees them in half
 OCCLUDER_PROB = 0.5
+DETECTOR_PARITY_ATOL = 1e-3  # max |PyTorch - ONNX Runtime| over the three outputs (see export below)
 
 
 def _synth_class():
@@ -274,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=6000)
     p.add_argument("--val-frames", type=int, default=400)
-    p.add_argument("--minutes", type=float, default=15.0, help="training wall-clock budget")
+    p.add_argument(
+        "--minutes", type=float, default=15.0, help="training wall-clock budget (0 with --init: export only)"
+    )
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--width", type=int, default=16)
@@ -421,6 +424,10 @@ def main(argv: list[str] | None = None) -> int:
         },
         parity_inputs=parity,
         output_names=("heatmap", "mask", "depth") if a.depth_head else ("heatmap", "mask"),
+        # the mask logits reach +-30 after long training: float32 rounding then differs by ~2e-4 between
+        # PyTorch and ONNX Runtime (1e-5 relative; heatmap and depth agree to ~3e-6), and the segmenter
+        # only compares them with -2. The pose engines keep the default 1e-4.
+        atol=DETECTOR_PARITY_ATOL,
     )
     (a.runs / "history.json").write_text(json.dumps(history, indent=1))
     print(f"exported {path} ({path.stat().st_size / 1024:.0f} kB); val {final}")
