@@ -115,7 +115,11 @@ def test_views_writes_a_checkpoint_whose_model_averages_shifted_views(tmp_path, 
     from train.trainer import load_trained
 
     model, got = load_trained(out)
-    assert got["model_kwargs"]["test_shifts_px"] == [[1, 1], [2, 0]] and "metrics" not in got
+    assert got["model_kwargs"]["test_shifts_px"] == [[1, 1], [2, 0]]
+    assert got["metrics"] == {
+        "val_mean_mm": res["val_mm_views"],
+        "val_mean_mm_single_view": res["val_mm_single"],
+    }
     assert model.test_shifts_px == ((1, 1), (2, 0))
     torch.testing.assert_close(model.state_dict(), net.state_dict())
     with pytest.raises(SystemExit, match="canonical"):
