@@ -275,7 +275,7 @@ def views_stage(args) -> int:
     meta = {k: v for k, v in ck.items() if k != "metrics"}  # test metrics belong to the old model
     meta["model_kwargs"] = kw
     meta["metrics"] = {"val_mean_mm": res["val_mm_views"], "val_mean_mm_single_view": res["val_mm_single"]}
-    meta["views_from"] = {"checkpoint": str(args.checkpoint), **res}
+    meta["views_from"] = str(args.checkpoint)
     torch.save(meta, out)
     print(json.dumps({"out": str(out), "shifts": kw["test_shifts_px"], **res}))
     return 0
