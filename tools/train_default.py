@@ -199,6 +199,20 @@ def test_stage(args) -> int:
     return 0
 
 
+def chunk_error_mm(model, chunk: Path, half_mm: float) -> float:
+    """Mean joint error (mm) of `model` on a chunk's usable crops, plain (no augmentation)."""
+    import torch
+
+    from train.data import PoseArrays
+    from train.metrics import mean_error_mm
+    from train.trainer import as_tensors, predict
+
+    a = usable(PoseArrays.load(chunk))
+    with torch.no_grad():
+        pred = predict(model, as_tensors(a)[0]).numpy().reshape(a.joints.shape)
+    return mean_error_mm(pred * half_mm, a.joints * half_mm)
+
+
 def gap_stage(args) -> int:
     """Mean joint error of a checkpoint on some of its TRAINING chunks (no augmentation) next to its
     validation chunk: a gap says the net memorizes its crops and more data helps; no gap says it needs
@@ -206,9 +220,7 @@ def gap_stage(args) -> int:
     is eq. 4.14 on plain ones.)"""
     import numpy as np
 
-    from train.data import PoseArrays
-    from train.metrics import mean_error_mm
-    from train.trainer import as_tensors, load_trained, predict
+    from train.trainer import load_trained
 
     model, meta = load_trained(args.checkpoint)
     files = chunk_files(Path(args.data_dir), 0, args.val_chunk)
@@ -216,18 +228,13 @@ def gap_stage(args) -> int:
     picks = [train[int(i)] for i in np.linspace(0, len(train) - 1, min(args.train_chunks, len(train)))]
     half_mm = float(meta["cube_mm"]) / 2.0
 
-    def err_mm(f: Path) -> float:
-        a = usable(PoseArrays.load(f))
-        pred = predict(model, as_tensors(a)[0]).numpy().reshape(a.joints.shape)
-        return mean_error_mm(pred * half_mm, a.joints * half_mm)
-
-    tr = {f.name: err_mm(f) for f in picks}
+    tr = {f.name: chunk_error_mm(model, f, half_mm) for f in picks}
     res = {
         "checkpoint": str(args.checkpoint),
         "train_mm": tr,
         "train_mean_mm": float(np.mean(list(tr.values()))),
         "val_chunk": val.name,
-        "val_mm": err_mm(val),
+        "val_mm": chunk_error_mm(model, val, half_mm),
     }
     res["gap_mm"] = res["val_mm"] - res["train_mean_mm"]
     print(json.dumps(res))
@@ -252,25 +259,19 @@ def views_stage(args) -> int:
     set. The engine built from the copy runs the views as one batch."""
     import torch
 
-    from train.data import PoseArrays
-    from train.metrics import mean_error_mm
     from train.models import create_model
-    from train.trainer import as_tensors, predict
 
     ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     if not str(ck.get("model_name", "")).endswith("_canon"):
         raise SystemExit(f"views need an in-plane canonical model (*_canon), got {ck.get('model_name')!r}")
     kw = {**ck.get("model_kwargs", {}), "test_shifts_px": [list(s) for s in args.shifts]}
-    val = usable(PoseArrays.load(chunk_files(Path(args.data_dir), 0, args.val_chunk)[-1]))
-    x = as_tensors(val)[0]
+    val = chunk_files(Path(args.data_dir), 0, args.val_chunk)[-1]
     half_mm = float(ck["cube_mm"]) / 2.0
     res = {}
     for key, kwargs in (("val_mm_single", {**kw, "test_shifts_px": []}), ("val_mm_views", kw)):
         model = create_model(ck["model_name"], **kwargs)
         model.load_state_dict(ck["model_state"])
-        with torch.no_grad():
-            pred = predict(model.eval(), x).numpy().reshape(val.joints.shape)
-        res[key] = mean_error_mm(pred * half_mm, val.joints * half_mm)
+        res[key] = chunk_error_mm(model, val, half_mm)
     out = Path(args.out)
     meta = {k: v for k, v in ck.items() if k != "metrics"}  # test metrics belong to the old model
     meta["model_kwargs"] = kw
