@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--engine", default="detector", help="detector engine (shipped name or .onnx path)")
     p.add_argument("--snap", type=float, help="override SegmenterConfig.hand_depth_snap_mm (0 = v1 rule)")
     p.add_argument("--gate", type=float, help="override SegmenterConfig.fallback_depth_gate_mm (0 = off)")
+    p.add_argument(
+        "--vouch", type=int, help="override SegmenterConfig.fallback_vouch_peaks (4 = the old rule)"
+    )
     p.add_argument("--npz", type=Path, help="also save the per-frame arrays here")
     p.add_argument("--json", type=Path, help="also write the summary here")
     a = p.parse_args(argv)
@@ -99,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, hand_depth_snap_mm=a.snap)
     if a.gate is not None:
         cfg = replace(cfg, fallback_depth_gate_mm=a.gate)
+    if a.vouch is not None:
+        cfg = replace(cfg, fallback_vouch_peaks=a.vouch)
     seg = HandSegmenter(cfg)
     r = centre_errors(frames, seg)
     res = {
@@ -107,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "engine": a.engine,
         "hand_depth_snap_mm": cfg.hand_depth_snap_mm,
         "fallback_depth_gate_mm": cfg.fallback_depth_gate_mm,
+        "fallback_vouch_peaks": cfg.fallback_vouch_peaks,
         **summarize(r),
     }
     text = json.dumps(res, indent=1)
