@@ -686,7 +686,7 @@ MODEL_SPECS.update(
             1,
             _canonical(_dense(_DS_L, 24)),
             "compact_l_canon's body, FPN decoder to the 1/4 map, per-joint softmax voting of (cell + dx, dy, z)",
-            "the shipped default (sessions 5-7; session 7 ships it with two shifted test-time views): drops the fc bottleneck (0.18 M vs 0.69 M params) for a decoder "
+            "the shipped default (sessions 5-8; since session 7 with two shifted test-time views): drops the fc bottleneck (0.18 M vs 0.69 M params) for a decoder "
             "at 1/4 resolution; ~1.4x the training step, +0.08 ms ORT; from the same body 13.1 vs 14.3 mm "
             "validation, success@20 36 vs 28 % on the test (BENCHMARKS.md). Warm-starts from a compact_l_canon body",
             96,
