@@ -82,10 +82,15 @@ def chunk_files(train_dir: Path = TRAIN_DIR, limit: int = 0, val_chunk: str = ""
 
 
 def load_chunks(limit: int = 0, train_dir: Path = TRAIN_DIR, val_chunk: str = ""):
+    files = chunk_files(Path(train_dir), limit, val_chunk)
+    return files, [load_usable(f) for f in files]
+
+
+def load_usable(chunk: Path):
+    """A chunk's usable crops (see `usable`)."""
     from train.data import PoseArrays
 
-    files = chunk_files(Path(train_dir), limit, val_chunk)
-    return files, [usable(PoseArrays.load(f)) for f in files]
+    return usable(PoseArrays.load(chunk))
 
 
 def usable(a, min_fg_px: int = 40):
@@ -199,15 +204,13 @@ def test_stage(args) -> int:
     return 0
 
 
-def chunk_error_mm(model, chunk: Path, half_mm: float) -> float:
-    """Mean joint error (mm) of `model` on a chunk's usable crops, plain (no augmentation)."""
+def crops_error_mm(model, a, half_mm: float) -> float:
+    """Mean joint error (mm) of `model` on usable crops `a` (load_usable), plain (no augmentation)."""
     import torch
 
-    from train.data import PoseArrays
     from train.metrics import mean_error_mm
     from train.trainer import as_tensors, predict
 
-    a = usable(PoseArrays.load(chunk))
     with torch.no_grad():
         pred = predict(model, as_tensors(a)[0]).numpy().reshape(a.joints.shape)
     return mean_error_mm(pred * half_mm, a.joints * half_mm)
@@ -228,13 +231,13 @@ def gap_stage(args) -> int:
     picks = [train[int(i)] for i in np.linspace(0, len(train) - 1, min(args.train_chunks, len(train)))]
     half_mm = float(meta["cube_mm"]) / 2.0
 
-    tr = {f.name: chunk_error_mm(model, f, half_mm) for f in picks}
+    tr = {f.name: crops_error_mm(model, load_usable(f), half_mm) for f in picks}
     res = {
         "checkpoint": str(args.checkpoint),
         "train_mm": tr,
         "train_mean_mm": float(np.mean(list(tr.values()))),
         "val_chunk": val.name,
-        "val_mm": chunk_error_mm(model, val, half_mm),
+        "val_mm": crops_error_mm(model, load_usable(val), half_mm),
     }
     res["gap_mm"] = res["val_mm"] - res["train_mean_mm"]
     print(json.dumps(res))
@@ -265,13 +268,13 @@ def views_stage(args) -> int:
     if not str(ck.get("model_name", "")).endswith("_canon"):
         raise SystemExit(f"views need an in-plane canonical model (*_canon), got {ck.get('model_name')!r}")
     kw = {**ck.get("model_kwargs", {}), "test_shifts_px": [list(s) for s in args.shifts]}
-    val = chunk_files(Path(args.data_dir), 0, args.val_chunk)[-1]
+    val = load_usable(chunk_files(Path(args.data_dir), 0, args.val_chunk)[-1])  # once, for both models
     half_mm = float(ck["cube_mm"]) / 2.0
     res = {}
     for key, kwargs in (("val_mm_single", {**kw, "test_shifts_px": []}), ("val_mm_views", kw)):
         model = create_model(ck["model_name"], **kwargs)
         model.load_state_dict(ck["model_state"])
-        res[key] = chunk_error_mm(model, val, half_mm)
+        res[key] = crops_error_mm(model, val, half_mm)
     out = Path(args.out)
     meta = {k: v for k, v in ck.items() if k != "metrics"}  # test metrics belong to the old model
     meta["model_kwargs"] = kw
