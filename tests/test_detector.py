@@ -222,7 +222,9 @@ def occluder_frames():
 
     from train.data import default_scene, synthetic_frames
 
-    return list(synthetic_frames(80, 11, replace(default_scene(), occluder_prob=1.0)))
+    # 200 frames (80 before session 9): with the round-9 detector both rules put one of the first 80 on a
+    # wrong object, too few to tell them apart
+    return list(synthetic_frames(200, 11, replace(default_scene(), occluder_prob=1.0)))
 
 
 def _wrong_objects(seg: HandSegmenter, frames) -> int:
@@ -241,21 +243,24 @@ def test_occluder_scenes_take_the_hand_surface_not_the_occluder(occluder_frames)
     """Issue 4: in pose scenes where an object always lies in front of the hand (seed 11, disjoint from
     the detector's training seeds), snapping each peak's depth to the engine's hand-depth estimate puts
     the centre on a wrong object (> 100 mm from the ground-truth mask centre) less often than the v1 rule
-    (measured 4 vs 7 of 80 frames with the round 3 engine; 3 vs 5 with the round-6 mask growth and look-behind)."""
+    (measured 4 vs 7 of 80 frames with the round 3 engine; 3 vs 5 with the round-6 mask growth and look-behind;
+    of 200 frames: 5 vs 10 with the round-7 engine, 3 vs 6 with round 9)."""
     snap = HandSegmenter()
     if snap.detector is None or not snap.detector.has_depth:
         pytest.skip("the shipped detector engine has no hand-depth output")
     v1 = HandSegmenter(SegmenterConfig(hand_depth_snap_mm=0.0, fallback_depth_gate_mm=0.0))
     wrong = {"snap": _wrong_objects(snap, occluder_frames), "v1": _wrong_objects(v1, occluder_frames)}
     assert wrong["snap"] < wrong["v1"], wrong
-    assert wrong["snap"] <= 6, wrong
+    assert wrong["snap"] <= 6, wrong  # of 200
 
 
 def test_only_the_strongest_weak_peak_vouches_for_a_fallback_hand():
     """Session 8: frames of the tuning set (generator seed 77, default pose scene, regenerated here) where
     no peak reached the presence threshold and the classic fallback cut out an occluder or the body that
     held one of the lesser weak peaks: with every weak peak allowed to vouch (the old rule) most of them
-    put the centre on that wrong object; with only the strongest one, none does (they become misses)."""
+    put the centre on that wrong object; with only the strongest one, none does (they become misses).
+    The frames are five of the 14 where the two rules differ with the round-9 detector (a scan of the 2000
+    tuning frames; in all 14 only the old rule is wrong)."""
     from train.data import LabelledFrame, default_scene, mask_centre, subject_synthesizer
 
     new = HandSegmenter()
@@ -264,7 +269,7 @@ def test_only_the_strongest_weak_peak_vouches_for_a_fallback_hand():
     old = HandSegmenter(SegmenterConfig(fallback_vouch_peaks=4))
     syn = subject_synthesizer(default_scene(), 77)
     wrong = {"old": 0, "new": 0}
-    for k in (156, 441, 566, 632, 822):
+    for k in (193, 557, 566, 822, 903):
         s = syn.sample_at(k)
         gt = mask_centre(LabelledFrame(s.frame.depth_mm, s.frame.intrinsics, s.joints_xyz_mm, s.mask))
         for name, seg in (("old", old), ("new", new)):
@@ -358,10 +363,11 @@ def test_looking_behind_a_convex_occluder_finds_the_hidden_hand(occluder_frames)
     """Issue 4: scenes where an object always lies in front of the hand (seed 11, disjoint from the
     detector's training seeds). When the chosen mask is as convex as a ball or a box, the hand is looked
     for again behind it: wrong-object centres (> 100 mm from the ground-truth mask centre) measured 6 -> 3
-    of these 80 frames (15 -> 8 of 200)."""
+    of the first 80 frames (15 -> 8 of 200) at round 6; of these 200: 12 -> 5 with the round-7 engine,
+    10 -> 3 with round 9."""
     on = HandSegmenter()
     if on.detector is None or on.config.occluder_solidity >= 1.0:
         pytest.skip("no learned detector, or the look-behind rule is off by default")
     off = HandSegmenter(SegmenterConfig(occluder_solidity=1.0))
     wrong = {"on": _wrong_objects(on, occluder_frames), "off": _wrong_objects(off, occluder_frames)}
-    assert wrong["on"] < wrong["off"] and wrong["on"] <= 4, wrong
+    assert wrong["on"] < wrong["off"] and wrong["on"] <= 6, wrong  # of 200

@@ -326,3 +326,34 @@ def test_channels_last_computes_the_same_model(tmp_path):
     assert convs and all(states[1][k].is_contiguous() for k in convs)  # NCHW
     assert all(states[0][k].is_contiguous(memory_format=torch.channels_last) for k in convs)
     assert any(states[0][k].stride() != states[1][k].stride() for k in convs)  # not a layout both satisfy
+
+
+def test_recompute_bn_stats_is_the_plain_average_over_the_batches():
+    """Precise BN: the running mean/variance become the average of the batches' statistics whatever they
+    were before (so eval outputs stop depending on the last few training steps), the weights and the
+    momentum are kept, and the model ends in eval mode."""
+    from train.trainer import recompute_bn_stats
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 3, 3)
+    model = torch.nn.Sequential(conv, torch.nn.BatchNorm2d(3), torch.nn.ReLU())
+    bn = model[1]
+    batches = [torch.randn(4, 1, 8, 8) * (1 + i) + i for i in range(5)]
+    with torch.no_grad():
+        feats = [conv(b) for b in batches]
+    want_mean = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats]).mean(0)
+    want_var = torch.stack([f.transpose(0, 1).reshape(3, -1).var(dim=1, unbiased=True) for f in feats]).mean(0)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_" not in k}
+    outs = []
+    for junk in (0.0, 50.0):
+        bn.running_mean.fill_(junk)
+        bn.running_var.fill_(1.0 + junk)
+        assert recompute_bn_stats(model, iter(batches)) == 5
+        assert not model.training and bn.momentum == 0.1
+        assert torch.allclose(bn.running_mean, want_mean, atol=1e-5)
+        assert torch.allclose(bn.running_var, want_var, rtol=1e-4)
+        outs.append(model(batches[0]).detach())
+    assert torch.equal(outs[0], outs[1])
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+    with pytest.raises(ValueError, match="at least one batch"):
+        recompute_bn_stats(model, [])

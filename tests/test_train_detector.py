@@ -31,6 +31,8 @@ def test_train_detector_tool_runs_saves_and_exports(tmp_path, channels_last):
     assert convs and all(v.is_contiguous() for v in convs)  # saved NCHW whatever it trained in
     manifest = json.loads((out / "detector.json").read_text())
     assert manifest["training"]["steps"] == history[-1]["step"]
+    # precise BN after training: one pass over the 8 training frames in batches of 4
+    assert manifest["training"]["bn_stats_batches"] == 2
     from stream.preprocess.detect import HandDetector
 
     det = HandDetector(out / "detector.onnx")
