@@ -342,9 +342,8 @@ def test_recompute_bn_stats_is_the_plain_average_over_the_batches():
     with torch.no_grad():
         feats = [conv(b) for b in batches]
     want_mean = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats]).mean(0)
-    want_var = torch.stack([f.transpose(0, 1).reshape(3, -1).var(dim=1, unbiased=True) for f in feats]).mean(
-        0
-    )
+    per_batch_var = [f.transpose(0, 1).reshape(3, -1).var(dim=1, unbiased=True) for f in feats]
+    want_var = torch.stack(per_batch_var).mean(0)
     weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_" not in k}
     outs = []
     for junk in (0.0, 50.0):

@@ -377,16 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         # precise BN (train.trainer.recompute_bn_stats): the per-epoch rows above use the running averages
         # of the last ~10 batches and swing by several points of "found" for that alone
         k = n // a.batch if a.bn_batches < 0 else a.bn_batches
-        perm = rng.permutation(n)
-        bn_seen = recompute_bn_stats(
-            model,
-            (
-                _batch(train, perm[(i * a.batch) % n : (i * a.batch) % n + a.batch], rng, True)[0].contiguous(
-                    memory_format=fmt
-                )
-                for i in range(k)
-            ),
-        )
+        # k batches of a shuffled order, repeated cyclically when k asks for more than one pass
+        order = np.resize(rng.permutation(n), (k, a.batch))
+        batches = (_batch(train, idx, rng, True)[0].contiguous(memory_format=fmt) for idx in order)
+        bn_seen = recompute_bn_stats(model, batches)
         print(f"BatchNorm statistics recomputed over {bn_seen} training batches", flush=True)
     model = model.to(memory_format=torch.contiguous_format)
     torch.save(

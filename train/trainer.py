@@ -428,8 +428,9 @@ def recompute_bn_stats(model: torch.nn.Module, batches) -> int:
     Why: the running statistics a model trains with are an exponential average (momentum 0.1) of the last
     ~10 batches, so a small-batch model's eval output jitters from one step to the next even when its
     weights barely move. The detector (batch 32) found 56-69 % of the validation hands epoch to epoch at
-    the end of a cosine schedule; with one pass of recomputed statistics the two
-    checkpoints measured found 66 and 69 % (BENCHMARKS.md, Preprocessing round 9). The weights are untouched; the model is left in eval mode."""
+    the end of a cosine schedule; with one pass of recomputed statistics the two checkpoints measured
+    found 66 and 69 % (BENCHMARKS.md, Preprocessing round 9). The weights are untouched; the model is left
+    in eval mode."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
