@@ -17,7 +17,7 @@ Outputs at 1/`output_stride` (4) of the input: heatmap in [0, 1] (a Gaussian aro
 mean of the wrist and the four finger MCPs, the same palm tools/eval_segmentation.py measures against; a
 hand less than ~40 % visible was trained as "no peak") and the hand-mask logits (the visible pixels of
 all hands, forearm excluded). An engine may add a third output, "depth": the depth (m) of the hand's
-visible surface, trained near palm peaks only (issue 4: it tells the hand from an occluder in front of it).
+visible surface, trained near palm peaks only (it tells the hand from an occluder in front of it).
 
 numpy + OpenCV + engines (ONNX Runtime); never torch.
 """
