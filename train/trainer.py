@@ -52,7 +52,7 @@ class TrainConfig:
     # "plateau": halve the LR when validation stalls (seed §4.4.3); "cosine": anneal from lr to min_lr over the
     # whole budget (epochs or max_minutes, whichever ends first) after a 3 % linear warm-up. Deviation from
     # the seed, offered because on short CPU budgets plateau halving never reaches a low-LR phase:
-    # tools/diagnose_pose.py measured 37.1 vs 42.2 mm (mean of 2 seeds, equal steps) for cosine-like one-cycle.
+    # `handstream train diagnose` measured 37.1 vs 42.2 mm (mean of 2 seeds, equal steps) for cosine-like one-cycle.
     schedule: str = "plateau"
     # "eq4.14" or "smooth_l1" (see smooth_l1_pose_loss); validation always reports mm and eq. 4.14
     loss: str = "eq4.14"
@@ -567,7 +567,7 @@ def recompute_bn_stats(model: torch.nn.Module, batches) -> int:
     ~10 batches, so a small-batch model's eval output jitters from one step to the next even when its
     weights barely move. The detector (batch 32) found 56-69 % of the validation hands epoch to epoch at
     the end of a cosine schedule; with one pass of recomputed statistics the two checkpoints measured
-    found 66 and 69 % (BENCHMARKS.md, Preprocessing round 9). The weights are untouched; the model is left
+    found 66 and 69 % (BENCHMARKS.md, Preprocessing: precise BN). The weights are untouched; the model is left
     in eval mode."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
