@@ -30,11 +30,12 @@ def _crops(path: Path, n: int = 32, size: int = 32) -> None:
     PoseArrays(depth, j, np.zeros((n, 3)), j * 150.0, 300.0, {"toy": True}).save(path)
 
 
-def _torchrun(script: Path, *args: str) -> subprocess.CompletedProcess:
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node=2 ARGS` (a script, or `-m module ...`) from the repository."""
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("this PyTorch build has no gloo backend")
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     r = subprocess.run(cmd + list(args), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     return r
@@ -42,7 +43,7 @@ def _torchrun(script: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_two_rank_ddp_step_matches_one_process_on_the_concatenated_batch(tmp_path):
     _crops(tmp_path / "crops.npz")
-    _torchrun(REPO / "tests" / "ddp_worker.py", str(tmp_path), str(tmp_path / "crops.npz"))
+    _torchrun(str(REPO / "tests" / "ddp_worker.py"), str(tmp_path), str(tmp_path / "crops.npz"))
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
     assert r0["world_size"] == r1["world_size"] == 2
@@ -101,3 +102,41 @@ def test_epoch_order_and_global_batch_size():
 
     with pytest.raises(InputError, match="global"):
         local_batch_size(127, DistContext(world_size=2))
+
+
+def test_handstream_train_pose_runs_unchanged_under_torchrun(tmp_path):
+    """`torchrun --nproc_per_node=2 -m stream.cli train pose --config C`: both ranks train, rank 0 alone
+    reports (one JSON line) and writes the run."""
+    import json
+
+    _crops(tmp_path / "crops.npz")
+    cfg = {
+        "name": "cli_ddp",
+        "model": "compact_gap",
+        "model_kwargs": {"fc_width": 16},
+        "data": {"kind": "crops", "path": str(tmp_path / "crops.npz")},
+        "epochs": 2,
+        "batch_size": 8,
+        "threads": 1,
+        "tensorboard": False,
+        "progress": False,
+        "out_dir": str(tmp_path / "runs"),
+    }
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    r = _torchrun("-m", "stream.cli", "train", "pose", "--config", str(tmp_path / "cfg.json"))
+    reports = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(reports) == 1 and reports[0]["epochs"] == 2
+    history = json.loads((tmp_path / "runs" / "cli_ddp" / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]
+    ck = torch.load(reports[0]["best_checkpoint"], weights_only=False)
+    assert ck["metrics"]["val_loss"] == pytest.approx(reports[0]["best_val_loss"])
+
+
+@pytest.mark.parametrize("argv", [["pose", "gap"], ["detector"], ["search", "--config", "c.yaml"]])
+def test_recipes_that_do_not_split_their_work_refuse_torchrun(argv, monkeypatch, capsys):
+    """Under torchrun (WORLD_SIZE > 1) every rank would run the whole recipe and write the same files."""
+    from stream.cli import main as cli_main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli_main(["train", *argv]) == 2
+    assert "runs in one process" in capsys.readouterr().err

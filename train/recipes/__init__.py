@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -73,3 +74,12 @@ def usage() -> str:
     lines += [f"  {r.name:<{width}}  {r.help}" for r in recipes.values()]
     lines += ["", "A recipe's defaults are in configs/RECIPE.yaml; key=value and --flags override them."]
     return "\n".join(lines)
+
+
+def single_process(recipe: str, why: str) -> None:
+    """A one-line InputError when a recipe that does not split its work between processes is started
+    under torchrun: every rank would run the whole recipe and write the same files."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InputError(
+            f"`handstream train {recipe}` runs in one process ({why}); start it without torchrun"
+        )

@@ -43,7 +43,7 @@ from stream.geometry import xyz_to_uvd
 from stream.preprocess.detect import DETECTOR_TASK, detector_input, input_geometry
 from train.eval_segmentation import PALM_JOINTS, _Alone
 
-from . import register
+from . import register, single_process
 from .options import parse_recipe_args
 
 INPUT_WH = (160, 120)
@@ -310,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         "(-1, the default: one pass over the training frames; 0: keep the running averages)",
     )
     a = parse_recipe_args(p, list(argv or []), "detector", repo_paths=("data_dir", "runs", "out"))
+    single_process("detector", "a 15-minute CPU model: one process is enough")
 
     val = dataset(a.val_frames, VAL_SEED, a.data_dir, "val")
     train = dataset(a.frames, TRAIN_SEED, a.data_dir, "train")

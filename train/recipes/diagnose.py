@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import register
+from . import register, single_process
 from .options import REPO, parse_recipe_args
 
 OUT = REPO / "runs" / "diag"
@@ -296,4 +296,5 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--lr", type=float)
         p.add_argument("--seed", type=int, help="torch seed (init, shuffling, augmentation)")
     a = parse_recipe_args(p, argv[1:], "diagnose", stage)
+    single_process("diagnose", "equal-step conditions, compared on one process")
     return stages[stage](a)

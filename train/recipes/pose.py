@@ -31,7 +31,7 @@ from pathlib import Path
 
 from stream.errors import InputError
 
-from . import register
+from . import register, single_process
 from .options import REPO, config_with_overrides, parse_recipe_args, split_overrides
 
 TRAIN_DIR = REPO / "data" / "default_train"
@@ -563,4 +563,6 @@ def main(argv: list[str] | None = None) -> int:
         return run_config(argv)
     stage = argv[0]
     a = parse_recipe_args(_stage_parser(stage), argv[1:], "pose", stage, REPO_PATHS)
+    if stage != "train":
+        single_process(f"pose {stage}", "only training splits its work between processes")
     return STAGES[stage](a)

@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from . import register
+from . import register, single_process
 from .options import config_with_overrides, parse_with_run_overrides
 
 
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--study-name", help="the shared study's name (every worker gives the same)")
     p.add_argument("--out", help="write the search result JSON here")
     a, base_overrides = parse_with_run_overrides(p, list(argv or []), "search")
+    single_process("search", "scale it out with --storage: one worker per process")
     from dataclasses import replace
 
     from train.cli_train import build_arrays
