@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -135,13 +136,26 @@ def random_search(
     return result
 
 
-def open_storage(url: str):
+def open_storage(url: str, attempts: int = 5):
     """optuna's RDB storage at `url`, or a one-line InputError. SQLite waits up to a minute for a lock
-    (workers on one file take turns writing) instead of failing at once."""
+    (workers on one file take turns writing) instead of failing at once. Workers started together on a
+    new database race to create its tables: the loser's insert of the schema version fails, and a second
+    look finds the tables the winner made, so such a clash is retried."""
+    import random
+
     import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    except Exception as exc:  # sqlalchemy raises many types for a bad URL or an unreachable server
-        raise InputError(f"cannot open the study storage {url!r} ({str(exc).splitlines()[0]})") from None
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except (IntegrityError, OperationalError) as exc:
+            clash = isinstance(exc, IntegrityError) or "locked" in str(exc) or "already exists" in str(exc)
+            if not clash or attempt == attempts - 1:
+                raise InputError(
+                    f"cannot open the study storage {url!r} ({str(exc).splitlines()[0]})"
+                ) from None
+            time.sleep(0.2 + random.random())
+        except Exception as exc:  # sqlalchemy raises many types for a bad URL or an unreachable server
+            raise InputError(f"cannot open the study storage {url!r} ({str(exc).splitlines()[0]})") from None
