@@ -194,8 +194,9 @@ def epoch_order(n: int, epoch: int, seed: int, ctx: DistContext) -> torch.Tensor
 
 def wrap_model(model: torch.nn.Module, ctx: DistContext, device: torch.device) -> torch.nn.Module:
     """DistributedDataParallel around `model` under DDP (it broadcasts rank 0's weights, then averages
-    gradients every step), the model itself otherwise. BatchNorm statistics stay per process: CPU has no
-    SyncBatchNorm, and on GPUs each process's batch is large enough."""
+    gradients every step), the model itself otherwise. BatchNorm normalises each process's batch with its
+    own statistics (torch's SyncBatchNorm has no CPU path); rank 0's running averages are the ones
+    broadcast each step and saved."""
     if not ctx.active:
         return model
     from torch.nn.parallel import DistributedDataParallel
@@ -221,9 +222,9 @@ def agreed(values: list[float], ctx: DistContext) -> list[float]:
         return values
     import torch.distributed as dist
 
-    t = torch.tensor(values, dtype=torch.float64)
+    t = _collective_tensor(values)
     dist.broadcast(t, src=0)
-    return [float(v) for v in t]
+    return [float(v) for v in t.cpu()]
 
 
 def summed(values: list[float], ctx: DistContext) -> list[float]:
@@ -232,9 +233,18 @@ def summed(values: list[float], ctx: DistContext) -> list[float]:
         return values
     import torch.distributed as dist
 
-    t = torch.tensor(values, dtype=torch.float64)
+    t = _collective_tensor(values)
     dist.all_reduce(t)
-    return [float(v) for v in t]
+    return [float(v) for v in t.cpu()]
+
+
+def _collective_tensor(values: list[float]) -> torch.Tensor:
+    """`values` as a tensor the process group can send: nccl moves CUDA tensors only, gloo CPU ones."""
+    import torch.distributed as dist
+
+    on_gpu = dist.get_backend() == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
+    return torch.tensor(values, dtype=torch.float64, device=device)
 
 
 def pose_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

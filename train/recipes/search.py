@@ -16,6 +16,8 @@ import json
 import os
 from pathlib import Path
 
+from stream.errors import InputError
+
 from . import register, single_process
 from .options import config_with_overrides, parse_with_run_overrides
 
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="write the search result JSON here")
     a, base_overrides = parse_with_run_overrides(p, list(argv or []), "search")
     single_process("search", "scale it out with --storage: one worker per process")
+    if a.storage and not a.study_name:  # before minutes of data preparation, not after
+        raise InputError("a shared search (--storage) needs a --study-name that every worker gives")
     from dataclasses import replace
 
     from train.cli_train import build_arrays
