@@ -121,10 +121,11 @@ def train_stage(args) -> int:
     files, parts = load_chunks(args.chunks, Path(args.data_dir), args.val_chunk)
     val = parts[-1]  # the validation chunk (its own seed): --val-chunk, else the last by name
     tr = PoseArrays.concat(parts[:-1])
-    print(
-        f"train {len(tr)} crops from {len(files) - 1} chunks, val {len(val)} crops ({files[-1].name})",
-        flush=True,
-    )
+    if is_main_process():
+        print(
+            f"train {len(tr)} crops from {len(files) - 1} chunks, val {len(val)} crops ({files[-1].name})",
+            flush=True,
+        )
     cfg = TrainConfig(
         name=args.name,
         model=args.model,
