@@ -38,7 +38,7 @@ def test_shipped_engine_and_manifest():
     ]  # depth: tells the hand from an occluder
     assert man.outputs[0].shape == (1, 1, 30, 40)
     assert man.metrics["trained"] is True
-    # tools/train_detector.py's DETECTOR_PARITY_ATOL: the mask logits reach +-30, float32 rounding ~2e-4
+    # train/recipes/detector.py's DETECTOR_PARITY_ATOL: the mask logits reach +-30, float32 rounding ~2e-4
     assert man.export["parity_max_abs_diff"] <= 1e-3
     assert ONNX.stat().st_size < 1_000_000
 

@@ -69,7 +69,7 @@ class SegmenterConfig:
     # frames) 4 -> 1: wrong-object centres 44 -> 27 (fallback 22 -> 5), found 1944 -> 1919 (the 9 right ones
     # lost all had a joint > 20 mm off), success@20 45.7 -> 45.7 %; eval_segmentation seed 0: false
     # detections 0.054 -> 0.042 (320x240) and 0.052 -> 0.042 (640x480) per frame, clear hands found
-    # 93.8 -> 93.4 % and 93.2 -> 93.0 %. Checked on seed 7 (tools/eval_centres.py --vouch): wrong 43 -> 33
+    # 93.8 -> 93.4 % and 93.2 -> 93.0 %. Checked on seed 7 (`handstream eval centres --vouch`): wrong 43 -> 33
     # (fallback 14 -> 4), within 60 mm 1861 -> 1853 of 2000
     fallback_vouch_peaks: int = 1
     min_depth_mm: float = 150.0
