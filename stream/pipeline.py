@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -28,6 +29,8 @@ from .stage_registry import check_contracts, order_stages, stage_class, stage_fo
 from .stages import EngineStage, FrameState, OverlayStage, PoseStage, PreprocessStage, SmoothStage, Stage
 
 log = logging.getLogger("handstream.pipeline")
+# the record fields of a frame no stage adds any to: one shared read-only empty mapping, not a dict a frame
+_NO_RECORD_FIELDS: Mapping[str, object] = MappingProxyType({})
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,7 +57,7 @@ class FrameResult:
     error: str = ""
     image: np.ndarray | None = None
     fields: dict[str, object] = field(default_factory=dict)
-    record_fields: dict[str, object] = field(default_factory=dict)
+    record_fields: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def total_ms(self) -> float:
@@ -185,7 +188,7 @@ class Pipeline:
             error=error,
             image=st.image,
             fields=st.fields,
-            record_fields=self._record_fields(st, frame.index) if self._recorders else {},
+            record_fields=self._record_fields(st, frame.index) if self._recorders else _NO_RECORD_FIELDS,
         )
         self.hud.dropped = self.dropped_frames()
         self.hud.tick(t0, stage_ms)
