@@ -298,7 +298,7 @@ def _plan_stage(item: str, shipped: Sequence[str]) -> tuple[str, type | None, st
     from pathlib import Path
 
     name, sep, ref = item.partition("=")
-    if sep:
+    if sep and not any(c in name for c in "/\\."):  # STAGE=ENGINE; "runs/lr=1e-4/pose.onnx" is a path
         if not ref.strip():
             raise InputError(f"--models {item!r}: name an engine after '='")
         cls = stage_class(name.strip(), shipped)

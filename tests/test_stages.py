@@ -195,6 +195,14 @@ def test_engine_path_runs_in_the_stage_its_task_names(registered, tmp_path, fram
     assert not any(r.hand_found for r in results) and all("smooth" in r.stage_ms for r in results)
     cropped = [r for r in results if r.com_xyz_mm is not None]
     assert cropped and all("unclaimed" in r.outputs and "crop_score" in r.fields for r in cropped)
+    # a path with '=' in a folder name is an engine path, not STAGE=ENGINE
+    folder = tmp_path / "lr=1e-4"
+    folder.mkdir()
+    mine = _engine_with_task(folder, "mine", "pose")
+    with build_pipeline(backend="onnxruntime", models=str(mine), overlay=False) as p:
+        assert [s.name for s in p.stages] == ["preprocess", "pose", "smooth"]
+    with pytest.raises(InputError, match="runs no engine"):
+        build_pipeline(backend="onnxruntime", models=f"spread={mine}", overlay=False)
 
 
 def test_order_keeps_given_order_and_refuses_cycles():
