@@ -38,6 +38,8 @@ def register_stage(name: str, *, tasks: Sequence[str] = ()) -> Callable[[type], 
         raise ValueError(f"a stage name is letters, digits, '_' or '-': got {name!r}")
 
     def add(cls: type) -> type:
+        if not any(b.__module__ == "stream.stages" and b.__name__ == "Stage" for b in cls.__mro__):
+            raise TypeError(f"@register_stage({name!r}): {cls.__qualname__} is not a stream.stages.Stage")
         old = _REGISTRY.get(name)
         if old is not None and old is not cls:
             raise ValueError(f"stage {name!r} is already registered by {old.__module__}.{old.__qualname__}")
@@ -77,8 +79,9 @@ def stage_for_task(task: str) -> type | None:
 
 
 def unknown_message(name: str, engines: Iterable[str] = ()) -> str:
-    """ "unknown stage or engine 'psoe' (did you mean 'pose'?); stages: ...; shipped engines: ..."."""
-    stages = sorted(n for n, c in _REGISTRY.items() if not getattr(c, "always", False))
+    """The one line for a name that is neither a stage nor a shipped engine, with the closest match."""
+    _load_builtin()
+    stages = sorted(n for n, c in _REGISTRY.items() if not c.always)
     engines = sorted(engines)
     close = difflib.get_close_matches(name, list(dict.fromkeys(stages + engines)), n=1, cutoff=0.5)
     hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -224,3 +224,17 @@ def test_order_keeps_given_order_and_refuses_cycles():
         order_stages([stage("p", ("q",), ("r",)), stage("q", ("r",), ("q",))])
     with pytest.raises(InputError, match="'b' reads x, which no earlier stage writes"):
         order_stages([b])
+
+
+def test_registration_refuses_a_taken_name_and_a_class_that_is_no_stage(registered):
+    class Other(Stage):
+        def run(self, st):
+            pass
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_stage("spread")(Other)
+    with pytest.raises(TypeError, match="not a stream.stages.Stage"):
+        register_stage("plain")(object)
+    with pytest.raises(ValueError, match="letters, digits"):
+        register_stage("a.b")
+    register_stage("spread")(SpreadStage)  # the same class again is harmless
