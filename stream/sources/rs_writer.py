@@ -39,7 +39,9 @@ def _rs_intrinsics(r, intr: CameraIntrinsics):
 
 
 class _Writer:
-    def __init__(self, out: Path, first: RGBDFrame, fps: float, compress: bool = True) -> None:
+    def __init__(
+        self, out: Path, first: RGBDFrame, fps: float, compress: bool = True, shown: Path | None = None
+    ) -> None:
         r = rs()
         self.r = r
         intr = first.intrinsics
@@ -70,7 +72,9 @@ class _Writer:
         try:
             self.recorder = r.recorder(str(out), self.dev, bool(compress))
         except RuntimeError as exc:
-            raise InputError(f"cannot record to {out}: {str(exc).splitlines()[0]}") from None
+            if outputs.out_of_space(out, outputs.FULL_AFTER_FAILURE_BYTES):
+                raise outputs.writing_failed(shown or out, os.strerror(errno.ENOSPC)) from None
+            raise InputError(f"cannot record to {shown or out}: {str(exc).splitlines()[0]}") from None
         self.sink = r.frame_queue(4)
         for s, p in self.sensors:
             s.open(p)
@@ -161,7 +165,7 @@ def write_recording(
         with source:
             for f in source:
                 if writer is None:
-                    writer = _Writer(tmp, f, source.fps or 30.0, compress)
+                    writer = _Writer(tmp, f, source.fps or 30.0, compress, shown=out)
                     first_intr, has_color = f.intrinsics, writer.has_color
                 writer.write(f)
                 if progress is not None:
