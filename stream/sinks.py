@@ -175,25 +175,67 @@ def _video_problem(path: Path, frames: int) -> str | None:
 class SinkGroup:
     """Several sinks written as one: SIGINT, SIGTERM and SIGHUP are held back while one result goes to
     every sink and while the sinks close, so an interrupted run ends with as many records in the JSON-lines
-    file as frames in the video, and the video finished. Two signal-mask calls per frame (~1 us)."""
+    file as frames in the video, and the video finished.
 
-    _SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    A signal mask cannot do this: with the main thread masked, the kernel hands the signal to another
+    thread (capture, encoder) and Python still runs the handler in the main thread at once. So the group
+    puts its own handler in front of the current ones (on the first write, in the main thread) and a flag
+    says whether to hold a signal or pass it on; the handlers are put back when the group closes."""
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self, sinks: list) -> None:
         self.sinks = list(sinks)
+        self._previous: dict | None = None
+        self._holding = False
+        self._pending: int | None = None
+
+    def _install(self) -> None:
+        if self._previous is not None or threading.current_thread() is not threading.main_thread():
+            return
+        previous = {sig: signal.getsignal(sig) for sig in self._SIGNALS}
+        if any(h is None for h in previous.values()):  # a handler set outside Python: leave them all
+            return
+        for sig in previous:
+            signal.signal(sig, self._on_signal)
+        self._previous = previous
+
+    def _restore(self) -> None:
+        if self._previous is not None:
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if self._holding:
+            self._pending = self._pending or signum
+        else:
+            self._pass_on(signum, frame)
+
+    def _pass_on(self, signum: int, frame) -> None:
+        handler = (self._previous or {}).get(signum, signal.SIG_DFL)
+        if handler is signal.SIG_IGN:
+            return
+        if handler is signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+            return
+        handler(signum, frame)
 
     @contextlib.contextmanager
-    def _held(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, self._SIGNALS)
+    def _held(self, closing: bool = False):
+        self._holding = True
         try:
             yield
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            if closing:
+                self._restore()
+            self._holding = False
+            if self._pending is not None:
+                signum, self._pending = self._pending, None
+                self._pass_on(signum, None)
 
     def write(self, result, frame=None) -> bool:
+        self._install()
         keep_going = True
         with self._held():
             for s in self.sinks:
@@ -204,7 +246,7 @@ class SinkGroup:
     def close(self) -> None:
         """Close every sink, even when one fails; the first failure is raised after all are closed."""
         first: BaseException | None = None
-        with self._held():
+        with self._held(closing=True):
             for s in self.sinks:
                 try:
                     s.close()

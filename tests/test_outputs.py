@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -323,3 +324,41 @@ def test_permission_errors_are_one_line_and_not_called_corrupt(tmp_path, unprivi
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         last = r.stderr.splitlines()[-1]
         assert expected in last and "corrupt" not in last, (argv, r.stderr)
+
+
+def test_sink_group_holds_a_signal_until_every_sink_has_the_result():
+    """A signal that arrives while one sink writes (here sent from another thread, so a per-thread mask
+    would not hold it) is raised only after every sink has the result; the old handler is put back."""
+    from stream.sinks import SinkGroup
+
+    class Counting:
+        def __init__(self, signal_during_write: bool) -> None:
+            self.n, self.signal_during_write, self.closed = 0, signal_during_write, False
+
+        def write(self, result, frame=None) -> bool:
+            if self.signal_during_write:
+                t = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGTERM))
+                t.start()
+                t.join()
+                time.sleep(0.05)  # an unheld handler runs here, before the count and the next sink
+            self.n += 1
+            return True
+
+        def close(self) -> None:
+            self.closed = True
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        first, second = Counting(True), Counting(False)
+        group = SinkGroup([first, second])
+        with pytest.raises(KeyboardInterrupt):
+            group.write(None)
+        assert first.n == second.n == 1
+        group.close()
+        assert first.closed and second.closed
+        assert signal.getsignal(signal.SIGTERM) is stop
+    finally:
+        signal.signal(signal.SIGTERM, old)
