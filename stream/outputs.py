@@ -94,9 +94,10 @@ def out_of_space(path: PathLike, margin_bytes: int = 0) -> bool:
     writer may already have given back the space of its unfinished blocks or journal."""
     try:
         st = os.statvfs(path if Path(path).is_dir() else Path(path).parent)
-    except OSError:
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
         return False
-    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    root = getattr(os, "geteuid", lambda: -1)() == 0
+    free = st.f_bfree if root else st.f_bavail
     return free * st.f_frsize <= margin_bytes
 
 
@@ -154,7 +155,7 @@ def _access_error(p: Path) -> str:
         st = os.statvfs(p)
         if st.f_flag & os.ST_RDONLY:
             return os.strerror(errno.EROFS)
-    except OSError:
+    except (OSError, AttributeError):
         pass
     return os.strerror(errno.EACCES)
 
@@ -187,12 +188,29 @@ def discard(tmp: Path | None) -> None:
 
 
 def commit(tmp: Path, dest: Path, shown: PathLike | None = None) -> None:
-    """Rename the verified temporary file over `dest` (atomic within one folder)."""
+    """Rename the verified temporary file over `dest` (atomic within one folder). It gets the mode of the
+    file it replaces, or what a plainly created file would get (mkstemp makes it private, 0600)."""
     try:
+        mode = stat.S_IMODE(os.stat(dest).st_mode) if dest.exists() else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, dest)
     except OSError as exc:
         discard(tmp)
         raise writing_failed(shown or dest, exc) from None
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux tells it (/proc), else by a set-and-restore."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
 
 
 def write_png(path: PathLike, img) -> Path:

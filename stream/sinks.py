@@ -182,7 +182,7 @@ class SinkGroup:
     puts its own handler in front of the current ones (on the first write, in the main thread) and a flag
     says whether to hold a signal or pass it on; the handlers are put back when the group closes."""
 
-    _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    _SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
     def __init__(self, sinks: list) -> None:
         self.sinks = list(sinks)

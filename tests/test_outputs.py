@@ -362,3 +362,28 @@ def test_sink_group_holds_a_signal_until_every_sink_has_the_result():
         assert signal.getsignal(signal.SIGTERM) is stop
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def test_video_is_renamed_into_place_with_the_usual_mode(tmp_path):
+    """The mp4 is written beside the output and renamed: a new file gets the umask's mode (not mkstemp's
+    private 0600), a replaced file keeps its own; nothing temporary is left."""
+    from types import SimpleNamespace
+
+    from stream.sinks import VideoSink
+
+    def write(path: Path) -> None:
+        sink = VideoSink(path, fps=10.0, threaded=False)
+        for i in range(3):
+            sink.write(SimpleNamespace(image=np.full((48, 64, 3), 60 * i, np.uint8)))
+        sink.close()
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    new, old = tmp_path / "new.mp4", tmp_path / "old.mp4"
+    write(new)
+    assert mp4_frames(new) == 3 and (new.stat().st_mode & 0o777) == (0o666 & ~umask)
+    old.write_bytes(b"old")
+    old.chmod(0o640)
+    write(old)
+    assert mp4_frames(old) == 3 and (old.stat().st_mode & 0o777) == 0o640
+    assert leftovers(tmp_path) == []
