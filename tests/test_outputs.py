@@ -387,3 +387,25 @@ def test_video_is_renamed_into_place_with_the_usual_mode(tmp_path):
     write(old)
     assert mp4_frames(old) == 3 and (old.stat().st_mode & 0o777) == 0o640
     assert leftovers(tmp_path) == []
+
+
+def test_unwritable_output_paths_are_one_line_before_any_work(tmp_path):
+    """A parent that is a file, a folder that is a file, /proc: refused up front (bench before it runs)."""
+    f = tmp_path / "FILE"
+    f.write_text("x")
+    png = str(write_png16(tmp_path / "f.png"))
+    cases = [
+        (["record", "--source", "synthetic", "--frames", "3", "--out", str(f / "x.db3")], "not a folder"),
+        (["synth", "--out", str(f / "ds"), "--frames", "2"], "FILE/ds"),
+        (["synth", "--out", str(f), "--frames", "2"], "not a folder"),
+        (["locate", png, "--camera", "d435_320x240", "--crops", str(f)], "not a folder"),
+        (["locate", png, "--camera", "d435_320x240", "--crops", "/proc/handstream-x"], "/proc/handstream-x"),
+        (["bench", "--frames", "2", "--json", "/proc/handstream-x.json"], "/proc/handstream-x.json"),
+        (["run", "--source", "synthetic", "--jsonl", str(f / "r.jsonl")], "not a folder"),
+        (["demo", "--out-dir", str(f), "--frames", "2"], "not a folder"),
+    ]
+    for argv, expected in cases:
+        r = cli(argv, tmp_path)
+        assert expected in one_error_line(r), (argv, r.stderr)
+        assert r.stdout == "", argv  # nothing done first (the bench prints its report only after a run)
+    assert f.read_text() == "x"
