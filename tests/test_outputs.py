@@ -409,3 +409,16 @@ def test_unwritable_output_paths_are_one_line_before_any_work(tmp_path):
         assert expected in one_error_line(r), (argv, r.stderr)
         assert r.stdout == "", argv  # nothing done first (the bench prints its report only after a run)
     assert f.read_text() == "x"
+
+
+def test_corrupt_png_is_one_line_without_libpng_text(tmp_path):
+    """libpng prints its complaint from C to fd 2; the user sees only our line."""
+    ok, buf = cv2.imencode(".png", (np.arange(64 * 48).reshape(48, 64) * 7).astype(np.uint16))
+    data = bytearray(buf.tobytes())
+    data[60:70] = bytes(10)  # inside the compressed image data: libpng fails while decoding
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(bytes(data))
+    r = cli(["locate", str(bad), "--format", "png16", "--camera", "d435_320x240"], tmp_path)
+    line = one_error_line(r)
+    assert line.endswith(f"{bad}: not a readable image (corrupt or not a PNG)")
+    assert "libpng" not in r.stderr and json.loads(r.stdout)["error"]
