@@ -91,6 +91,18 @@ class VideoSink:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._tmp: Path | None = temporary_beside(self._dest)
+        self._check_encoder()
+
+    def _check_encoder(self) -> None:
+        """Open the encoder once on the temporary file before any frame (the frame size comes with the
+        first image): an OpenCV without a working mp4 writer fails here, not after the first result."""
+        probe = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (64, 48))
+        opened = probe.isOpened()
+        probe.release()
+        if not opened:
+            discard(self._tmp)
+            self._tmp = None
+            raise InputError(f"OpenCV cannot write an mp4 to {self.path}")
 
     def write(self, result, frame=None) -> bool:
         img = result.image
