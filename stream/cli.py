@@ -76,8 +76,6 @@ def _run_verb(verb: str, module_name: str, rest: list[str]) -> int:
         return interrupt_status(exc)
     except BrokenPipeError:
         # `handstream ... | head`: the reader left; stop quietly like other Unix tools.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except ModuleNotFoundError as exc:
@@ -100,7 +98,7 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG}
 def _os_error_line(exc: OSError) -> str:
     """'cannot read PATH: Permission denied' / 'cannot write PATH: No space left on device'. Which of the
     two is told by the error (a full or read-only disk is a write) or by what the file allows."""
-    path = exc.filename
+    path = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes)) else str(exc.filename)
     if exc.errno in _WRITE_ERRNOS:
         how = "write"
     elif os.path.exists(path) and not os.access(path, os.R_OK):
