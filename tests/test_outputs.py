@@ -422,3 +422,38 @@ def test_corrupt_png_is_one_line_without_libpng_text(tmp_path):
     line = one_error_line(r)
     assert line.endswith(f"{bad}: not a readable image (corrupt or not a PNG)")
     assert "libpng" not in r.stderr and json.loads(r.stdout)["error"]
+
+
+def test_sigterm_during_record_keeps_a_playable_recording(tmp_path):
+    """SIGTERM stops a recording like Ctrl-C: the frames so far are finished, renamed into place and play."""
+    pytest.importorskip("pyrealsense2", reason="recording needs pyrealsense2")
+    rec = tmp_path / "R.db3"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    args = ["record", "--source", "synthetic", "--frames", "3000", "--out", str(rec)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(p.stat().st_size > 1 << 20 for p in tmp_path.glob(".R.*.db3")):
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "SIGTERM" in err
+    assert rec.is_file() and leftovers(tmp_path) == []
+    jsonl = tmp_path / "R.jsonl"
+    r = cli(["run", "--source", str(rec), "--jsonl", str(jsonl), "--quiet"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    n = len(jsonl.read_text().splitlines())
+    assert 0 < n < 3000
