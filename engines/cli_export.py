@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.checkpoint is None and args.model is None:
         raise InputError("name a model or give --checkpoint")
+    from stream.outputs import check_outputs, prepare_folder
+
+    check_outputs([("--out", args.out)], [args.checkpoint])
+    prepare_folder(args.out, "--out folder")
     from .export_model import export_model
 
     path = export_model(

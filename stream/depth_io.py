@@ -7,11 +7,13 @@
 - `npz`: numpy archive with an array `depth_mm` (or a single array) in mm, uint16 or float.
 
 Everything comes back as (H, W) millimetres, uint16 when the values are whole mm, else float32 (the frame
-contract, stream/frames.py). Missing or corrupt files raise a one-line InputError.
+contract, stream/frames.py). Missing, unreadable (permission) or corrupt files raise a one-line InputError that says which.
 """
 
 from __future__ import annotations
 
+import io
+import sys
 import zipfile
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .outputs import captured_fd2, write_png, writing_failed
 
 __all__ = ["FORMATS", "guess_format", "read_depth", "write_depth"]
 
@@ -45,12 +48,26 @@ def guess_format(path: str | Path) -> str:
 
 
 def _imread(p: Path) -> np.ndarray:
+    """Decode an image; an unreadable file (permission) and a corrupt one are told apart. libpng prints
+    its complaints about a corrupt PNG straight to fd 2: they are held back while decoding (~60 us per
+    file against ~6 ms of decoding at 640x480) and shown again only when the image decodes after all."""
     if not p.is_file():
         raise InputError(f"{p}: no such file")
-    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    data = _read_bytes(p)
+    with captured_fd2() as native:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise InputError(f"{p}: not a readable image (corrupt or not a PNG)")
+    if native:
+        print("\n".join(native), file=sys.stderr)
     return img
+
+
+def _read_bytes(p: Path) -> bytes:
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read: {exc.strerror}") from None
 
 
 def read_depth(path: str | Path, fmt: str | None = None, depth_unit_mm: float = 1.0) -> np.ndarray:
@@ -84,8 +101,9 @@ def _apply_unit(raw: np.ndarray, unit: float) -> np.ndarray:
 
 
 def _read_npz(p: Path, unit: float) -> np.ndarray:
+    data = _read_bytes(p)  # a permission error is not a corrupt file
     try:
-        with np.load(p, allow_pickle=False) as z:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
             keys = list(z.keys())
             if "depth_mm" in z:
                 arr = z["depth_mm"]
@@ -113,7 +131,10 @@ def write_depth(
     if d.ndim != 2:
         raise InputError(f"depth must be 2-D, got shape {d.shape}")
     if fmt == "npz":
-        np.savez_compressed(p, depth_mm=d)
+        try:
+            np.savez_compressed(p, depth_mm=d)
+        except OSError as exc:
+            raise writing_failed(p, exc) from None
         return p
     counts = np.nan_to_num(d.astype(np.float64) / depth_unit_mm, nan=0.0, posinf=0.0, neginf=0.0)
     counts = np.clip(np.rint(counts), 0, 65535).astype(np.uint16)
@@ -125,6 +146,4 @@ def write_depth(
         img[:, :, 1] = counts >> 8
     else:
         raise InputError(f"unknown depth format {fmt!r}; choose from {', '.join(FORMATS)}")
-    if not cv2.imwrite(str(p), img):
-        raise InputError(f"{p}: could not write the image")
-    return p
+    return write_png(p, img)

@@ -46,6 +46,15 @@ def eval_nyu(pred_path: str | Path, gt_path: str | Path | None = None) -> dict:
     return s
 
 
+def _check_plot(plot: str | None, inputs: list) -> None:
+    """The --plot PNG is checked before the evaluation: it must not be an input and must be writable."""
+    if plot:
+        from stream.outputs import check_outputs, prepare_file
+
+        check_outputs([("--plot", plot)], inputs)
+        prepare_file(plot, "--plot")
+
+
 def _main_nyu(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="handstream eval nyu", description="NYU protocol on (u, v, d) files")
     p.add_argument("pred", help="predictions: one line per frame, 14 joints x (u, v, d)")
@@ -55,6 +64,7 @@ def _main_nyu(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", help="write success-rate and per-joint plots to this PNG")
     a = p.parse_args(argv)
+    _check_plot(a.plot, [a.pred, a.gt])
     s = eval_nyu(a.pred, a.gt)
     if a.plot:
         from .metrics import plot_results
@@ -81,6 +91,7 @@ def _main_synthetic(argv: list[str]) -> int:
         "--gt-centre", action="store_true", help="crop at the ground-truth centre, not ours (ablation)"
     )
     a = p.parse_args(argv)
+    _check_plot(a.plot, [a.model, a.data])
     from .evaluate import evaluate_synthetic
 
     s = evaluate_synthetic(a.model, a.data, limit=a.limit, gt_centre=a.gt_centre)

@@ -27,14 +27,19 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(f"--frames must be >= 1, got {args.frames}")
 
     from ..pipeline import build_pipeline, run_stream
-    from ..sinks import JsonlSink, VideoSink
+    from ..sinks import JsonlSink, SinkGroup, VideoSink
     from ..sources.synthetic import SyntheticSource
 
     out = Path(args.out_dir)
     source = SyntheticSource(n_frames=args.frames, fps=30.0, seed=args.seed, cam="d435_320x240")
     with build_pipeline(backend=args.backend, models="pose", overlay=True) as pipeline:
-        sinks = [JsonlSink(out / "demo.jsonl"), VideoSink(out / "demo.mp4", fps=30.0)]
-        stats = run_stream(source, pipeline, sinks)
+        jsonl = JsonlSink(out / "demo.jsonl")
+        try:
+            video = VideoSink(out / "demo.mp4", fps=30.0)
+        except BaseException:
+            jsonl.close()
+            raise
+        stats = run_stream(source, pipeline, [SinkGroup([jsonl, video])])
         engine = pipeline.engines[0]
         note = getattr(engine.manifest, "version", "")
     print(f"handstream demo: {stats.summary()}")

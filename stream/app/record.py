@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import InputError
-from .run import add_source_args, source_from_args
+from ..errors import InputError, interrupt_status, interrupted_how
+from .run import add_source_args, source_from_args, source_inputs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,16 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
+    from ..outputs import check_outputs
     from ..sources.rs_writer import write_recording
 
+    check_outputs([("--out", args.out)], source_inputs(args))
     source = source_from_args(args)
     try:
         info = write_recording(source, args.out, max_frames=args.max_frames, compress=not args.no_compress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(
-            "handstream record: interrupted; the recording holds the frames written so far", file=sys.stderr
+            f"handstream record: {interrupted_how(exc)}; the recording holds the frames written so far",
+            file=sys.stderr,
         )
-        return 130
+        return interrupt_status(exc)
     intr = info.intrinsics
     print(
         f"handstream record: {info.frames} frames ({'depth + colour' if info.has_color else 'depth'}, "

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from ..errors import InputError
+from ..errors import InputError, interrupt_status, interrupted_how
 
 
 def add_source_args(ap: argparse.ArgumentParser) -> None:
@@ -120,6 +120,12 @@ def smoothing_from_args(args):
     )
 
 
+def source_inputs(args) -> list:
+    """Every file or folder a source reads (recording, video, frame folder, paired depth, intrinsics):
+    the paths no output may overwrite."""
+    return [args.source, args.depth, args.intrinsics]
+
+
 def make_sinks(args, fps: float | None):
     from ..sinks import JsonlSink, VideoSink, WindowSink
 
@@ -143,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="handstream: %(message)s")
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
+    from ..outputs import check_outputs
     from ..pipeline import build_pipeline, run_stream
+    from ..sinks import SinkGroup, WindowSink
 
+    check_outputs([("--jsonl", args.jsonl), ("--out", args.out)], source_inputs(args))
     source = source_from_args(args)
     need_overlay = bool(args.out or args.show)
     pipeline = build_pipeline(
@@ -160,10 +169,15 @@ def main(argv: list[str] | None = None) -> int:
             be = ", ".join(f"{getattr(e.manifest, 'name', '?')} on {e.backend}" for e in pipeline.engines)
             print(f"handstream run: {source.name} -> {be}", file=sys.stderr)
         try:
-            stats = run_stream(source, pipeline, sinks, max_frames=args.max_frames)
-        except KeyboardInterrupt:
-            print("handstream run: interrupted", file=sys.stderr)
-            return 130
+            # the file sinks take each result together (signals held), the window on its own: a paused
+            # window waits for a key and must stay interruptible
+            files = [s for s in sinks if not isinstance(s, WindowSink)]
+            grouped = [SinkGroup(files)] + [s for s in sinks if isinstance(s, WindowSink)]
+            stats = run_stream(source, pipeline, grouped, max_frames=args.max_frames)
+        except KeyboardInterrupt as exc:
+            # the sinks are closed: the JSON lines flushed, the mp4 finished with the frames so far
+            print(f"handstream run: {interrupted_how(exc)}", file=sys.stderr)
+            return interrupt_status(exc)
     print(f"handstream run: {stats.summary()}")
     if args.stats:
         print(stats.table())

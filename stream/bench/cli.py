@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from ..errors import HandstreamError, InputError
+from ..outputs import check_outputs, prepare_file, prepare_folder
 from . import report as rep
 from .machine import machine_info, peak_rss_mb
 from .stats import speedup
@@ -114,15 +115,25 @@ def main(argv: list[str] | None = None) -> int:
         from .variants import export_checkpoint
 
         args.engine = str(export_checkpoint(Path(args.engine).stem, args.engine))
+    _check_outputs(args)  # before the bench runs: a bad --json must not cost a whole bench
     result = run_bench(args, command="handstream bench " + shlex.join(argv), peers=peers)
     md = rep.render_markdown(result)
     if args.json:
         rep.write_json(result, args.json)
     if args.md:
-        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text(md)
+        rep.write_text(args.md, md)
     print(md)
     return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    inputs = [args.source, args.engine, args.accuracy_data, args.mediapipe_venv]
+    check_outputs([("--json", args.json), ("--md", args.md), ("--plots", args.plots)], inputs)
+    for what, path in (("--json", args.json), ("--md", args.md)):
+        if path:
+            prepare_file(path, what)
+    if args.plots:
+        prepare_folder(args.plots, "--plots folder")
 
 
 def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..outputs import writing_failed
+
 
 class PlotSkipped(Exception):
     """A plot could not be made (no matplotlib, nothing to plot); the message says why."""
@@ -29,6 +31,16 @@ def _figure(width_in: float, height_in: float):
     fig = Figure(figsize=(width_in, height_in), dpi=100)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    except OSError as exc:
+        raise writing_failed(path, exc) from None
+    return path
 
 
 def stage_histograms(samples_ms: Mapping[str, Sequence[float]], path: str | Path, title: str = "") -> Path:
@@ -55,10 +67,7 @@ def stage_histograms(samples_ms: Mapping[str, Sequence[float]], path: str | Path
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return _save(fig, path)
 
 
 def latency_vs_accuracy(
@@ -80,7 +89,4 @@ def latency_vs_accuracy(
     ax.set_title("Model variants: latency vs accuracy", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return _save(fig, path)

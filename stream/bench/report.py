@@ -12,15 +12,24 @@ import math
 from pathlib import Path
 
 from ..errors import InputError
+from ..outputs import writing_failed
 from .machine import describe
 
 SCHEMA = "handstream.bench/1"
 
 
 def write_json(report: dict, path: str | Path) -> Path:
+    return write_text(path, json.dumps(report, indent=1, sort_keys=False, default=_jsonable) + "\n")
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a report file; a missing folder is made, a failed write is the one-line error."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1, sort_keys=False, default=_jsonable) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as exc:
+        raise writing_failed(path, exc) from None
     return path
 
 

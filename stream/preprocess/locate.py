@@ -21,6 +21,7 @@ import numpy as np
 from ..depth_io import FORMATS, guess_format, read_depth
 from ..errors import InputError
 from ..frames import KNOWN_CAMERAS, CameraIntrinsics
+from ..outputs import check_outputs, prepare_folder, write_png
 from .cube import crop_cube, cube_window
 from .segment import HandSegmenter, Segmentation, SegmenterConfig
 
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     seg = HandSegmenter(SegmenterConfig(max_depth_mm=args.max_depth_mm))
     out_dir = Path(args.crops) if args.crops else None
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        check_outputs(crop_outputs(out_dir, args.files), args.files)
+        prepare_folder(out_dir, "--crops folder")
     failed = 0
     prev: Segmentation | None = None
     for name in args.files:
@@ -125,6 +127,16 @@ def main(argv: list[str] | None = None) -> int:
                 h = result.hands[0]
                 crop = crop_cube(depth, intr, h.com_xyz_mm, args.cube_mm, args.size, mask=h.mask)
                 img = np.rint((crop.depth + 1.0) * 127.5).astype(np.uint8)
-                cv2.imwrite(str(out_dir / f"{stem}_crop.png"), img)
-            cv2.imwrite(str(out_dir / f"{stem}_overlay.png"), _overlay(depth, result, intr, args.cube_mm))
+                write_png(out_dir / f"{stem}_crop.png", img)
+            write_png(out_dir / f"{stem}_overlay.png", _overlay(depth, result, intr, args.cube_mm))
     return 2 if failed else 0
+
+
+def crop_outputs(out_dir: Path, files: list[str]) -> list[tuple[str, Path]]:
+    """Every file --crops may write: two inputs with one stem, or an input named like a crop, would be
+    overwritten, so they are refused before the first frame."""
+    return [
+        (f"--crops file for {name}", out_dir / f"{Path(name).stem}{kind}.png")
+        for name in files
+        for kind in ("_crop", "_overlay")
+    ]

@@ -6,12 +6,15 @@ itself and plays back anywhere librealsense does. librealsense 2.55+ writes ROS 
 
 from __future__ import annotations
 
+import errno
 import gc
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .. import outputs
 from ..errors import InputError
 from ..frames import CameraIntrinsics, RGBDFrame
 from .base import Source
@@ -36,7 +39,9 @@ def _rs_intrinsics(r, intr: CameraIntrinsics):
 
 
 class _Writer:
-    def __init__(self, out: Path, first: RGBDFrame, fps: float, compress: bool = True) -> None:
+    def __init__(
+        self, out: Path, first: RGBDFrame, fps: float, compress: bool = True, shown: Path | None = None
+    ) -> None:
         r = rs()
         self.r = r
         intr = first.intrinsics
@@ -67,7 +72,9 @@ class _Writer:
         try:
             self.recorder = r.recorder(str(out), self.dev, bool(compress))
         except RuntimeError as exc:
-            raise InputError(f"cannot record to {out}: {str(exc).splitlines()[0]}") from None
+            if outputs.out_of_space(out, outputs.FULL_AFTER_FAILURE_BYTES):
+                raise outputs.writing_failed(shown or out, os.strerror(errno.ENOSPC)) from None
+            raise InputError(f"cannot record to {shown or out}: {str(exc).splitlines()[0]}") from None
         self.sink = r.frame_queue(4)
         for s, p in self.sensors:
             s.open(p)
@@ -144,29 +151,67 @@ def write_recording(
         raise InputError(
             f"{out.name}: librealsense writes recordings as .db3 (ROS 2); it reads .bag but no longer writes it"
         )
-    if out.is_dir():
-        raise InputError(f"{out} is a folder; give a file name ending in .db3")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.unlink()  # the recorder appends to nothing: a stale file would be a confusing half-merge
+    outputs.prepare_file(out, "recording")
+    dest = outputs.regular_destination(out, "recording")
+    # librealsense writes a temporary file beside the output, renamed over it once complete and verified:
+    # a failed run (a bad source, a full disk) leaves an existing recording untouched
+    tmp = outputs.temporary_beside(dest)
+    tmp.unlink()  # the recorder creates its file itself
     writer = None
     first_intr = None
     has_color = False
+    finished = False  # True: the source ended or max_frames; None: interrupted, keep the frames so far
     try:
         with source:
             for f in source:
                 if writer is None:
-                    writer = _Writer(out, f, source.fps or 30.0, compress)
+                    writer = _Writer(tmp, f, source.fps or 30.0, compress, shown=out)
                     first_intr, has_color = f.intrinsics, writer.has_color
                 writer.write(f)
                 if progress is not None:
                     progress(writer.n)
                 if max_frames is not None and writer.n >= max_frames:
                     break
+        finished = True
+    except KeyboardInterrupt:
+        finished = None
+        raise
     finally:
         n = writer.n if writer is not None else 0
         if writer is not None:
             writer.close()
+        if finished is None and n > 0 and _recording_problem(tmp, n) is None:
+            outputs.commit(tmp, dest, out)  # Ctrl-C / SIGTERM keep the frames recorded so far
+        elif not finished:
+            outputs.discard(tmp)
     if n == 0:
+        outputs.discard(tmp)
         raise InputError(f"the source {source.name} gave no frames; nothing recorded")
+    problem = _recording_problem(tmp, n)
+    if problem is not None:
+        full = outputs.out_of_space(tmp, outputs.FULL_AFTER_FAILURE_BYTES)
+        outputs.discard(tmp)
+        raise outputs.writing_failed(out, os.strerror(errno.ENOSPC) if full else problem)
+    outputs.commit(tmp, dest, out)
     return RecordingInfo(out, n, has_color, first_intr)
+
+
+def _recording_problem(path: Path, frames: int) -> str | None:
+    """None when the .db3 (an SQLite file) holds `frames` depth images, else what is wrong. librealsense
+    reports no write error (a full disk gave a short file it then could not play), so it is read back."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            (n,) = con.execute(
+                "SELECT count(*) FROM messages m JOIN topics t ON m.topic_id = t.id "
+                "WHERE t.name LIKE '%/Depth_0/image/data%'"
+            ).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        return f"the recording is unreadable ({exc})"
+    if n != frames:
+        return f"the recording holds {n} of {frames} frames"
+    return None

@@ -55,6 +55,10 @@ class VideoSource(Source):
     def _open(self) -> None:
         if not self.path.is_file():
             raise InputError(f"{self.path}: no such video")
+        try:  # OpenCV says only "cannot open": a permission error must not read as a corrupt file
+            open(self.path, "rb").close()  # noqa: SIM115
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read: {exc.strerror}") from None
         cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
             raise InputError(f"{self.path}: OpenCV cannot open it as a video (corrupt or unsupported)")

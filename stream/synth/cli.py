@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from ..errors import InputError
 from ..frames import KNOWN_CAMERAS, camera
+from ..outputs import check_outputs, prepare_file
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError("give --out DIR (a dataset) or --preview SHEET.png")
     if args.camera and args.size:
         raise InputError("give --camera or --size, not both")
+    check_outputs([("--out", args.out), ("--preview", args.preview)], [])
+    if args.preview:
+        prepare_file(args.preview, "--preview")
     cam = camera(args.camera) if args.camera else KNOWN_CAMERAS[f"d435_{args.size or '320x240'}"]
     cfg = SceneConfig(
         camera=cam,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..outputs import prepare_folder, writing_failed
 from .hand import (
     BONES,
     FINE_TO_COARSE,
@@ -121,38 +122,48 @@ def write_dataset(
     if shard_size < 1:
         raise InputError(f"shard size must be >= 1, got {shard_size}")
     config = config or SceneConfig()
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("shard_*.npz"):
-        old.unlink()
+    out = prepare_folder(out_dir, "dataset folder")
+    try:
+        for old in out.glob("shard_*.npz"):
+            old.unlink()
+    except OSError as exc:
+        raise InputError(f"cannot replace the dataset in {out}: {exc.strerror}") from None
     synth = HandSynthesizer(config, seed)
     meta = dataset_meta(config, seed, n_frames, sequences, fps)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=n_frames, unit="frame", desc=f"synth {out.name}")
+        # disable=None: no bar when stderr is not a terminal (a log or a pipe gets no progress text)
+        bar = tqdm(total=n_frames, unit="frame", desc=f"synth {out.name}", disable=None)
     batch: list[SynthSample] = []
 
     def flush() -> None:
         name = f"shard_{len(meta['shards']):05d}.npz"
-        np.savez_compressed(out / name, **_pack(batch, config.color))
+        try:
+            np.savez_compressed(out / name, **_pack(batch, config.color))
+        except OSError as exc:
+            (out / name).unlink(missing_ok=True)  # no partial shard a loader would trip over
+            raise writing_failed(out / name, exc) from None
         meta["shards"].append({"file": name, "n_frames": len(batch)})
         batch.clear()
 
-    for s in _samples(synth, n_frames, sequences, SEQUENCE_LENGTH, fps):
-        batch.append(s)
-        if bar is not None:
-            bar.update(1)
-        if len(batch) == shard_size:
+    try:
+        for s in _samples(synth, n_frames, sequences, SEQUENCE_LENGTH, fps):
+            batch.append(s)
+            if bar is not None:
+                bar.update(1)
+            if len(batch) == shard_size:
+                flush()
+        if batch:
             flush()
-    if batch:
-        flush()
-    if bar is not None:
-        bar.close()
-    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    finally:
+        if bar is not None:
+            bar.close()
+    try:
+        (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    except OSError as exc:
+        raise writing_failed(out / "meta.json", exc) from None
     return out
 
 

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..outputs import write_png
 from .hand import BONES, GESTURES_FINE
 from .scene import SynthSample
 
@@ -69,6 +70,4 @@ def contact_sheet(samples: list[SynthSample], path: str | Path) -> Path:
     sheet = np.concatenate(pairs, axis=0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), sheet):
-        raise InputError(f"could not write {path}")
-    return path
+    return write_png(path, sheet)
