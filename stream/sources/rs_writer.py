@@ -24,6 +24,11 @@ class RecordingInfo:
     frames: int
     has_color: bool
     intrinsics: CameraIntrinsics
+    unreadable: int = 0  # frames the source could not read: not in the recording (it has no pixels for them)
+
+    @property
+    def frames_in(self) -> int:
+        return self.frames + self.unreadable
 
 
 def _rs_intrinsics(r, intr: CameraIntrinsics):
@@ -134,7 +139,8 @@ def _identity(r):
 def write_recording(
     source: Source, out: str | Path, max_frames: int | None = None, progress=None, compress: bool = True
 ) -> RecordingInfo:
-    """Play `source` (every frame, in order) into a new RealSense recording `out` (.db3).
+    """Play `source` (every frame, in order) into a new RealSense recording `out` (.db3). Frames the source
+    could not read are left out and counted in `RecordingInfo.unreadable`.
 
     `compress` is librealsense's own choice (lz4, its default): files ~3x smaller, but playback then costs
     ~3x the CPU -- 7.5 vs 2.3 ms per 640x480 depth + colour frame here, on librealsense's reader thread,
@@ -152,9 +158,13 @@ def write_recording(
     writer = None
     first_intr = None
     has_color = False
+    unreadable = 0
     try:
         with source:
             for f in source:
+                if not f.readable:  # nothing to write: counted, and the caller says "N of M readable"
+                    unreadable += 1
+                    continue
                 if writer is None:
                     writer = _Writer(out, f, source.fps or 30.0, compress)
                     first_intr, has_color = f.intrinsics, writer.has_color
@@ -169,4 +179,4 @@ def write_recording(
             writer.close()
     if n == 0:
         raise InputError(f"the source {source.name} gave no frames; nothing recorded")
-    return RecordingInfo(out, n, has_color, first_intr)
+    return RecordingInfo(out, n, has_color, first_intr, unreadable)
