@@ -107,10 +107,10 @@ class RGBDFrame:
     `color_bgr` (H, W, 3) uint8 is aligned to depth when present. `timestamp_ms` is the capture time
     on the source's clock (the camera's own where it has one).
 
-    `unreadable_reason` is non-empty for a frame the source knows exists but could not read (a damaged message in
-    a recording, a corrupt or unreadable file in a folder, a video frame that does not decode): it says why
-    and the frame carries no pixels. Sources emit it and go on, so one bad frame never ends a stream and
-    frames in = records out (see `unreadable()`)."""
+    `unreadable_reason` is non-empty for a frame the source knows exists but could not read (a damaged
+    message in a recording, a corrupt or unreadable file in a folder, a video frame that does not decode):
+    it says why and the frame carries no pixels. Sources emit it and go on, so one bad frame never ends a
+    stream and frames in = records out (see `unreadable()`)."""
 
     index: int
     timestamp_ms: float
@@ -132,7 +132,7 @@ class RGBDFrame:
         meta: dict | None = None,
     ) -> RGBDFrame:
         """The one representation of "this frame could not be read": no pixels, `unreadable_reason` =
-        `reason` (made one line). The pipeline turns it into a "no hand" result without running its stages."""
+        `reason` (made one line). The pipeline turns it into a "no hand" result without running stages."""
         why = " ".join(str(reason).split()) or "unknown reason"
         return cls(index, float(timestamp_ms), None, intrinsics, None, source, dict(meta or {}), why)
 

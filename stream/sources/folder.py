@@ -110,7 +110,7 @@ class FolderSource(Source):
                 t_ms,
                 self.intrinsics,
                 self.name,
-                str(exc).replace(str(dpath.parent) + "/", ""),
+                str(exc).replace(str(dpath), dpath.name),  # the file's name is enough in a stream
                 meta={"file": dpath.name},
             )
         return RGBDFrame(
