@@ -29,8 +29,10 @@ What librealsense 2.59 allows here, found by trying: `seek()` has no effect once
 (restarting the sensors is needed); a seek to T first replays each stream's last frame before T (a
 duplicate we drop) and then skips the first message after T (so the colour frame of the depth frame after
 the damaged one is usually lost: that depth frame pairs with the nearest colour within
-`pair_tolerance_ms`, or none); a seek landing on a damaged message starts over from the beginning or
-stalls. A damaged colour message stops playback too: the depth frame after it is then reported unreadable.
+`pair_tolerance_ms`, or none); a seek landing on a damaged message makes playback start over from the
+beginning (seen at the first replayed frame: that message is reported unreadable and playback restarts
+past it, instead of replaying everything before it) or stay `paused`. A damaged colour message stops
+playback too: the depth frame after it is then reported unreadable.
 A `.bag` (ROS 1) has no such table here: its frame count is unknown and playback ends where librealsense
 stops.
 
@@ -164,6 +166,8 @@ class RecordingSource(Source):
         self._next_pos = 0  # the depth message the next emitted frame stands for
         self._last_ts = 0.0
         self._resumed_at = self._last_progress = time.monotonic()
+        self._sought: int | None = None  # the position a restart sought to, until a frame at or after it
+        self._fell_back = False  # that seek failed: playback started over from the beginning
 
     # ---- opening ----
     def _open(self) -> None:
@@ -264,11 +268,28 @@ class RecordingSource(Source):
         pb.resume()
 
     def _restart_after_damage(self, pos: int) -> None:
-        """Playback stopped at a message librealsense could not read: stop the sensors (a stopped playback
-        ignores seek) and start them again, sought so that depth message `pos` plays first."""
+        """Playback stopped at a message librealsense could not read (or a seek fell back to the start):
+        stop the sensors (a stopped playback ignores seek), forget what is in flight, and start them again,
+        sought so that depth message `pos` plays first."""
+        self._quiesce()
         self._stop_sensors()
+        with self._cond:
+            self._inbox.clear()
+            self._closing = False
+        self._depth.clear()
         self.restarts += 1
+        self._sought, self._fell_back = pos, False
         self._start_sensors(seek_ns=self._messages[pos].t_ns)
+
+    def _quiesce(self) -> None:
+        """Make the callbacks drop what they deliver and wait until none is running (one blocked on a full
+        buffer while sensor.stop() waits for it would deadlock both)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            deadline = time.monotonic() + 1.0
+            while self._in_callback and time.monotonic() < deadline:
+                self._cond.wait(0.01)
 
     # ---- librealsense threads ----
     def _callback(self, frame) -> None:
@@ -315,6 +336,8 @@ class RecordingSource(Source):
         for kind, fn, ts, pix in items:
             if fn <= self._last_fn[kind]:
                 self.duplicates += 1
+                if kind == "depth" and self._sought is not None:
+                    self._fell_back |= self._pos_by_fn.get(fn, self._sought) < self._sought - 1
                 continue
             self._last_fn[kind] = fn
             (self._depth if kind == "depth" else self._color).append((fn, ts, pix))
@@ -379,24 +402,30 @@ class RecordingSource(Source):
 
     def _gap_before_head(self) -> RGBDFrame | None:
         """Where the message table is known: drop a depth frame that stands for a message already emitted
-        (replayed after a seek), and report the messages before the head frame that never arrived."""
+        (replayed after a seek), report the messages before the head frame that never arrived, and give up
+        on a seek that made playback start over."""
         if self._messages is None:
             return None
+        if self._fell_back:
+            # a seek replays at most the frame before its target: an older one means the seek landed on a
+            # damaged message and playback started over; do not wait for it to replay everything
+            return self._unread_message()
         while self._depth:
             pos = self._pos_by_fn.get(self._depth[0][0], self._next_pos)
             if pos < self._next_pos:
                 self._depth.popleft()
                 self.duplicates += 1
                 continue
+            self._sought = None
             if pos > self._next_pos:
                 return self._unreadable_here("librealsense playback skipped it")
             return None
         return None
 
     def _unread_message(self) -> RGBDFrame | None:
-        """Playback stopped with nothing left to emit. Before the last depth message of the table that means
-        librealsense could not read the next one: it becomes an unreadable frame and playback restarts
-        after it. None at the true end."""
+        """Playback stopped with nothing left to emit (or a seek fell back to the start). Before the last
+        depth message of the table that means librealsense could not read the next one: it becomes an
+        unreadable frame and playback restarts after it. None at the true end."""
         if self._messages is None or self._next_pos >= len(self._messages):
             return None
         f = self._unreadable_here("librealsense cannot read its messages (damaged recording)")
@@ -446,12 +475,7 @@ class RecordingSource(Source):
         return f
 
     def _close(self) -> None:
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-            deadline = time.monotonic() + 1.0
-            while self._in_callback and time.monotonic() < deadline:  # let callbacks leave before stop()
-                self._cond.wait(0.01)
+        self._quiesce()  # let callbacks leave before stop()
         self._stop_sensors()
         self._sensors = []
         self._pb = self._dev = None
