@@ -28,8 +28,8 @@ depth message gives exactly one frame, readable or not, and the run can say "N o
 What librealsense 2.59 allows here, found by trying: `seek()` has no effect once playback has stopped
 (restarting the sensors is needed); a seek to T first replays each stream's last frame before T (a
 duplicate we drop) and then skips the first message after T (so the colour frame of the depth frame after
-the damaged one is usually lost: that depth frame pairs with the nearest colour within
-`pair_tolerance_ms`, or none); a seek landing on a damaged message makes playback start over from the
+the damaged one is usually lost: that depth frame then carries a colour frame only within half a frame
+interval of it, not a neighbour's); a seek landing on a damaged message makes playback start over from the
 beginning (seen at the first replayed frame: that message is reported unreadable and playback restarts
 past it, instead of replaying everything before it) or stay `paused`. A damaged colour message stops
 playback too: the depth frame after it is then reported unreadable.
@@ -168,6 +168,7 @@ class RecordingSource(Source):
         self._resumed_at = self._last_progress = time.monotonic()
         self._sought: int | None = None  # the position a restart sought to, until a frame at or after it
         self._fell_back = False  # that seek failed: playback started over from the beginning
+        self._after_seek = False  # until the first frame after a restart is emitted
 
     # ---- opening ----
     def _open(self) -> None:
@@ -278,7 +279,7 @@ class RecordingSource(Source):
             self._closing = False
         self._depth.clear()
         self.restarts += 1
-        self._sought, self._fell_back = pos, False
+        self._sought, self._fell_back, self._after_seek = pos, False, True
         self._start_sensors(seek_ns=self._messages[pos].t_ns)
 
     def _quiesce(self) -> None:
@@ -396,7 +397,10 @@ class RecordingSource(Source):
         if later is None and not final:
             return False, None
         best = min(c, key=lambda x: abs(x[1] - t_depth), default=None)
-        if best is None or abs(best[1] - t_depth) > self.pair_tolerance_ms:
+        tolerance = self.pair_tolerance_ms
+        if self._after_seek:  # its own colour frame is usually the one the seek skipped: not a neighbour's
+            tolerance = min(tolerance, 500.0 / (self.fps or 30.0))
+        if best is None or abs(best[1] - t_depth) > tolerance:
             return True, None
         return True, best[2]
 
@@ -454,6 +458,7 @@ class RecordingSource(Source):
     def _emit(self, color) -> RGBDFrame:
         fn, ts, depth = self._depth.popleft()
         self._next_pos += 1
+        self._after_seek = False
         self._last_ts = ts
         if color is not None and self._align is not None:
             c_intr, rot, trans = self._align
