@@ -182,6 +182,13 @@ def test_record_from_a_damaged_recording_copies_the_readable_frames_and_exits_1(
         assert sum(f.readable for f in src) == N - 2
 
 
+def test_benchmark_clip_of_a_damaged_recording_keeps_the_readable_frames(tmp_path, recording):
+    from stream.bench.sources import load_clip
+
+    clip = load_clip(str(damaged(recording, tmp_path / "bad.db3", DEPTH, [3])), n=N)
+    assert len(clip.frames) == N - 1 and all(f.depth_mm is not None for f in clip.frames)
+
+
 @pytest.mark.parametrize(
     "topic, positions, action, match",
     [
