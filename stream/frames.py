@@ -105,7 +105,12 @@ def camera(name: str) -> CameraIntrinsics:
 class RGBDFrame:
     """One captured frame. `depth_mm` is (H, W) uint16 or float32 in millimetres, 0 = no measurement;
     `color_bgr` (H, W, 3) uint8 is aligned to depth when present. `timestamp_ms` is the capture time
-    on the source's clock (the camera's own where it has one)."""
+    on the source's clock (the camera's own where it has one).
+
+    `unreadable_reason` is non-empty for a frame the source knows exists but could not read (a damaged
+    message in a recording, a corrupt or unreadable file in a folder, a video frame that does not decode):
+    it says why and the frame carries no pixels. Sources emit it and go on, so one bad frame never ends a
+    stream and frames in = records out (see `unreadable()`)."""
 
     index: int
     timestamp_ms: float
@@ -114,9 +119,33 @@ class RGBDFrame:
     color_bgr: np.ndarray | None = None
     source: str = ""
     meta: dict = field(default_factory=dict, compare=False)
+    unreadable_reason: str = ""
+
+    @classmethod
+    def unreadable(
+        cls,
+        index: int,
+        timestamp_ms: float,
+        intrinsics: CameraIntrinsics,
+        source: str,
+        reason: str,
+        meta: dict | None = None,
+    ) -> RGBDFrame:
+        """The one representation of "this frame could not be read": no pixels, `unreadable_reason` =
+        `reason` (made one line). The pipeline turns it into a "no hand" result without running stages."""
+        why = " ".join(str(reason).split()) or "unknown reason"
+        return cls(index, float(timestamp_ms), None, intrinsics, None, source, dict(meta or {}), why)
+
+    @property
+    def readable(self) -> bool:
+        return not self.unreadable_reason
 
     def __post_init__(self) -> None:
         h, w = self.intrinsics.height, self.intrinsics.width
+        if self.unreadable_reason:
+            if self.depth_mm is not None or self.color_bgr is not None:
+                raise InputError(f"frame {self.index}: an unreadable frame carries no pixels")
+            return
         if self.depth_mm is None and self.color_bgr is None:
             raise InputError(f"frame {self.index}: neither depth nor colour")
         if self.depth_mm is not None:

@@ -150,6 +150,8 @@ class Pipeline:
     def process(self, frame: RGBDFrame) -> FrameResult:
         clock = time.perf_counter_ns
         t_start = clock()
+        if not frame.readable:
+            return self._unreadable(frame, t_start)
         st = FrameState(frame)
         stage_ms: dict[str, float] = {}
         error = ""
@@ -193,6 +195,26 @@ class Pipeline:
         self.hud.dropped = self.dropped_frames()
         self.hud.tick(t0, stage_ms)
         return result
+
+    def _unreadable(self, frame: RGBDFrame, t_start: int) -> FrameResult:
+        """A frame the source could not read: a "no hand" result saying why, without running the stages
+        (there are no pixels). Every stage reports 0 ms so per-stage series stay one entry per frame; the
+        trackers are reset, as the hand may have moved during the gap."""
+        self._drop_hand(FrameState(frame))
+        t_end = time.perf_counter_ns()
+        stage_ms = {s.name: 0.0 for s in self.stages}
+        self.hud.dropped = self.dropped_frames()
+        self.hud.tick(t_end, stage_ms)
+        return FrameResult(
+            index=frame.index,
+            timestamp_ms=frame.timestamp_ms,
+            hand_found=False,
+            joints_xyz_mm=None,
+            joints_uvd=None,
+            stage_ms=stage_ms,
+            latency_ms=(t_end - (frame.meta.get("t_capture_ns") or t_start)) * 1e-6,
+            reason=f"unreadable: {frame.unreadable_reason}",
+        )
 
     def _drop_hand(self, st: FrameState) -> None:
         st.joints_mm = st.joints_uvd = st.joints_raw_mm = None
@@ -380,6 +402,7 @@ class RunStats:
     hands: int = 0
     dropped: int = 0
     errors: int = 0
+    unreadable: int = 0  # frames the source could not read (each still gave one "no hand" result)
     wall_s: float = 0.0
     latency_ms: list[float] = field(default_factory=list)
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
@@ -418,7 +441,13 @@ class RunStats:
         mean_ms = float(np.sum([np.mean(v) for v in per_frame])) if per_frame else 0.0
         capacity = f" (pipeline + sinks alone: {1000.0 / mean_ms:.0f} FPS)" if mean_ms > 0 else ""
         return (
-            f"{self.frames} frames, {self.fps:.1f} FPS{capacity}, "
+            f"{self.frames} frames"
+            + (
+                f" ({self.frames - self.unreadable} of {self.frames} frames readable)"
+                if self.unreadable
+                else ""
+            )
+            + f", {self.fps:.1f} FPS{capacity}, "
             f"median latency {self.median_latency_ms():.2f} ms, "
             f"hand in {self.hands}/{self.frames}, dropped {self.dropped}"
             + (f", {self.errors} frame errors" if self.errors else "")
@@ -454,6 +483,7 @@ def run_stream(
             stats.frames += 1
             stats.hands += r.hand_found
             stats.errors += bool(r.error)
+            stats.unreadable += not frame.readable
             stats.latency_ms.append(r.latency_ms)
             for k, v in r.stage_ms.items():
                 stats.stage_ms.setdefault(k, []).append(v)

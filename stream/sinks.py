@@ -269,12 +269,35 @@ class SinkGroup:
 
 
 def _fallback_view(frame):
+    if not frame.readable:
+        return _unreadable_view(frame)
     if frame.color_bgr is not None:
         return frame.color_bgr
     if frame.depth_mm is not None:
         d8 = cv2.convertScaleAbs(frame.depth_mm, alpha=255.0 / 1500.0)
         return cv2.cvtColor(d8, cv2.COLOR_GRAY2BGR)
     return None
+
+
+def _unreadable_view(frame):
+    """A dark image of the stream's size saying which frame could not be read, so that an mp4 keeps one
+    image per JSON-lines record (and its timing) across damaged frames."""
+    import numpy as np
+
+    w, h = frame.intrinsics.width, frame.intrinsics.height
+    img = np.full((h, w, 3), 24, np.uint8)
+    scale = max(0.35, min(w, h) / 600.0)
+    cv2.putText(
+        img,
+        f"frame {frame.index}: unreadable",
+        (8, int(24 * scale / 0.5)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (0, 0, 255),
+        1,
+        cv2.LINE_AA,
+    )
+    return img
 
 
 def display_available() -> bool:

@@ -1,6 +1,10 @@
 """`handstream record --source ... --out rec.db3`: write a RealSense recording from any source (a camera,
 a recording, a video with depth, a folder, the generator) through librealsense's software device and
-recorder. No camera is needed; the file plays back with `handstream run --source rec.db3`."""
+recorder. No camera is needed; the file plays back with `handstream run --source rec.db3`.
+
+From a damaged source (a recording with messages librealsense cannot read, a folder with corrupt files)
+the readable frames are copied and one line on stderr says "N of M frames readable"; the exit status is
+then 1, because the copy is incomplete (2 is an error with nothing written, 0 a complete copy)."""
 
 from __future__ import annotations
 
@@ -43,4 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         f"handstream record: {info.frames} frames ({'depth + colour' if info.has_color else 'depth'}, "
         f"{intr.width}x{intr.height}, fx {intr.fx:g}) -> {info.path}"
     )
+    if info.unreadable:
+        print(
+            f"handstream record: incomplete copy: {info.frames} of {info.frames_in} frames readable in "
+            f"{source.name}; the unreadable ones are left out of {info.path}",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -167,7 +167,8 @@ def _runtime_source_clip(path: Path, n: int) -> Clip:
     src = opener(str(path))
     try:
         for f in src:
-            frames.append(f)
+            if getattr(f, "readable", True):  # a frame the source could not read has nothing to time
+                frames.append(f)
             if len(frames) >= n:
                 break
     finally:

@@ -13,6 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
+from ..errors import InputError
 from ..frames import CameraIntrinsics, RGBDFrame
 
 
@@ -28,6 +29,9 @@ class Source(ABC):
         self.intrinsics: CameraIntrinsics | None = None
         self.fps: float | None = None
         self.frame_count: int | None = None  # known length of a replay, else None
+        self.readable_frames = 0
+        self.unreadable_frames = 0
+        self._first_unreadable = ""
 
     def open(self) -> Source:
         if not self._opened:
@@ -36,12 +40,27 @@ class Source(ABC):
         return self
 
     def read(self) -> RGBDFrame | None:
-        """The next frame, or None at the end of the stream."""
+        """The next frame, or None at the end of the stream. Frames the source could not read come as
+        `RGBDFrame.unreadable` (the stream goes on); a stream that ends without one readable frame is
+        damaged beyond use and raises a one-line InputError instead of ending quietly."""
         if not self._opened:
             self.open()
         if self._closed:
             return None
-        return self._read()
+        f = self._read()
+        if f is None:
+            if self.unreadable_frames and not self.readable_frames:
+                raise InputError(
+                    f"{self.name}: none of its {self.unreadable_frames} frames could be read "
+                    f"(first: {self._first_unreadable})"
+                )
+            return None
+        if f.readable:
+            self.readable_frames += 1
+        else:
+            self.unreadable_frames += 1
+            self._first_unreadable = self._first_unreadable or f.unreadable_reason
+        return f
 
     def close(self) -> None:
         if self._opened and not self._closed:

@@ -8,7 +8,9 @@ Layouts, recognised in this order:
 - a flat folder of 16-bit PNGs (depth only).
 Intrinsics: --intrinsics (JSON/YAML or camera name), else `intrinsics.json`/`.yaml` in the folder, else
 the NYU camera for the NYU layout; otherwise a one-line error asks for them. Depth is read by
-stream.depth_io (the preprocessing module's reader), so a corrupt PNG is a one-line error too.
+stream.depth_io (the preprocessing module's reader). A file that cannot be used (corrupt or truncated,
+not readable for permissions, another size than the camera) becomes an unreadable frame saying why
+(`RGBDFrame.unreadable`) and the stream goes on.
 """
 
 from __future__ import annotations
@@ -97,30 +99,59 @@ class FolderSource(Source):
     def _read(self) -> RGBDFrame | None:
         if self._i >= len(self._pairs):
             return None
+        dpath, cpath = self._pairs[self._i]
+        index, t_ms = self._i, self._i * 1000.0 / self.fps
+        self._i += 1
+        try:
+            depth, color = self._load(dpath, cpath)
+        except InputError as exc:
+            return RGBDFrame.unreadable(
+                index,
+                t_ms,
+                self.intrinsics,
+                self.name,
+                str(exc).replace(str(dpath), dpath.name),  # the file's name is enough in a stream
+                meta={"file": dpath.name},
+            )
+        return RGBDFrame(
+            index=index,
+            timestamp_ms=t_ms,
+            depth_mm=depth,
+            intrinsics=self.intrinsics,
+            color_bgr=color,
+            source=self.name,
+            meta={"file": dpath.name},
+        )
+
+    def _load(self, dpath: Path, cpath: Path | None):
+        """(depth mm, colour BGR or None) of one pair; an InputError naming the file says why it cannot be
+        used (the caller turns it into an unreadable frame: one bad file never ends the stream)."""
         from ..depth_io import read_depth
 
-        dpath, cpath = self._pairs[self._i]
+        for p in (dpath, cpath):
+            if p is not None:
+                _check_readable(p)
         depth = read_depth(dpath, fmt=self._fmt, depth_unit_mm=self.intrinsics.depth_unit_mm)
-        color = None
-        if cpath is not None:
-            color = cv2.imread(str(cpath), cv2.IMREAD_COLOR)
-            if color is None:
-                raise InputError(f"{cpath}: not a readable image (corrupt?)")
         intr = self.intrinsics
         if depth.shape != intr.shape:
             raise InputError(
                 f"{dpath.name} is {depth.shape[1]}x{depth.shape[0]}, the camera {intr.width}x{intr.height}"
             )
-        if color is not None and color.shape[:2] != depth.shape:
-            color = cv2.resize(color, (intr.width, intr.height), interpolation=cv2.INTER_AREA)
-        f = RGBDFrame(
-            index=self._i,
-            timestamp_ms=self._i * 1000.0 / self.fps,
-            depth_mm=depth,
-            intrinsics=intr,
-            color_bgr=color,
-            source=self.name,
-            meta={"file": dpath.name},
-        )
-        self._i += 1
-        return f
+        color = None
+        if cpath is not None:
+            color = cv2.imread(str(cpath), cv2.IMREAD_COLOR)
+            if color is None:
+                raise InputError(f"{cpath.name}: not a readable image (corrupt?)")
+            if color.shape[:2] != depth.shape:
+                color = cv2.resize(color, (intr.width, intr.height), interpolation=cv2.INTER_AREA)
+        return depth, color
+
+
+def _check_readable(p: Path) -> None:
+    """OpenCV says "no image" for a file it may not open as for a corrupt one: open it first, so that a
+    permission problem is reported as what it is."""
+    try:
+        with open(p, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise InputError(f"{p.name}: cannot read: {exc.strerror or type(exc).__name__}") from None

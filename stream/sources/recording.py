@@ -16,6 +16,26 @@ wrong there and what this module does instead:
   the playback status `stopped` with nothing left in flight, and a file that stops delivering while
   still "playing" raises a one-line error after `stall_timeout_s` instead of hanging.
 
+Damaged recordings. librealsense stops playback at the first message it cannot decode (it logs "Failed to
+read next frame" and reports `stopped`, or stays `paused` after a seek), so a file with one garbled depth
+message used to end after the frames before it, silently. For a `.db3` we read the rosbag2 SQLite
+`messages` table ourselves (`depth_index`): it gives the expected number of depth frames up front
+(`frame_count`) and, from each frame's metadata message, its frame number and timestamp. When playback
+stops before the last depth message, the next expected one is emitted as an unreadable frame
+(`RGBDFrame.unreadable`), the sensors are restarted and playback is sought to the message after it; a
+frame number that arrives beyond the next expected one marks the ones in between unreadable too. So every
+depth message gives exactly one frame, readable or not, and the run can say "N of M frames readable".
+What librealsense 2.59 allows here, found by trying: `seek()` has no effect once playback has stopped
+(restarting the sensors is needed); a seek to T first replays each stream's last frame before T (a
+duplicate we drop) and then skips the first message after T (so the colour frame of the depth frame after
+the damaged one is usually lost: that depth frame then carries a colour frame only within half a frame
+interval of it, not a neighbour's); a seek landing on a damaged message makes playback start over from the
+beginning (seen at the first replayed frame: that message is reported unreadable and playback restarts
+past it, instead of replaying everything before it) or stay `paused`. A damaged colour message stops
+playback too: the depth frame after it is then reported unreadable.
+A `.bag` (ROS 1) has no such table here: its frame count is unknown and playback ends where librealsense
+stops.
+
 Real-time mode (`realtime=True`) is deliberately NOT librealsense's set_real_time(True): that paces by the
 time each message was written, which for recordings made by `handstream record` (no camera) is the
 writing speed, not the capture rate. We read losslessly and pace by the frames' own (camera) timestamps;
@@ -24,9 +44,12 @@ the source is then "live", so the capture thread keeps only the newest frames an
 
 from __future__ import annotations
 
+import datetime
+import sqlite3
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +58,73 @@ from ..errors import InputError
 from ..frames import RGBDFrame
 from .base import Pacer, Source
 from .rs_common import align_color_to_depth, color_to_bgr, depth_to_mm, intrinsics_from_rs, rs
+
+
+@dataclass(frozen=True)
+class DepthMessage:
+    """One depth image message of a .db3: when it was written (the bag's clock, ns from the first message)
+    and, from its metadata message, the frame number and camera timestamp (None where unreadable)."""
+
+    t_ns: int
+    frame_number: int | None
+    timestamp_ms: float | None
+
+
+def depth_index(path: str | Path) -> list[DepthMessage] | None:
+    """Every depth image message of a rosbag2 .db3, in playback order; None where the file is not a
+    readable rosbag2 SQLite database (librealsense then has the last word). Reads only the table and the
+    small metadata messages, not the images."""
+    try:
+        con = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        topics = dict(con.execute("SELECT name, id FROM topics").fetchall())
+        data = sorted(n for n in topics if "/Depth_" in n and "/image/data" in n)
+        if not data:
+            return []
+        meta_name = data[0].split("/image/data")[0] + "/image/metadata"
+        (t0,) = con.execute("SELECT MIN(timestamp) FROM messages").fetchone()
+        rows = con.execute(
+            "SELECT timestamp FROM messages WHERE topic_id = ? ORDER BY timestamp, id", (topics[data[0]],)
+        ).fetchall()
+        meta = {}
+        if meta_name in topics:
+            meta = dict(
+                con.execute(
+                    "SELECT timestamp, data FROM messages WHERE topic_id = ?", (topics[meta_name],)
+                ).fetchall()
+            )
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+    out = []
+    for (t,) in rows:
+        fn, ts = _parse_metadata(meta.get(t))
+        out.append(DepthMessage(int(t) - int(t0 or 0), fn, ts))
+    return out
+
+
+def _parse_metadata(blob: bytes | None) -> tuple[int | None, float | None]:
+    """librealsense's frame metadata message (a CDR string "Frame number=30;...;timestamp=966.67;...") ->
+    (frame number, timestamp ms); (None, None) where it is missing or garbled."""
+    if not blob:
+        return None, None
+    fields = {}
+    for part in bytes(blob[8:]).decode("latin-1").rstrip("\x00").split(";"):
+        key, sep, value = part.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip()
+    try:
+        fn = int(fields["Frame number"])
+    except (KeyError, ValueError):
+        fn = None
+    try:
+        ts = float(fields["timestamp"])
+    except (KeyError, ValueError):
+        ts = None
+    return fn, ts
 
 
 class RecordingSource(Source):
@@ -70,6 +160,15 @@ class RecordingSource(Source):
         self._index = 0
         self._pacer = Pacer()
         self._align = None
+        self.restarts = 0  # times playback was restarted past a message librealsense could not read
+        self._messages: list[DepthMessage] | None = None
+        self._pos_by_fn: dict[int, int] = {}
+        self._next_pos = 0  # the depth message the next emitted frame stands for
+        self._last_ts = 0.0
+        self._resumed_at = self._last_progress = time.monotonic()
+        self._sought: int | None = None  # the position a restart sought to, until a frame at or after it
+        self._fell_back = False  # that seek failed: playback started over from the beginning
+        self._after_seek = False  # until the first frame after a restart is emitted
 
     # ---- opening ----
     def _open(self) -> None:
@@ -77,6 +176,15 @@ class RecordingSource(Source):
             raise InputError(f"{self.path}: no such recording")
         if self.path.stat().st_size == 0:
             raise InputError(f"{self.path}: empty file, not a RealSense recording")
+        if self.path.suffix.lower() == ".db3":
+            self._messages = depth_index(self.path)
+            if self._messages is not None and not self._messages:
+                raise InputError(f"{self.path}: the recording holds no depth frames")
+        if self._messages is not None:
+            self.frame_count = len(self._messages)
+            self._pos_by_fn = {
+                m.frame_number: i for i, m in enumerate(self._messages) if m.frame_number is not None
+            }
         r = rs()
         try:
             dev = r.context().load_device(str(self.path))
@@ -115,7 +223,13 @@ class RecordingSource(Source):
                 self.intrinsics.width,
                 self.intrinsics.height,
             )
-            ext = depth_p.get_extrinsics_to(color_p)
+            try:
+                ext = depth_p.get_extrinsics_to(color_p)
+            except RuntimeError as exc:
+                raise InputError(
+                    f"{self.path}: librealsense cannot read the depth-to-colour extrinsics "
+                    f"({str(exc).splitlines()[0]}); truncated or damaged recording"
+                ) from None
             rot = np.asarray(ext.rotation, np.float64).reshape(3, 3).T  # librealsense stores column-major
             trans = np.asarray(ext.translation, np.float64) * 1000.0
             identity = np.allclose(rot, np.eye(3), atol=1e-6) and np.allclose(trans, 0, atol=1e-3)
@@ -130,20 +244,53 @@ class RecordingSource(Source):
                 self._sensors = [(depth_s, [depth_p, color_p], "both")]
             else:
                 self._sensors.append((color_s, color_p, "color"))
-        pb.pause()  # nothing may play before every sensor listens (else the first frames are skipped)
+        self._start_sensors()
+
+    def _start_sensors(self, seek_ns: int | None = None) -> None:
+        """Open and start every sensor with playback paused (nothing may play before every sensor listens,
+        else the first frames are skipped), optionally seek, then resume."""
+        pb = self._pb
+        pb.pause()
         started = []
         try:
             for s, p, _ in self._sensors:
                 s.open(p)
                 s.start(self._callback)
                 started.append(s)
+            if seek_ns is not None:
+                pb.seek(datetime.timedelta(microseconds=seek_ns // 1000 + 1))
         except RuntimeError as exc:
             self._started = started
             self._close()
             raise InputError(f"{self.path}: cannot play it ({str(exc).splitlines()[0]})") from None
         self._started = started
         self._last_progress = time.monotonic()
+        self._resumed_at = time.monotonic()
         pb.resume()
+
+    def _restart_after_damage(self, pos: int) -> None:
+        """Playback stopped at a message librealsense could not read (or a seek fell back to the start):
+        stop the sensors (a stopped playback ignores seek), forget what is in flight, and start them again,
+        sought so that depth message `pos` plays first."""
+        self._quiesce()
+        self._stop_sensors()
+        with self._cond:
+            self._inbox.clear()
+            self._closing = False
+        self._depth.clear()
+        self.restarts += 1
+        self._sought, self._fell_back, self._after_seek = pos, False, True
+        self._start_sensors(seek_ns=self._messages[pos].t_ns)
+
+    def _quiesce(self) -> None:
+        """Make the callbacks drop what they deliver and wait until none is running (one blocked on a full
+        buffer while sensor.stop() waits for it would deadlock both)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            deadline = time.monotonic() + 1.0
+            while self._in_callback and time.monotonic() < deadline:
+                self._cond.wait(0.01)
 
     # ---- librealsense threads ----
     def _callback(self, frame) -> None:
@@ -190,15 +337,25 @@ class RecordingSource(Source):
         for kind, fn, ts, pix in items:
             if fn <= self._last_fn[kind]:
                 self.duplicates += 1
+                if kind == "depth" and self._sought is not None:
+                    self._fell_back |= self._pos_by_fn.get(fn, self._sought) < self._sought - 1
                 continue
             self._last_fn[kind] = fn
             (self._depth if kind == "depth" else self._color).append((fn, ts, pix))
         return len(items)
 
     def _ended(self) -> bool:
+        """Playback has stopped delivering: `stopped` (the end, or a message it could not read), or
+        `paused` a while after we resumed it (what a read error after a seek leaves)."""
         with self._cond:
             idle = not self._inbox and self._in_callback == 0
-        return idle and self._pb.current_status() == self._rs.playback_status.stopped
+        if not idle:
+            return False
+        status = self._pb.current_status()
+        if status == self._rs.playback_status.stopped:
+            return True
+        quiet_s = time.monotonic() - max(self._last_progress, self._resumed_at)
+        return status == self._rs.playback_status.paused and quiet_s > 0.25
 
     def _read(self) -> RGBDFrame | None:
         self._flowing = True
@@ -206,6 +363,9 @@ class RecordingSource(Source):
         while True:
             if self._drain():
                 self._last_progress = time.monotonic()
+            gap = self._gap_before_head()
+            if gap is not None:
+                return gap
             if self._depth:
                 ready, color = self._pick_color(self._depth[0][1], final=False) if has_color else (True, None)
                 if ready:
@@ -215,7 +375,7 @@ class RecordingSource(Source):
                 self._drain()
                 if not self._inbox and self._in_callback == 0:
                     if not self._depth:
-                        return None
+                        return self._unread_message()
                     _, color = self._pick_color(self._depth[0][1], final=True) if has_color else (True, None)
                     return self._emit(color)
             if time.monotonic() - self._last_progress > self.stall_timeout_s:
@@ -237,12 +397,69 @@ class RecordingSource(Source):
         if later is None and not final:
             return False, None
         best = min(c, key=lambda x: abs(x[1] - t_depth), default=None)
-        if best is None or abs(best[1] - t_depth) > self.pair_tolerance_ms:
+        tolerance = self.pair_tolerance_ms
+        if self._after_seek:  # its own colour frame is usually the one the seek skipped: not a neighbour's
+            tolerance = min(tolerance, 500.0 / (self.fps or 30.0))
+        if best is None or abs(best[1] - t_depth) > tolerance:
             return True, None
         return True, best[2]
 
+    def _gap_before_head(self) -> RGBDFrame | None:
+        """Where the message table is known: drop a depth frame that stands for a message already emitted
+        (replayed after a seek), report the messages before the head frame that never arrived, and give up
+        on a seek that made playback start over."""
+        if self._messages is None:
+            return None
+        if self._fell_back:
+            # a seek replays at most the frame before its target: an older one means the seek landed on a
+            # damaged message and playback started over; do not wait for it to replay everything
+            return self._unread_message()
+        while self._depth:
+            pos = self._pos_by_fn.get(self._depth[0][0], self._next_pos)
+            if pos < self._next_pos:
+                self._depth.popleft()
+                self.duplicates += 1
+                continue
+            self._sought = None
+            if pos > self._next_pos:
+                return self._unreadable_here("librealsense playback skipped it")
+            return None
+        return None
+
+    def _unread_message(self) -> RGBDFrame | None:
+        """Playback stopped with nothing left to emit (or a seek fell back to the start). Before the last
+        depth message of the table that means librealsense could not read the next one: it becomes an
+        unreadable frame and playback restarts after it. None at the true end."""
+        if self._messages is None or self._next_pos >= len(self._messages):
+            return None
+        f = self._unreadable_here("librealsense cannot read its messages (damaged recording)")
+        if self._next_pos < len(self._messages):
+            self._restart_after_damage(self._next_pos)
+        return f
+
+    def _unreadable_here(self, reason: str) -> RGBDFrame:
+        m = self._messages[self._next_pos]
+        ts = m.timestamp_ms
+        if ts is None:  # its metadata is damaged too: one frame interval after the previous frame
+            ts = self._last_ts + 1000.0 / (self.fps or 30.0)
+        f = RGBDFrame.unreadable(
+            self._index,
+            ts,
+            self.intrinsics,
+            self.name,
+            f"depth message {self._next_pos + 1} of {len(self._messages)}: {reason}",
+            meta={"frame_number": m.frame_number} if m.frame_number is not None else None,
+        )
+        self._index += 1
+        self._next_pos += 1
+        self._last_ts = ts
+        return f
+
     def _emit(self, color) -> RGBDFrame:
         fn, ts, depth = self._depth.popleft()
+        self._next_pos += 1
+        self._after_seek = False
+        self._last_ts = ts
         if color is not None and self._align is not None:
             c_intr, rot, trans = self._align
             color = align_color_to_depth(depth, color, self.intrinsics, c_intr, rot, trans)
@@ -263,12 +480,12 @@ class RecordingSource(Source):
         return f
 
     def _close(self) -> None:
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-            deadline = time.monotonic() + 1.0
-            while self._in_callback and time.monotonic() < deadline:  # let callbacks leave before stop()
-                self._cond.wait(0.01)
+        self._quiesce()  # let callbacks leave before stop()
+        self._stop_sensors()
+        self._sensors = []
+        self._pb = self._dev = None
+
+    def _stop_sensors(self) -> None:
         for s in getattr(self, "_started", []):
             try:
                 s.stop()
@@ -280,5 +497,3 @@ class RecordingSource(Source):
             except RuntimeError:
                 pass
         self._started = []
-        self._sensors = []
-        self._pb = self._dev = None

@@ -27,6 +27,11 @@ class RecordingInfo:
     frames: int
     has_color: bool
     intrinsics: CameraIntrinsics
+    unreadable: int = 0  # frames the source could not read: not in the recording (it has no pixels for them)
+
+    @property
+    def frames_in(self) -> int:
+        return self.frames + self.unreadable
 
 
 def _rs_intrinsics(r, intr: CameraIntrinsics):
@@ -141,7 +146,8 @@ def _identity(r):
 def write_recording(
     source: Source, out: str | Path, max_frames: int | None = None, progress=None, compress: bool = True
 ) -> RecordingInfo:
-    """Play `source` (every frame, in order) into a new RealSense recording `out` (.db3).
+    """Play `source` (every frame, in order) into a new RealSense recording `out` (.db3). Frames the source
+    could not read are left out and counted in `RecordingInfo.unreadable`.
 
     `compress` is librealsense's own choice (lz4, its default): files ~3x smaller, but playback then costs
     ~3x the CPU -- 7.5 vs 2.3 ms per 640x480 depth + colour frame here, on librealsense's reader thread,
@@ -161,9 +167,13 @@ def write_recording(
     first_intr = None
     has_color = False
     finished = False  # True: the source ended or max_frames; None: interrupted, keep the frames so far
+    unreadable = 0
     try:
         with source:
             for f in source:
+                if not f.readable:  # nothing to write: counted, and the caller says "N of M readable"
+                    unreadable += 1
+                    continue
                 if writer is None:
                     writer = _Writer(tmp, f, source.fps or 30.0, compress, shown=out)
                     first_intr, has_color = f.intrinsics, writer.has_color
@@ -193,7 +203,7 @@ def write_recording(
         outputs.discard(tmp)
         raise outputs.writing_failed(out, os.strerror(errno.ENOSPC) if full else problem)
     outputs.commit(tmp, dest, out)
-    return RecordingInfo(out, n, has_color, first_intr)
+    return RecordingInfo(out, n, has_color, first_intr, unreadable)
 
 
 def _recording_problem(path: Path, frames: int) -> str | None:

@@ -6,6 +6,16 @@ corrupt depth, so a depth video is read, not trusted blindly -- frames are paire
 stream ends with the shorter of the two. Intrinsics come from --intrinsics (JSON/YAML or a camera name);
 without them a 60 degree horizontal field of view is assumed (said in the frame's meta and the source's
 `note`), which is enough to draw on colour but not to measure in millimetres.
+
+A frame that does not decode before the container's frame count (OpenCV's CAP_PROP_FRAME_COUNT) becomes
+an unreadable frame and reading goes on: FFmpeg fails the read and resumes at the next frame it can decode,
+whose container timestamp (CAP_PROP_POS_MSEC) says which one it is, so the frames skipped in between are
+unreadable too and every frame keeps its index. A truncated file gives unreadable frames up to the count.
+Where the container has no real timestamps (MJPG in AVI: the position is a counter) a skipped frame is
+noticed only at the end: the count of unreadable frames is right, the indices after the loss are not.
+Where a container only estimates its count, frames it promised but never delivers are reported unreadable.
+A paired depth PNG that cannot be read, or is of another size, makes that frame unreadable as well. The
+run's summary says "N of M frames readable".
 """
 
 from __future__ import annotations
@@ -51,6 +61,8 @@ class VideoSource(Source):
         self._cap = self._dcap = None
         self._depth_files: list[Path] | None = None
         self._i = 0
+        self._ahead: tuple[int, np.ndarray] | None = None
+        self._msec0: float | None = None
 
     def _open(self) -> None:
         if not self.path.is_file():
@@ -120,18 +132,52 @@ class VideoSource(Source):
             )
         return d
 
-    def _read(self) -> RGBDFrame | None:
+    def _decode(self) -> tuple[bool, np.ndarray | None]:
+        """The next decoded image, or (False, None) for a frame FFmpeg cannot decode (or the end). A frame
+        whose container timestamp lies beyond position self._i means FFmpeg skipped the ones in between
+        (it does so after a damaged packet in mkv): it is kept for later and the skipped position reads as
+        a failure, so that every frame keeps its own index."""
+        if self._ahead is not None:
+            pos, img = self._ahead
+            if pos > self._i:
+                return False, None
+            self._ahead = None
+            return True, img
         ok, img = self._cap.read()
         if not ok:
+            return False, None
+        msec = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        if not math.isfinite(msec) or msec < 0:
+            return True, img
+        if self._msec0 is None:
+            self._msec0 = msec  # some containers start later than 0
+        pos = int(round((msec - self._msec0) * self.fps / 1000.0))
+        if self._i < pos < (self.frame_count or 0):
+            self._ahead = (pos, img)
+            return False, None
+        return True, img
+
+    def _read(self) -> RGBDFrame | None:
+        ok, img = self._decode()
+        # timestamps from the rate: container timestamps vary by backend, the rate does not
+        index, t_ms = self._i, self._i * 1000.0 / self.fps
+        if not ok and (self.frame_count is None or index >= self.frame_count):
             return None
-        depth = self._read_depth()
+        try:
+            depth = self._read_depth()
+        except InputError as exc:
+            self._i += 1
+            return self._unreadable(index, t_ms, str(exc))
         if depth is False:
             return None
+        self._i += 1
+        if not ok:
+            # OpenCV (FFmpeg) fails a read for a frame it cannot decode and goes on with the next one on the
+            # following read; the container said how many there are, so this is frame `index`, lost
+            return self._unreadable(index, t_ms, f"frame {index + 1} of {self.frame_count} does not decode")
         f = RGBDFrame(
-            index=self._i,
-            timestamp_ms=self._i
-            * 1000.0
-            / self.fps,  # container timestamps vary by backend; the rate does not
+            index=index,
+            timestamp_ms=t_ms,
             depth_mm=depth,
             intrinsics=self.intrinsics,
             color_bgr=img,
@@ -139,8 +185,10 @@ class VideoSource(Source):
         )
         if self.note:
             f.meta["note"] = self.note
-        self._i += 1
         return f
+
+    def _unreadable(self, index: int, t_ms: float, reason: str) -> RGBDFrame:
+        return RGBDFrame.unreadable(index, t_ms, self.intrinsics, self.name, reason)
 
     def _close(self) -> None:
         for c in (self._cap, self._dcap):
