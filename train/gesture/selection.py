@@ -94,3 +94,40 @@ def _method2(dist: np.ndarray, r: int, n: int, cand: np.ndarray) -> int:
     if outside.any():
         return int(cand[outside][np.argmin(d[outside])])
     return int(cand[np.argmax(d)])
+
+
+def select_triplets(
+    emb: np.ndarray | None,
+    fine: np.ndarray,
+    count: int,
+    method: str = "method2",
+    rng: np.random.Generator | None = None,
+    dist: np.ndarray | None = None,
+) -> np.ndarray:
+    """(count, 3) indices (R, P, N) for the triplet and contrastive baselines, on fine labels alone: P shares
+    R's class, N does not. The same rules as for quadruplets: `random`, or N the hardest negative with P
+    picked by Method 1 or Method 2 relative to it."""
+    if method not in METHODS:
+        raise ValueError(f"unknown selection method {method!r}; choose from {', '.join(METHODS)}")
+    rng = rng or np.random.default_rng()
+    fine = np.asarray(fine)
+    same = fine[:, None] == fine[None, :]
+    refs = np.flatnonzero((same.sum(1) >= 2) & (~same).any(1))
+    if refs.size == 0:
+        raise ValueError("no valid triplet: the pool needs two classes, one with two samples")
+    if method != "random" and dist is None:
+        if emb is None:
+            raise ValueError(f"{method} needs the embeddings")
+        dist = pairwise_distances(emb)
+    out = np.empty((int(count), 3), np.int64)
+    for q, r in enumerate(rng.choice(refs, size=int(count), replace=True)):
+        pos = np.flatnonzero(same[r])
+        pos = pos[pos != r]
+        neg = np.flatnonzero(~same[r])
+        if method == "random":
+            out[q] = (r, rng.choice(pos), rng.choice(neg))
+            continue
+        n = neg[np.argmin(dist[r, neg])]
+        pick = _method1 if method == "method1" else _method2
+        out[q] = (r, pick(dist, r, n, pos), n)
+    return out
