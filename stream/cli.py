@@ -21,7 +21,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "gesture": ("stream.app.gesture", "enroll, list, remove and evaluate gestures (embeddings + a gallery)"),
     "synth": ("stream.synth.cli", "write a synthetic RGB-D hand dataset or a preview sheet"),
     "models": ("train.cli_models", "list every model the project defines"),
-    "train": ("train.cli_train", "train a model (e.g. `handstream train pose --config cfg.yaml`)"),
+    "train": ("train.cli_train", "training recipes: pose, detector, search, ... (`handstream train --help`)"),
     "eval": ("train.cli_eval", "evaluate predictions (NYU protocol) or a model on synthetic data"),
     "export": ("engines.cli_export", "export a model to ONNX with its manifest"),
     "build": ("engines.cli_build", "build a TensorRT engine from an exported ONNX directory"),

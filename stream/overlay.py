@@ -1,6 +1,7 @@
 """The annotated view: colour (or depth) with the hand mask tinted, the projected cube, the 2-D skeleton
 with joints coloured by depth, and a heads-up line (FPS, per-stage ms, dropped frames); beside it the
-depth image as a colour map with the same skeleton. Pure OpenCV drawing on uint8 BGR images.
+depth image as a colour map with the same skeleton. Pure OpenCV drawing on uint8 BGR images. Stages that
+draw their own results (a gesture label, a size) are `hooks`, called between the skeleton and the HUD.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def _lut(colormap: int) -> np.ndarray:
 
 class Overlay:
     """Draws one frame. `hud` (pipeline.Hud) supplies the heads-up numbers; `side_by_side` adds the depth
-    colour-map view to the right. `depth_range_mm` maps depth to colours in that view."""
+    colour-map view to the right. `depth_range_mm` maps depth to colours in that view. `hooks`: callables
+    `(image, state)` that draw in place (the pipeline sets them to its stages' `draw`)."""
 
     def __init__(
         self,
@@ -37,6 +39,7 @@ class Overlay:
         self.depth_range_mm = depth_range_mm
         self.joint_depth_span_mm = joint_depth_span_mm
         self.hud = hud
+        self.hooks: tuple = ()
         self._turbo = _lut(cv2.COLORMAP_TURBO)
         # depth (uint16 mm) -> colour index 1..255 by one table look-up; 0 (no depth) -> index 0 = black
         lo, hi = depth_range_mm
@@ -78,6 +81,8 @@ class Overlay:
             for v in views:
                 self._skeleton(v, st.joints_uvd)
         img = views[0] if len(views) == 1 else np.hstack(views)
+        for hook in self.hooks:
+            hook(img, st)
         self._hud(img, st)
         return img
 

@@ -2,6 +2,10 @@
 
     frame -> preprocess -> engines (pose, then any other by name) -> smooth -> [overlay] -> FrameResult
 
+`build_pipeline` assembles the chain from `--models`: registered stages by name (stage_registry.py),
+engines by shipped name or path (their manifest's task picks the stage), ordered and checked by the
+stages' declared reads and writes, so a chain that cannot work is refused before the first frame.
+
 `Pipeline.process(frame)` is the whole per-frame path: it times every stage with perf_counter_ns, builds
 one frozen FrameResult, and never loses a frame: a stage that raises makes that frame a "no hand"
 result (its `error` says why), reported once per stage and error type with the frame index, never per
@@ -12,17 +16,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
 from .errors import InputError
 from .frames import RGBDFrame
 from .smoothing import OneEuroConfig
-from .stages import EngineStage, FrameState, OverlayStage, PoseStage, PreprocessStage, SmoothStage
+from .stage_registry import check_contracts, order_stages, stage_class, stage_for_task, unknown_message
+from .stages import EngineStage, FrameState, OverlayStage, PoseStage, PreprocessStage, SmoothStage, Stage
 
 log = logging.getLogger("handstream.pipeline")
+# the record fields of a frame no stage adds any to: one shared read-only empty mapping, not a dict a frame
+_NO_RECORD_FIELDS: Mapping[str, object] = MappingProxyType({})
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,7 +38,9 @@ class FrameResult:
     """What the pipeline made of one frame. Joints are the smoothed ones (raw in `joints_raw_xyz_mm`);
     `joints_uvd` is (J, 3) pixels + depth mm. `stage_ms` maps stage name -> ms for this frame;
     `latency_ms` runs from the capture moment (the source's stamp: live sources) or, in replay, from
-    when the pipeline took the frame, to the end of the last stage. `image` is the overlay (None without one)."""
+    when the pipeline took the frame, to the end of the last stage. `image` is the overlay (None without one).
+    `fields`: the stages' per-capability values (FrameState.fields); `record_fields`: what the stages'
+    `record_fields` added to the JSON-lines record."""
 
     index: int
     timestamp_ms: float
@@ -46,6 +56,8 @@ class FrameResult:
     reason: str = ""
     error: str = ""
     image: np.ndarray | None = None
+    fields: dict[str, object] = field(default_factory=dict)
+    record_fields: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def total_ms(self) -> float:
@@ -73,6 +85,8 @@ class FrameResult:
             rec["reason"] = self.reason
         if self.error:
             rec["error"] = self.error
+        if self.record_fields:
+            rec.update(self.record_fields)
         return rec
 
 
@@ -101,21 +115,27 @@ class Hud:
 
 class Pipeline:
     """Runs `stages` in order on every frame. `dropped_frames()` reports the capture's drops when a
-    CaptureThread is attached (run_stream does)."""
+    CaptureThread is attached (run_stream does). The stages' declared contracts are checked here: a stage
+    that reads what no earlier stage writes is a one-line InputError before any frame."""
 
     def __init__(self, stages: Sequence, engines: Sequence = (), hud: Hud | None = None) -> None:
         self.stages = list(stages)
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise InputError(f"stage names must be unique, got {names}")
+        check_contracts(self.stages)
         self.engines = list(engines)  # closed with the pipeline
         self.hud = hud or Hud()
         self.capture = None
         self._reported: set[tuple[str, str]] = set()
         self.errors = 0
+        # only the stages that add record fields or draw are called for it, so the default chain pays nothing
+        self._recorders = tuple(s for s in self.stages if _own_hook(s, "record_fields"))
+        drawers = tuple(s.draw for s in self.stages if _own_hook(s, "draw"))
         for s in self.stages:
             if isinstance(s, OverlayStage):
                 s.overlay.hud = self.hud
+                s.overlay.hooks = drawers
 
     def dropped_frames(self) -> int:
         return int(self.capture.dropped) if self.capture is not None else 0
@@ -167,6 +187,8 @@ class Pipeline:
             reason="" if found else (st.reason or ("error" if error else "no hand")),
             error=error,
             image=st.image,
+            fields=st.fields,
+            record_fields=self._record_fields(st, frame.index) if self._recorders else _NO_RECORD_FIELDS,
         )
         self.hud.dropped = self.dropped_frames()
         self.hud.tick(t0, stage_ms)
@@ -175,9 +197,21 @@ class Pipeline:
     def _drop_hand(self, st: FrameState) -> None:
         st.joints_mm = st.joints_uvd = st.joints_raw_mm = None
         st.crop = None
+        st.fields.clear()
         for s in self.stages:
-            if isinstance(s, SmoothStage | PreprocessStage):
+            if isinstance(s, Stage):
                 s.reset()
+
+    def _record_fields(self, st: FrameState, index: int) -> dict:
+        """The record fields of the stages that add some; one that raises loses its fields for this frame
+        (reported like a failing stage), not the frame."""
+        rec: dict = {}
+        for s in self._recorders:
+            try:
+                rec.update(s.record_fields(st))
+            except Exception as exc:  # noqa: BLE001 - a bad frame loses this stage's fields, never the frame
+                self._report(s.name, exc, index)
+        return rec
 
     def _report(self, stage: str, exc: Exception, index: int) -> None:
         self.errors += 1
@@ -228,57 +262,114 @@ def build_pipeline(
     cube_mm: float | None = None,
     warmup: bool = True,
 ) -> Pipeline:
-    """The standard pipeline: preprocess -> engines -> One Euro -> (overlay).
+    """The standard pipeline: preprocess -> stages named in `models` -> One Euro -> (overlay).
 
-    `models`: engine names or paths, comma-separated or a list; the first whose manifest task is "pose"
-    (or that is named "pose") drives the skeleton, the others run on the same cube and report raw outputs.
-    `engine` (a path or shipped name) replaces the pose engine. `smoothing`: True (defaults), False
-    (off) or a OneEuroConfig. The cube size and crop size come from the pose engine's manifest."""
+    `models`: comma-separated or a list of registered stage names ("pose"; `handstream run --list-stages`),
+    `STAGE=ENGINE` (a stage with another engine), or engines by shipped name or path, whose manifest task
+    picks their stage (a task no stage claims runs in the generic engine stage, which reports raw
+    outputs). The first pose engine drives the skeleton; a second engine for a stage already in the chain
+    runs beside it as a generic engine stage, to compare the two. The stages run in the given order where
+    their declared reads allow, else after the stage that writes what they read; a read nothing writes is
+    a one-line InputError. `engine` (a path or shipped name) replaces the pose engine. `smoothing`: True
+    (defaults), False (off) or a OneEuroConfig. The cube size and crop size come from the pose engine's
+    manifest."""
     import engines as engines_pkg
 
     names = parse_models(models)
     if engine is not None:
         names = [str(engine)] + [n for n in names if n not in ("pose", str(engine))]
     names = list(dict.fromkeys(names))  # each engine once
-    loaded = []
+    shipped = engines_pkg.shipped_engines()
+    plan = [_plan_stage(n, shipped) for n in names]  # (name, stage class or None = by task, engine ref)
+    loaded: list = []
     try:
-        for n in names:
-            loaded.append((n, engines_pkg.load_engine(n, backend=backend, threads=threads)))
+        for _, _, ref in plan:
+            if ref is not None:
+                loaded.append(engines_pkg.load_engine(ref, backend=backend, threads=threads))
+        return _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup)
     except BaseException:
-        for _, e in loaded:
+        for e in loaded:
             e.close()
         raise
-    pose_i = next(
-        (i for i, (n, e) in enumerate(loaded) if getattr(e.manifest, "task", "") == "pose" or n == "pose"),
-        None,
-    )
-    pre = dict(loaded[pose_i][1].manifest.preprocessing) if pose_i is not None else {}
-    if pose_i is None and loaded:
-        pre = dict(loaded[0][1].manifest.preprocessing)
+
+
+def _plan_stage(item: str, shipped: Sequence[str]) -> tuple[str, type | None, str | None]:
+    """One `--models` item -> (name, stage class or None when the engine's task decides, engine ref)."""
+    from pathlib import Path
+
+    name, sep, ref = item.partition("=")
+    if sep and not any(c in name for c in "/\\."):  # STAGE=ENGINE; "runs/lr=1e-4/pose.onnx" is a path
+        if not ref.strip():
+            raise InputError(f"--models {item!r}: name an engine after '='")
+        cls = stage_class(name.strip(), shipped)
+        if not cls.needs_engine:
+            raise InputError(f"stage {cls.kind!r} runs no engine; name it without '={ref}'")
+        return name.strip(), cls, ref.strip()
+    try:
+        cls = stage_class(item, shipped)
+    except InputError:
+        looks_like_path = bool(Path(item).suffix) or "/" in item or "\\" in item or Path(item).exists()
+        if looks_like_path or item in shipped:
+            return item, None, item  # an engine: loaded as before, its manifest's task picks the stage
+        raise InputError(unknown_message(item, shipped)) from None
+    if cls.always:
+        raise InputError(
+            f"stage {item!r} is always in the pipeline; --models names engines and optional stages"
+        )
+    if cls.needs_engine and not cls.engine:
+        raise InputError(f"stage {item!r} needs an engine: write {item}=PATH, or the engine's path alone")
+    return item, cls, cls.engine if cls.needs_engine else None
+
+
+def _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup) -> Pipeline:
+    """The planned stages built around their loaded engines, ordered by their contracts and checked."""
+    engines_iter = iter(loaded)
+    chosen: list[tuple[str, type, object]] = []
+    used: set[type] = set()
+    for name, cls, ref in plan:
+        e = next(engines_iter) if ref is not None else None
+        if cls is None:
+            cls = stage_for_task(getattr(e.manifest, "task", "")) or EngineStage
+        if cls.needs_engine and cls in used:  # one stage per capability; a second engine reports raw outputs
+            cls = EngineStage
+        used.add(cls)
+        chosen.append((name, cls, e))
+    pose_e = next((e for _, cls, e in chosen if cls is PoseStage), None)
+    pre = dict(pose_e.manifest.preprocessing) if pose_e is not None else {}
+    if pose_e is None and loaded:
+        pre = dict(loaded[0].manifest.preprocessing)
     crop_size = int(pre.get("crop_size") or 96)
     cube = float(cube_mm or pre.get("cube_mm") or 250.0)
     stages: list = [PreprocessStage(cube_mm=cube, crop_size=crop_size)]
-    for i, (n, e) in enumerate(loaded):
-        label = _stage_label(n, i == pose_i)
+    for name, cls, e in chosen:
+        label = _stage_label(name, cls)
         taken = {s.name for s in stages}
         if label in taken:  # the same engine twice, or a file named like a stage: keep names unique
             label = next(f"{label}_{k}" for k in range(2, 100) if f"{label}_{k}" not in taken)
-        stages.append(PoseStage(e, label) if i == pose_i else EngineStage(e, label))
-        if warmup:
+        stages.append(cls(engine=e, name=label) if cls.needs_engine else cls(name=label))
+        if warmup and e is not None:
             e.warmup()
     cfg = smoothing if isinstance(smoothing, OneEuroConfig) else None
     stages.append(SmoothStage(cfg, enabled=smoothing is not False))
+    stages = order_stages(stages)
     if overlay:
         stages.append(OverlayStage())
-    return Pipeline(stages, engines=[e for _, e in loaded])
+    return Pipeline(stages, engines=list(loaded))
 
 
-def _stage_label(name: str, is_pose: bool) -> str:
-    if is_pose:
-        return "pose"
+def _stage_label(name: str, cls: type) -> str:
+    """A stage's name in timings and outputs: its registered name, or an engine file's stem."""
+    if cls is not EngineStage:
+        return cls.kind
     from pathlib import Path
 
     return Path(str(name)).stem or str(name)
+
+
+def _own_hook(stage, method: str) -> bool:
+    """True when `stage` has its own `method` (not Stage's no-op default), so the pipeline must call it."""
+    fn = getattr(type(stage), method, None)
+    return callable(fn) and fn is not getattr(Stage, method)
 
 
 @dataclass

@@ -31,7 +31,7 @@ _TWO_PI = 2.0 * math.pi
 @dataclass(frozen=True)
 class OneEuroConfig:
     """Filter parameters. Units: cutoffs in Hz; `beta` in 1 / (unit of x), so it depends on what is
-    filtered. The defaults suit joint positions in millimetres at 30 fps (tools/eval_smoothing.py)."""
+    filtered. The defaults suit joint positions in millimetres at 30 fps (`handstream eval smoothing`)."""
 
     min_cutoff_hz: float = 1.0
     beta: float = 0.02

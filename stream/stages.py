@@ -4,6 +4,10 @@ Each stage is a small object with a `name` and `run(state)`, reading and writing
 `FrameState` that travels through a frame; the pipeline times every `run` (Holoscan-style per-operator
 latency) and turns the state into a frozen FrameResult at the end. A stage that finds nothing to do (no
 hand) returns quickly; a stage that raises turns the frame into a "no hand" result (pipeline.py).
+
+Stages derive from `Stage`, which declares their contract (what they read and write, their engine, their
+record fields and overlay drawing), and register by name (stage_registry.py) so `--models` can select
+them. A new capability keeps its values in `st.fields` instead of adding slots to FrameState.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import numpy as np
 from .frames import RGBDFrame
 from .geometry import xyz_to_uvd
 from .smoothing import OneEuroConfig, OneEuroFilter
+from .stage_registry import register_stage
 
 
 class FrameState:
@@ -29,6 +34,7 @@ class FrameState:
         "outputs",
         "image",
         "reason",
+        "fields",
     )
 
     def __init__(self, frame: RGBDFrame) -> None:
@@ -42,12 +48,55 @@ class FrameState:
         self.outputs: dict[str, np.ndarray] = {}
         self.image: np.ndarray | None = None
         self.reason = ""
+        self.fields: dict[str, object] = {}  # per-capability values (gesture, hand size, ...) by name
 
 
-class PreprocessStage:
+class Stage:
+    """The contract of a per-frame stage. `reads`: what must be written before it runs (FrameState slots
+    or `fields` keys; "frame" is always there); `optional_reads`: what it uses when a stage in the chain
+    writes it (the builder then runs it after that stage); `writes`: what it fills in. `engine`: the engine
+    it runs when named without one (a shipped name or a path; `needs_engine` says it runs one at all).
+    Values are None on frames without a hand, whatever the contract says: stages check.
+
+    `record_fields(st)` adds JSON-ready fields to the frame's JSON-lines record and `draw(image, st)` draws
+    on the overlay (after the skeleton, under the heads-up line; the camera view is the image's left part,
+    in the frame's own pixels); the pipeline calls them only for stages that override them."""
+
+    kind = ""  # the registered name (set by @register_stage)
+    tasks: tuple[str, ...] = ()  # manifest tasks whose engines run in this class (set by @register_stage)
+    always = False  # part of every pipeline, not selected by --models
+    reads: tuple[str, ...] = ()
+    optional_reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    engine: str | None = None
+    needs_engine = False
+
+    def __init__(self, engine=None, name: str | None = None) -> None:
+        self.engine = engine
+        self.name = name or self.kind
+
+    def run(self, st: FrameState) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget what was carried from frame to frame (a new sequence, or the hand was lost)."""
+
+    def record_fields(self, st: FrameState) -> dict:
+        """JSON-ready fields this stage adds to the frame's record (sinks.JsonlSink)."""
+        return {}
+
+    def draw(self, image: np.ndarray, st: FrameState) -> None:
+        """Draw this stage's result on the overlay image, in place."""
+
+
+@register_stage("preprocess")
+class PreprocessStage(Stage):
     """Segment the hand (tracking the previous frame's hand) and cut the normalized cube around it."""
 
     name = "preprocess"
+    always = True
+    reads = ("frame",)
+    writes = ("segmentation", "detection", "crop", "reason")
 
     def __init__(self, cube_mm: float = 250.0, crop_size: int = 96, segmenter=None) -> None:
         from .preprocess import HandSegmenter
@@ -80,8 +129,14 @@ class PreprocessStage:
         st.crop = crop_cube(f.depth_mm, f.intrinsics, det.com_xyz_mm, self.cube_mm, self.crop_size, det.mask)
 
 
-class PoseStage:
+@register_stage("pose", tasks=("pose",))
+class PoseStage(Stage):
     """The pose engine: normalized cube (1, 1, S, S) -> joints (1, 3J) normalized -> camera mm."""
+
+    reads = ("crop",)
+    writes = ("joints_raw_mm", "outputs")
+    engine = "pose"
+    needs_engine = True
 
     def __init__(self, engine, name: str = "pose") -> None:
         self.engine = engine
@@ -102,9 +157,15 @@ class PoseStage:
         st.joints_raw_mm = denormalize_joints(out.reshape(-1, 3), crop)
 
 
-class EngineStage:
+@register_stage("engine")
+class EngineStage(Stage):
     """Any other engine, selected by name (--models): fed the same cube crop, depth or RGB-D as its
     manifest says; its raw outputs land in FrameResult.outputs[name]."""
+
+    reads = ("crop",)
+    optional_reads = ("detection",)
+    writes = ("outputs",)
+    needs_engine = True
 
     def __init__(self, engine, name: str) -> None:
         self.engine = engine
@@ -142,11 +203,15 @@ class EngineStage:
         st.outputs[self.name] = next(iter(self.engine.infer(np.ascontiguousarray(feed)).values()))
 
 
-class SmoothStage:
+@register_stage("smooth")
+class SmoothStage(Stage):
     """One Euro over all joint coordinates (mm), on the frame's own timestamps; reset when the hand is
     lost so a re-acquired hand does not slide in from where the old one was. Also projects to pixels."""
 
     name = "smooth"
+    always = True
+    optional_reads = ("joints_raw_mm",)  # a pipeline without a pose engine still smooths nothing
+    writes = ("joints_mm", "joints_uvd")
 
     def __init__(self, config: OneEuroConfig | None = None, enabled: bool = True) -> None:
         self.filter = OneEuroFilter(config)
@@ -164,10 +229,15 @@ class SmoothStage:
         st.joints_uvd = xyz_to_uvd(st.joints_mm, st.frame.intrinsics)
 
 
-class OverlayStage:
-    """Draw the annotated side-by-side view (overlay.py) into st.image."""
+@register_stage("overlay")
+class OverlayStage(Stage):
+    """Draw the annotated side-by-side view (overlay.py) into st.image, with every stage's drawing."""
 
     name = "overlay"
+    always = True
+    reads = ("frame",)
+    optional_reads = ("detection", "crop", "joints_uvd", "reason")
+    writes = ("image",)
 
     def __init__(self, overlay=None) -> None:
         from .overlay import Overlay

@@ -31,10 +31,14 @@ def test_shipped_engine_and_manifest():
     pre = man.preprocessing
     assert (pre["input_width"], pre["input_height"], pre["output_stride"]) == (160, 120, 4)
     assert pre["depth_scale_mm"] == 1000.0 and pre["depth_clip_m"] > 1.5
-    assert [t.name for t in man.outputs] == ["heatmap", "mask", "depth"]  # depth: issue 4
+    assert [t.name for t in man.outputs] == [
+        "heatmap",
+        "mask",
+        "depth",
+    ]  # depth: tells the hand from an occluder
     assert man.outputs[0].shape == (1, 1, 30, 40)
     assert man.metrics["trained"] is True
-    # tools/train_detector.py's DETECTOR_PARITY_ATOL: the mask logits reach +-30, float32 rounding ~2e-4
+    # train/recipes/detector.py's DETECTOR_PARITY_ATOL: the mask logits reach +-30, float32 rounding ~2e-4
     assert man.export["parity_max_abs_diff"] <= 1e-3
     assert ONNX.stat().st_size < 1_000_000
 
@@ -149,8 +153,9 @@ def _two_layer_output(pred_depth_m: float | None) -> DetectorOutput:
 
 
 def test_peak_depth_snaps_to_the_predicted_hand_surface():
-    """Issue 4: the v1 rule (median under the mask near the peak) takes the occluder's depth; with the
-    engine's hand-depth output the measured surface nearest that estimate is taken."""
+    """An occluder in front of the hand: the v1 rule (median under the mask near the peak) takes the
+    occluder's depth; with the engine's hand-depth output the measured surface nearest that estimate is
+    taken."""
     lo, hi = 0.15, 1.5
     assert _peak_depth(_two_layer_output(None), (20, 15), lo, hi, 0.06) == pytest.approx(0.40)
     assert _peak_depth(_two_layer_output(0.62), (20, 15), lo, hi, 0.0) == pytest.approx(0.40)  # snap off
@@ -222,8 +227,8 @@ def occluder_frames():
 
     from train.data import default_scene, synthetic_frames
 
-    # 200 frames (80 before session 9): with the round-9 detector both rules put one of the first 80 on a
-    # wrong object, too few to tell them apart
+    # 200 frames: with the shipped detector (BatchNorm statistics recomputed) both rules put one of the
+    # first 80 on a wrong object, too few to tell them apart
     return list(synthetic_frames(200, 11, replace(default_scene(), occluder_prob=1.0)))
 
 
@@ -240,11 +245,12 @@ def _wrong_objects(seg: HandSegmenter, frames) -> int:
 
 
 def test_occluder_scenes_take_the_hand_surface_not_the_occluder(occluder_frames):
-    """Issue 4: in pose scenes where an object always lies in front of the hand (seed 11, disjoint from
-    the detector's training seeds), snapping each peak's depth to the engine's hand-depth estimate puts
-    the centre on a wrong object (> 100 mm from the ground-truth mask centre) less often than the v1 rule
-    (measured 4 vs 7 of 80 frames with the round 3 engine; 3 vs 5 with the round-6 mask growth and look-behind;
-    of 200 frames: 5 vs 10 with the round-7 engine, 3 vs 6 with round 9)."""
+    """In pose scenes where an object always lies in front of the hand (seed 11, disjoint from the
+    detector's training seeds), snapping each peak's depth to the engine's hand-depth estimate puts the
+    centre on a wrong object (> 100 mm from the ground-truth mask centre) less often than the v1 rule
+    (measured 4 vs 7 of 80 frames with the first hand-depth detector, trained on 8 k frames; 3 vs 5 with
+    mask growth and the look-behind rule added; of 200 frames: 5 vs 10 with the detector trained on 32 k
+    frames, 3 vs 6 with its BatchNorm statistics recomputed, the shipped one)."""
     snap = HandSegmenter()
     if snap.detector is None or not snap.detector.has_depth:
         pytest.skip("the shipped detector engine has no hand-depth output")
@@ -255,11 +261,11 @@ def test_occluder_scenes_take_the_hand_surface_not_the_occluder(occluder_frames)
 
 
 def test_only_the_strongest_weak_peak_vouches_for_a_fallback_hand():
-    """Session 8: frames of the tuning set (generator seed 77, default pose scene, regenerated here) where
+    """Frames of the tuning set (generator seed 77, default pose scene, regenerated here) where
     no peak reached the presence threshold and the classic fallback cut out an occluder or the body that
     held one of the lesser weak peaks: with every weak peak allowed to vouch (the old rule) most of them
     put the centre on that wrong object; with only the strongest one, none does (they become misses).
-    The frames are five of the 14 where the two rules differ with the round-9 detector (a scan of the 2000
+    The frames are five of the 14 where the two rules differ with the shipped detector (a scan of the 2000
     tuning frames; in all 14 only the old rule is wrong)."""
     from train.data import LabelledFrame, default_scene, mask_centre, subject_synthesizer
 
@@ -281,7 +287,7 @@ def test_only_the_strongest_weak_peak_vouches_for_a_fallback_hand():
 
 
 def test_mask_growth_follows_the_surface_not_the_depth_edge():
-    """_grow_mask (issue 4): a finger the coarse mask missed is continuous in depth with the palm and is
+    """_grow_mask: a finger the coarse mask missed is continuous in depth with the palm and is
     taken back, ring by ring, up to `steps` pixels; an object beside the palm behind a 60 mm depth edge,
     and pixels whose logit says 'not hand', are not. Beyond 8 rings it works on every other pixel."""
     from stream.preprocess.segment import _grow_mask
@@ -312,8 +318,8 @@ def test_mask_growth_follows_the_surface_not_the_depth_edge():
 
 def test_mask_growth_recovers_missed_hand_pixels():
     """On generator frames (seed 7, disjoint from training) the grown mask misses far fewer of the hand's
-    measured pixels than the coarse one (round 3: ~11 % -> ~4 % on the pose test set) while its centre
-    stays on the hand; the palm anchor does not change."""
+    measured pixels than the coarse one (~11 % -> ~4 % on the pose test set with the first hand-depth
+    detector) while its centre stays on the hand; the palm anchor does not change."""
     plain = HandSegmenter(SegmenterConfig(method="learned", mask_grow_mm=0.0))
     grown = HandSegmenter(SegmenterConfig(method="learned"))
     if grown.config.mask_grow_mm <= 0:
@@ -360,11 +366,11 @@ def test_solidity_tells_a_hand_from_a_ball_or_a_box():
 
 
 def test_looking_behind_a_convex_occluder_finds_the_hidden_hand(occluder_frames):
-    """Issue 4: scenes where an object always lies in front of the hand (seed 11, disjoint from the
-    detector's training seeds). When the chosen mask is as convex as a ball or a box, the hand is looked
-    for again behind it: wrong-object centres (> 100 mm from the ground-truth mask centre) measured 6 -> 3
-    of the first 80 frames (15 -> 8 of 200) at round 6; of these 200: 12 -> 5 with the round-7 engine,
-    10 -> 3 with round 9."""
+    """Scenes where an object always lies in front of the hand (seed 11, disjoint from the detector's
+    training seeds). When the chosen mask is as convex as a ball or a box, the hand is looked for again
+    behind it: wrong-object centres (> 100 mm from the ground-truth mask centre) measured 6 -> 3 of the
+    first 80 frames (15 -> 8 of 200) with the first hand-depth detector; of these 200: 12 -> 5 with the
+    detector trained on 32 k frames, 10 -> 3 with its BatchNorm statistics recomputed (shipped)."""
     on = HandSegmenter()
     if on.detector is None or on.config.occluder_solidity >= 1.0:
         pytest.skip("no learned detector, or the look-behind rule is off by default")

@@ -139,7 +139,7 @@ def test_export_with_checkpoint_records_it_and_torch_backend_reproduces(tmp_path
 
 
 def test_export_of_shifted_views_runs_them_inside_the_engine(tmp_path):
-    """A canonical checkpoint with test_shifts_px (tools/train_default.py views): the engine averages the
+    """A canonical checkpoint with test_shifts_px (`handstream train pose views`): the engine averages the
     views itself (ONNX Runtime = the torch backend rebuilt from the manifest's kwargs), and it is not the
     single-view engine."""
     torch.manual_seed(4)

@@ -211,8 +211,9 @@ def test_names_and_listing():
 
 def test_mean_pair_averages_its_two_nets(tmp_path):
     """compact_ml_canon_pair (score fusion at 0.5/0.5) predicts the mean of its members, and
-    tools/train_default.py `pair` builds it from two trained checkpoints without changing a weight."""
-    from tests.conftest import load_tool
+    `handstream train pose pair` builds it from two trained checkpoints without changing a weight."""
+    from stream.errors import InputError
+    from train.recipes import pose as td
     from train.trainer import load_trained
 
     torch.manual_seed(0)
@@ -224,10 +225,8 @@ def test_mean_pair_averages_its_two_nets(tmp_path):
         meta = {"model_name": name, "model_kwargs": kw, "crop_size": 64, "cube_mm": 300.0, "num_joints": 21}
         torch.save({"model_state": net.state_dict(), **meta}, p)
         paths.append(p)
-    td = load_tool("train_default")
-    td.REPO = tmp_path
-    (tmp_path / "checkpoints").mkdir()
-    assert td.main(["pair", "--a", str(paths[0]), "--b", str(paths[1]), "--name", "pair"]) == 0
+    out = ["--checkpoints", str(tmp_path / "checkpoints")]
+    assert td.main(["pair", "--a", str(paths[0]), "--b", str(paths[1]), "--name", "pair", *out]) == 0
     pair, meta = load_trained(tmp_path / "checkpoints" / "pair.pt")
     assert meta["model_name"] == "compact_ml_canon_pair"
     a, _ = load_trained(paths[0])
@@ -236,8 +235,8 @@ def test_mean_pair_averages_its_two_nets(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(pair(x), 0.5 * (a(x) + b(x)))
     assert count_params(pair) == count_params(a) + count_params(b)
-    with pytest.raises(SystemExit):  # the members must be the pair's two models, in order
-        td.main(["pair", "--a", str(paths[1]), "--b", str(paths[0])])
+    with pytest.raises(InputError):  # the members must be the pair's two models, in order
+        td.main(["pair", "--a", str(paths[1]), "--b", str(paths[0]), *out])
 
 
 def test_soft_argmax_joints_reads_out_cell_centres_and_offsets():

@@ -3,7 +3,7 @@
 The scenes are deliberately simple (palm ellipse, finger bars, a forearm bar, a body, closer distractors)
 so each test controls exactly one difficulty of the *classic* method (method="classic": the drawn cartoon
 hands are not what the learned detector was trained on; tests/test_detector.py covers it on generator
-frames); tools/eval_segmentation.py measures both methods on the full synthetic generator statistically.
+frames); `handstream eval segmentation` measures both methods on the full synthetic generator statistically.
 The real NYU frame is checked with both methods and with the default ("auto").
 """
 
@@ -318,12 +318,8 @@ def test_real_nyu_frame(nyu_dir, method):
 
 
 def test_eval_tool_breaks_down_by_visibility():
-    """tools/eval_segmentation.py on a few real generator frames: visibility from the hand rendered alone."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    from eval_segmentation import evaluate, synthetic_frames
+    """`handstream eval segmentation` on a few real generator frames: visibility from the hand rendered alone."""
+    from train.eval_segmentation import evaluate, synthetic_frames
 
     frames = list(synthetic_frames(4, 3, "d435_320x240", True, True, True, False))
     for f in frames:

@@ -1,4 +1,5 @@
-"""tools/train_default.py's data plumbing: which chunk validates, and the train-vs-validation `gap` report."""
+"""The pose recipe's data plumbing (`handstream train pose`): which chunk validates, the train-vs-validation
+`gap` report, and `views`."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.conftest import load_tool  # noqa: E402
+from stream.errors import InputError  # noqa: E402
 from train.data import PoseArrays  # noqa: E402
 from train.models import create_model  # noqa: E402
+from train.recipes import pose as td  # noqa: E402
 
 KW = {"num_joints": 21, "input_size": 64, "fc_width": 32, "dropout": 0.0}
 
@@ -29,7 +31,6 @@ def _chunk(depth: np.ndarray, joints: np.ndarray) -> PoseArrays:
 
 
 def test_chunk_files_puts_the_named_validation_chunk_last(tmp_path):
-    td = load_tool("train_default")
     for c in (0, 1, 2, 63, 64):
         (tmp_path / f"chunk_{c:03d}.npz").touch()
     (tmp_path / "chunk_065.tmp.npz").touch()  # a chunk still being written is never used
@@ -40,9 +41,9 @@ def test_chunk_files_puts_the_named_validation_chunk_last(tmp_path):
     # --chunks N keeps the first N by name (as before); a named validation chunk is added if outside them
     assert names(td.chunk_files(tmp_path, limit=2)) == ["chunk_000.npz", "chunk_001.npz"]
     assert names(td.chunk_files(tmp_path, limit=2, val_chunk="chunk_063.npz"))[-1] == "chunk_063.npz"
-    with pytest.raises(SystemExit, match="not in"):
+    with pytest.raises(InputError, match="not in"):
         td.chunk_files(tmp_path, val_chunk="chunk_099.npz")
-    with pytest.raises(SystemExit, match="at least 2"):
+    with pytest.raises(InputError, match="at least 2"):
         td.chunk_files(tmp_path, limit=1)
 
 
@@ -66,7 +67,6 @@ def test_gap_reports_training_and_validation_error(tmp_path, capsys):
         with torch.no_grad():
             pred = net(torch.from_numpy(depth[:, None])).numpy().reshape(6, 21, 3)
         _chunk(depth, pred + shift * offset).save(data / f"chunk_{c:03d}.npz")
-    td = load_tool("train_default")
     assert td.main(["gap", "--checkpoint", str(ck), "--data-dir", str(data), "--train-chunks", "2"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(res["train_mm"]) == {"chunk_000.npz", "chunk_001.npz"}
@@ -94,7 +94,6 @@ def test_views_writes_a_checkpoint_whose_model_averages_shifted_views(tmp_path, 
         pred = net(torch.from_numpy(depth[:, None])).numpy().reshape(4, 21, 3)
     for c in (0, 1):
         _chunk(depth, pred).save(data / f"chunk_{c:03d}.npz")
-    td = load_tool("train_default")
     out = tmp_path / "views.pt"
     argv = [
         "views",
@@ -122,7 +121,7 @@ def test_views_writes_a_checkpoint_whose_model_averages_shifted_views(tmp_path, 
     }
     assert model.test_shifts_px == ((1, 1), (2, 0))
     torch.testing.assert_close(model.state_dict(), net.state_dict())
-    with pytest.raises(SystemExit, match="canonical"):
+    with pytest.raises(InputError, match="canonical"):
         torch.save({"model_state": {}, **meta, "model_name": "compact_s"}, ck)
         td.main(
             ["views", "--checkpoint", str(ck), "--data-dir", str(data), "--shifts", "1,1", "--out", str(out)]

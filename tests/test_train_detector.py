@@ -1,4 +1,4 @@
-"""tools/train_detector.py end to end on a handful of frames: it generates and caches its data, trains in
+"""`handstream train detector` (train/recipes/detector.py) end to end on a handful of frames: it generates and caches its data, trains in
 NHWC memory, and saves and exports a model in the default NCHW layout that ONNX Runtime runs like torch."""
 
 from __future__ import annotations
@@ -9,20 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import load_tool
+from train.recipes.detector import main as train_detector
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_train_detector_tool_runs_saves_and_exports(tmp_path, channels_last):
-    tool = load_tool("train_detector")
+def test_train_detector_recipe_runs_saves_and_exports(tmp_path, channels_last):
     data, runs, out = tmp_path / "data", tmp_path / "runs", tmp_path / "engines"
     argv = ["--frames", "8", "--val-frames", "4", "--batch", "4", "--minutes", "0.02", "--threads", "1"]
     argv += ["--data-dir", str(data), "--runs", str(runs), "--out", str(out)]
     if not channels_last:
         argv.append("--no-channels-last")
-    assert tool.main(argv) == 0
+    assert train_detector(argv) == 0
     assert len(list(data.glob("*.npz"))) == 2  # train and validation frames, cached
     history = json.loads((runs / "history.json").read_text())
     assert history and history[-1]["step"] >= 1

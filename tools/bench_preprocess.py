@@ -1,4 +1,4 @@
-"""Time preprocessing per 640x480 frame: segmentation + cube crop + joint normalization (issue 3 target:
+"""Time preprocessing per 640x480 frame: segmentation + cube crop + joint normalization (its target:
 <= 1 ms median on the project's CPU machine).
 
     .venv/bin/python tools/bench_preprocess.py [--frames 40] [--repeats 25] [--method auto|learned|classic]

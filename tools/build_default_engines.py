@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 DEFAULT_ENGINES: dict[str, dict] = {
     # compact_s, not Depth-Net: Net6's fc-4096 head is ~150 M parameters (~600 MB), neither shippable in
     # the repository nor real time on a CPU (seed 003 optimises accuracy only; we deviate for latency).
-    # crop 64 / cube 300 mm: what tools/train_default.py trains the real default with.
+    # crop 64 / cube 300 mm: what `handstream train pose` trains the real default with.
     "pose": {"model": "compact_s", "num_joints": 21, "crop_size": 64, "cube_mm": 300.0},
 }
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")

@@ -74,8 +74,8 @@ class InPlaneCanonical(nn.Module):
     (background shifted in), move each prediction back by its shift and average them. Why: the strided
     body is not shift-invariant at one-pixel scale (aliasing), so a prediction wobbles with where the hand
     falls on the pixel grid; averaging a few shifted views cancels much of that. Measured on the
-    validation chunk (session 7): two diagonal one-pixel views 12.43 -> 12.11 mm, four 11.97. The views run as one
-    batch inside the exported engine, so the runtime does not change; training (train mode) sees single
+    validation chunk with pose_dense_v2: two diagonal one-pixel views 12.43 -> 12.11 mm, four 11.97. The
+    views run as one batch inside the exported engine, so the runtime does not change; training (train mode) sees single
     crops, as before."""
 
     def __init__(self, net: nn.Module, test_shifts_px: tuple[tuple[int, int], ...] = ()):

@@ -1,5 +1,6 @@
-"""`handstream eval nyu PRED.txt [--gt LABELS.txt] [--json] [--plot PNG]` and
-`handstream eval synthetic ENGINE_OR_CHECKPOINT --data DIR [--json]`.
+"""`handstream eval nyu PRED.txt [--gt LABELS.txt] [--json] [--plot PNG]`,
+`handstream eval synthetic ENGINE_OR_CHECKPOINT --data DIR [--json]`, and the measurements behind the
+preprocessing and smoothing defaults: `handstream eval segmentation|centres|smoothing` (train/eval_*.py).
 
 The NYU path is numpy only (no torch): predictions and labels in the community (u, v, d) format, converted
 with x = (u - cx) d / fx, y = -(v - cy) d / fy, z = d, then mean / per-joint error and success rates.
@@ -8,6 +9,7 @@ with x = (u - cx) d / fx, y = -(v - cy) d / fy, z = d, then mean / per-joint err
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 from pathlib import Path
@@ -96,10 +98,29 @@ def _main_synthetic(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    modes = {"nyu": _main_nyu, "synthetic": _main_synthetic}
+    modes = {
+        "nyu": _main_nyu,
+        "synthetic": _main_synthetic,
+        "segmentation": _lazy("train.eval_segmentation"),
+        "centres": _lazy("train.eval_centres"),
+        "smoothing": _lazy("train.eval_smoothing"),
+    }
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: handstream eval {nyu,synthetic} ...   (handstream eval MODE --help)")
+        print(f"usage: handstream eval {{{','.join(modes)}}} ...   (handstream eval MODE --help)")
         return 0
     if argv[0] not in modes:
-        raise InputError(f"unknown eval mode {argv[0]!r}; choose from {', '.join(modes)}")
-    return modes[argv[0]](argv[1:])
+        close = difflib.get_close_matches(argv[0], list(modes), n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise InputError(f"unknown eval mode {argv[0]!r}; {hint}choose from {', '.join(modes)}")
+    return int(modes[argv[0]](argv[1:]) or 0)
+
+
+def _lazy(module: str):
+    """A mode whose module is imported only when it runs (the segmentation study needs no NYU code)."""
+
+    def run(argv: list[str]) -> int:
+        import importlib
+
+        return importlib.import_module(module).main(argv)
+
+    return run

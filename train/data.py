@@ -273,7 +273,8 @@ def subject_synthesizer(config, seed: int, subject_offset: int = 0):
 
 
 def default_scene():
-    """The scene the shipped model is trained and tested on (issue 4 brief)."""
+    """The scene the shipped model is trained and tested on: a D435 at 320x240 with a body, a forearm and
+    distractor objects."""
     from stream.frames import KNOWN_CAMERAS
     from stream.synth import SceneConfig
 

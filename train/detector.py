@@ -1,5 +1,6 @@
-"""A tiny fully-convolutional hand detector (issue 3): depth frame at 160x120 in, palm-centre heatmap and
-hand-mask logits at 1/4 of the input out. The runtime (stream/preprocess/detect.py) runs its ONNX export.
+"""A tiny fully-convolutional hand detector for the segmenter: depth frame at 160x120 in, palm-centre
+heatmap and hand-mask logits at 1/4 of the input out. The runtime (stream/preprocess/detect.py) runs its
+ONNX export.
 
 Why a learned detector: the hand-tuned segmenter's candidate generation misses the hand on ~19 % of the
 synthetic body + distractor scenes, and judging candidates in Python costs ~3.5 ms; a network sees the whole
@@ -13,7 +14,7 @@ on one CPU thread):
   and mask (logits); with `depth_head`, a third channel: the depth (m) of the hand's visible surface,
   meaningful near a palm peak only.
 
-Why the depth channel (issue 4, segmentation side): where an occluder (box, cup, ball) lies in front of
+Why the depth channel: where an occluder (box, cup, ball) lies in front of
 the hand, the palm peak often sits on it, and the runtime's depth at the peak -- the median of the measured
 pixels under the coarse predicted mask -- was the occluder's: the hand cut out was the occluder (~4 % of
 the pose test frames). The network sees both layers; asking it which one is the hand costs one output

@@ -673,9 +673,9 @@ MODEL_SPECS.update(
             1,
             _canonical(_compact(_DS_L, 24, "flat")),
             "compact_m_canon with 9 depthwise-separable blocks to a 256-channel last map",
-            "the shipped default in sessions 3-4: more capacity in the body for ~6 % more training time per step than "
-            "compact_m_canon; 0.20 ms ORT. Needs data to match: on 62 k crops it memorized (12.8 mm on its "
-            "training crops, 17.6 on unseen ones), on 316 k it does not (BENCHMARKS.md, session 4)",
+            "the shipped default before the voting head: more capacity in the body for ~6 % more training "
+            "time per step than compact_m_canon; 0.20 ms ORT. Needs data to match: on 62 k crops it memorized "
+            "(12.8 mm on its training crops, 17.6 on unseen ones), on 316 k it does not (BENCHMARKS.md)",
             96,
             512,
             0.0,
@@ -686,7 +686,8 @@ MODEL_SPECS.update(
             1,
             _canonical(_dense(_DS_L, 24)),
             "compact_l_canon's body, FPN decoder to the 1/4 map, per-joint softmax voting of (cell + dx, dy, z)",
-            "the shipped default (sessions 5-8; since session 7 with two shifted test-time views): drops the fc bottleneck (0.18 M vs 0.69 M params) for a decoder "
+            "the shipped default, with two test-time views shifted by one pixel averaged inside the engine: "
+            "drops the fc bottleneck (0.18 M vs 0.69 M params) for a decoder "
             "at 1/4 resolution; ~1.4x the training step, +0.08 ms ORT; from the same body 13.1 vs 14.3 mm "
             "validation, success@20 36 vs 28 % on the test (BENCHMARKS.md). Warm-starts from a compact_l_canon body",
             96,

@@ -5,12 +5,19 @@ progress bar, and the run's config saved into its directory.
 
 Data live in memory as crops (train/data.py), so batches are slices of one tensor (no DataLoader workers:
 on a 2-core machine they only add copies). Augmentation (train/augment.py) runs per batch.
+
+Several GPUs or machines: run the same command under `torchrun` (PyTorch DDP). `train` initialises the
+process group from the environment torchrun sets (nccl on CUDA, gloo on CPU), gives each process its share
+of every epoch through a DistributedSampler, wraps the model in DistributedDataParallel and lets only rank 0
+write checkpoints, logs and the history. `batch_size` stays the GLOBAL batch (each of W processes takes
+batch_size / W crops per step), so a config's learning rate means the same on one process or eight.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -45,7 +52,7 @@ class TrainConfig:
     # "plateau": halve the LR when validation stalls (seed §4.4.3); "cosine": anneal from lr to min_lr over the
     # whole budget (epochs or max_minutes, whichever ends first) after a 3 % linear warm-up. Deviation from
     # the seed, offered because on short CPU budgets plateau halving never reaches a low-LR phase:
-    # tools/diagnose_pose.py measured 37.1 vs 42.2 mm (mean of 2 seeds, equal steps) for cosine-like one-cycle.
+    # `handstream train diagnose` measured 37.1 vs 42.2 mm (mean of 2 seeds, equal steps) for cosine-like one-cycle.
     schedule: str = "plateau"
     # "eq4.14" or "smooth_l1" (see smooth_l1_pose_loss); validation always reports mm and eq. 4.14
     loss: str = "eq4.14"
@@ -111,6 +118,133 @@ class TrainResult:
     epochs_run: int
     stopped: str
     history: list = field(default_factory=list)
+    # the trained network (unwrapped from DDP, weights of the last epoch): lets a caller compare or reuse
+    # it without reading a checkpoint that only rank 0 writes
+    model: torch.nn.Module | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in a torchrun job; the default is one process on its own."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes checkpoints, logs and progress; the others only compute."""
+        return self.rank == 0
+
+
+def distributed_from_env(device: str = "auto") -> DistContext:
+    """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT)
+    or the one a caller already initialised; one process without them. nccl for CUDA, gloo on CPU."""
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if dist.is_available() and dist.is_initialized():
+        return DistContext(dist.get_rank(), dist.get_world_size(), local)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext()
+    if not dist.is_available():
+        raise InputError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed")
+    backend = "nccl" if pick_device(device).type == "cuda" else "gloo"
+    dist.init_process_group(backend)
+    return DistContext(dist.get_rank(), dist.get_world_size(), local)
+
+
+def finish_distributed() -> None:
+    """Leave the process group (if any) before the process exits, as PyTorch asks."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def local_batch_size(batch_size: int, ctx: DistContext) -> int:
+    """Crops per process and step for a GLOBAL `batch_size` (one InputError if it does not divide)."""
+    if batch_size % ctx.world_size:
+        raise InputError(
+            f"batch_size {batch_size} is global: it must divide by the {ctx.world_size} processes"
+        )
+    return batch_size // ctx.world_size
+
+
+def epoch_order(n: int, epoch: int, seed: int, ctx: DistContext) -> torch.Tensor:
+    """This process's crop indices for one epoch, reshuffled every epoch (seed §4.4.3). One process draws
+    from torch's global generator as it always has (runs reproduce); under DDP a DistributedSampler gives
+    every rank a disjoint share of the same seeded permutation, padded to equal lengths so that every rank
+    takes the same number of steps."""
+    if not ctx.active:
+        return torch.randperm(n)
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(
+        range(n), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed
+    )
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler), dtype=torch.long)
+
+
+def wrap_model(model: torch.nn.Module, ctx: DistContext, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel around `model` under DDP (it broadcasts rank 0's weights, then averages
+    gradients every step), the model itself otherwise. BatchNorm normalises each process's batch with its
+    own statistics (torch's SyncBatchNorm has no CPU path); rank 0's running averages are the ones
+    broadcast each step and saved."""
+    if not ctx.active:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def train_step(model: torch.nn.Module, opt, loss_fn, xb: torch.Tensor, yb: torch.Tensor) -> float:
+    """One optimizer step on one (local) batch; returns its loss. Under DDP backward() averages the
+    gradients over every process, so all ranks apply the same update."""
+    loss = loss_fn(model(xb), yb)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def agreed(values: list[float], ctx: DistContext) -> list[float]:
+    """Rank 0's `values` on every rank: decisions that depend on a clock or on a validation pass (LR
+    schedule, early stop, time budget) must be the same everywhere or the ranks step out of line."""
+    if not ctx.active:
+        return values
+    import torch.distributed as dist
+
+    t = _collective_tensor(values)
+    dist.broadcast(t, src=0)
+    return [float(v) for v in t.cpu()]
+
+
+def summed(values: list[float], ctx: DistContext) -> list[float]:
+    """`values` summed over every rank (the epoch's training loss over all processes' crops)."""
+    if not ctx.active:
+        return values
+    import torch.distributed as dist
+
+    t = _collective_tensor(values)
+    dist.all_reduce(t)
+    return [float(v) for v in t.cpu()]
+
+
+def _collective_tensor(values: list[float]) -> torch.Tensor:
+    """`values` as a tensor the process group can send: nccl moves CUDA tensors only, gloo CPU ones."""
+    import torch.distributed as dist
+
+    on_gpu = dist.get_backend() == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
+    return torch.tensor(values, dtype=torch.float64, device=device)
 
 
 def pose_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -170,10 +304,15 @@ def load_weights(model: torch.nn.Module, path: str | Path, model_name: str) -> N
         raise InputError(f"init_from: {p} does not fit this model ({str(e).splitlines()[0]})") from None
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def pick_device(name: str, ctx: DistContext | None = None) -> torch.device:
+    """`name` ("auto", "cpu", "cuda", ...); under DDP on CUDA, this process's GPU (LOCAL_RANK)."""
+    dev = (
+        torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
+    )
+    if ctx is not None and ctx.active and dev.type == "cuda":
+        dev = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(dev)
+    return dev
 
 
 def split_train_val(arrays: PoseArrays, fraction: float, seed: int) -> tuple[PoseArrays, PoseArrays]:
@@ -227,13 +366,16 @@ def checkpoint_meta(cfg: TrainConfig, train: PoseArrays, model_kwargs: dict) -> 
 def train(
     cfg: TrainConfig, train_arrays: PoseArrays, val_arrays: PoseArrays | None = None, resume: bool = False
 ) -> TrainResult:
-    """Train `cfg.model` on crops; returns where the best checkpoint is. `resume` continues run_dir/last.pt."""
+    """Train `cfg.model` on crops; returns where the best checkpoint is. `resume` continues run_dir/last.pt.
+    Under torchrun every process calls this with the same arguments (see the module docstring)."""
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if val_arrays is None:
         train_arrays, val_arrays = split_train_val(train_arrays, cfg.val_fraction, cfg.seed)
-    device = pick_device(cfg.device)
+    ctx = distributed_from_env(cfg.device)
+    local_bs = local_batch_size(cfg.batch_size, ctx)
+    device = pick_device(cfg.device, ctx)
     size = int(train_arrays.depth.shape[-1])
     j = int(train_arrays.joints.shape[1])
     kwargs = {**cfg.model_kwargs, "num_joints": j, "input_size": size}
@@ -271,8 +413,9 @@ def train(
         threshold_mode="abs",
     )
     run_dir = Path(cfg.out_dir) / cfg.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
     meta = checkpoint_meta(cfg, train_arrays, kwargs)
     start_epoch, best, best_mm, bad_epochs, history = 0, math.inf, math.inf, 0, []
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
@@ -286,8 +429,11 @@ def train(
         start_epoch, best, best_mm = ck["epoch"], ck["best_val_loss"], ck["best_val_mm"]
         bad_epochs, history = ck.get("bad_epochs", 0), ck.get("history", [])
         torch.set_rng_state(ck["rng_state"])
+    net = wrap_model(model, ctx, device)  # `model` stays the plain network: it is what checkpoints hold
+    if ctx.active:
+        torch.manual_seed(cfg.seed + 1 + ctx.rank)  # augmentation: different draws on every rank
     writer = None
-    if cfg.tensorboard:
+    if cfg.tensorboard and ctx.is_main:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "tb"))
@@ -303,17 +449,17 @@ def train(
     stopped = "epochs"
     epoch = start_epoch
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
-        model.train()
-        perm = torch.randperm(len(xt))  # reshuffle every epoch (seed §4.4.3)
-        batches = range(0, len(perm), cfg.batch_size)
+        net.train()
+        perm = epoch_order(len(xt), epoch, cfg.seed, ctx)  # reshuffle every epoch (seed §4.4.3)
+        batches = range(0, len(perm), local_bs)
         bar = None
-        if cfg.progress:
+        if cfg.progress and ctx.is_main:
             from tqdm import tqdm
 
             bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
         total, seen = 0.0, 0
         for i in bar if bar is not None else batches:
-            idx = perm[i : i + cfg.batch_size]
+            idx = perm[i : i + local_bs]
             xb, yb = xt[idx], yt[idx]
             if aug is not None:
                 xb, yb = augment_batch(xb, yb, aug)
@@ -322,21 +468,20 @@ def train(
             if cfg.schedule == "cosine":
                 frac = (epoch - 1 + i / max(len(perm), 1)) / cfg.epochs
                 if cfg.max_minutes > 0:
-                    frac = max(frac, (time.monotonic() - t0) / 60.0 / cfg.max_minutes)
+                    clock = agreed([(time.monotonic() - t0) / 60.0], ctx)[0]
+                    frac = max(frac, clock / cfg.max_minutes)
                 for g in opt.param_groups:
                     g["lr"] = cosine_lr(cfg.lr, cfg.min_lr, frac)
-            loss = loss_fn(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
+            total += train_step(net, opt, loss_fn, xb, yb) * len(idx)
             seen += len(idx)
             if bar is not None:
                 bar.set_postfix(loss=f"{total / seen:.5f}")
         if bar is not None:
             bar.close()
+        total, seen = summed([total, float(seen)], ctx)
         train_loss = total / max(seen, 1)
-        val_loss, val_mm = _val_metrics(model, xv, yv, half, device)
+        # rank 0's figures for everyone: the other ranks' BatchNorm statistics are their own
+        val_loss, val_mm = agreed(list(_val_metrics(model, xv, yv, half, device)), ctx)
         if cfg.schedule == "plateau":
             sched.step(val_loss)
         lr = opt.param_groups[0]["lr"]
@@ -355,6 +500,9 @@ def train(
                 writer.add_scalar(k, row[k], epoch)
         if improved:
             best, best_mm, bad_epochs = val_loss, val_mm, 0
+        else:
+            bad_epochs += 1
+        if improved and ctx.is_main:
             torch.save(
                 {
                     "model_state": model.state_dict(),
@@ -364,24 +512,23 @@ def train(
                 },
                 best_path,
             )
-        else:
-            bad_epochs += 1
-        torch.save(
-            {
-                "model_state": model.state_dict(),
-                "optimizer_state": opt.state_dict(),
-                "scheduler_state": sched.state_dict(),
-                "rng_state": torch.get_rng_state(),
-                "epoch": epoch,
-                "best_val_loss": best,
-                "best_val_mm": best_mm,
-                "bad_epochs": bad_epochs,
-                "history": history,
-                **meta,
-            },
-            last_path,
-        )
-        if cfg.progress:
+        if ctx.is_main:
+            torch.save(
+                {
+                    "model_state": model.state_dict(),
+                    "optimizer_state": opt.state_dict(),
+                    "scheduler_state": sched.state_dict(),
+                    "rng_state": torch.get_rng_state(),
+                    "epoch": epoch,
+                    "best_val_loss": best,
+                    "best_val_mm": best_mm,
+                    "bad_epochs": bad_epochs,
+                    "history": history,
+                    **meta,
+                },
+                last_path,
+            )
+        if cfg.progress and ctx.is_main:
             print(
                 f"epoch {epoch}: train {train_loss:.5f} val {val_loss:.5f} ({val_mm:.2f} mm) lr {lr:.2g}"
                 + (" *" if improved else ""),
@@ -390,13 +537,14 @@ def train(
         if bad_epochs >= cfg.early_stop_patience:
             stopped = "early_stop"
             break
-        if cfg.max_minutes and (time.monotonic() - t0) / 60 >= cfg.max_minutes:
+        if cfg.max_minutes and agreed([(time.monotonic() - t0) / 60], ctx)[0] >= cfg.max_minutes:
             stopped = "time_budget"
             break
     if writer is not None:
         writer.close()
-    (run_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
-    return TrainResult(run_dir, best_path, best, best_mm, epoch, stopped, history)
+    if ctx.is_main:
+        (run_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    return TrainResult(run_dir, best_path, best, best_mm, epoch, stopped, history, model)
 
 
 def load_trained(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
@@ -429,7 +577,7 @@ def recompute_bn_stats(model: torch.nn.Module, batches) -> int:
     ~10 batches, so a small-batch model's eval output jitters from one step to the next even when its
     weights barely move. The detector (batch 32) found 56-69 % of the validation hands epoch to epoch at
     the end of a cosine schedule; with one pass of recomputed statistics the two checkpoints measured
-    found 66 and 69 % (BENCHMARKS.md, Preprocessing round 9). The weights are untouched; the model is left
+    found 66 and 69 % (BENCHMARKS.md, Preprocessing: precise BN). The weights are untouched; the model is left
     in eval mode."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]

@@ -117,7 +117,7 @@ class TorchEngine(Engine):
 
 def _find_checkpoint(ckpt: Path, engine_path: Path | None, name: str) -> Path:
     """Where a manifest's (usually relative) checkpoint name lives: as given, beside the engine, or in the
-    repository's git-ignored checkpoints/ folder where tools/train_default.py writes it."""
+    repository's git-ignored checkpoints/ folder where `handstream train pose train` writes it."""
     if ckpt.is_absolute():
         candidates = [ckpt]
     else:

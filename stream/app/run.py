@@ -62,13 +62,37 @@ def source_from_args(args):
     )
 
 
+class ListStages(argparse.Action):
+    """`--list-stages`: print the registered stages and shipped engines and exit, like --help (no --source)."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from engines.registry import shipped_engines
+
+        from ..stage_registry import describe_stages
+
+        print("stages (--models NAME, NAME=ENGINE):")
+        for line in describe_stages():
+            print(f"  {line}")
+        print(
+            f"shipped engines (--models NAME, or an engine's path): {', '.join(shipped_engines()) or 'none'}"
+        )
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="handstream run", description=__doc__)
     add_source_args(ap)
     ap.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"))
     ap.add_argument(
-        "--models", default="pose", help="engines to run, comma-separated names or paths (default: pose)"
+        "--models",
+        default="pose",
+        help="stages and engines to run, comma-separated: stage names (--list-stages), STAGE=ENGINE, "
+        "shipped engine names or engine paths (default: pose)",
     )
+    ap.add_argument("--list-stages", action=ListStages, help="list the stages --models can name, and exit")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     ap.add_argument("--show", action="store_true", help="show a window (q/Esc quits, space pauses)")
     ap.add_argument("--out", default=None, help="write the annotated video here (.mp4)")

@@ -155,7 +155,7 @@ def load_clip(source: str, n: int = 60, seed: int = 0) -> Clip:
 def _runtime_source_clip(path: Path, n: int) -> Clip:
     """Up to n frames of a recording or video through the runtime's own source (decoded up front)."""
     try:
-        from .. import sources as rt_sources  # the runtime's sources (issue 6)
+        from .. import sources as rt_sources  # the runtime's sources (RealSense playback, video)
     except ImportError:
         raise InputError(
             f"{path}: this source type needs stream.sources (the runtime), not available"

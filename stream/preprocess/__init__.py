@@ -1,7 +1,7 @@
-"""Preprocessing (issue 3): hand segmentation, centre of mass, cube normalization, RGB crop, mask from depth.
+"""Preprocessing: hand segmentation, centre of mass, cube normalization, RGB crop, mask from depth.
 
-numpy + OpenCV (+ ONNX Runtime for the learned detector, detect.py), no torch. See segment.py for the
-segmentation methods (learned detector, classic rules) and cube.py for the cube
+numpy + OpenCV (+ ONNX Runtime for the learned detector, detect.py), no torch. See the segment package for
+the segmentation methods (learned detector, classic rules) and cube.py for the cube
 normalization and its deviation from the thesis (3-D centre of mass instead of I(cm)).
 """
 

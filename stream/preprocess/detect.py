@@ -1,7 +1,7 @@
 """The learned hand detector at run time: a depth frame -> palm-centre heatmap + hand-mask logits (ONNX
 Runtime, one thread), and the peaks of that heatmap as hand candidates.
 
-The network (train/detector.py, trained by tools/train_detector.py on synthetic frames) sees the frame at a
+The network (train/detector.py, trained by `handstream train detector` on synthetic frames) sees the frame at a
 fixed small size. `detector_input` is the one definition of that input, used by training and by the runtime:
 
 - the frame is fitted into `input_width x input_height` (160x120) with cv2.resize INTER_NEAREST, keeping
@@ -14,10 +14,10 @@ fixed small size. `detector_input` is the one definition of that input, used by 
   the hand range is resolved finely); no measurement (0, NaN, inf, negative, above max_valid_mm) -> 0.
 
 Outputs at 1/`output_stride` (4) of the input: heatmap in [0, 1] (a Gaussian around the palm centre =
-mean of the wrist and the four finger MCPs, the same palm tools/eval_segmentation.py measures against; a
+mean of the wrist and the four finger MCPs, the same palm `handstream eval segmentation` measures against; a
 hand less than ~40 % visible was trained as "no peak") and the hand-mask logits (the visible pixels of
 all hands, forearm excluded). An engine may add a third output, "depth": the depth (m) of the hand's
-visible surface, trained near palm peaks only (issue 4: it tells the hand from an occluder in front of it).
+visible surface, trained near palm peaks only (it tells the hand from an occluder in front of it).
 
 numpy + OpenCV + engines (ONNX Runtime); never torch.
 """

@@ -1,4 +1,4 @@
-"""Measure the One Euro filter on synthetic hand motion with known ground truth.
+"""`handstream eval smoothing`: measure the One Euro filter on synthetic hand motion with known ground truth.
 
 The generator's smooth sequences give true 21-joint trajectories (mm); Gaussian noise of `--noise-mm`
 per coordinate stands in for a pose engine's frame-to-frame error. For the raw (noisy) and each filtered
@@ -9,21 +9,17 @@ trajectory we report, over all joints and frames (after a short settling period)
     error over shifts of 0..200 ms, linear interpolation between frames).
 Only the joints go through the generator's renderer, so this takes a few seconds per 100 frames.
 
-    .venv/bin/python tools/eval_smoothing.py --sequences 3 --frames 150 --noise-mm 4 --markdown
+    handstream eval smoothing --sequences 3 --frames 150 --noise-mm 4 --markdown
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from stream.smoothing import OneEuroConfig, OneEuroFilter  # noqa: E402
+from stream.smoothing import OneEuroConfig, OneEuroFilter
 
 
 def true_trajectories(sequences: int, frames: int, fps: float, seed: int) -> list[np.ndarray]:
@@ -72,7 +68,11 @@ def lag_ms(y: np.ndarray, gt: np.ndarray, fps: float, settle: int, max_ms: float
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="handstream eval smoothing",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--sequences", type=int, default=3)
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--fps", type=float, default=30.0)
@@ -121,7 +121,3 @@ def main(argv: list[str] | None = None) -> int:
         for name, j, e, lag in rows:
             print(f"{name:45s} jitter {j:7.2f}  error {e:6.2f} mm  lag {lag:4.0f} ms")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

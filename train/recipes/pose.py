@@ -1,28 +1,38 @@
-"""Train the shipped default pose model (issue 4) on synthetic data, in stages that can run separately:
+"""`handstream train pose`: a pose network from a run config, or the shipped default pose model in stages.
 
-    python tools/train_default.py gen   --frames 16000      # training crops -> data/default_train/*.npz
-    python tools/train_default.py train --minutes 35        # compact net -> checkpoints/pose.pt (+ metrics)
-    python tools/train_default.py test  --frames 2000       # held-out test set + eval with OUR segmentation
-    python tools/train_default.py nyu                       # the model on the real NYU test frame 1
-    python tools/train_default.py latency                   # export to ONNX, ORT 1-thread batch-1 latency
-    python tools/train_default.py pair --a M.pt --b L.pt    # average two trained nets into one model
-    python tools/train_default.py gap                       # error on training chunks vs validation
-    python tools/train_default.py views --shifts "1,1 -1,-1" --out C.pt  # shifted views at test time
+    handstream train pose --config configs/compact_synth.yaml [--resume] [lr=1e-3 data.frames=500 ...]
+
+trains from a run config (fields of train.trainer.TrainConfig; `key=value` / `a.b=value` words override
+them). The default pose model is trained on synthetic data in stages that can run separately, with their
+defaults in configs/pose.yaml (one mapping per stage; `key=value` or `--flag` overrides):
+
+    handstream train pose gen   --frames 16000      # training crops -> data/default_train/*.npz
+    handstream train pose train --minutes 35        # compact net -> checkpoints/pose.pt (+ metrics)
+    handstream train pose test  --frames 2000       # held-out test set + eval with OUR segmentation
+    handstream train pose nyu                       # the model on the real NYU test frame 1
+    handstream train pose latency                   # export to ONNX, ORT 1-thread batch-1 latency
+    handstream train pose pair --a M.pt --b L.pt    # average two trained nets into one model
+    handstream train pose gap                       # error on training chunks vs validation
+    handstream train pose views --shifts "1,1 -1,-1" --out C.pt  # shifted views at test time
 
 Training hands are disjoint from test hands: training subjects are offset by 1000 (stream.synth test sets
 draw 0..n_subjects-1) and training seeds (1000 + chunk) never equal the test seed (4242).
+
+Several GPUs: the config run and the `train` stage run unchanged under
+`torchrun --nproc_per_node=N -m stream.cli train pose ...` (train.trainer: DDP, batch size global).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from stream.errors import InputError
+
+from . import register, single_process
+from .options import REPO, config_with_overrides, parse_recipe_args, split_overrides
 
 TRAIN_DIR = REPO / "data" / "default_train"
 TEST_DIR = REPO / "data" / "synth_test_4242"
@@ -74,10 +84,10 @@ def chunk_files(train_dir: Path = TRAIN_DIR, limit: int = 0, val_chunk: str = ""
     if val_chunk:
         val = [f for f in every if f.name == val_chunk]
         if not val:
-            raise SystemExit(f"validation chunk {val_chunk} not in {train_dir}")
+            raise InputError(f"validation chunk {val_chunk} not in {train_dir}")
         files = [f for f in files if f.name != val_chunk] + val
     if len(files) < 2:
-        raise SystemExit(f"need at least 2 chunks in {train_dir}, found {len(files)}: run `gen` first")
+        raise InputError(f"need at least 2 chunks in {train_dir}, found {len(files)}: run `gen` first")
     return files
 
 
@@ -106,15 +116,16 @@ def train_stage(args) -> int:
     import torch
 
     from train.data import PoseArrays
-    from train.trainer import TrainConfig, train
+    from train.trainer import TrainConfig, finish_distributed, train
 
     files, parts = load_chunks(args.chunks, Path(args.data_dir), args.val_chunk)
     val = parts[-1]  # the validation chunk (its own seed): --val-chunk, else the last by name
     tr = PoseArrays.concat(parts[:-1])
-    print(
-        f"train {len(tr)} crops from {len(files) - 1} chunks, val {len(val)} crops ({files[-1].name})",
-        flush=True,
-    )
+    if is_main_process():
+        print(
+            f"train {len(tr)} crops from {len(files) - 1} chunks, val {len(val)} crops ({files[-1].name})",
+            flush=True,
+        )
     cfg = TrainConfig(
         name=args.name,
         model=args.model,
@@ -154,6 +165,9 @@ def train_stage(args) -> int:
         val_data={"chunk": files[-1].name},
     )
     res = train(cfg, tr, val, resume=args.resume)
+    finish_distributed()
+    if not is_main_process():
+        return 0  # rank 0 reports and writes the shipped checkpoint
     print(
         f"best val {res.best_val_loss:.5f} ({res.best_val_mm:.2f} mm) after {res.epochs_run} epochs, stopped: {res.stopped}"
     )
@@ -164,8 +178,8 @@ def train_stage(args) -> int:
         "train_crops": len(tr),
         "val_crops": len(val),
     }
-    out = REPO / "checkpoints" / f"{args.name}.pt"
-    out.parent.mkdir(exist_ok=True)
+    out = Path(args.checkpoints) / f"{args.name}.pt"
+    out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ck, out)
     print(f"wrote {out}")
     return 0
@@ -266,8 +280,11 @@ def views_stage(args) -> int:
 
     ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     if not str(ck.get("model_name", "")).endswith("_canon"):
-        raise SystemExit(f"views need an in-plane canonical model (*_canon), got {ck.get('model_name')!r}")
-    kw = {**ck.get("model_kwargs", {}), "test_shifts_px": [list(s) for s in args.shifts]}
+        raise InputError(f"views need an in-plane canonical model (*_canon), got {ck.get('model_name')!r}")
+    if not args.shifts or not args.out:
+        raise InputError("views needs --shifts and --out")
+    shifts = parse_shifts(args.shifts) if isinstance(args.shifts, str) else args.shifts
+    kw = {**ck.get("model_kwargs", {}), "test_shifts_px": [list(s) for s in shifts]}
     val = load_usable(chunk_files(Path(args.data_dir), 0, args.val_chunk)[-1])  # once, for both models
     half_mm = float(ck["cube_mm"]) / 2.0
     res = {}
@@ -295,10 +312,10 @@ def pair_stage(args) -> int:
     cks = [torch.load(p, map_location="cpu", weights_only=False) for p in (args.a, args.b)]
     names = [ck.get("model_name") for ck in cks]
     if names != ["compact_m_canon", "compact_l_canon"]:
-        raise SystemExit(f"pair needs a compact_m_canon and a compact_l_canon checkpoint, got {names}")
+        raise InputError(f"pair needs a compact_m_canon and a compact_l_canon checkpoint, got {names}")
     kw = cks[0]["model_kwargs"]
     if any(ck["model_kwargs"] != kw or ck["cube_mm"] != cks[0]["cube_mm"] for ck in cks):
-        raise SystemExit("the two checkpoints differ in input size, fc width, joints or cube")
+        raise InputError("the two checkpoints differ in input size, fc width, joints or cube")
     state = {f"a.{k}": v for k, v in cks[0]["model_state"].items()}
     state.update({f"b.{k}": v for k, v in cks[1]["model_state"].items()})
     model = create_model("compact_ml_canon_pair", **kw)
@@ -314,7 +331,8 @@ def pair_stage(args) -> int:
             "metrics": {},
         }
     )
-    out = REPO / "checkpoints" / f"{args.name}.pt"
+    out = Path(args.checkpoints) / f"{args.name}.pt"
+    out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model_state": model.state_dict(), **meta}, out)
     print(f"wrote {out}")
     return 0
@@ -395,83 +413,157 @@ def latency_stage(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="stage", required=True)
-    g = sub.add_parser("gen")
-    g.add_argument("--frames", type=int, default=16000)
-    g.add_argument("--first-chunk", type=int, default=0)
-    g.add_argument("--jitter-mm", type=float, default=15.0)
-    g.add_argument("--data-dir", default=str(TRAIN_DIR), help="where the training chunks go")
-    t = sub.add_parser("train")
-    t.add_argument("--minutes", type=float, default=35.0)
-    t.add_argument("--model", default="compact_s")
-    t.add_argument("--fc-width", type=int, default=512)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument(
-        "--schedule",
-        choices=("plateau", "cosine"),
-        default="plateau",
-        help="plateau made the shipped model; cosine was ~5 mm better at equal steps (tools/diagnose_pose.py)",
-    )
-    t.add_argument("--threads", type=int, default=1)
-    t.add_argument("--loss", choices=["eq4.14", "smooth_l1"], default="eq4.14")
-    t.add_argument(
-        "--patience",
-        type=int,
-        default=8,
-        help="early stop after this many epochs without a better validation loss (a long cosine run's "
-        "noisy high-LR phase can trip 8; give it the epoch count to switch early stopping off)",
-    )
-    t.add_argument("--init", default="", help="start from this local checkpoint's weights (warm restart)")
-    t.add_argument(
-        "--init-body",
-        default="",
-        help="copy the matching layers of another model's checkpoint (a shared body)",
-    )
-    t.add_argument("--chunks", type=int, default=0, help="use only the first N chunks by name (0 = all)")
-    t.add_argument(
-        "--val-chunk", default="", help="the validation chunk's file name (default: the last chunk by name)"
-    )
-    t.add_argument("--data-dir", default=str(TRAIN_DIR), help="the training chunks (`gen --data-dir`)")
-    t.add_argument("--name", default="pose")
-    t.add_argument("--resume", action="store_true", help="continue runs/NAME/last.pt for --minutes more")
-    e = sub.add_parser("test")
-    e.add_argument("--frames", type=int, default=2000)
-    e.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
-    pr = sub.add_parser("pair", help="average two trained checkpoints into one model (no training)")
-    pr.add_argument("--a", required=True, help="a compact_m_canon checkpoint")
-    pr.add_argument("--b", required=True, help="a compact_l_canon checkpoint")
-    pr.add_argument("--name", default="pose_pair")
-    gp = sub.add_parser("gap", help="error on training chunks vs the validation chunk (memorizing?)")
-    gp.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
-    gp.add_argument("--data-dir", default=str(TRAIN_DIR))
-    gp.add_argument("--val-chunk", default="")
-    gp.add_argument("--train-chunks", type=int, default=4, help="how many training chunks, evenly spread")
-    v = sub.add_parser("views", help="a copy of a checkpoint that averages shifted views (eval only)")
-    v.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
-    v.add_argument("--shifts", type=parse_shifts, required=True, help='pixels, e.g. "1,1 -1,-1"')
-    v.add_argument("--out", required=True, help="the new checkpoint (.pt)")
-    v.add_argument("--data-dir", default=str(TRAIN_DIR), help="the chunks holding the validation chunk")
-    v.add_argument("--val-chunk", default="")
-    n = sub.add_parser("nyu")
-    n.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
-    lat = sub.add_parser("latency")
-    lat.add_argument("--checkpoint", default=str(REPO / "checkpoints" / "pose.pt"))
-    lat.add_argument("--runs", type=int, default=1000)
-    a = p.parse_args(argv)
-    stages = {
-        "gen": gen,
-        "train": train_stage,
-        "test": test_stage,
-        "nyu": nyu_stage,
-        "latency": latency_stage,
-        "pair": pair_stage,
-        "gap": gap_stage,
-        "views": views_stage,
-    }
-    return stages[a.stage](a)
+def is_main_process() -> bool:
+    """False on the ranks > 0 of a torchrun job (they train, rank 0 reports)."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def run_config(argv: list[str]) -> int:
+    """`handstream train pose --config FILE [key=value ...]`: one run of train.trainer from a config."""
+    p = argparse.ArgumentParser(
+        prog="handstream train pose",
+        description="train a pose network from a config; `key=value` words override its fields",
+        epilog=f"stages of the default pose model: {', '.join(STAGES)} (handstream train pose STAGE --help)",
+    )
+    p.add_argument("--config", required=True, help="YAML or JSON run config (fields of TrainConfig)")
+    p.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt of this config's run")
+    p.add_argument("--device", help="override the config's device (cpu, cuda, auto)")
+    p.add_argument("--max-minutes", type=float, help="override the config's wall-clock budget")
+    rest, overrides = split_overrides(argv, p)
+    a = p.parse_args(rest)
+    from dataclasses import replace
+
+    from train.cli_train import build_arrays
+    from train.trainer import TrainConfig, finish_distributed, train
+
+    cfg = TrainConfig.from_dict(config_with_overrides(a.config, overrides))
+    if a.device:
+        cfg = replace(cfg, device=a.device)
+    if a.max_minutes is not None:
+        cfg = replace(cfg, max_minutes=a.max_minutes)
+    tr = build_arrays(cfg.data)
+    val = build_arrays(cfg.val_data) if cfg.val_data else None
+    res = train(cfg, tr, val, resume=a.resume)
+    finish_distributed()
+    if is_main_process():
+        print(
+            json.dumps(
+                {
+                    "run_dir": str(res.run_dir),
+                    "best_checkpoint": str(res.best_checkpoint),
+                    "best_val_loss": res.best_val_loss,
+                    "best_val_mm": res.best_val_mm,
+                    "epochs": res.epochs_run,
+                    "stopped": res.stopped,
+                }
+            )
+        )
+    return 0
+
+
+def _stage_parser(stage: str) -> argparse.ArgumentParser:
+    """The options of one stage; their defaults come from configs/pose.yaml's `stage` mapping."""
+    p = argparse.ArgumentParser(
+        prog=f"handstream train pose {stage}",
+        description=STAGE_HELP[stage],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ck = {"help": "a pose checkpoint (.pt)"}
+    if stage == "gen":
+        p.add_argument("--frames", type=int)
+        p.add_argument("--first-chunk", type=int)
+        p.add_argument("--jitter-mm", type=float)
+        p.add_argument("--data-dir", help="where the training chunks go")
+    elif stage == "train":
+        p.add_argument("--minutes", type=float)
+        p.add_argument("--model")
+        p.add_argument("--fc-width", type=int)
+        p.add_argument("--lr", type=float)
+        p.add_argument(
+            "--schedule",
+            choices=("plateau", "cosine"),
+            help="plateau made the shipped model; cosine was ~5 mm better at equal steps (train diagnose)",
+        )
+        p.add_argument("--threads", type=int)
+        p.add_argument("--loss", choices=["eq4.14", "smooth_l1"])
+        p.add_argument(
+            "--patience",
+            type=int,
+            help="early stop after this many epochs without a better validation loss (a long cosine run's "
+            "noisy high-LR phase can trip 8; give it the epoch count to switch early stopping off)",
+        )
+        p.add_argument("--init", help="start from this local checkpoint's weights (warm restart)")
+        p.add_argument("--init-body", help="copy the matching layers of another model's checkpoint")
+        p.add_argument("--chunks", type=int, help="use only the first N chunks by name (0 = all)")
+        p.add_argument("--val-chunk", help="the validation chunk's file name ('' = the last chunk by name)")
+        p.add_argument("--data-dir", help="the training chunks (`gen --data-dir`)")
+        p.add_argument("--name")
+        p.add_argument("--checkpoints", help="where the best checkpoint is copied as NAME.pt")
+        p.add_argument("--resume", action="store_true", help="continue runs/NAME/last.pt for --minutes more")
+    elif stage == "test":
+        p.add_argument("--frames", type=int)
+        p.add_argument("--checkpoint", **ck)
+    elif stage == "pair":
+        p.add_argument("--a", required=True, help="a compact_m_canon checkpoint")
+        p.add_argument("--b", required=True, help="a compact_l_canon checkpoint")
+        p.add_argument("--name")
+        p.add_argument("--checkpoints", help="where the pair is written as NAME.pt")
+    elif stage == "gap":
+        p.add_argument("--checkpoint", **ck)
+        p.add_argument("--data-dir")
+        p.add_argument("--val-chunk")
+        p.add_argument("--train-chunks", type=int, help="how many training chunks, evenly spread")
+    elif stage == "views":
+        p.add_argument("--checkpoint", **ck)
+        p.add_argument("--shifts", type=parse_shifts, help='pixels, e.g. "1,1 -1,-1"')
+        p.add_argument("--out", help="the new checkpoint (.pt)")
+        p.add_argument("--data-dir", help="the chunks holding the validation chunk")
+        p.add_argument("--val-chunk")
+    elif stage == "nyu":
+        p.add_argument("--checkpoint", **ck)
+    elif stage == "latency":
+        p.add_argument("--checkpoint", **ck)
+        p.add_argument("--runs", type=int)
+    return p
+
+
+STAGES = {
+    "gen": gen,
+    "train": train_stage,
+    "test": test_stage,
+    "nyu": nyu_stage,
+    "latency": latency_stage,
+    "pair": pair_stage,
+    "gap": gap_stage,
+    "views": views_stage,
+}
+STAGE_HELP = {
+    "gen": "generate training crops in chunks (synthetic frames, our segmenter's centre)",
+    "train": "train the compact net on the chunks; best checkpoint -> CHECKPOINTS/NAME.pt",
+    "test": "held-out synthetic test set, evaluated with our segmentation; metrics into the checkpoint",
+    "nyu": "the model on the real NYU test frame 1 (a domain-transfer sanity check)",
+    "latency": "export to ONNX and time ONNX Runtime, batch 1, one thread",
+    "pair": "average two trained checkpoints into one model (no training)",
+    "gap": "error on training chunks vs the validation chunk (memorizing?)",
+    "views": "a copy of a checkpoint that averages shifted views (eval only)",
+}
+# options that name files or folders: relative values in configs/pose.yaml mean the repository's folders
+REPO_PATHS = ("data_dir", "checkpoint", "checkpoints")
+
+
+@register(
+    "pose", "a pose network from a run config, or the default pose model's stages (gen, train, test, ...)"
+)
+def main(argv: list[str] | None = None) -> int:
+    argv = list(argv or [])
+    if argv and argv[0] == "run":
+        return run_config(argv[1:])
+    if not argv or argv[0] not in STAGES:
+        return run_config(argv)
+    stage = argv[0]
+    a = parse_recipe_args(_stage_parser(stage), argv[1:], "pose", stage, REPO_PATHS)
+    if stage != "train":
+        single_process(f"pose {stage}", "only training splits its work between processes")
+    return STAGES[stage](a)

@@ -1,12 +1,12 @@
-"""Measure hand segmentation on synthetic frames: detection, mask IoU and centre error against ground truth,
+"""`handstream eval segmentation`: measure hand segmentation on synthetic frames: detection, mask IoU and centre error against ground truth,
 broken down by how visible the hand is, by distance and by failure reason.
 
-    .venv/bin/python tools/eval_segmentation.py --frames 2000 --seed 0 [--camera d435_320x240]
+    handstream eval segmentation --frames 2000 --seed 0 [--camera d435_320x240]
         [--method auto|learned|classic] [--two-hands] [--no-distractors] [--no-body] [--tracking]
         [--json out.json]
 
 --method picks the segmenter (SegmenterConfig.method; auto = the learned detector when its engine loads).
-The learned detector was trained and validated on seeds 500-553 and 1000-1053 (tools/train_detector.py):
+The learned detector was trained and validated on seeds 500-553 and 1000-1053 (`handstream train detector`):
 evaluate on seeds 0-99 so the frames are disjoint from its training data.
 
 Ground truth per hand (first hand and, with --two-hands, the second):
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -267,7 +266,7 @@ def evaluate(frames: Iterator[GTFrame], segmenter: HandSegmenter, tracking: bool
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="handstream eval segmentation", description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--two-hands", action="store_true")
@@ -304,7 +303,3 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         a.json.write_text(text)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,22 +1,24 @@
-"""Train the tiny hand detector (train/detector.py) on synthetic full frames and export it as the shipped
-`detector` engine (engines/default/detector.onnx + .json, task "detect-hand").
+"""`handstream train detector`: train the tiny hand detector (train/detector.py) on synthetic full frames and
+export it as the shipped `detector` engine (engines/default/detector.onnx + .json, task "detect-hand").
 
-    nice -n 5 .venv/bin/python tools/train_detector.py --frames 6000 --minutes 15 [--out engines/default]
+    nice -n 5 handstream train detector frames=6000 minutes=15 [--out engines/default]
+
+Defaults in configs/detector.yaml; a `key=value` word or a `--flag` overrides them.
 
 Data (generated once, cached under data/detector/, git-ignored): stream.synth frames with body, forearm,
 distractors and occluders from four cameras (D435 at 320x240 and 640x480, SR300 640x480, NYU's Kinect
 640x480), 25 % of them with two hands, and the hand pushed partly or wholly out of the picture in 15 %
 (so the presence score learns "no hand" from frames with an arm but no hand, not only from empty ones).
 Seeds: TRAIN_SEED + camera index for training, VAL_SEED for validation -- both disjoint from the seeds
-tools/eval_segmentation.py and the tests use (0-99).
+`handstream eval segmentation` and the tests use (0-99).
 
 Targets per frame, at 1/4 of the 160x120 input (stream/preprocess/detect.py's detector_input):
 - heatmap: a Gaussian (sigma 1 cell) at each hand's palm centre = mean of the wrist and the four finger MCPs,
-  for hands at least 40 % visible (visibility as tools/eval_segmentation.py defines it: visible pixels /
+  for hands at least 40 % visible (visibility as train/eval_segmentation.py defines it: visible pixels /
   pixels of the same hand rendered alone by a padded camera, here at the input's 160x120 resolution);
   around hands 15-40 % visible the loss is switched off (weight 0): neither a miss nor a false detection;
 - mask: the fraction of each output cell covered by measured hand pixels (all hands, forearm excluded);
-- depth (--depth-head, the default since issue 4): the mean depth (m) of the hand's measured pixels, in the
+- depth (the default; --no-depth-head for the two-output detector): the mean depth (m) of the hand's measured pixels, in the
   cells within DEPTH_RADIUS_CELLS of the palm of hands at least 40 % visible (elsewhere unsupervised). The
   runtime snaps it to the nearest measured surface near the peak: the hand, not the occluder before it.
 Loss: CenterNet focal loss on the heatmap + BCE + dice on the mask + DEPTH_WEIGHT x L1 on the depth. AdamW, cosine learning rate, horizontal
@@ -28,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -36,14 +37,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
+from stream.errors import InputError
+from stream.frames import KNOWN_CAMERAS
+from stream.geometry import xyz_to_uvd
+from stream.preprocess.detect import DETECTOR_TASK, detector_input, input_geometry
+from train.eval_segmentation import PALM_JOINTS, _Alone
 
-from eval_segmentation import PALM_JOINTS, _Alone  # noqa: E402
-
-from stream.frames import KNOWN_CAMERAS  # noqa: E402
-from stream.geometry import xyz_to_uvd  # noqa: E402
-from stream.preprocess.detect import DETECTOR_TASK, detector_input, input_geometry  # noqa: E402
+from . import register, single_process
+from .options import parse_recipe_args
 
 INPUT_WH = (160, 120)
 STRIDE = 4
@@ -66,8 +67,8 @@ TWO_HAND_SHARE = 0.25
 DEPTH_RADIUS_CELLS = 2.0
 DEPTH_WEIGHT = 5.0
 OUT_OF_VIEW_PROB = 0.15
-# issue 4 (segmentation side): the segmenter took the occluder in front of the hand for it in ~4 % of the
-# pose test frames; the pose scenes have occluders in 30 % of the frames, the detector sees them in half
+# the segmenter took the occluder in front of the hand for it in ~4 % of the pose test frames (before the
+# detector saw occluders); the pose scenes have occluders in 30 % of the frames, the detector sees them in half
 OCCLUDER_PROB = 0.5
 DETECTOR_PARITY_ATOL = 1e-3  # max |PyTorch - ONNX Runtime| over the three outputs (see export below)
 
@@ -122,7 +123,7 @@ def make_frames(n: int, seed: int, camera: str, dist_mm, two_hands_share: float)
     two = cls(replace(scene, two_hands=True), seed + 50)
     small = cam.scaled(*INPUT_WH) if cam.width * 3 == cam.height * 4 else None
     if small is None:
-        raise SystemExit(f"{camera}: training cameras must be 4:3")
+        raise InputError(f"{camera}: training cameras must be 4:3")
     alone = _Alone(small)
     geo = input_geometry((cam.width, cam.height), INPUT_WH, STRIDE)
     oh, ow = INPUT_WH[1] // STRIDE, INPUT_WH[0] // STRIDE
@@ -141,7 +142,7 @@ def make_frames(n: int, seed: int, camera: str, dist_mm, two_hands_share: float)
         geoms = [s.frame.meta["hand_geometry"]]
         if pair:
             # replay sample_at's draws to pose the second hand (its geometry is not in meta), as
-            # tools/eval_segmentation.py does
+            # train/eval_segmentation.py does
             rng = np.random.default_rng([syn.seed, 0, k])
             shape = hand_shape(int(rng.integers(syn.config.n_subjects)), syn.config.child_fraction)
             st = syn._random_state(rng, shape)
@@ -271,18 +272,21 @@ def _peak_metrics(model, data, batch: int = 128) -> dict:
     return res
 
 
+@register("detector", "the tiny hand detector on synthetic frames, exported as the `detector` engine")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--frames", type=int, default=6000)
-    p.add_argument("--val-frames", type=int, default=400)
-    p.add_argument(
-        "--minutes", type=float, default=15.0, help="training wall-clock budget (0 with --init: export only)"
+    p = argparse.ArgumentParser(
+        prog="handstream train detector",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--width", type=int, default=16)
-    p.add_argument("--deep", type=int, default=48)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--frames", type=int)
+    p.add_argument("--val-frames", type=int)
+    p.add_argument("--minutes", type=float, help="training wall-clock budget (0 with --init: export only)")
+    p.add_argument("--batch", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--width", type=int)
+    p.add_argument("--deep", type=int)
+    p.add_argument("--threads", type=int)
     p.add_argument(
         "--no-channels-last",
         dest="channels_last",
@@ -292,9 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-depth-head", dest="depth_head", action="store_false", help="the v1 two-output detector"
     )
-    p.add_argument("--data-dir", type=Path, default=REPO / "data" / "detector")
-    p.add_argument("--runs", type=Path, default=REPO / "runs" / "detector")
-    p.add_argument("--out", type=Path, default=REPO / "engines" / "default")
+    p.add_argument("--data-dir", type=Path, help="where the generated frames are cached")
+    p.add_argument("--runs", type=Path, help="the run's checkpoint and history")
+    p.add_argument("--out", type=Path, help="where the engine is exported")
     p.add_argument("--data-only", action="store_true", help="generate (cache) the data and stop")
     p.add_argument(
         "--init", type=Path, help="start from this checkpoint (runs/detector/last.pt) instead of scratch"
@@ -302,11 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--bn-batches",
         type=int,
-        default=-1,
         help="after training, recompute BatchNorm statistics over this many augmented training batches "
         "(-1, the default: one pass over the training frames; 0: keep the running averages)",
     )
-    a = p.parse_args(argv)
+    a = parse_recipe_args(p, list(argv or []), "detector", repo_paths=("data_dir", "runs", "out"))
+    single_process("detector", "a 15-minute CPU model: one process is enough")
 
     val = dataset(a.val_frames, VAL_SEED, a.data_dir, "val")
     train = dataset(a.frames, TRAIN_SEED, a.data_dir, "train")
@@ -422,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
                 "model": "train.detector.HandDetectorNet",
                 "model_kwargs": {"width": a.width, "deep": a.deep, "depth_head": a.depth_head},
                 "occluder_prob": OCCLUDER_PROB,
-                "script": "tools/train_detector.py",
+                "script": "handstream train detector",
                 "frames": n,
                 "cameras": [c[0] for c in CAMERAS],
                 "seeds": {"train": TRAIN_SEED, "val": VAL_SEED},
@@ -451,7 +455,3 @@ def main(argv: list[str] | None = None) -> int:
     (a.runs / "history.json").write_text(json.dumps(history, indent=1))
     print(f"exported {path} ({path.stat().st_size / 1024:.0f} kB); val {final}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,9 @@
-"""How far the segmenter's hand centre lies from the ground-truth hand centre, per frame: the measure behind
-issue 4's "the segmenter picks the occluder / forearm instead of the hand".
+"""`handstream eval centres`: how far the segmenter's hand centre lies from the ground-truth hand centre,
+per frame: the measure of "the segmenter picks the occluder / forearm instead of the hand", the pose
+model's largest error beyond its own.
 
-    nice -n 5 .venv/bin/python tools/eval_centres.py --seed 7 --frames 2000        # in-memory frames
-    nice -n 5 .venv/bin/python tools/eval_centres.py --data-dir data/synth_test_4242  # a synth dataset
+    handstream eval centres --seed 7 --frames 2000        # in-memory frames
+    handstream eval centres --data-dir data/synth_test_4242  # a synth dataset
 
 Ground truth = train.data.mask_centre (the 3-D mean of the measured pixels of the generator's hand mask),
 the centre the pose model's crops are compared with; the segmenter's centre = HandSegmenter's best
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -70,7 +70,7 @@ def summarize(r: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="handstream eval centres", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", type=Path, help="a `handstream synth` dataset (else in-memory frames)")
     p.add_argument("--seed", type=int, default=7, help="in-memory frames: generator seed (tune on 0-99)")
     p.add_argument("--frames", type=int, default=2000)
@@ -122,7 +122,3 @@ def main(argv: list[str] | None = None) -> int:
     if a.npz:
         np.savez(a.npz, **r)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,29 +1,29 @@
-"""Controlled diagnosis of what limits the pose model's accuracy (issue 4). Ships nothing; writes runs/diag/.
+"""`handstream train diagnose`: a controlled diagnosis of what limits the pose model's accuracy (which of
+the segmenter's centre, its mask, occluders and the LR schedule costs how many mm). Ships nothing; writes
+runs/diag/. Defaults in configs/diagnose.yaml (one mapping per stage; `key=value` or `--flag` overrides).
 
-    python tools/diagnose_pose.py gen --frames 3000 --val-frames 600     # render once, cut every crop variant
-    python tools/diagnose_pose.py train COND --steps 1200                # one condition, fixed optimizer steps
-    python tools/diagnose_pose.py table                                  # results -> markdown table
+    handstream train diagnose gen --frames 3000 --val-frames 600   # render once, cut every crop variant
+    handstream train diagnose train COND --steps 1200              # one condition, fixed optimizer steps
+    handstream train diagnose table                                # results -> markdown table
 
 Conditions differ in ONE thing each against the baseline `seg_segmask` (the shipped recipe: segmenter centre,
 segmenter mask, occluders on, ReduceLROnPlateau patience 2). Every condition trains compact_s@64 (300 mm cube)
 for the same number of optimizer steps (not minutes: six developers share 2 cores, so wall time is noisy).
 The same rendered frames feed every crop variant, so mask/centre conditions see identical hands.
-Seeds 5000.. (train), 5900 (val), 5950 (common val) never overlap train_default (1000..) or the test (4242).
+Seeds 5000.. (train), 5900 (val), 5950 (common val) never overlap `train pose gen` (1000..) or the test (4242).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from . import register, single_process
+from .options import REPO, parse_recipe_args
 
 OUT = REPO / "runs" / "diag"
 SIZE, CUBE_MM, SUBJECT_OFFSET = 64, 300.0, 1000
@@ -56,7 +56,7 @@ VARIANTS = {
 
 
 def usable(a, min_fg_px: int = 40):
-    """Same filter as tools/train_default.py: joints inside the cube, some hand in the crop."""
+    """Same filter as `handstream train pose` (train/recipes/pose.py): joints inside the cube, some hand in the crop."""
     keep = (np.abs(a.joints).max(axis=(1, 2)) <= 1.0) & ((a.depth < 1).sum(axis=(1, 2)) >= min_fg_px)
     return a.subset(np.nonzero(keep)[0])
 
@@ -155,7 +155,7 @@ def evaluate(model, a) -> float:
 
 
 def train_cond(args) -> int:
-    """compact_s, AdamW 2e-3, wd 1e-4, batch 128, train_default's augmentation; `plateau` halves the LR after
+    """compact_s, AdamW 2e-3, wd 1e-4, batch 128, the pose recipe's augmentation; `plateau` halves the LR after
     2 evaluations without improvement (the shipped recipe, evaluated every `eval_every` steps as an 'epoch'),
     `onecycle` is torch's OneCycleLR over exactly `steps` steps."""
     import torch
@@ -272,23 +272,29 @@ def table(args) -> int:
     return 0
 
 
+@register("diagnose", "what limits the pose model's accuracy: one factor per condition, equal steps")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="stage", required=True)
-    g = sub.add_parser("gen")
-    g.add_argument("--frames", type=int, default=3000)
-    g.add_argument("--val-frames", type=int, default=600)
-    g.add_argument("--part", choices=["train", "noocc", "noocc_gt", "val", "all"], default="all")
-    t = sub.add_parser("train")
-    t.add_argument("cond", choices=sorted(CONDITIONS))
-    t.add_argument("--steps", type=int, default=1200)
-    t.add_argument("--eval-every", type=int, default=50)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--seed", type=int, default=0, help="torch seed (init, shuffling, augmentation)")
-    sub.add_parser("table")
-    a = p.parse_args(argv)
-    return {"gen": gen, "train": train_cond, "table": table}[a.stage](a)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    argv = list(argv or [])
+    stages = {"gen": gen, "train": train_cond, "table": table}
+    if not argv or argv[0] not in stages:
+        print(
+            "usage: handstream train diagnose {gen,train,table} ...   (handstream train diagnose STAGE --help)"
+        )
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    stage = argv[0]
+    p = argparse.ArgumentParser(
+        prog=f"handstream train diagnose {stage}", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    if stage == "gen":
+        p.add_argument("--frames", type=int)
+        p.add_argument("--val-frames", type=int)
+        p.add_argument("--part", choices=["train", "noocc", "noocc_gt", "val", "all"])
+    elif stage == "train":
+        p.add_argument("cond", choices=sorted(CONDITIONS))
+        p.add_argument("--steps", type=int)
+        p.add_argument("--eval-every", type=int)
+        p.add_argument("--lr", type=float)
+        p.add_argument("--seed", type=int, help="torch seed (init, shuffling, augmentation)")
+    a = parse_recipe_args(p, argv[1:], "diagnose", stage)
+    single_process("diagnose", "equal-step conditions, compared on one process")
+    return stages[stage](a)

@@ -1,0 +1,174 @@
+"""What the segmenter takes and gives: its tunables (`SegmenterConfig`), its results (`HandDetection`,
+`Segmentation`) and the check of the depth container it accepts.
+
+Depth input: (H, W) uint16 / float32 / float64 millimetres matching the intrinsics; any other dtype or shape
+is an InputError. NaN, inf, zero, negative and absurd (> max_valid_depth_mm) values are *missing pixels*, not
+errors: a stream must survive a bad frame (DEVELOPERS.md), it becomes a "no hand" result with a reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...errors import InputError
+from ...frames import CameraIntrinsics
+
+__all__ = ["METHODS", "SegmenterConfig", "HandDetection", "Segmentation", "check_depth"]
+
+_DEPTH_DTYPES = (np.uint16, np.float32, np.float64)
+
+METHODS = ("auto", "learned", "classic")
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Tunables of the segmenter; defaults fit an adult hand at 0.2-1.5 m from a D400/SR300/Kinect camera."""
+
+    method: str = "auto"  # "learned" (detector engine), "classic" (rules below), "auto" = learned if it loads
+    detector_engine: str = "detector"  # shipped engine name or path to an .onnx with its manifest
+    detector_threads: int = 1
+    presence_threshold: float = 0.4  # learned: a heatmap peak at least this high is a hand
+    second_hand_threshold: float = 0.5  # learned: the second hand's peak
+    mask_logit_threshold: float = -2.0  # learned: predicted-mask pixels above this logit (then depth-gated)
+    # learned: the coarse predicted mask (1/8 of the frame's width) misses thin fingers and cuts
+    # fingertips; it grows at full resolution by up to this many mm (pixels at the hand's depth) into the
+    # depth-continuous surface around it -- never into a pixel whose nearest neighbour is more than
+    # mask_grow_jump_mm closer (the body or occluder behind a depth edge) -- where the logit is above
+    # mask_grow_logit (-1e9 = anywhere in the depth band). 0 = no growth (the coarse mask alone).
+    mask_grow_mm: float = 15.0
+    mask_grow_jump_mm: float = 15.0
+    mask_grow_logit: float = -1e9
+    # learned: a mask this convex (area / convex hull area; hands measured 0.5-0.85, balls and
+    # boxes ~0.9+) is likely an occluder in front of a mostly hidden hand, whose predicted depth was the
+    # occluder's: the hand is looked for again at the median depth of the pixels behind_range_mm behind it
+    # within behind_radius_mm of its centre, and taken when that mask is less convex and at least
+    # behind_min_area_cm2. >= 1 = off.
+    occluder_solidity: float = 0.9
+    behind_range_mm: tuple[float, float] = (60.0, 300.0)
+    behind_radius_mm: float = 60.0
+    behind_min_area_cm2: float = 12.0
+    # learned, nothing above presence_threshold: the classic method runs, and its hands are kept only where
+    # the heatmap has a peak >= this inside their mask (0 = no fallback). For real frames unlike the
+    # synthetic training data (NYU): the detector still points at the hand, with low confidence.
+    classic_fallback_presence: float = 0.02
+    # ... and the classic search then runs only within +- this of each weak peak (its depth from the
+    # input under the peak), not on the whole frame: it bounds the fallback's cost (preprocessing aims at
+    # <= 1 ms median at 640x480)
+    fallback_window_mm: float = 220.0
+    # learned, engines with a hand-depth output: a peak's depth is the median of the measured
+    # pixels near it within +- this of the predicted hand depth (the hand's surface, not the occluder in
+    # front of it nor the arm or body behind it); 0 = ignore that output (the mask-median rule alone)
+    hand_depth_snap_mm: float = 60.0
+    # ... and a classic fallback hand whose centre lies farther than this in depth from the hand depth
+    # predicted at its weak peak is not kept (0 = no such check)
+    fallback_depth_gate_mm: float = 100.0
+    # ... and only the strongest this many weak peaks may vouch for a fallback hand. With all four, a blob on
+    # an occluder or the body containing some lesser peak passed: tuning set (generator seed 77, 2000 pose
+    # frames) 4 -> 1: wrong-object centres 44 -> 27 (fallback 22 -> 5), found 1944 -> 1919 (the 9 right ones
+    # lost all had a joint > 20 mm off), success@20 45.7 -> 45.7 %; eval_segmentation seed 0: false
+    # detections 0.054 -> 0.042 (320x240) and 0.052 -> 0.042 (640x480) per frame, clear hands found
+    # 93.8 -> 93.4 % and 93.2 -> 93.0 %. Checked on seed 7 (`handstream eval centres --vouch`): wrong 43 -> 33
+    # (fallback 14 -> 4), within 60 mm 1861 -> 1853 of 2000
+    fallback_vouch_peaks: int = 1
+    min_depth_mm: float = 150.0
+    max_depth_mm: float = 1500.0
+    max_valid_depth_mm: float = 10000.0  # beyond this a value is absurd for a hand camera: treated as missing
+    downsample: int = 0  # low-resolution step; 0 = the one that brings the width nearest work_width_px
+    work_width_px: int = 160
+    depth_jump_mm: float = 35.0  # neighbours split where depths jump by more than max(this, frac * depth)
+    depth_jump_frac: float = 0.05
+    thick_radius_mm: float = 60.0  # surfaces thicker than this disc (torso, desk, wall, head) hold no hand
+    hand_depth_band_mm: float = 200.0
+    min_hand_area_cm2: float = 20.0
+    max_blob_area_cm2: float = 1200.0
+    min_hand_length_mm: float = 70.0
+    max_hand_length_mm: float = 230.0
+    wrist_search_mm: tuple[float, float] = (80.0, 230.0)
+    max_hand_width_mm: float = 170.0
+    local_radius_mm: float = 280.0  # an arm end is judged within this distance of its tip
+    max_arm_width_mm: float = 140.0
+    mask_depth_margin_mm: float = 25.0
+    max_hands: int = 2
+    max_components: int = 4  # judge at most this many thin pieces, largest first
+    min_confidence: float = 0.25
+    second_hand_min_confidence: float = 0.7
+    second_hand_max_depth_gap_mm: float = 250.0  # both hands of one user lie within ~arm's reach in depth
+    com_depth_offset_mm: float = 10.0  # the visible surface lies ~half a hand's thickness before its centre
+    near_slack_mm: float = 60.0  # candidates this much behind the nearest one are not penalized ...
+    near_falloff_mm: float = 250.0  # ... farther ones lose half their confidence every this many mm
+    track_radius_mm: float = 120.0
+    track_window_mm: float = 300.0  # tracking searches +- this around the previous hand first (0 = off)
+    known_cube_mm: float = 250.0  # known-centre mode: the hand is what lies inside this cube
+
+    def __post_init__(self) -> None:
+        if not (0 < self.min_depth_mm < self.max_depth_mm <= self.max_valid_depth_mm):
+            raise InputError(
+                f"need 0 < min_depth_mm < max_depth_mm <= max_valid_depth_mm, got "
+                f"{self.min_depth_mm}, {self.max_depth_mm}, {self.max_valid_depth_mm}"
+            )
+        if int(self.downsample) != self.downsample or not 0 <= self.downsample <= 16:
+            raise InputError(f"downsample must be an integer in 0..16 (0 = auto), got {self.downsample}")
+        if self.work_width_px < 16:
+            raise InputError(f"work_width_px must be >= 16, got {self.work_width_px}")
+        if self.max_hands < 1:
+            raise InputError(f"max_hands must be >= 1, got {self.max_hands}")
+        if self.method not in METHODS:
+            raise InputError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if not (0.0 < self.presence_threshold < 1.0 and 0.0 < self.second_hand_threshold < 1.0):
+            raise InputError("presence_threshold and second_hand_threshold must lie in (0, 1)")
+        if self.detector_threads < 1:
+            raise InputError(f"detector_threads must be >= 1, got {self.detector_threads}")
+        if self.fallback_vouch_peaks < 1:
+            raise InputError(f"fallback_vouch_peaks must be >= 1, got {self.fallback_vouch_peaks}")
+
+
+@dataclass(frozen=True, eq=False)
+class HandDetection:
+    """One hand: full-resolution mask, centre of mass (pixels + depth mm, and camera mm), bbox, confidence."""
+
+    mask: np.ndarray  # (H, W) bool
+    com_uvd: np.ndarray  # (3,) float64: u, v pixels, d mm
+    com_xyz_mm: np.ndarray  # (3,) float64 camera mm
+    bbox_xywh: tuple[int, int, int, int]
+    confidence: float
+    length_mm: float = 0.0  # extent along the hand's principal axis after the forearm cut
+    forearm_cut: bool = False
+    # The palm centre (centre of the largest disc inside the mask, pushed back like the CoM): unlike the
+    # CoM it does not move with the fingers. The cube stays on the CoM, which keeps extended fingertips
+    # inside a 250 mm cube; the palm is for callers that want a pose-independent anchor.
+    palm_uvd: np.ndarray | None = None
+    palm_xyz_mm: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    """The hands found in one frame, best first (at most `max_hands`), or an empty tuple and a reason."""
+
+    hands: tuple[HandDetection, ...] = ()
+    reason: str = ""
+    debug: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def found(self) -> bool:
+        return len(self.hands) > 0
+
+    @property
+    def best(self) -> HandDetection | None:
+        return self.hands[0] if self.hands else None
+
+
+def check_depth(depth_mm: np.ndarray, intr: CameraIntrinsics) -> np.ndarray:
+    """Validate the container (InputError for wrong type, dtype or shape); values are judged later."""
+    if not isinstance(depth_mm, np.ndarray):
+        raise InputError(f"depth must be a numpy array, got {type(depth_mm).__name__}")
+    if depth_mm.dtype not in _DEPTH_DTYPES:
+        raise InputError(f"depth must be uint16, float32 or float64 millimetres, got {depth_mm.dtype}")
+    if depth_mm.ndim != 2:
+        raise InputError(f"depth must be a 2-D (H, W) image, got shape {depth_mm.shape}")
+    if depth_mm.size and depth_mm.shape != (intr.height, intr.width):
+        raise InputError(
+            f"depth shape {depth_mm.shape} does not match intrinsics {(intr.height, intr.width)}"
+        )
+    return depth_mm

@@ -1,0 +1,265 @@
+"""`HandSegmenter`: which path runs on a frame, and in which order the parts are asked.
+
+- `known_com_uvd` given (a dataset's centre, the thesis mode): the hand is what lies inside the
+  `known_cube_mm` cube around it.
+- Learned path (`SegmenterConfig.method`: "auto" (default) uses the shipped detector engine
+  (engines/default/detector.onnx, see stream/preprocess/detect.py and train/detector.py) when it loads, else
+  the classic path; "learned" requires it; "classic" never loads it). Each heatmap peak >=
+  `presence_threshold` is a hand (candidates.peak_depth, refine.learned_hand, refine.look_behind). When
+  none is, the classic search runs around the weak peaks and keeps what they vouch for (scoring.py).
+- Classic path: candidates on a low-resolution view (candidates.py), scored and chosen (scoring.py), the
+  chosen ones refined at full resolution (refine.py); with `prev`, around the previous hands first
+  (tracking.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ...errors import HandstreamError, InputError
+from ...frames import CameraIntrinsics
+from ...geometry import uvd_to_xyz
+from .candidates import find_candidates, peak_depth
+from .config import HandDetection, Segmentation, SegmenterConfig, check_depth
+from .measure import mask_bbox, merge_windows, view_window
+from .refine import learned_hand, look_behind, refine_candidate
+from .scoring import Candidate, choose, vouched_hands
+from .tracking import near_previous, previous_centres, tracked_candidates, tracked_threshold
+
+if TYPE_CHECKING:
+    from ..detect import DetectorOutput
+
+__all__ = ["HandSegmenter"]
+
+
+class HandSegmenter:
+    """Finds up to `max_hands` hands in a depth frame. Stateless between calls: tracking state is `prev`.
+
+    The detector engine (learned method) is loaded once here, not per frame. `method` says which path
+    runs ("learned" or "classic"); `detector_error` why "auto" fell back to classic (empty otherwise)."""
+
+    def __init__(self, config: SegmenterConfig | None = None):
+        self.config = config or SegmenterConfig()
+        self.detector = None
+        self.detector_error = ""
+        self.method = "classic"
+        if self.config.method != "classic":
+            from ..detect import HandDetector
+
+            try:
+                self.detector = HandDetector(self.config.detector_engine, self.config.detector_threads)
+                self.method = "learned"
+            except HandstreamError as exc:
+                if self.config.method == "learned":
+                    raise
+                self.detector_error = str(exc)
+
+    # ------------------------------------------------------------------ public
+    def segment(
+        self,
+        depth_mm: np.ndarray | None,
+        intr: CameraIntrinsics,
+        prev: Segmentation | None = None,
+        known_com_uvd: np.ndarray | None = None,
+    ) -> Segmentation:
+        """Segment the hand(s). `prev`: last frame's result (its hands are preferred when near);
+        `known_com_uvd`: a dataset-given centre (u, v, d mm): the hand is what lies inside the cube around it."""
+        if depth_mm is None or (isinstance(depth_mm, np.ndarray) and depth_mm.size == 0):
+            return Segmentation(reason="empty frame")
+        depth = check_depth(depth_mm, intr)
+        if known_com_uvd is not None:
+            return self._segment_known(depth, intr, known_com_uvd)
+        if self.detector is not None:
+            return self._segment_learned(depth, intr, prev)
+        return self._segment_search(depth, intr, prev)
+
+    # ------------------------------------------------------------------ learned
+    def _segment_learned(
+        self, depth: np.ndarray, intr: CameraIntrinsics, prev: Segmentation | None
+    ) -> Segmentation:
+        """Heatmap peaks -> robust depth -> ROI mask (predicted mask AND depth band) -> CoM."""
+        cfg = self.config
+        det = self.detector
+        out = det.run(depth, cfg.max_valid_depth_mm)
+        x = out.input_m
+        lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
+        measured = x > 0
+        if not measured.any():
+            return Segmentation(reason="all depth missing")
+        if not ((x >= lo_m) & (x <= hi_m)).any():
+            return Segmentation(reason="nothing in range")
+        prev_coms = previous_centres(prev)
+        low = tracked_threshold(min(cfg.presence_threshold, cfg.second_hand_threshold), bool(prev_coms))
+        peaks = det.peaks(out, low, cfg.max_hands + 2)
+        if not peaks:
+            return self._classic_fallback(depth, intr, prev, out)
+        snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
+        hands: list[HandDetection] = []
+        for pk in peaks:
+            need = cfg.presence_threshold if not hands else cfg.second_hand_threshold
+            if pk.score < tracked_threshold(need, bool(prev_coms)):
+                continue  # cannot pass even if tracked: skip its depth (same result, less work)
+            d_mm = peak_depth(out, pk.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
+            if not d_mm > 0:
+                continue
+            c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
+            tracked = near_previous(c_xyz, prev_coms, cfg.track_radius_mm)
+            if pk.score < tracked_threshold(need, tracked):
+                continue
+            h = learned_hand(cfg, depth, intr, out, pk.score, c_xyz, hands)
+            if h is None:
+                continue
+            h = look_behind(cfg, depth, intr, out, pk.score, h, hands)
+            if hands and (
+                abs(h.com_xyz_mm[2] - hands[0].com_xyz_mm[2]) > cfg.second_hand_max_depth_gap_mm
+                or any(np.linalg.norm(h.com_xyz_mm - o.com_xyz_mm) < 80.0 for o in hands)
+            ):
+                continue
+            hands.append(h)
+            if len(hands) >= cfg.max_hands:
+                break
+        if not hands:
+            return self._classic_fallback(depth, intr, prev, out)
+        return Segmentation(hands=tuple(hands))
+
+    def _classic_fallback(
+        self, depth: np.ndarray, intr: CameraIntrinsics, prev: Segmentation | None, out: DetectorOutput
+    ) -> Segmentation:
+        """No confident learned hand: classic candidates, kept only where a weak heatmap peak lies inside
+        their mask (the detector still says where; the rules say what the hand's pixels are)."""
+        cfg = self.config
+        hmax = float(out.heatmap.max())
+        none = Segmentation(reason="no hand detected", debug={"heatmap_max": hmax})
+        if cfg.classic_fallback_presence <= 0 or hmax < cfg.classic_fallback_presence:
+            return none
+        weak = self.detector.peaks(out, cfg.classic_fallback_presence, 4)
+        det = self.detector
+        lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
+        snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
+        around = []
+        for p in weak[: cfg.max_hands]:
+            d_mm = peak_depth(out, p.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
+            if d_mm > 0:
+                around.append(uvd_to_xyz(np.array([p.frame_uv[0], p.frame_uv[1], d_mm]), intr))
+        if not around:
+            return none
+        seg = self._segment_search(depth, intr, prev, around)
+        keep = vouched_hands(cfg, seg.hands, weak, out, det.depth_scale_mm)
+        if not keep:
+            return none
+        return Segmentation(hands=tuple(keep), debug={"heatmap_max": hmax, "fallback": "classic"})
+
+    # ------------------------------------------------------------ known centre
+    def _segment_known(self, depth: np.ndarray, intr: CameraIntrinsics, com_uvd) -> Segmentation:
+        c = np.asarray(com_uvd, dtype=np.float64).reshape(-1)
+        if c.shape != (3,) or not np.all(np.isfinite(c)) or c[2] <= 0:
+            raise InputError(f"known centre must be (u, v, d mm) with d > 0, got {com_uvd!r}")
+        com_xyz = uvd_to_xyz(c, intr)
+        half = self.config.known_cube_mm / 2.0
+        x0 = int(np.floor(intr.fx * (com_xyz[0] - half) / c[2] + intr.cx))
+        x1 = int(np.ceil(intr.fx * (com_xyz[0] + half) / c[2] + intr.cx)) + 1
+        y0 = int(np.floor(intr.fy * (com_xyz[1] - half) / c[2] + intr.cy))
+        y1 = int(np.ceil(intr.fy * (com_xyz[1] + half) / c[2] + intr.cy)) + 1
+        x0, y0 = max(x0, 0), max(y0, 0)
+        x1, y1 = min(x1, intr.width), min(y1, intr.height)
+        mask = np.zeros(depth.shape, dtype=bool)
+        if x1 > x0 and y1 > y0:
+            roi = depth[y0:y1, x0:x1]
+            with np.errstate(invalid="ignore"):
+                mask[y0:y1, x0:x1] = (roi > c[2] - half) & (roi < c[2] + half) & (roi > 0)
+        if not mask.any():
+            return Segmentation(reason="nothing in range")
+        det = HandDetection(
+            mask=mask,
+            com_uvd=c.copy(),
+            com_xyz_mm=com_xyz,
+            bbox_xywh=mask_bbox(mask, (x0, y0, x1, y1)),
+            confidence=1.0,
+        )
+        return Segmentation(hands=(det,))
+
+    # ------------------------------------------------------------------ search
+    def step(self, intr: CameraIntrinsics) -> int:
+        """The low-resolution step: `downsample`, or (0) the one that brings the width near work_width_px."""
+        cfg = self.config
+        if cfg.downsample:
+            return int(cfg.downsample)
+        return max(1, int(round(intr.width / cfg.work_width_px)))
+
+    def _segment_search(
+        self,
+        depth: np.ndarray,
+        intr: CameraIntrinsics,
+        prev: Segmentation | None,
+        around_xyz: list[np.ndarray] | None = None,
+    ) -> Segmentation:
+        """The classic search; with `around_xyz` (the learned path's weak peaks) only in windows of
+        +- fallback_window_mm around those points, never the whole frame."""
+        cfg = self.config
+        s = self.step(intr)
+        o = s // 2
+        z = depth[o::s, o::s].astype(np.float32)  # small copy (1/s^2 of the frame)
+        with np.errstate(invalid="ignore"):
+            valid = (z >= cfg.min_depth_mm) & (z <= cfg.max_depth_mm)
+            # no measurement (0, NaN, negative, absurd): unlike a far pixel, not a silhouette boundary
+            missing = ~((z > 0) & (z <= cfg.max_valid_depth_mm))
+        if not valid.any():
+            return Segmentation(reason=why_nothing(depth, cfg))
+        z[~valid] = 0.0
+        # exact low-res intrinsics for a strided view starting at o (pixel i of the view = i*s + o)
+        sintr = CameraIntrinsics(
+            intr.fx / s, intr.fy / s, (intr.cx - o) / s, (intr.cy - o) / s, z.shape[1], z.shape[0]
+        )
+        prev_coms = previous_centres(prev)
+        cands: list[Candidate] = []
+        reason = ""
+        if around_xyz is not None:
+            wins = merge_windows(
+                [
+                    w
+                    for w in (view_window(c, sintr, cfg.fallback_window_mm) for c in around_xyz)
+                    if w is not None
+                ]
+            )
+            # the low-res pixels of the peaks: only the thin pieces that reach them are judged (a hand
+            # is kept only where a weak peak lies in its mask, so no other piece could be kept)
+            seeds = [
+                (int(round(c[1] * sintr.fy / c[2] + sintr.cy)), int(round(c[0] * sintr.fx / c[2] + sintr.cx)))
+                for c in around_xyz
+            ]
+            reason = "no hand shape"
+            for win in wins:
+                found, why = find_candidates(cfg, z, valid, missing, sintr, win, prev_coms, seeds)
+                cands += found
+                reason = why or reason
+            if not cands:
+                return Segmentation(reason=reason)
+        elif prev_coms and cfg.track_window_mm > 0:
+            # tracking: search a window around the previous hands first, the whole frame only if that fails
+            cands = tracked_candidates(
+                lambda win: find_candidates(cfg, z, valid, missing, sintr, win, prev_coms)[0],
+                sintr,
+                prev_coms,
+                cfg.track_window_mm,
+                cfg.min_confidence,
+            )
+        if not cands:
+            cands, reason = find_candidates(cfg, z, valid, missing, sintr, None, prev_coms)
+        if not cands:
+            return Segmentation(reason=reason)
+        chosen = choose(cfg, cands)
+        if not chosen:
+            return Segmentation(reason="no hand shape", debug={"best_score": max(c.score for c in cands)})
+        hands = tuple(refine_candidate(cfg, c, depth, intr, s, o) for c in chosen)
+        return Segmentation(hands=hands)
+
+
+def why_nothing(depth: np.ndarray, cfg: SegmenterConfig) -> str:
+    """Why a frame with no valid low-res pixel holds no hand: no measurement at all, or none in range."""
+    with np.errstate(invalid="ignore"):
+        measured = (depth > 0) & (depth <= cfg.max_valid_depth_mm)
+    if not measured.any():
+        return "all depth missing"
+    return "nothing in range"

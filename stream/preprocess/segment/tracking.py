@@ -1,0 +1,74 @@
+"""Reuse of the previous frame's result (`prev`): the segmenter is stateless, the caller hands back what it
+found last, and a hand near where one was is easier to accept.
+
+- Classic path: a window of +- `track_window_mm` around each previous hand is searched first; the full
+  frame only when those windows give fewer tracked hands (pieces within `track_radius_mm` of a previous
+  hand) than there were previous hands. A tracked piece's score is raised (`tracked_score`).
+- Learned path: a heatmap peak whose hand lies within `track_radius_mm` of a previous hand needs only half
+  the presence threshold (`tracked_threshold`): tracking keeps a half-hidden hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ...frames import CameraIntrinsics
+from .measure import view_window
+
+if TYPE_CHECKING:
+    from .config import Segmentation
+    from .scoring import Candidate
+
+__all__ = [
+    "near_previous",
+    "previous_centres",
+    "tracked_candidates",
+    "tracked_score",
+    "tracked_threshold",
+]
+
+Window = tuple[int, int, int, int]
+
+
+def previous_centres(prev: Segmentation | None) -> list[np.ndarray]:
+    """The previous frame's hand centres (camera mm); empty when there is no previous hand."""
+    return [h.com_xyz_mm for h in prev.hands] if prev is not None and prev.found else []
+
+
+def near_previous(xyz: np.ndarray, prev_coms: list[np.ndarray], radius_mm: float) -> bool:
+    """Whether a 3-D point lies within `radius_mm` of one of the previous hands (it is the same hand)."""
+    return any(np.linalg.norm(xyz - p) < radius_mm for p in prev_coms)
+
+
+def tracked_score(score: float) -> float:
+    """A tracked piece's score: raised, so a hand seen last frame survives a frame where it looks worse."""
+    return min(1.0, score * 1.2 + 0.15)
+
+
+def tracked_threshold(need: float, tracked: bool) -> float:
+    """The presence a heatmap peak needs: half of `need` near a previous hand."""
+    return 0.5 * need if tracked else need
+
+
+def tracked_candidates(
+    find: Callable[[Window], list[Candidate]],
+    sintr: CameraIntrinsics,
+    prev_coms: list[np.ndarray],
+    window_mm: float,
+    min_confidence: float,
+) -> list[Candidate]:
+    """The tracked candidates in windows of +- `window_mm` around each previous hand (`find` searches one
+    low-res window), or none when they are fewer than the previous hands: then the caller searches the
+    whole frame (a hand lost by the windows must still be found)."""
+    cands: list[Candidate] = []
+    for pc in prev_coms:
+        win = view_window(pc, sintr, window_mm)
+        if win is None:
+            continue
+        cands += [c for c in find(win) if c.tracked and c.score >= min_confidence]
+    if len(cands) < len(prev_coms):
+        cands = []
+    return cands
