@@ -121,7 +121,8 @@ def export_onnx(
 ) -> Path:
     """Export `model` to `out_dir/name.onnx` + `name.json`; return the .onnx path.
 
-    input_shape: (1, C, S, S) (or (C, S, S)). manifest_fields: version, task, preprocessing, training,
+    input_shape: (1, C, S, S) (or (C, S, S)); any (1, ...) shape when `parity_inputs` of shape (N, ...) are
+    given, for engines whose input is not an image (e.g. joints (1, 21, 3)). manifest_fields: version, task, preprocessing, training,
     metrics (see engines.manifest.Manifest); inputs/outputs are filled from the real export.
     parity_inputs: (N, C, S, S) float32 crops; default: `num_parity` synthetic crops. The export fails
     (ExportError, nothing written) when onnx.checker rejects the graph or max |PyTorch - ORT| > atol.
@@ -131,9 +132,10 @@ def export_onnx(
     if opset < MIN_OPSET:
         raise InputError(f"opset {opset} is too old; use {MIN_OPSET} or newer")
     shape = tuple(int(d) for d in input_shape)
-    if len(shape) == 3:
+    image = parity_inputs is None or np.asarray(parity_inputs).ndim != len(shape)
+    if image and len(shape) == 3:
         shape = (1, *shape)
-    if len(shape) != 4 or shape[0] != 1:
+    if (image and len(shape) != 4) or not shape or shape[0] != 1:
         raise InputError(f"input_shape must be (1, C, S, S), got {tuple(input_shape)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -143,7 +145,7 @@ def export_onnx(
     if parity_inputs is None:
         parity_inputs = synthetic_crops(num_parity, shape[-1], shape[1], seed=1234)
     parity_inputs = np.asarray(parity_inputs, dtype=np.float32)
-    if parity_inputs.ndim == 3:
+    if image and parity_inputs.ndim == 3:
         parity_inputs = parity_inputs[:, None]
     if parity_inputs.shape[1:] != shape[1:]:
         raise InputError(f"parity inputs have shape {parity_inputs.shape[1:]}, the model takes {shape[1:]}")
@@ -195,7 +197,8 @@ def export_onnx(
     outputs = tuple(TensorSpec(n, (batch, *ref[n].shape[1:])) for n in output_names)
     fields = dict(manifest_fields)
     pre = dict(fields.get("preprocessing") or {})
-    pre.setdefault("crop_size", shape[-1])
+    if len(shape) == 4:
+        pre.setdefault("crop_size", shape[-1])
     first_out = ref[output_names[0]]
     if fields.get("task", "pose") == "pose" and first_out.ndim == 2 and first_out.shape[1] % 3 == 0:
         pre.setdefault("num_joints", first_out.shape[1] // 3)

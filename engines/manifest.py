@@ -23,7 +23,7 @@ from stream.errors import InputError
 MANIFEST_FORMAT = 1
 _FLAT_LIST = re.compile(r"\[\s*((?:-?[\w.+\-]+|\"[\w.\-]*\")(?:,\s*(?:-?[\w.+\-]+|\"[\w.\-]*\"))*)\s*\]")
 DTYPES = ("float32", "float16", "int64", "int32", "uint8")
-INPUT_KINDS = ("depth", "rgb", "rgbd")
+INPUT_KINDS = ("depth", "rgb", "rgbd", "joints")
 JOINT_LAYOUTS = ("mediapipe21", "nyu14")
 JOINT_COUNTS = {"mediapipe21": 21, "nyu14": 14}
 # Keys `check_expected` understands: what the pipeline can tell about the tensors it will feed.

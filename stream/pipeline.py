@@ -283,6 +283,7 @@ def build_pipeline(
     engine: str | None = None,
     cube_mm: float | None = None,
     warmup: bool = True,
+    stage_options: dict[str, dict] | None = None,
 ) -> Pipeline:
     """The standard pipeline: preprocess -> stages named in `models` -> One Euro -> (overlay).
 
@@ -294,7 +295,8 @@ def build_pipeline(
     their declared reads allow, else after the stage that writes what they read; a read nothing writes is
     a one-line InputError. `engine` (a path or shipped name) replaces the pose engine. `smoothing`: True
     (defaults), False (off) or a OneEuroConfig. The cube size and crop size come from the pose engine's
-    manifest."""
+    manifest. `stage_options`: registered stage name -> keyword arguments for that stage's constructor
+    (e.g. {"gesture": {"gallery": "mine.npz"}})."""
     import engines as engines_pkg
 
     names = parse_models(models)
@@ -308,7 +310,7 @@ def build_pipeline(
         for _, _, ref in plan:
             if ref is not None:
                 loaded.append(engines_pkg.load_engine(ref, backend=backend, threads=threads))
-        return _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup)
+        return _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options or {})
     except BaseException:
         for e in loaded:
             e.close()
@@ -343,7 +345,7 @@ def _plan_stage(item: str, shipped: Sequence[str]) -> tuple[str, type | None, st
     return item, cls, cls.engine if cls.needs_engine else None
 
 
-def _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup) -> Pipeline:
+def _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options: dict) -> Pipeline:
     """The planned stages built around their loaded engines, ordered by their contracts and checked."""
     engines_iter = iter(loaded)
     chosen: list[tuple[str, type, object]] = []
@@ -368,11 +370,15 @@ def _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup) -> Pipeline:
         taken = {s.name for s in stages}
         if label in taken:  # the same engine twice, or a file named like a stage: keep names unique
             label = next(f"{label}_{k}" for k in range(2, 100) if f"{label}_{k}" not in taken)
-        stages.append(cls(engine=e, name=label) if cls.needs_engine else cls(name=label))
+        opts = stage_options.get(cls.kind, {})
+        stages.append(cls(engine=e, name=label, **opts) if cls.needs_engine else cls(name=label, **opts))
         if warmup and e is not None:
             e.warmup()
     cfg = smoothing if isinstance(smoothing, OneEuroConfig) else None
     stages.append(SmoothStage(cfg, enabled=smoothing is not False))
+    unused = set(stage_options) - {type(s).kind for s in stages}
+    if unused:
+        raise InputError(f"options for stages not in the pipeline: {', '.join(sorted(unused))}")
     stages = order_stages(stages)
     if overlay:
         stages.append(OverlayStage())

@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out_dir)
     source = SyntheticSource(n_frames=args.frames, fps=30.0, seed=args.seed, cam="d435_320x240")
-    with build_pipeline(backend=args.backend, models="pose", overlay=True) as pipeline:
+    # the gesture stage names the built-in gestures from the gallery shipped beside its engine
+    with build_pipeline(backend=args.backend, models="pose,gesture", overlay=True) as pipeline:
         jsonl = JsonlSink(out / "demo.jsonl")
         try:
             video = VideoSink(out / "demo.mp4", fps=30.0)

@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         "shipped engine names or engine paths (default: pose)",
     )
     ap.add_argument("--list-stages", action=ListStages, help="list the stages --models can name, and exit")
+    ap.add_argument(
+        "--gestures",
+        default=None,
+        help="a gesture gallery (.npz from `handstream gesture enroll`): adds the gesture stage, and every "
+        "record gets `gesture` and `gesture_distance` (--models gesture alone uses the built-in gallery)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     ap.add_argument("--show", action="store_true", help="show a window (q/Esc quits, space pauses)")
     ap.add_argument("--out", default=None, help="write the annotated video here (.mp4)")
@@ -156,12 +162,26 @@ def main(argv: list[str] | None = None) -> int:
     check_outputs([("--jsonl", args.jsonl), ("--out", args.out)], source_inputs(args))
     source = source_from_args(args)
     need_overlay = bool(args.out or args.show)
+    models, stage_options = args.models, {}
+    if args.gestures:
+        from pathlib import Path
+
+        from ..pipeline import parse_models
+
+        if not Path(args.gestures).is_file():
+            raise InputError(
+                f"--gestures {args.gestures}: no such gallery (make one with `handstream gesture enroll`)"
+            )
+        names = parse_models(models)
+        models = names if any(n.split("=")[0] == "gesture" for n in names) else [*names, "gesture"]
+        stage_options = {"gesture": {"gallery": args.gestures}}
     pipeline = build_pipeline(
         backend=args.backend,
-        models=args.models,
+        models=models,
         overlay=need_overlay,
         smoothing=smoothing_from_args(args),
         threads=args.threads,
+        stage_options=stage_options,
     )
     with pipeline:
         sinks = make_sinks(args, source.fps)

@@ -1,0 +1,143 @@
+"""`handstream gesture enroll|list|remove|eval`: a user's own gestures, from a few seconds of examples.
+
+    handstream gesture enroll NAME --gallery G.npz --joints FILE.npz      # skeletons you already have
+    handstream gesture enroll NAME --gallery G.npz --source rec.db3 [--max-frames 90]   # or a recording/camera
+    handstream gesture list --gallery G.npz
+    handstream gesture remove NAME --gallery G.npz
+    handstream gesture eval --joints FILE.npz [--shots 5] [--seed 0] --json   # needs the train extra (scipy)
+
+FILE.npz holds `joints_xyz_mm` (N, 21, 3) in our joint order (stream.synth.hand.JOINT_NAMES: wrist, then
+thumb, index, middle, ring, pinky with four joints each) in any unit and coordinate frame, and for `eval` a
+`label` (N,) array of class names. Enrolling keeps at most `--keep` examples, evenly spaced in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def _load_joints(path: str, need_labels: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            joints = np.asarray(z["joints_xyz_mm"], np.float64)
+            labels = np.asarray(z["label"]).astype(str) if "label" in z.files else None
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"{path}: needs an .npz with joints_xyz_mm (N, 21, 3) ({exc})") from None
+    if joints.ndim != 3 or joints.shape[1:] != (21, 3) or len(joints) == 0:
+        raise InputError(f"{path}: joints_xyz_mm must be (N, 21, 3) with N >= 1, got {joints.shape}")
+    if need_labels and (labels is None or labels.shape != (len(joints),)):
+        raise InputError(f"{path}: evaluation needs a `label` array with one name per skeleton")
+    keep = np.isfinite(joints).all(axis=(1, 2))
+    return joints[keep], (labels[keep] if labels is not None else None)
+
+
+def _joints_from_source(args) -> np.ndarray:
+    """Run the pose pipeline over a source and keep the skeleton of every frame with a hand."""
+    from ..pipeline import build_pipeline, run_stream
+    from ..sources import open_source
+
+    source = open_source(args.source, frames=args.max_frames if args.source.startswith("synthetic") else None)
+    found: list[np.ndarray] = []
+
+    class Collect:
+        def write(self, result, frame=None):
+            if result.hand_found and result.joints_xyz_mm is not None:
+                found.append(np.asarray(result.joints_xyz_mm, np.float64))
+            return True
+
+        def close(self):
+            pass
+
+    with build_pipeline(backend=args.backend, overlay=False) as pipeline:
+        run_stream(source, pipeline, [Collect()], max_frames=args.max_frames)
+    if not found:
+        raise InputError(f"{args.source}: no hand found in {args.max_frames} frames; nothing to enroll")
+    return np.stack(found)
+
+
+def _evenly(x: np.ndarray, k: int) -> np.ndarray:
+    if len(x) <= k:
+        return x
+    return x[np.linspace(0, len(x) - 1, k).round().astype(int)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="handstream gesture", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = ap.add_subparsers(dest="action", required=True)
+    en = sub.add_parser("enroll", help="add (or replace) a gesture in a gallery")
+    en.add_argument("name")
+    en.add_argument("--gallery", required=True, help="the gallery .npz (created if missing)")
+    src = en.add_mutually_exclusive_group(required=True)
+    src.add_argument("--joints", help=".npz with joints_xyz_mm (N, 21, 3)")
+    src.add_argument("--source", help="a recording, video, folder, realsense or synthetic:SEED")
+    en.add_argument("--max-frames", type=int, default=90, help="frames to read from --source (default 90)")
+    en.add_argument("--keep", type=int, default=30, help="examples kept, evenly spaced (default 30)")
+    en.add_argument("--backend", default="onnxruntime", choices=("auto", "onnxruntime", "tensorrt", "torch"))
+    ls = sub.add_parser("list", help="the gestures in a gallery")
+    ls.add_argument("--gallery", required=True)
+    ls.add_argument("--json", action="store_true")
+    rm = sub.add_parser("remove", help="remove a gesture from a gallery")
+    rm.add_argument("name")
+    rm.add_argument("--gallery", required=True)
+    ev = sub.add_parser(
+        "eval", help="Recall@K, NMI and K-shot accuracy of the embedding on labelled skeletons"
+    )
+    ev.add_argument("--joints", required=True, help=".npz with joints_xyz_mm (N, 21, 3) and label (N,)")
+    ev.add_argument("--engine", default="gesture", help="embedding engine (default: the shipped one)")
+    ev.add_argument("--shots", type=int, default=5)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    from ..gestures import Gallery, canonical_joints
+
+    if args.action == "enroll":
+        if args.max_frames < 1 or args.keep < 1:
+            raise InputError("--max-frames and --keep must be >= 1")
+        joints = _load_joints(args.joints)[0] if args.joints else _joints_from_source(args)
+        if len(joints) == 0:
+            raise InputError(f"{args.joints}: no finite skeleton to enroll")
+        gallery = Gallery.load(args.gallery, missing_ok=True)
+        gallery.add(args.name, canonical_joints(_evenly(joints, args.keep)))
+        gallery.save(args.gallery)
+        print(
+            f"handstream gesture: enrolled {args.name!r} from {min(len(joints), args.keep)} skeletons -> {args.gallery}"
+        )
+        return 0
+    if args.action == "list":
+        counts = Gallery.load(args.gallery).counts()
+        if args.json:
+            print(json.dumps(counts))
+        else:
+            for name, n in counts.items():
+                print(f"{name}\t{n} examples")
+        return 0
+    if args.action == "remove":
+        gallery = Gallery.load(args.gallery)
+        gallery.remove(args.name)
+        gallery.save(args.gallery)
+        print(f"handstream gesture: removed {args.name!r} from {args.gallery}")
+        return 0
+    # eval
+    if args.shots < 1 or args.seed < 0:
+        raise InputError("--shots must be >= 1 and --seed >= 0")
+    from .gesture_eval import evaluate_engine
+
+    joints, labels = _load_joints(args.joints, need_labels=True)
+    out = evaluate_engine(args.engine, joints, labels, shots=args.shots, seed=args.seed)
+    print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""`handstream gesture`: galleries that survive bad input, enrollment from skeletons and from a real
+pipeline run, and evaluation through a real ONNX Runtime session of an exported embedding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.cli import main as cli
+from stream.errors import InputError
+from stream.gestures import UNKNOWN, Gallery, GestureRecognizer, canonical_joints
+from stream.synth import gestures as vocab
+
+
+def test_gallery_round_trip_and_bad_input(tmp_path):
+    g = Gallery()
+    rng = np.random.default_rng(0)
+    g.add("fist", canonical_joints(np.stack([vocab.gesture_joints("fist", rng) for _ in range(3)])))
+    g.add("ok", canonical_joints(np.stack([vocab.gesture_joints("ok", rng) for _ in range(2)])))
+    g.add("fist", canonical_joints(vocab.gesture_joints("fist", rng)[None]))  # replaces the three
+    assert g.counts() == {"fist": 1, "ok": 2}
+    p = g.save(tmp_path / "g.npz")
+    back = Gallery.load(p)
+    assert back.labels == g.labels and np.array_equal(back.joints, g.joints)
+    with pytest.raises(InputError, match="1-64 characters"):
+        g.add("", g.joints[:1])
+    with pytest.raises(InputError, match="NaN"):
+        g.add("x", np.full((1, 21, 3), np.nan))
+    with pytest.raises(InputError, match="no gesture named 'wave'"):
+        g.remove("wave")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="not a gesture gallery"):
+        Gallery.load(tmp_path / "bad.npz")
+    with pytest.raises(InputError, match="not found"):
+        Gallery.load(tmp_path / "none.npz")
+
+
+def test_enroll_list_remove_from_the_cli(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    j = np.stack([vocab.gesture_joints("gun", rng, noise_mm=3.0) for _ in range(50)])
+    np.savez(tmp_path / "gun.npz", joints_xyz_mm=j)
+    gal = str(tmp_path / "mine.npz")
+    assert cli(["gesture", "enroll", "gun", "--gallery", gal, "--joints", str(tmp_path / "gun.npz")]) == 0
+    assert Gallery.load(gal).counts() == {"gun": 30}  # --keep 30, evenly spaced
+    # a real pipeline run over the generator: the skeletons of the frames with a hand
+    assert (
+        cli(["gesture", "enroll", "seq", "--gallery", gal, "--source", "synthetic:3", "--max-frames", "12"])
+        == 0
+    )
+    counts = Gallery.load(gal).counts()
+    assert 1 <= counts["seq"] <= 12 and counts["gun"] == 30
+    capsys.readouterr()
+    assert cli(["gesture", "list", "--gallery", gal, "--json"]) == 0
+    assert '"gun": 30' in capsys.readouterr().out
+    assert cli(["gesture", "remove", "gun", "--gallery", gal]) == 0
+    assert cli(["gesture", "remove", "gun", "--gallery", gal]) == 2
+    assert "no gesture named 'gun'" in capsys.readouterr().err
+    np.savez(tmp_path / "bad.npz", joints_xyz_mm=np.zeros((4, 14, 3)))
+    assert cli(["gesture", "enroll", "x", "--gallery", gal, "--joints", str(tmp_path / "bad.npz")]) == 2
+    assert "(N, 21, 3)" in capsys.readouterr().err
+    assert Gallery.load(gal).counts() == {"seq": counts["seq"]}  # a refused enrollment changed nothing
+
+
+torch = pytest.importorskip("torch", reason="exporting an embedding needs torch (the train extra)")
+
+
+@pytest.fixture(scope="module")
+def engine_dir(tmp_path_factory):
+    from train.gesture.recipe import main as recipe
+
+    d = tmp_path_factory.mktemp("gesture")
+    assert recipe(["train", "--out", str(d), "--steps", "40"]) == 0
+    assert recipe(["ship", "--checkpoint", str(d / "gesture.pt"), "--out", str(d / "eng")]) == 0
+    return d / "eng"
+
+
+def test_exported_engine_recognises_enrolled_gestures(engine_dir, tmp_path, capsys):
+    import engines
+    from engines.manifest import load_manifest
+
+    m = load_manifest(engine_dir / "gesture.json")
+    assert m.task == "gesture_embedding" and m.input_names == ("joints",)
+    reject = m.metrics["reject_distance"]
+    assert 0 < reject < 2  # unit vectors are at most 2 apart
+    rng = np.random.default_rng(3)
+    gallery = Gallery()
+    for name in ("fist", "open_palm", "point"):
+        gallery.add(name, canonical_joints(np.stack([vocab.gesture_joints(name, rng) for _ in range(5)])))
+    with engines.load_engine(engine_dir / "gesture.onnx", backend="onnxruntime") as eng:
+        rec = GestureRecognizer(eng, gallery, reject_distance=reject, window=3)
+        hits = sum(rec(vocab.gesture_joints("open_palm", rng))[0] == "open_palm" for _ in range(6))
+        assert hits >= 4
+        rec.reset()
+        assert rec(None) == (None, None)
+        names = [rec(vocab.gesture_joints("fist", rng))[0] for _ in range(3)]
+        assert names[-1] in ("fist", None) and UNKNOWN not in names
+    # the eval verb through the same engine, on unseen classes
+    d = vocab.gesture_dataset(vocab.UNSEEN[:6], 12, 5, noise_mm=3.0)
+    np.savez(tmp_path / "unseen.npz", **d)
+    capsys.readouterr()
+    assert (
+        cli(
+            [
+                "gesture",
+                "eval",
+                "--joints",
+                str(tmp_path / "unseen.npz"),
+                "--engine",
+                str(engine_dir / "gesture.onnx"),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["recall_at"]) == {"1", "2", "4", "8"} and out["classes"] == 6 and out["samples"] == 72
+    assert out["recall_at"]["1"] > 0.5  # far above chance (1/6) even after 40 steps
+    from stream.synth.hand import GESTURES_FINE
+
+    gal = Gallery.load(engine_dir / "gesture_gallery.npz")
+    assert gal.names == list(GESTURES_FINE) and set(gal.counts().values()) == {10}

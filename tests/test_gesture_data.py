@@ -1,0 +1,109 @@
+"""The gesture vocabulary, canonical joints, the embedding models and a short training run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.gestures.canonical import canonical_joints
+from stream.synth import gestures as vocab
+from stream.synth.gestures import random_rotation
+from stream.synth.hand import BONES, LIMITS_DEG, hand_joints_local, hand_shape
+
+
+def test_vocabulary_and_split():
+    assert len(vocab.FINE) >= 30 and len(vocab.COARSE) >= 6
+    assert set(vocab.TRAIN).isdisjoint(vocab.UNSEEN)
+    assert set(vocab.TRAIN) | set(vocab.UNSEEN) == set(vocab.FINE)
+    coarse_of = {f: vocab.VOCABULARY[f][0] for f in vocab.FINE}
+    assert {coarse_of[f] for f in vocab.TRAIN} == set(vocab.COARSE)  # every group on both sides
+    assert {coarse_of[f] for f in vocab.UNSEEN} == set(vocab.COARSE)
+    for name, (_, pose) in vocab.VOCABULARY.items():
+        assert pose.shape == (20,)
+        assert (pose >= LIMITS_DEG[:, 0]).all() and (pose <= LIMITS_DEG[:, 1]).all(), name
+    # no two shapes are the same pose
+    poses = np.stack([p for _, p in vocab.VOCABULARY.values()])
+    gaps = np.abs(poses[:, None] - poses[None]).max(-1) + np.eye(len(poses)) * 1e9
+    assert gaps.min() >= 5.0
+
+
+def test_gesture_samples_keep_the_subjects_bones():
+    rng = np.random.default_rng(0)
+    a = vocab.gesture_joints("fist", rng, subject=3, left=False, jitter_deg=0.0)
+    b = vocab.gesture_joints("open_palm", rng, subject=3, left=True, jitter_deg=0.0)
+    bones = lambda j: np.array([np.linalg.norm(j[c] - j[p]) for p, c in BONES])  # noqa: E731
+    assert np.allclose(bones(a), bones(b), atol=1e-3)
+    assert 300 - 250 < a[:, 2].mean() < 700 + 250
+    with pytest.raises(ValueError, match="unknown gesture"):
+        vocab.gesture_joints("wave", rng)
+
+
+def test_canonical_joints_ignore_position_rotation_and_unit():
+    rng = np.random.default_rng(1)
+    shape = hand_shape(5)
+    j = hand_joints_local(shape, vocab.VOCABULARY["gun"][1]).joints
+    ref = canonical_joints(j)
+    for _ in range(5):
+        moved = (j @ random_rotation(rng).T + rng.normal(0, 300, 3)) * 0.001  # and in metres
+        assert np.allclose(canonical_joints(moved), ref, atol=1e-5)
+    assert np.allclose(ref[0], 0.0)
+    assert np.linalg.norm(ref[[5, 9, 13, 17]], axis=1).mean() == pytest.approx(1.0)
+    assert ref[[5, 9, 13, 17], 1].min() > 0.5  # the MCPs lie distal (+y)
+    assert ref[5, 0] > ref[17, 0]  # index on the thumb side (+x)
+    # a left hand is the mirror image: the same numbers with z negated
+    left = canonical_joints(hand_joints_local(shape, vocab.VOCABULARY["gun"][1], left=True).joints)
+    assert np.allclose(left, ref * np.array([1.0, 1.0, -1.0]), atol=1e-5)
+    # and different gestures differ
+    other = canonical_joints(hand_joints_local(shape, vocab.VOCABULARY["letter_u"][1]).joints)
+    assert np.abs(other - ref).max() > 0.2
+
+
+torch = pytest.importorskip("torch", reason="the embedding models need torch (the train extra)")
+
+
+def test_models_by_name():
+    from train.gesture.models import create_gesture_model
+
+    m = create_gesture_model("joint_mlp", dim=32).eval()
+    out = m(torch.randn(5, 21, 3))
+    assert out.shape == (5, 32)
+    assert torch.allclose(out.norm(dim=1), torch.ones(5), atol=1e-5)
+    cnn = create_gesture_model("depth_cnn", dim=16, n_coarse=7, n_fine=19).eval()
+    e, c, f = cnn.embed_and_logits(torch.randn(2, 1, 96, 96))
+    assert e.shape == (2, 16) and c.shape == (2, 7) and f.shape == (2, 19)
+    with pytest.raises(ValueError, match="did you mean 'joint_mlp'"):
+        create_gesture_model("joint_mpl")
+
+
+def test_a_short_training_run_lowers_the_loss_and_reports_the_metrics():
+    from train.gesture.losses import combined_loss
+    from train.gesture.train import GestureTrainConfig, noisy_canonical, train_gesture_embedding
+
+    cfg = GestureTrainConfig(steps=80, bank_per_class=30, pool_per_class=6, tuples=48, eval_per_class=8)
+    cfg.eval_noise_mm = (5.0,)
+    rng = np.random.default_rng(9)
+    # a fixed set of quadruplets (R, P+, P-, N) from the training classes
+    names = [("fist", "thumbs_up", "point"), ("point", "victory", "ok"), ("ok", "pinch", "call")]
+    quads = np.stack(
+        [
+            noisy_canonical(np.stack([vocab.gesture_joints(n, rng) for n in (a, a, b, c)]), rng, 5.0)
+            for a, b, c in names * 8
+        ]
+    )
+    q = torch.from_numpy(quads)
+
+    def fixed_loss(model):
+        model.eval()
+        with torch.no_grad():
+            e = model(q.reshape(-1, 21, 3)).reshape(len(q), 4, -1)
+            return combined_loss(e[:, 0], e[:, 1], e[:, 2], e[:, 3], reduction="mean").item()
+
+    from train.gesture.models import create_gesture_model
+
+    torch.manual_seed(cfg.seed)
+    before = fixed_loss(create_gesture_model("joint_mlp", n_coarse=7, n_fine=19))
+    model, metrics = train_gesture_embedding(cfg, log=lambda *a: None)
+    assert fixed_loss(model) < 0.8 * before
+    (u,) = metrics["unseen"]
+    assert set(u["recall_at"]) == {"1", "2", "4", "8"} and u["classes"] == len(vocab.UNSEEN)
+    assert 0.0 <= u["nmi"] <= 1.0 and 0.0 <= u["shot_accuracy"] <= 1.0

@@ -1,0 +1,133 @@
+"""The gesture stage in the real pipeline: the shipped embedding engine on ONNX Runtime, the shipped gallery,
+record fields in every JSON line, the name on the overlay, and `handstream run --gestures`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stream.cli import main as cli
+from stream.errors import InputError
+from stream.frames import RGBDFrame, camera
+from stream.geometry import xyz_to_uvd
+from stream.gestures import Gallery, canonical_joints
+from stream.pipeline import build_pipeline
+from stream.stages import FrameState
+from stream.synth import gestures as vocab
+
+
+def test_the_stage_names_a_held_gesture_and_forgets_a_lost_hand():
+    import engines
+    from stream.gestures.stage import GestureStage
+
+    rng = np.random.default_rng(0)
+    cam = camera("d435_320x240")
+    frame = RGBDFrame(0, 0.0, np.zeros(cam.shape, np.uint16), cam)
+    with engines.load_engine("gesture", backend="onnxruntime") as eng:
+        stage = GestureStage(eng)  # the gallery shipped beside the engine
+        seen = []
+        for _ in range(5):
+            st = FrameState(frame)
+            st.joints_mm = vocab.gesture_joints("fist", rng, noise_mm=2.0).astype(np.float64)
+            stage.run(st)
+            seen.append(st.fields["gesture"])
+        assert seen[-1] == "fist"
+        rec = stage.record_fields(st)
+        assert rec["gesture"] == "fist" and 0 <= rec["gesture_distance"] < 2
+        # drawn beside the wrist
+        st.joints_uvd = xyz_to_uvd(np.array([[0.0, 0.0, 400.0]] * 21), cam)
+        img = np.zeros((cam.height, cam.width * 2, 3), np.uint8)
+        stage.draw(img, st)
+        assert img[:, : cam.width].any()
+        st = FrameState(frame)  # no hand
+        stage.run(st)
+        assert st.fields["gesture"] is None and stage.record_fields(st) == {
+            "gesture": None,
+            "gesture_distance": None,
+        }
+        # a gallery of one gesture: another shape is rejected as unknown rather than forced onto it
+        only = Gallery()
+        only.add("fist", canonical_joints(np.stack([vocab.gesture_joints("fist", rng) for _ in range(5)])))
+        stage = GestureStage(eng, gallery=only, window=1)
+        st = FrameState(frame)
+        st.joints_mm = vocab.gesture_joints("open_palm", rng).astype(np.float64)
+        stage.run(st)
+        assert (
+            st.fields["gesture"] is None and st.fields["gesture_distance"] > stage.recognizer.reject_distance
+        )
+        with pytest.raises(InputError, match="empty"):
+            GestureStage(eng, gallery=Gallery())
+
+
+def test_every_record_of_a_run_carries_the_gesture_fields(tmp_path):
+    out = tmp_path / "g.jsonl"
+    assert (
+        cli(
+            [
+                "run",
+                "--source",
+                "synthetic:7",
+                "--frames",
+                "30",
+                "--models",
+                "pose,gesture",
+                "--jsonl",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(recs) == 30
+    assert all("gesture" in r and "gesture_distance" in r for r in recs)
+    named = [r["gesture"] for r in recs if r["gesture"]]
+    assert len(named) >= 10  # a hand in every frame of this sequence: most frames are named
+    assert set(named) <= set(Gallery.load(_shipped_gallery()).names)
+
+
+def _shipped_gallery():
+    from engines.registry import DEFAULT_DIR
+
+    return DEFAULT_DIR / "gesture_gallery.npz"
+
+
+def test_run_with_a_users_gallery(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    g = Gallery()
+    g.add("mine", canonical_joints(np.stack([vocab.gesture_joints("gun", rng) for _ in range(5)])))
+    path = g.save(tmp_path / "mine.npz")
+    out = tmp_path / "r.jsonl"
+    assert (
+        cli(
+            [
+                "run",
+                "--source",
+                "synthetic:2",
+                "--frames",
+                "8",
+                "--gestures",
+                str(path),
+                "--jsonl",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(recs) == 8 and {r["gesture"] for r in recs} <= {"mine", None}
+    capsys.readouterr()
+    assert (
+        cli(["run", "--source", "synthetic:2", "--frames", "8", "--gestures", str(tmp_path / "none.npz")])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such gallery" in err[0]
+
+
+def test_options_for_a_stage_that_is_not_in_the_pipeline_are_refused():
+    with pytest.raises(InputError, match="not in the pipeline: gesture"):
+        build_pipeline(backend="onnxruntime", models="pose", overlay=False, stage_options={"gesture": {}})

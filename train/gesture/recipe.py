@@ -1,0 +1,232 @@
+"""The gesture recipe: train an embedding, export it as an engine with its rejection distance, write the
+default gallery of the built-in gestures beside it, and compare every loss x selection rule.
+
+    python -m train.gesture.recipe train --out runs/gesture [--loss quadruplet --selection method2 --steps 1500]
+    python -m train.gesture.recipe ship --checkpoint runs/gesture/gesture.pt --out engines/default
+    python -m train.gesture.recipe sweep --out runs/gesture/sweep.jsonl [--steps 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from stream.errors import InputError
+
+
+def _config(args):
+    from .train import GestureTrainConfig
+
+    cfg = GestureTrainConfig()
+    for f in fields(cfg):
+        v = getattr(args, f.name, None)
+        if v is not None and f.name != "loss_cfg":
+            setattr(cfg, f.name, v)
+    return cfg
+
+
+def pick_reject_distance(emb: np.ndarray, labels: np.ndarray, shots: int = 5, seed: int = 0) -> dict:
+    """A rejection distance from unseen classes: half the classes are enrolled (`shots` each), queries come
+    from all classes; the distance that maximises the mean of (accuracy on enrolled classes' queries) and
+    (rejection rate of the other classes' queries) -- open-set balanced accuracy."""
+    from stream.gestures import UNKNOWN, nearest_class
+
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    enrolled = rng.choice(classes, size=len(classes) // 2, replace=False)
+    gallery = np.concatenate(
+        [rng.choice(np.flatnonzero(labels == c), shots, replace=False) for c in enrolled]
+    )
+    query = np.setdiff1d(np.arange(len(labels)), gallery)
+    pred, dist = nearest_class(emb[gallery], labels[gallery], emb[query])
+    known = np.isin(labels[query], enrolled)
+    best = (-1.0, 0.0, 0.0, 0.0)
+    for t in np.quantile(dist, np.linspace(0.05, 1.0, 96)):
+        p = np.where(dist > t, UNKNOWN, pred)
+        acc = float((p[known] == labels[query][known]).mean())
+        rej = float((p[~known] == UNKNOWN).mean())
+        if (acc + rej) / 2 > best[0]:
+            best = ((acc + rej) / 2, float(t), acc, rej)
+    return {
+        "reject_distance": best[1],
+        "open_set_balanced_accuracy": best[0],
+        "enrolled_accuracy": best[2],
+        "unenrolled_rejected": best[3],
+    }
+
+
+def train_main(args) -> int:
+    import torch
+
+    from .train import train_gesture_embedding
+
+    cfg = _config(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, metrics = train_gesture_embedding(cfg)
+    ck = out / "gesture.pt"
+    torch.save({"model": cfg.model, "dim": cfg.dim, "state_dict": model.state_dict(), "metrics": metrics}, ck)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(json.dumps(metrics["unseen"]))
+    print(f"checkpoint: {ck}")
+    return 0
+
+
+def ship_main(args) -> int:
+    import torch
+
+    from engines.export import export_onnx
+    from stream.gestures import Gallery, canonical_joints
+    from stream.synth import gestures as vocab
+
+    from .models import create_gesture_model
+    from .train import GestureTrainConfig, embed
+
+    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    model = create_gesture_model(
+        ck["model"], dim=ck["dim"], n_coarse=len(vocab.COARSE), n_fine=len(vocab.TRAIN)
+    )
+    model.load_state_dict(ck["state_dict"])
+    model.eval()
+    cfg = GestureTrainConfig(**{k: v for k, v in ck["metrics"]["config"].items() if k != "loss_cfg"})
+    held = vocab.gesture_dataset(vocab.UNSEEN, 60, cfg.eval_seed + 1, noise_mm=10.0)
+    canon = canonical_joints(held["joints_xyz_mm"])
+    reject = pick_reject_distance(embed(model, canon), held["label"])
+    out = Path(args.out)
+    parity = canonical_joints(vocab.gesture_dataset(vocab.FINE[:8], 1, 7, noise_mm=5.0)["joints_xyz_mm"])
+    export_onnx(
+        model,
+        out,
+        args.name,
+        (1, 21, 3),
+        {
+            "version": "0.1.0",
+            "task": "gesture_embedding",
+            "preprocessing": {
+                "input": "joints",
+                "joints_frame": "canonical (stream.gestures.canonical_joints)",
+                "joint_layout": "mediapipe21",
+                "num_joints": 21,
+            },
+            "training": {
+                "model": ck["model"],
+                "model_kwargs": {"dim": ck["dim"]},
+                "config": ck["metrics"]["config"],
+                "train_s": ck["metrics"]["train_s"],
+            },
+            "metrics": {"unseen": ck["metrics"]["unseen"], **reject},
+        },
+        parity_inputs=parity,
+        input_names=("joints",),
+        output_names=("embedding",),
+    )
+    # the default gallery: the 14 gestures the scene generator (and so the demo) shows, both hands, a
+    # little noise, 10 examples each. The other 19 shapes of the vocabulary stay out: several are near
+    # twins of these (vulcan / open_palm, letter_b / four) that a pose engine's error blurs together, so a
+    # user enrolls them deliberately (`handstream gesture enroll`) rather than meeting them by default.
+    from stream.synth.hand import GESTURES_FINE
+
+    rng = np.random.default_rng(2024)
+    gallery = Gallery()
+    for name in GESTURES_FINE:
+        j = np.stack([vocab.gesture_joints(name, rng, left=bool(i % 2), noise_mm=3.0) for i in range(10)])
+        gallery.add(name, canonical_joints(j))
+    gallery.save(out / f"{args.name}_gallery.npz")
+    print(json.dumps(reject))
+    print(f"engine: {out / args.name}.onnx, gallery: {out / args.name}_gallery.npz")
+    return 0
+
+
+def sweep_main(args) -> int:
+    from .train import GestureTrainConfig, evaluate, train_gesture_embedding
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    base = GestureTrainConfig()
+    with out.open("a") as f:
+        f.write(
+            json.dumps(
+                {
+                    "baseline": "canonical joints, no learning",
+                    "unseen": [evaluate(None, base, n) for n in base.eval_noise_mm],
+                }
+            )
+            + "\n"
+        )
+    for loss in args.losses.split(","):
+        for sel in args.selections.split(","):
+            cfg = _config(args)
+            cfg.loss, cfg.selection = loss, sel
+            _, metrics = train_gesture_embedding(cfg, log=lambda *a: None)
+            metrics.pop("history")
+            with out.open("a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            print(loss, sel, metrics["train_s"], [u["recall_at"]["1"] for u in metrics["unseen"]], flush=True)
+    return 0
+
+
+def sweep_table(path: str | Path) -> str:
+    """The BENCHMARKS.md table from a sweep's JSON lines: one row per run, clean and 10 mm columns."""
+    rows = ["| embedding | loss | selection | R@1 | R@2 | R@4 | R@8 | NMI | 5-shot | R@1 / NMI / 5-shot at 10 mm | train s |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]  # fmt: skip
+    for line in Path(path).read_text().splitlines():
+        d = json.loads(line)
+        clean, noisy = d["unseen"][0], d["unseen"][-1]
+        r = clean["recall_at"]
+        if "baseline" in d:
+            name, loss, sel, secs = "canonical joints (no learning)", "-", "-", "-"
+        else:
+            c = d["config"]
+            name, loss, sel, secs = c["model"], c["loss"], c["selection"], f"{d['train_s']:.0f}"
+        rows.append(
+            f"| {name} | {loss} | {sel} | {r['1']:.3f} | {r['2']:.3f} | {r['4']:.3f} | {r['8']:.3f} | "
+            f"{clean['nmi']:.3f} | {clean['shot_accuracy']:.3f} | {noisy['recall_at']['1']:.3f} / "
+            f"{noisy['nmi']:.3f} / {noisy['shot_accuracy']:.3f} | {secs} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="gesture recipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("train", "sweep"):
+        p = sub.add_parser(name)
+        p.add_argument("--out", required=True)
+        p.add_argument("--model", default=None, choices=("joint_mlp", "depth_cnn"))
+        p.add_argument("--steps", type=int, default=None)
+        p.add_argument("--dim", type=int, default=None)
+        p.add_argument("--lr", type=float, default=None)
+        p.add_argument("--noise-mm", dest="noise_mm", type=float, default=None)
+        p.add_argument("--seed", type=int, default=None)
+        p.add_argument("--threads", type=int, default=None)
+        if name == "train":
+            p.add_argument("--loss", default=None, choices=("quadruplet", "triplet", "contrastive"))
+            p.add_argument("--selection", default=None, choices=("random", "method1", "method2"))
+        else:
+            p.add_argument("--losses", default="quadruplet,triplet,contrastive")
+            p.add_argument("--selections", default="random,method1,method2")
+    sp = sub.add_parser("ship")
+    sp.add_argument("--checkpoint", required=True)
+    sp.add_argument("--out", default="engines/default")
+    sp.add_argument("--name", default="gesture")
+    tb = sub.add_parser("table")
+    tb.add_argument("sweep")
+    args = ap.parse_args(argv)
+    if args.cmd == "table":
+        print(sweep_table(args.sweep))
+        return 0
+    if getattr(args, "steps", None) is not None and args.steps < 1:
+        raise InputError("--steps must be >= 1")
+    return {"train": train_main, "ship": ship_main, "sweep": sweep_main}[args.cmd](args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.exit(main())
