@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.gestures.canonical import canonical_joints
+from stream.gestures.canonical import canonical_hand, canonical_joints
 from stream.synth import gestures as vocab
 from stream.synth.gestures import random_rotation
 from stream.synth.hand import BONES, LIMITS_DEG, hand_joints_local, hand_shape
@@ -53,6 +53,9 @@ def test_canonical_joints_ignore_position_rotation_and_unit():
     # a left hand is the mirror image: the same numbers with z negated
     left = canonical_joints(hand_joints_local(shape, vocab.VOCABULARY["gun"][1], left=True).joints)
     assert np.allclose(left, ref * np.array([1.0, 1.0, -1.0]), atol=1e-5)
+    # the per-frame version for one hand gives the same numbers
+    for j1 in (j, hand_joints_local(shape, vocab.VOCABULARY["claw"][1], left=True).joints * 0.001):
+        assert np.allclose(canonical_hand(j1), canonical_joints(j1), atol=1e-6)
     # and different gestures differ
     other = canonical_joints(hand_joints_local(shape, vocab.VOCABULARY["letter_u"][1]).joints)
     assert np.abs(other - ref).max() > 0.2

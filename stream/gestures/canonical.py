@@ -13,6 +13,8 @@ Works in any unit (mm or m) and any joint order mapped to ours (stream.synth.han
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 WRIST, INDEX_MCP, PINKY_MCP = 0, 5, 17
@@ -36,3 +38,26 @@ def canonical_joints(joints: np.ndarray) -> np.ndarray:
     rot = np.stack([x, y, z], axis=-2)  # rows are the new axes
     out = np.einsum("...ij,...kj->...ki", rot, rel) / np.maximum(scale, 1e-12)[..., None, None]
     return out.astype(np.float32)
+
+
+def canonical_hand(joints: np.ndarray) -> np.ndarray:
+    """`canonical_joints` for one (21, 3) hand, on the per-frame path: the frame is built from five joints
+    in plain Python floats and applied with one matrix product (~20 us instead of ~120 us for numpy's
+    batched version on 21 joints, where per-call overhead dominates). Same numbers to float32 precision."""
+    j = np.asarray(joints, dtype=np.float64)
+    if j.shape != (21, 3):
+        raise ValueError(f"expected (21, 3) joints, got {j.shape}")
+    w, *mcps = j[[WRIST, *FINGER_MCPS]].tolist()
+    m = [(a[0] - w[0], a[1] - w[1], a[2] - w[2]) for a in mcps]
+    y = [m[0][k] + m[1][k] + m[2][k] + m[3][k] for k in range(3)]
+    n = max(math.sqrt(y[0] * y[0] + y[1] * y[1] + y[2] * y[2]), 1e-12)
+    y = [c / n for c in y]
+    x = [m[0][k] - m[3][k] for k in range(3)]  # index MCP - pinky MCP
+    d = x[0] * y[0] + x[1] * y[1] + x[2] * y[2]
+    x = [x[k] - d * y[k] for k in range(3)]
+    n = max(math.sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]), 1e-12)
+    x = [c / n for c in x]
+    z = [x[1] * y[2] - x[2] * y[1], x[2] * y[0] - x[0] * y[2], x[0] * y[1] - x[1] * y[0]]
+    scale = max(sum(math.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2]) for a in m) / 4.0, 1e-12)
+    rot = np.array([x, y, z]).T / scale
+    return ((j - j[WRIST]) @ rot).astype(np.float32)

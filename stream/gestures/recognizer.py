@@ -8,12 +8,12 @@ the current frame's. `reset()` forgets the votes when the hand is lost.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 
 import numpy as np
 
-from .canonical import canonical_joints
-from .gallery import UNKNOWN, Gallery, nearest_class
+from .canonical import canonical_hand
+from .gallery import UNKNOWN, Gallery
 
 
 class GestureRecognizer:
@@ -24,7 +24,8 @@ class GestureRecognizer:
         self._out = engine.output_names[0]
         self.labels = np.array(gallery.labels)
         self.reject_distance = float(reject_distance)
-        self.embeddings = np.concatenate([self.embed(c) for c in gallery.joints[:, None]])
+        self.embeddings = np.concatenate([self.embed(c) for c in gallery.joints[:, None]]).astype(np.float64)
+        self._sq = (self.embeddings**2).sum(1)  # |g|^2, for distances by one product
         self._votes: deque[str] = deque(maxlen=int(window))
 
     def embed(self, canonical: np.ndarray) -> np.ndarray:
@@ -39,10 +40,15 @@ class GestureRecognizer:
         if joints_xyz_mm is None or not np.isfinite(joints_xyz_mm).all():
             self.reset()
             return None, None
-        e = self.embed(canonical_joints(joints_xyz_mm)[None])
-        label, dist = nearest_class(self.embeddings, self.labels, e, self.reject_distance)
-        self._votes.append(str(label[0]))
-        name, n = Counter(self._votes).most_common(1)[0]
+        e = self.embed(canonical_hand(joints_xyz_mm)[None])[0].astype(np.float64)
+        d2 = self._sq - 2.0 * (self.embeddings @ e) + e @ e  # the same rule as gallery.nearest_class
+        i = int(np.argmin(d2))
+        dist = float(np.sqrt(max(d2[i], 0.0)))
+        self._votes.append(UNKNOWN if dist > self.reject_distance else str(self.labels[i]))
+        counts: dict[str, int] = {}
+        for v in self._votes:
+            counts[v] = counts.get(v, 0) + 1
+        name, n = max(counts.items(), key=lambda kv: kv[1])
         if name == UNKNOWN or 2 * n < len(self._votes):
-            return None, float(dist[0])
-        return name, float(dist[0])
+            return None, dist
+        return name, dist
