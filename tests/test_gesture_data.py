@@ -110,3 +110,18 @@ def test_a_short_training_run_lowers_the_loss_and_reports_the_metrics():
     (u,) = metrics["unseen"]
     assert set(u["recall_at"]) == {"1", "2", "4", "8"} and u["classes"] == len(vocab.UNSEEN)
     assert 0.0 <= u["nmi"] <= 1.0 and 0.0 <= u["shot_accuracy"] <= 1.0
+
+
+def test_rendered_gesture_crops_feed_the_depth_embedding(tmp_path):
+    from train.gesture.train import GestureTrainConfig, train_gesture_embedding
+
+    d = vocab.gesture_crops(("fist", "gun"), 2, seed=3, size=32)
+    assert d["crops"].shape == (4, 1, 32, 32) and list(d["label"]) == ["fist", "fist", "gun", "gun"]
+    c = d["crops"]
+    assert c.min() >= -1 and c.max() <= 1 and (c < 0.99).mean() > 0.02  # the hand is in the crop
+    cfg = GestureTrainConfig(model="depth_cnn", steps=3, bank_per_class=3, pool_per_class=2, tuples=8)
+    cfg.eval_per_class, cfg.crop_size, cfg.crop_cache = 12, 32, str(tmp_path)
+    _, metrics = train_gesture_embedding(cfg, log=lambda *a: None)
+    (u,) = metrics["unseen"]
+    assert u["noise_mm"] is None and u["samples"] == 6 * len(vocab.UNSEEN)
+    assert len(list(tmp_path.glob("crops_*.npz"))) == 2  # train and unseen crops cached for the next run

@@ -166,3 +166,52 @@ def gesture_dataset(
         "coarse": np.array([VOCABULARY[f][0] for f in fine_a]),
         "left": np.array(left),
     }
+
+
+def render_gesture(synth, fine: str, k: int, jitter_deg: float = 7.0):
+    """A rendered frame of gesture `fine` (any vocabulary shape, not only the scene generator's): the k-th
+    random scene of `synth` (a HandSynthesizer: its camera, subjects, arm and clutter) with the hand's pose
+    replaced. Returns the SynthSample with gesture labels set to -1 (they index the scene vocabulary; the
+    caller knows the name)."""
+    from dataclasses import replace
+
+    if fine not in VOCABULARY:
+        raise ValueError(f"unknown gesture {fine!r}")
+    rng = np.random.default_rng([synth.seed, 5, int(k)])
+    subject = int(rng.integers(synth.config.n_subjects))
+    shape = hand_shape(subject, synth.config.child_fraction)
+    state = synth._random_state(rng, shape)
+    pose = clip_pose(VOCABULARY[fine][1] + rng.normal(0.0, jitter_deg, N_POSE))
+    state = replace(state, pose_deg=pose)
+    ctx = synth._context(rng, shape, state, None)
+    s = synth._render(rng, shape, state, ctx, None, sequence=-1, frame_index=int(k), timestamp_ms=0.0)
+    return replace(s, gesture_fine=-1, gesture_coarse=-1)
+
+
+def gesture_crops(
+    classes: tuple[str, ...] | list[str], per_class: int, seed: int, size: int = 64, cube_mm: float = 250.0
+) -> dict[str, np.ndarray]:
+    """Normalised depth crops (N, 1, size, size) of rendered gestures, cut around the hand's true centre
+    (the mean of its joints) with the runtime's own `crop_cube`, for the depth-crop embedding."""
+    from ..frames import camera
+    from ..preprocess import crop_cube
+    from .scene import HandSynthesizer, SceneConfig
+
+    synth = HandSynthesizer(SceneConfig(camera=camera("d435_320x240")), seed=seed)
+    crops, labels = [], []
+    k = 0
+    for name in classes:
+        for _ in range(int(per_class)):
+            s = render_gesture(synth, name, k)
+            k += 1
+            f = s.frame
+            mask = s.mask & (f.depth_mm > 0)
+            c = crop_cube(f.depth_mm, f.intrinsics, s.joints_xyz_mm.mean(0), cube_mm, size, mask)
+            crops.append(c.depth[None])
+            labels.append(name)
+    fine = np.array(labels)
+    return {
+        "crops": np.stack(crops).astype(np.float32),
+        "label": fine,
+        "coarse": np.array([VOCABULARY[f][0] for f in fine]),
+    }

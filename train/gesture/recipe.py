@@ -176,6 +176,11 @@ def sweep_table(path: str | Path) -> str:
     for line in Path(path).read_text().splitlines():
         d = json.loads(line)
         clean, noisy = d["unseen"][0], d["unseen"][-1]
+        at10 = (
+            "rendered depth crops"
+            if clean["noise_mm"] is None
+            else f"{noisy['recall_at']['1']:.3f} / {noisy['nmi']:.3f} / {noisy['shot_accuracy']:.3f}"
+        )
         r = clean["recall_at"]
         if "baseline" in d:
             name, loss, sel, secs = "canonical joints (no learning)", "-", "-", "-"
@@ -184,8 +189,7 @@ def sweep_table(path: str | Path) -> str:
             name, loss, sel, secs = c["model"], c["loss"], c["selection"], f"{d['train_s']:.0f}"
         rows.append(
             f"| {name} | {loss} | {sel} | {r['1']:.3f} | {r['2']:.3f} | {r['4']:.3f} | {r['8']:.3f} | "
-            f"{clean['nmi']:.3f} | {clean['shot_accuracy']:.3f} | {noisy['recall_at']['1']:.3f} / "
-            f"{noisy['nmi']:.3f} / {noisy['shot_accuracy']:.3f} | {secs} |"
+            f"{clean['nmi']:.3f} | {clean['shot_accuracy']:.3f} | {at10} | {secs} |"
         )
     return "\n".join(rows)
 
@@ -205,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--noise-mm", dest="noise_mm", type=float, default=None)
         p.add_argument("--seed", type=int, default=None)
         p.add_argument("--threads", type=int, default=None)
+        p.add_argument("--bank-per-class", dest="bank_per_class", type=int, default=None)
+        p.add_argument(
+            "--crop-cache", dest="crop_cache", default=None, help="folder for rendered depth crops"
+        )
         if name == "train":
             p.add_argument("--loss", default=None, choices=("quadruplet", "triplet", "contrastive"))
             p.add_argument("--selection", default=None, choices=("random", "method1", "method2"))

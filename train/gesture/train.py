@@ -50,6 +50,8 @@ class GestureTrainConfig:
     eval_per_class: int = 60
     eval_seed: int = 12345
     eval_noise_mm: tuple[float, ...] = (0.0, 10.0)
+    crop_size: int = 64  # depth-crop models: the pose engine's crop size
+    crop_cache: str = ""  # depth-crop models: a folder for the rendered crops (rendering is ~20 ms a crop)
     loss_cfg: QuadrupletLossConfig = field(default_factory=QuadrupletLossConfig)
 
 
@@ -68,11 +70,32 @@ def embed(model: torch.nn.Module, x: np.ndarray, batch: int = 1024) -> np.ndarra
     return torch.cat(out).numpy()
 
 
-def evaluate(model: torch.nn.Module | None, cfg: GestureTrainConfig, noise_mm: float) -> dict:
+def rendered_crops(classes, per_class: int, seed: int, cfg: GestureTrainConfig) -> dict[str, np.ndarray]:
+    """Depth crops of rendered gestures (stream.synth.gestures.gesture_crops), cached in `cfg.crop_cache`."""
+    from pathlib import Path
+
+    key = f"crops_{len(classes)}x{per_class}_seed{seed}_s{cfg.crop_size}.npz"
+    path = Path(cfg.crop_cache) / key if cfg.crop_cache else None
+    if path is not None and path.is_file():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    data = vocab.gesture_crops(classes, per_class, seed, size=cfg.crop_size)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **data)
+    return data
+
+
+def evaluate(model: torch.nn.Module | None, cfg: GestureTrainConfig, noise_mm: float | None) -> dict:
     """Recall@1/2/4/8, NMI and 5-shot accuracy on the unseen classes (`model=None`: the canonical joints
-    themselves as the embedding, the no-learning baseline)."""
-    data = vocab.gesture_dataset(vocab.UNSEEN, cfg.eval_per_class, cfg.eval_seed, noise_mm=noise_mm)
-    x = canonical_joints(data["joints_xyz_mm"])
+    themselves as the embedding, the no-learning baseline). A depth-crop model is evaluated on rendered
+    crops (the renderer's sensor noise; `noise_mm` is None)."""
+    if model is not None and getattr(model, "input_kind", "joints") == "depth":
+        data = rendered_crops(vocab.UNSEEN, max(cfg.eval_per_class // 2, 6), cfg.eval_seed, cfg)
+        x, noise_mm = data["crops"], None
+    else:
+        data = vocab.gesture_dataset(vocab.UNSEEN, cfg.eval_per_class, cfg.eval_seed, noise_mm=noise_mm)
+        x = canonical_joints(data["joints_xyz_mm"])
     emb = x.reshape(len(x), -1) if model is None else embed(model, x)
     labels = data["label"]
     return {
@@ -92,13 +115,18 @@ def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.n
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
-    bank = vocab.gesture_dataset(vocab.TRAIN, cfg.bank_per_class, cfg.seed, noise_mm=0.0)
+    model = create_gesture_model(cfg.model, dim=cfg.dim, n_coarse=len(vocab.COARSE), n_fine=len(vocab.TRAIN))
+    if model.input_kind == "depth":
+        bank = rendered_crops(vocab.TRAIN, cfg.bank_per_class, cfg.seed, cfg)
+        inputs = lambda idx: bank["crops"][idx]  # noqa: E731 - the renderer's sensor noise is the noise
+    else:
+        bank = vocab.gesture_dataset(vocab.TRAIN, cfg.bank_per_class, cfg.seed, noise_mm=0.0)
+        inputs = lambda idx: noisy_canonical(bank["joints_xyz_mm"][idx], rng, cfg.noise_mm)  # noqa: E731
     fine_names = list(vocab.TRAIN)
     coarse_names = list(vocab.COARSE)
     fine = np.array([fine_names.index(f) for f in bank["label"]])
     coarse = np.array([coarse_names.index(c) for c in bank["coarse"]])
     by_class = [np.flatnonzero(fine == k) for k in range(len(fine_names))]
-    model = create_gesture_model(cfg.model, dim=cfg.dim, n_coarse=len(coarse_names), n_fine=len(fine_names))
     params = model.parameters()
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
@@ -108,7 +136,7 @@ def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.n
     history = []
     for step in range(cfg.steps):
         pool = np.concatenate([rng.choice(ix, cfg.pool_per_class, replace=False) for ix in by_class])
-        x = torch.from_numpy(noisy_canonical(bank["joints_xyz_mm"][pool], rng, cfg.noise_mm))
+        x = torch.from_numpy(inputs(pool))
         if cfg.selection == "random":
             dist = None
         else:
@@ -155,7 +183,9 @@ def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.n
         "config": {k: v for k, v in asdict(cfg).items() if k != "loss_cfg"}
         | {"loss_cfg": asdict(cfg.loss_cfg)},
         "train_s": round(train_s, 1),
-        "unseen": [evaluate(model, cfg, n) for n in cfg.eval_noise_mm],
+        "unseen": [evaluate(model, cfg, n) for n in cfg.eval_noise_mm]
+        if model.input_kind == "joints"
+        else [evaluate(model, cfg, None)],
         "history": history,
     }
     return model, metrics
