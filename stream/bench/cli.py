@@ -25,6 +25,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..argtypes import seed_type
 from ..errors import HandstreamError, InputError
 from . import report as rep
 from .machine import machine_info, peak_rss_mb
@@ -45,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--clip", type=int, default=60, help="distinct frames of the synthetic clip, cycled (default 60)"
     )
-    p.add_argument("--seed", type=int, default=0, help="synthetic clip seed")
+    p.add_argument("--seed", type=seed_type(), default=0, help="synthetic clip seed")
     p.add_argument(
         "--engine",
         default="pose",
