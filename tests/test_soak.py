@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import load_tool
 
 from stream.errors import InputError
+from tests.conftest import load_tool
 
 
 def test_slope_fit_and_rss_reading():
