@@ -225,12 +225,15 @@ class Segmentation:
 
 def _com_from_moments(
     mom: dict, n_px: int, x0: int, y0: int, intr: CameraIntrinsics, push_back_mm: float
-) -> np.ndarray:
+) -> np.ndarray | None:
     """The hand centre both paths share (the pose model is trained on it): the mean camera-frame point of the
     mask's n_px pixels, from the image moments (sums of d, u*d, v*d) of the masked depth of a window whose
     top-left pixel is (x0, y0), pushed `push_back_mm` back along its viewing ray (the camera sees the front
-    surface; the centre lies behind it)."""
+    surface; the centre lies behind it). None when the masked depth sums to no positive finite depth (a
+    mask over pixels that hold no measurement): there is no centre, and dividing by it gave NaN."""
     sd = mom["m00"]
+    if not (n_px > 0 and sd > 0 and np.isfinite(sd)):
+        return None
     com = np.array(
         [
             (mom["m10"] + x0 * sd - intr.cx * sd) / (n_px * intr.fx),
@@ -592,6 +595,8 @@ class HandSegmenter:
         sub = vals[by : by + bh, bx : bx + bw]
         mom = cv2.moments(cv2.bitwise_and(sub, sub, mask=sub8))
         com_xyz = _com_from_moments(mom, n_px, bx0, by0, intr, cfg.com_depth_offset_mm)
+        if com_xyz is None:
+            return None
         mask = np.zeros((H, W), dtype=bool)  # calloc'd: only the ROI's pages are touched
         np.greater(sub8, 0, out=mask[by0 : by0 + bh, bx0 : bx0 + bw])
         # the palm's distance transform on the (core) mask's bounding box + 1 pixel of background
@@ -990,6 +995,8 @@ class HandSegmenter:
             # sums of d, u*d, v*d over the mask from image moments of the masked depth (no index arrays)
             mom = cv2.moments(np.where(m, roi, 0).astype(np.float32))
             com_xyz = _com_from_moments(mom, n_px, cx0, cy0, intr, 0.0)
+            if com_xyz is None:
+                com_xyz = c.com_xyz.copy()
         # push the surface centroid back along its viewing ray to the inside of the hand
         com_xyz *= (com_xyz[2] + cfg.com_depth_offset_mm) / com_xyz[2]
         com_uvd = xyz_to_uvd(com_xyz, intr)
