@@ -593,7 +593,8 @@ class HandSegmenter:
         # sums of d, u*d, v*d over the mask (moments of the masked depth in its bounding box; 16U or 32F)
         sub8 = m8[by : by + bh, bx : bx + bw]
         sub = vals[by : by + bh, bx : bx + bw]
-        mom = cv2.moments(cv2.bitwise_and(sub, sub, mask=sub8))
+        # np.where, not cv2.bitwise_and: OpenCV 5.1 asserts on one-pixel-wide strided views (tiny frames)
+        mom = cv2.moments(np.where(sub8 > 0, sub, sub.dtype.type(0)))
         com_xyz = _com_from_moments(mom, n_px, bx0, by0, intr, cfg.com_depth_offset_mm)
         if com_xyz is None:
             return None
