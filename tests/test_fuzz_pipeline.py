@@ -132,11 +132,23 @@ def test_a_mask_without_depth_has_no_centre():
         [[0, 686, 290], [397, 0, 533], [808, 285, 1337], [0, 934, 300], [738, 667, 1005]],
         # a one-pixel-wide mask: cv2.bitwise_and asserted on the strided view (OpenCV 5.1)
         [[846, 725, 0], [364, 0, 338], [690, 588, 0], [481, 778, 717], [620, 508, 916]],
+        # in range at one pixel only: OpenCV's bindings read the 1x1 mask as a scalar, giving a 4x1 mask
+        [
+            [12481, 49511, 0, 0, 26022, 60444, 0, 15589, 65535, 592, 0, 0, 41254, 0, 34150, 57176, 65535],
+            [35665, 11620, 0, 65535, 0, 56310, 0, 11693, 0, 0, 0, 61365, 63757, 0, 0, 0, 25511],
+            [65535, 0, 0, 0, 0, 0, 0, 65535, 0, 17089, 65535, 0, 60019, 52340, 24189, 49670, 0],
+            [0, 0, 21051, 0, 44890, 0, 7032, 0, 35503, 39318, 0, 65535, 65535, 30135, 0, 46695, 0],
+            [0, 30858, 0, 2548, 0, 63136, 42578, 0, 0, 0, 0, 5409, 0, 0, 50728, 0, 65535],
+            [41426, 0, 65535, 0, 37939, 394, 0, 57463, 65535, 48718, 65535, 65535, 23848, 13028, 0, 0, 0],
+            [65535, 1242, 0, 0, 48469, 0, 0, 0, 65535, 0, 0, 0, 56998, 0, 0, 0, 65535],
+            [0, 0, 0, 42901, 0, 0, 4111, 0, 29579, 2785, 37020, 64147, 62400, 52459, 16332, 0, 0],
+        ],
     ],
 )
 def test_tiny_frames_the_fuzz_test_found(pipe, rows):
     pipe.reset()
-    intr = CameraIntrinsics(1.0, 1.0, 0.0, 0.0, 3, 5)
-    r = pipe.process(RGBDFrame(0, 0.0, np.array(rows, np.uint16), intr))
+    depth = np.array(rows, np.uint16)
+    intr = CameraIntrinsics(1.0, 1.0, 0.0, 0.0, depth.shape[1], depth.shape[0])
+    r = pipe.process(RGBDFrame(0, 0.0, depth, intr))
     assert r.error == ""
     assert (r.hand_found and np.all(np.isfinite(r.joints_xyz_mm))) or (not r.hand_found and r.reason)

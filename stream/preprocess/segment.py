@@ -550,7 +550,9 @@ class HandSegmenter:
                 m8 = ((roi > z - half) & (roi < z + half) & (roi <= cfg.max_valid_depth_mm)).view(np.uint8)
         # everything below works inside the bounding box of the in-range pixels only (the mask lies there)
         rx, ry, rw, rh = cv2.boundingRect(m8)
-        if rw == 0 or rh == 0:
+        if (
+            rw < 2 or rh < 2
+        ):  # a line of pixels is no hand; and OpenCV's bindings read a 1x1 array as a scalar
             return None
         ox0, oy0, ox1, oy1 = x0, y0, x1, y1  # the cube-sized ROI (the palm's border rule below)
         x0, y0, x1, y1 = ox0 + rx, oy0 + ry, ox0 + rx + rw, oy0 + ry + rh
