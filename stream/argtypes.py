@@ -22,12 +22,16 @@ def _typed(
     option: str, parse: Callable[[str], float | int], kind: str, lo, hi
 ) -> Callable[[str], float | int]:
     """An argparse `type` that parses with `parse` and requires lo <= value <= hi (either may be None)."""
+
+    def fmt(v) -> str:
+        return str(v) if isinstance(v, int) else f"{v:g}"
+
     if lo is not None and hi is not None:
-        valid = f"between {lo:g} and {hi:g}"
+        valid = f"between {fmt(lo)} and {fmt(hi)}"
     elif lo is not None:
-        valid = f">= {lo:g}"
+        valid = f">= {fmt(lo)}"
     else:
-        valid = f"<= {hi:g}"
+        valid = f"<= {fmt(hi)}"
 
     def check(text: str):
         try:

@@ -198,3 +198,18 @@ def test_live_synthetic_run_reports_lag_in_summary_and_hud():
     hud.lag = stats.pacing
     assert f"{stats.pacing.speed:.2f}x real time" in hud_text(hud, "hand")
     assert "real time" not in hud_text(Hud(), "hand")
+
+
+def test_realtime_replay_reports_its_speed_and_lossless_does_not(tmp_path, capsys):
+    pytest.importorskip(
+        "pyrealsense2", reason="pyrealsense2 is not installed (pip install 'handstream[realsense]')"
+    )
+    rec = tmp_path / "r.db3"
+    assert cli(["record", "--source", "synthetic:3", "--frames", "8", "--out", str(rec)]) == 0
+    capsys.readouterr()
+    base = ["run", "--source", str(rec), "--backend", "onnxruntime", "--quiet"]
+    assert cli([*base, "--realtime"]) == 0
+    paced = capsys.readouterr().out
+    assert "x real time" in paced and "dropped" in paced
+    assert cli(base) == 0
+    assert "real time" not in capsys.readouterr().out
