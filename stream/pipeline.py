@@ -11,6 +11,7 @@ frame. `run_stream` wires source -> CaptureThread -> Pipeline -> sinks and shuts
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -337,7 +338,7 @@ class LogHistogram:
             return 0
         if v >= self.HI_MS:
             return self._N_INNER + 1
-        return 1 + min(int(np.log10(v / self.LO_MS) * self.BINS_PER_DECADE), self._N_INNER - 1)
+        return 1 + min(int(math.log10(v / self.LO_MS) * self.BINS_PER_DECADE), self._N_INNER - 1)
 
     def __len__(self) -> int:
         return self.n
