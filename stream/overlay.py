@@ -120,16 +120,26 @@ class Overlay:
             cv2.circle(img, (int(p[0]), int(p[1])), 3, (int(c[0]), int(c[1]), int(c[2])), -1, cv2.LINE_AA)
 
     def _hud(self, img: np.ndarray, st) -> None:
-        hud = self.hud
-        parts = []
-        if hud is not None:
-            parts.append(f"{hud.fps:5.1f} FPS")
-            if hud.stage_ms:
-                parts.append(" ".join(f"{k} {v:.1f}" for k, v in hud.stage_ms.items()) + " ms")
-            parts.append(f"dropped {hud.dropped}")
-        parts.append("hand" if st.joints_uvd is not None else (st.reason or "no hand")[:40])
-        text = " | ".join(parts)
+        text = hud_text(self.hud, "hand" if st.joints_uvd is not None else (st.reason or "no hand")[:40])
         scale = 0.4 if img.shape[1] < 900 else 0.5
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         cv2.rectangle(img, (0, 0), (min(tw + 8, img.shape[1]), th + base + 6), (0, 0, 0), -1)
         cv2.putText(img, text, (4, th + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def hud_text(hud, status: str) -> str:
+    """The heads-up line: FPS, per-stage ms, drops, and for a paced source its speed against real time
+    (and frames behind), then `status` (hand / why not). `hud` is a pipeline.Hud or None."""
+    parts = []
+    if hud is not None:
+        parts.append(f"{hud.fps:5.1f} FPS")
+        if hud.stage_ms:
+            parts.append(" ".join(f"{k} {v:.1f}" for k, v in hud.stage_ms.items()) + " ms")
+        parts.append(f"dropped {hud.dropped}")
+        lag = getattr(hud, "lag", None)
+        if lag is not None:
+            parts.append(
+                f"{lag.speed:.2f}x real time" + (f", {lag.behind_frames} behind" if lag.behind_frames else "")
+            )
+    parts.append(status)
+    return " | ".join(parts)

@@ -15,6 +15,7 @@ frame. `run_stream` wires source -> CaptureThread -> Pipeline -> sinks and shuts
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import numpy as np
 from .errors import InputError
 from .frames import RGBDFrame
 from .smoothing import OneEuroConfig
+from .sources.base import Lag
 from .stage_registry import check_contracts, order_stages, stage_class, stage_for_task, unknown_message
 from .stages import EngineStage, FrameState, OverlayStage, PoseStage, PreprocessStage, SmoothStage, Stage
 
@@ -91,14 +93,16 @@ class FrameResult:
 
 
 class Hud:
-    """Numbers the overlay's heads-up line shows, updated by the pipeline after every frame."""
+    """Numbers the overlay's heads-up line shows, updated by the pipeline after every frame. `lag` is the
+    paced source's report (speed against real time), None when the source is not paced."""
 
-    __slots__ = ("fps", "stage_ms", "dropped", "frames", "_last_ns")
+    __slots__ = ("fps", "stage_ms", "dropped", "lag", "frames", "_last_ns")
 
     def __init__(self) -> None:
         self.fps = 0.0
         self.stage_ms: dict[str, float] = {}
         self.dropped = 0
+        self.lag: Lag | None = None
         self.frames = 0
         self._last_ns = 0
 
@@ -139,6 +143,10 @@ class Pipeline:
 
     def dropped_frames(self) -> int:
         return int(self.capture.dropped) if self.capture is not None else 0
+
+    def lag(self) -> Lag | None:
+        """The attached capture's source lag (paced sources only)."""
+        return source_lag(self.capture.source) if self.capture is not None else None
 
     def reset(self) -> None:
         """Forget tracking and smoothing state (a new sequence starts)."""
@@ -193,6 +201,7 @@ class Pipeline:
             record_fields=self._record_fields(st, frame.index) if self._recorders else _NO_RECORD_FIELDS,
         )
         self.hud.dropped = self.dropped_frames()
+        self.hud.lag = self.lag()
         self.hud.tick(t0, stage_ms)
         return result
 
@@ -261,6 +270,13 @@ class Pipeline:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def source_lag(source) -> Lag | None:
+    """A source's lag report, for sources that pace themselves; None for the rest (and for test doubles
+    without `lag`)."""
+    fn = getattr(source, "lag", None)
+    return fn() if callable(fn) else None
 
 
 def parse_models(models: str | Sequence[str] | None) -> list[str]:
@@ -400,9 +416,85 @@ def _own_hook(stage, method: str) -> bool:
     return callable(fn) and fn is not getattr(Stage, method)
 
 
+class LogHistogram:
+    """Fixed-size running distribution of non-negative milliseconds, for p50/p95/p99 of an endless run.
+
+    Why not a list: a run keeps going for hours, and a list of every frame's time grows ~0.4 kB per frame.
+    Bins are log-spaced, `BINS_PER_DECADE` per factor of 10 from `LO_MS` (1 ns) to `HI_MS` (100 s), so a
+    percentile is reported as its bin's geometric centre: within 0.6 % of the exact (nearest-rank) value
+    for samples in that range, and clamped to the exact min/max seen. Values below `LO_MS` (and 0) fall in
+    an underflow bin reported as the min, values above `HI_MS` in an overflow bin reported as the max; NaN
+    is counted apart (`nan`) and never enters a percentile. 1 602 int64 counters: 13 kB per series."""
+
+    LO_MS = 1e-6
+    HI_MS = 1e5
+    BINS_PER_DECADE = 200
+    __slots__ = ("counts", "n", "nan", "total", "min", "max")
+
+    _N_INNER = int(round(np.log10(HI_MS / LO_MS) * BINS_PER_DECADE))
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(self._N_INNER + 2, np.int64)  # [underflow, inner..., overflow]
+        self.n = 0
+        self.nan = 0
+        self.total = 0.0
+        self.min = float("inf")
+        self.max = float("-inf")
+
+    def add(self, value_ms: float) -> None:
+        v = float(value_ms)
+        if v != v:
+            self.nan += 1
+            return
+        self.n += 1
+        self.total += v
+        self.min = min(self.min, v)
+        self.max = max(self.max, v)
+        self.counts[self._bin(v)] += 1
+
+    def _bin(self, v: float) -> int:
+        if v < self.LO_MS:
+            return 0
+        if v >= self.HI_MS:
+            return self._N_INNER + 1
+        return 1 + min(int(math.log10(v / self.LO_MS) * self.BINS_PER_DECADE), self._N_INNER - 1)
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n if self.n else float("nan")
+
+    def percentiles(self, qs: Sequence[float] = (50, 95, 99)) -> list[float]:
+        """Nearest-rank percentiles (q in 0-100) as bin centres, clamped to [min, max]; NaN when empty."""
+        if not self.n:
+            return [float("nan")] * len(qs)
+        cum = np.cumsum(self.counts)
+        out = []
+        for q in qs:
+            rank = max(1, int(np.ceil(q / 100.0 * self.n)))
+            b = int(np.searchsorted(cum, rank))
+            if b == 0:
+                v = self.min
+            elif b == self._N_INNER + 1:
+                v = self.max
+            else:
+                v = self.LO_MS * 10 ** ((b - 1 + 0.5) / self.BINS_PER_DECADE)
+            out.append(float(min(max(v, self.min), self.max)))
+        return out
+
+    def median(self) -> float:
+        return self.percentiles((50,))[0]
+
+
 @dataclass
 class RunStats:
-    """What a run did, for the one-line summary."""
+    """What a run did, for the one-line summary. Per-stage and latency distributions are LogHistograms
+    (fixed size whatever the run's length); `samples`, when a caller asks run_stream for them (benchmarks
+    of a bounded number of frames), also keeps every frame's values by series name ("latency", stages,
+    "sinks"). `pacing` is the source's lag report for paced sources (live generator, real-time replay,
+    camera), else None."""
 
     frames: int = 0
     hands: int = 0
@@ -410,29 +502,57 @@ class RunStats:
     errors: int = 0
     unreadable: int = 0  # frames the source could not read (each still gave one "no hand" result)
     wall_s: float = 0.0
-    latency_ms: list[float] = field(default_factory=list)
-    stage_ms: dict[str, list[float]] = field(default_factory=dict)
+    latency_ms: LogHistogram = field(default_factory=LogHistogram)
+    stage_ms: dict[str, LogHistogram] = field(default_factory=dict)
+    total_ms: LogHistogram = field(default_factory=LogHistogram)
     stopped_by_user: bool = False
+    samples: dict[str, list[float]] | None = None
+    pacing: Lag | None = None
 
     @property
     def fps(self) -> float:
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
 
+    def record(self, result: FrameResult, sinks_ms: float | None = None, readable: bool = True) -> None:
+        """Count one frame's result (and the sinks' time for it, when there are sinks). An unreadable frame
+        is counted, but its timings (no stage ran on it) stay out of the distributions."""
+        self.frames += 1
+        self.hands += bool(result.hand_found)
+        self.errors += bool(result.error)
+        if not readable:
+            self.unreadable += 1
+            return
+        values = dict(result.stage_ms)
+        self.total_ms.add(sum(values.values()))  # the pipeline's own stages, sinks excluded
+        if sinks_ms is not None:
+            values["sinks"] = sinks_ms
+        values["latency"] = result.latency_ms
+        for k, v in values.items():
+            if k == "latency":
+                self.latency_ms.add(v)
+            else:
+                h = self.stage_ms.get(k)
+                if h is None:
+                    h = self.stage_ms[k] = LogHistogram()
+                h.add(v)
+            if self.samples is not None:
+                self.samples.setdefault(k, []).append(float(v))
+
     def median_latency_ms(self) -> float:
-        return float(np.median(self.latency_ms)) if self.latency_ms else float("nan")
+        return self.latency_ms.median()
 
     def percentiles(self) -> dict[str, tuple[float, float, float]]:
-        """name -> (p50, p95, p99) ms for every stage, their sum and the glass-to-result latency."""
-        out = {}
+        """name -> (p50, p95, p99) ms for every stage, their sum and the glass-to-result latency (to the
+        bin accuracy LogHistogram states)."""
         series = dict(self.stage_ms)
-        own = [v for k, v in series.items() if k != "sinks"]
-        if own:
-            series["pipeline total"] = list(np.sum(own, axis=0))
+        if any(k != "sinks" for k in series):
+            series["pipeline total"] = self.total_ms
         series["latency"] = self.latency_ms
-        for k, v in series.items():
-            if len(v):
-                p = np.percentile(np.asarray(v, np.float64), [50, 95, 99])
-                out[k] = (float(p[0]), float(p[1]), float(p[2]))
+        out = {}
+        for k, h in series.items():
+            if len(h):
+                a, b, c = h.percentiles((50, 95, 99))
+                out[k] = (a, b, c)
         return out
 
     def table(self) -> str:
@@ -442,9 +562,8 @@ class RunStats:
         return "\n".join(rows)
 
     def summary(self) -> str:
-        stages = ", ".join(f"{k} {np.median(v):.2f}" for k, v in self.stage_ms.items() if v)
-        per_frame = [v for v in self.stage_ms.values() if v]
-        mean_ms = float(np.sum([np.mean(v) for v in per_frame])) if per_frame else 0.0
+        stages = ", ".join(f"{k} {h.median():.2f}" for k, h in self.stage_ms.items() if len(h))
+        mean_ms = float(sum(h.mean for h in self.stage_ms.values() if len(h)))
         capacity = f" (pipeline + sinks alone: {1000.0 / mean_ms:.0f} FPS)" if mean_ms > 0 else ""
         return (
             f"{self.frames} frames"
@@ -456,6 +575,7 @@ class RunStats:
             + f", {self.fps:.1f} FPS{capacity}, "
             f"median latency {self.median_latency_ms():.2f} ms, "
             f"hand in {self.hands}/{self.frames}, dropped {self.dropped}"
+            + (f", {self.pacing.describe()}" if self.pacing is not None else "")
             + (f", {self.errors} frame errors" if self.errors else "")
             + (f" (median ms: {stages})" if stages else "")
         )
@@ -468,13 +588,15 @@ def run_stream(
     max_frames: int | None = None,
     queue_size: int | None = None,
     progress=None,
+    keep_samples: bool = False,
 ) -> RunStats:
     """source -> capture thread -> pipeline -> sinks, until the source ends, `max_frames`, a sink asks to
     stop (window: q/Esc) or Ctrl-C. Always joins the capture thread and closes the sinks. Replay: every
-    frame read gives exactly one result to every sink."""
+    frame read gives exactly one result to every sink. `keep_samples` also keeps every frame's times in
+    `stats.samples` (memory grows with the run: for benchmarks of a bounded length)."""
     from .capture import CaptureThread
 
-    stats = RunStats()
+    stats = RunStats(samples={} if keep_samples else None)
     cap = CaptureThread(source, capacity=queue_size)
     pipeline.capture = cap
     t0 = time.perf_counter()
@@ -486,20 +608,12 @@ def run_stream(
             if frame is None:
                 break
             r = pipeline.process(frame)
-            stats.frames += 1
-            stats.hands += r.hand_found
-            stats.errors += bool(r.error)
-            stats.unreadable += not frame.readable
-            stats.latency_ms.append(r.latency_ms)
-            for k, v in r.stage_ms.items():
-                stats.stage_ms.setdefault(k, []).append(v)
             keep_going = True
             t_sink = time.perf_counter_ns()
             for s in sinks:
                 if s.write(r, frame) is False:
                     keep_going = False
-            if sinks:
-                stats.stage_ms.setdefault("sinks", []).append((time.perf_counter_ns() - t_sink) * 1e-6)
+            stats.record(r, (time.perf_counter_ns() - t_sink) * 1e-6 if sinks else None, frame.readable)
             if progress is not None:
                 progress(stats.frames)
             if not keep_going:
@@ -509,6 +623,7 @@ def run_stream(
         stats.wall_s = time.perf_counter() - t0
         cap.stop()
         stats.dropped = cap.dropped
+        stats.pacing = source_lag(source)
         pipeline.capture = None
         for s in sinks:
             s.close()

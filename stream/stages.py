@@ -126,7 +126,11 @@ class PreprocessStage(Stage):
         self._prev = seg
         det = seg.best
         st.detection = det
-        st.crop = crop_cube(f.depth_mm, f.intrinsics, det.com_xyz_mm, self.cube_mm, self.crop_size, det.mask)
+        crop = crop_cube(f.depth_mm, f.intrinsics, det.com_xyz_mm, self.cube_mm, self.crop_size, det.mask)
+        if not np.any(crop.depth < 1.0):  # 1 = background: nothing of the hand landed on a crop pixel
+            st.detection, st.reason = None, "hand smaller than a crop pixel"
+            return
+        st.crop = crop
 
 
 @register_stage("pose", tasks=("pose",))
@@ -154,6 +158,9 @@ class PoseStage(Stage):
         x = crop.depth.reshape(1, 1, crop.size, crop.size)
         out = self.engine.infer(x)[self._out]
         st.outputs[self.name] = out
+        if not np.all(np.isfinite(out)):  # a NaN joint is no skeleton: report no hand, say why
+            st.reason = "pose engine gave non-finite joints"
+            return
         st.joints_raw_mm = denormalize_joints(out.reshape(-1, 3), crop)
 
 

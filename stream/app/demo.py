@@ -8,7 +8,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..errors import InputError
+from ..argtypes import frames_type, seed_type
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,14 +17,12 @@ def main(argv: list[str] | None = None) -> int:
         "--out-dir", default="runs/demo", help="where to write demo.mp4 and demo.jsonl (runs/ is git-ignored)"
     )
     ap.add_argument(
-        "--frames", type=int, default=90, help="length of the built-in sequence (default 90 = 3 s)"
+        "--frames", type=frames_type(), default=90, help="length of the built-in sequence (default 90 = 3 s)"
     )
-    ap.add_argument("--seed", type=int, default=7, help="which built-in sequence")
+    ap.add_argument("--seed", type=seed_type(), default=7, help="which built-in sequence")
     ap.add_argument("--backend", default="onnxruntime", choices=("auto", "onnxruntime", "tensorrt", "torch"))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="handstream: %(message)s")
-    if args.frames < 1:
-        raise InputError(f"--frames must be >= 1, got {args.frames}")
 
     from ..pipeline import build_pipeline, run_stream
     from ..sinks import JsonlSink, SinkGroup, VideoSink

@@ -6,26 +6,53 @@ import argparse
 import logging
 import sys
 
+from ..argtypes import FPS_RANGE, fps_type, frames_type, int_type
 from ..errors import InputError, interrupt_status, interrupted_how
+
+MAX_SIDE_PX = 4096  # no RealSense streams wider or taller
 
 
 def add_source_args(ap: argparse.ArgumentParser) -> None:
-    """Options that choose and configure a source (shared with `handstream record`)."""
+    """Options that choose and configure a source (shared with `handstream record`). Every option a source
+    may not use defaults to None, so open_source can refuse one that was given to a source that ignores it."""
     ap.add_argument(
         "--source",
         required=True,
         help="realsense[:SERIAL] | synthetic[:SEED] | PATH (.bag/.db3, video, folder)",
     )
-    ap.add_argument("--width", type=int, default=640, help="camera width (realsense)")
-    ap.add_argument("--height", type=int, default=480, help="camera height (realsense)")
-    ap.add_argument("--fps", type=float, default=None, help="camera / generator frame rate (default 30)")
+    ap.add_argument(
+        "--width",
+        type=int_type("--width", 1, MAX_SIDE_PX),
+        default=None,
+        help="camera width (realsense, 640)",
+    )
+    ap.add_argument(
+        "--height",
+        type=int_type("--height", 1, MAX_SIDE_PX),
+        default=None,
+        help="camera height (realsense, 480)",
+    )
+    ap.add_argument(
+        "--fps",
+        type=fps_type("--fps"),
+        default=None,
+        help=f"camera / generator / folder frame rate, {FPS_RANGE[0]:g}-{FPS_RANGE[1]:g} (default 30)",
+    )
     ap.add_argument(
         "--realtime",
         action="store_true",
+        default=None,
         help="play a recording paced by its timestamps (may drop frames) instead of lossless",
     )
-    ap.add_argument("--live", action="store_true", help="pace the synthetic generator like a camera")
-    ap.add_argument("--frames", type=int, default=None, help="length of a synthetic sequence (default 300)")
+    ap.add_argument(
+        "--live", action="store_true", default=None, help="pace the synthetic generator like a camera"
+    )
+    ap.add_argument(
+        "--frames",
+        type=frames_type("--frames"),
+        default=None,
+        help="length of a synthetic sequence (default 300)",
+    )
     ap.add_argument(
         "--depth", default=None, help="depth paired with a video: a folder of 16-bit PNGs or a depth video"
     )
@@ -37,23 +64,20 @@ def add_source_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--camera",
         default=None,
-        help="a known camera name for the generator or a folder (e.g. nyu, d435_640x480)",
+        help="a known camera name for the generator, a folder or a video (e.g. nyu, d435_640x480)",
     )
 
 
 def source_from_args(args):
+    """The source the parsed options describe (open_source refuses options the source does not use)."""
     from ..sources import open_source
 
-    if args.width <= 0 or args.height <= 0:
-        raise InputError(f"--width/--height must be positive, got {args.width}x{args.height}")
-    if args.fps is not None and not args.fps > 0:
-        raise InputError(f"--fps must be positive, got {args.fps}")
     return open_source(
         args.source,
         width=args.width,
         height=args.height,
         fps=args.fps,
-        realtime=args.realtime,
+        realtime=bool(args.realtime),
         live=args.live,
         frames=args.frames,
         depth=args.depth,

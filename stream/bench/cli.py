@@ -27,6 +27,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..argtypes import seed_type
 from ..errors import HandstreamError, InputError
 from ..outputs import check_outputs, prepare_file, prepare_folder
 from . import report as rep
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--clip", type=int, default=60, help="distinct frames of the synthetic clip, cycled (default 60)"
     )
-    p.add_argument("--seed", type=int, default=0, help="synthetic clip seed")
+    p.add_argument("--seed", type=seed_type(), default=0, help="synthetic clip seed")
     p.add_argument(
         "--engine",
         default="pose",

@@ -156,7 +156,9 @@ def replay_run(
     with tempfile.TemporaryDirectory(prefix="handstream-bench-") as tmp:
         out = Path(tmp) / "replay.mp4"
         try:
-            stats = run_stream(src, pipe, [VideoSink(out, 30.0, threaded=threaded)], max_frames=n)
+            stats = run_stream(
+                src, pipe, [VideoSink(out, 30.0, threaded=threaded)], max_frames=n, keep_samples=True
+            )
         finally:
             pipe.close()
         size = out.stat().st_size if out.is_file() else 0
@@ -165,10 +167,11 @@ def replay_run(
         vc.release()
     if not stats.frames:
         raise InputError("the replay gave no frames")
-    stage = {k: v for k, v in stats.stage_ms.items() if len(v) == stats.frames}
+    samples = stats.samples or {}  # every frame's times: this replay is n frames long
+    stage = {k: v for k, v in samples.items() if k != "latency" and len(v) == stats.frames}
     sums = [sum(vals) for vals in zip(*stage.values(), strict=True)]
     sink = stage.get("sinks", [0.0] * stats.frames)
-    e2e = [lat + s for lat, s in zip(stats.latency_ms, sink, strict=True)]  # pipeline latency + sinks
+    e2e = [lat + s for lat, s in zip(samples["latency"], sink, strict=True)]  # pipeline latency + sinks
     summary = summarize_run(stage, e2e, sums, stats.wall_s, stats.dropped)
     samples = {k: list(v) for k, v in stage.items()} | {"end_to_end": e2e}
     from .machine import peak_rss_mb

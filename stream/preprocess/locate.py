@@ -18,12 +18,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..argtypes import int_type
 from ..depth_io import FORMATS, guess_format, read_depth
 from ..errors import InputError
 from ..frames import KNOWN_CAMERAS, CameraIntrinsics
 from ..outputs import check_outputs, prepare_folder, write_png
 from .cube import crop_cube, cube_window
 from .segment import HandSegmenter, Segmentation, SegmenterConfig
+
+MIN_CROP_PX, MAX_CROP_PX = 8, 1024  # a crop is size x size float32: 4 MB at 1024, tens of GB at 100 000
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--intrinsics", metavar="FX,FY,CX,CY", help="camera intrinsics in pixels")
     p.add_argument("--camera", choices=sorted(KNOWN_CAMERAS), help="a known camera instead of --intrinsics")
     p.add_argument("--cube-mm", type=float, default=250.0, help="cube edge in mm (NYU convention: 300)")
-    p.add_argument("--size", type=int, default=128, help="crop size in pixels")
+    p.add_argument(
+        "--size",
+        type=int_type("--size", MIN_CROP_PX, MAX_CROP_PX),
+        default=128,
+        help=f"crop size in pixels ({MIN_CROP_PX}-{MAX_CROP_PX})",
+    )
     p.add_argument("--max-depth-mm", type=float, default=SegmenterConfig.max_depth_mm, help="farthest hand")
     p.add_argument("--crops", metavar="DIR", help="write normalized crops and overlays here")
     return p
@@ -99,8 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not (args.cube_mm > 0 and np.isfinite(args.cube_mm)):
         raise InputError(f"--cube-mm must be positive, got {args.cube_mm}")
-    if args.size < 8:
-        raise InputError(f"--size must be at least 8, got {args.size}")
     seg = HandSegmenter(SegmenterConfig(max_depth_mm=args.max_depth_mm))
     out_dir = Path(args.crops) if args.crops else None
     if out_dir is not None:

@@ -12,7 +12,7 @@ import time
 
 from ..errors import InputError
 from ..frames import RGBDFrame
-from .base import Source
+from .base import Lag, LagMeter, Source
 from .rs_common import color_to_bgr, depth_to_mm, intrinsics_from_rs, rs
 
 
@@ -37,6 +37,7 @@ class RealSenseSource(Source):
         self._pipe = None
         self._align = None
         self._i = 0
+        self._meter = LagMeter()
 
     def _open(self) -> None:
         r = rs()
@@ -118,8 +119,13 @@ class RealSenseSource(Source):
             f.meta["t_capture_ns"] = t_now_ns - int(max(0.0, wall_ms - ts) * 1e6)
         else:
             f.meta["t_capture_ns"] = t_now_ns
+        self._meter.observe(ts, t_now_ns, f.meta["frame_number"])
         self._i += 1
         return f
+
+    def lag(self) -> Lag | None:
+        """The camera paces itself; frames it delivered that we never read show as `skipped`."""
+        return self._meter.lag()
 
     def _close(self) -> None:
         if self._pipe is not None:

@@ -56,7 +56,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..frames import RGBDFrame
-from .base import Pacer, Source
+from .base import Lag, Pacer, Source
 from .rs_common import align_color_to_depth, color_to_bgr, depth_to_mm, intrinsics_from_rs, rs
 
 
@@ -478,6 +478,10 @@ class RecordingSource(Source):
             f.meta["t_capture_ns"] = time.perf_counter_ns()
         self._index += 1
         return f
+
+    def lag(self) -> Lag | None:
+        """Real-time mode only: how the decoding keeps up with the recording's own timestamps."""
+        return self._pacer.lag() if self.realtime else None
 
     def _close(self) -> None:
         self._quiesce()  # let callbacks leave before stop()

@@ -10,7 +10,7 @@ import time
 
 from ..errors import InputError
 from ..frames import CameraIntrinsics, RGBDFrame, camera
-from .base import Pacer, Source
+from .base import Lag, Pacer, Source
 
 
 class SyntheticSource(Source):
@@ -52,6 +52,10 @@ class SyntheticSource(Source):
             f.meta["t_capture_ns"] = time.perf_counter_ns()
         f.meta["joints_xyz_mm_true"] = sample.joints_xyz_mm  # ground truth, for evaluation tools
         return f
+
+    def lag(self) -> Lag | None:
+        """Paced (live) only: how the generator keeps up with its frame rate."""
+        return self._pacer.lag() if self.live else None
 
     def _close(self) -> None:
         self._it = None

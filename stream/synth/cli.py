@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from ..argtypes import fps_type, frames_type, int_type, seed_type
 from ..errors import InputError
 from ..frames import KNOWN_CAMERAS, camera
 from ..outputs import check_outputs, prepare_file
@@ -14,8 +15,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="handstream synth", description=__doc__)
     p.add_argument("--out", help="dataset directory to write (meta.json + shard_*.npz)")
     p.add_argument("--preview", help="write a contact sheet PNG instead of a dataset")
-    p.add_argument("--frames", type=int, default=None, help="frames to generate (default 12 for a preview)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--frames", type=frames_type(), default=None, help="frames to generate (default 12 for a preview)"
+    )
+    p.add_argument("--seed", type=seed_type(), default=0)
     p.add_argument("--size", choices=("320x240", "640x480"), default=None, help="D435 resolution")
     p.add_argument(
         "--camera", default=None, help=f"camera intrinsics by name: {', '.join(sorted(KNOWN_CAMERAS))}"
@@ -23,12 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sequences", action="store_true", help="smooth sequences of 90 frames instead of independent frames"
     )
-    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--fps", type=fps_type(), default=30.0)
     p.add_argument("--no-body", action="store_true")
     p.add_argument("--no-distractors", action="store_true")
     p.add_argument("--no-color", action="store_true", help="skip colour (faster; colour arrays are zeros)")
     p.add_argument("--two-hands", action="store_true")
-    p.add_argument("--shard-size", type=int, default=256)
+    p.add_argument("--shard-size", type=int_type("--shard-size", 1), default=256)
     return p
 
 

@@ -281,6 +281,8 @@ class HandSynthesizer:
 
     def __init__(self, config: SceneConfig | None = None, seed: int = 0):
         self.config = config or SceneConfig()
+        if int(seed) != seed or seed < 0:  # numpy's SeedSequence takes only non-negative integers
+            raise InputError(f"seed must be an integer >= 0, got {seed}")
         self.seed = int(seed)
         cam = self.config.camera
         self.rays = Rays.for_camera(cam)
@@ -316,34 +318,39 @@ class HandSynthesizer:
 
     def sequence(self, n_frames: int, fps: float = 30.0) -> Iterator[SynthSample]:
         """A smooth sequence: keyframes every 0.6-2 s, eased transitions between gestures and poses,
-        one subject and one scene throughout (bone lengths constant)."""
-        if n_frames < 1 or fps <= 0:
-            raise InputError(f"sequence needs n_frames >= 1 and fps > 0, got {n_frames}, {fps}")
+        one subject and one scene throughout (bone lengths constant).
+
+        Lazy: keyframes are drawn as the sequence reaches them, from a generator of their own, and only the
+        two around the current frame are kept, so the first frame comes at once and memory stays flat
+        whatever `n_frames` is; a longer sequence of the same seed starts with the same frames."""
+        if not n_frames >= 1 or not (fps > 0 and np.isfinite(fps)):
+            raise InputError(f"sequence needs n_frames >= 1 and a finite fps > 0, got {n_frames}, {fps}")
         s = self._n_sequences
         self._n_sequences += 1
         rng = np.random.default_rng([self.seed, 1, s])
+        key_rng = np.random.default_rng([self.seed, 3, s])  # keyframes after the first, drawn on demand
         subject = int(rng.integers(self.config.n_subjects))
         shape = hand_shape(subject, self.config.child_fraction)
-        duration = n_frames / fps
-        keys_t = [0.0]
-        while keys_t[-1] < duration:
-            keys_t.append(keys_t[-1] + rng.uniform(0.6, 2.0))
-        keys = [self._random_state(rng, shape)]
-        for _ in keys_t[1:]:
-            keys.append(self._next_key(rng, shape, keys[-1]))
-        keys2 = None
-        if self.config.two_hands:
-            keys2 = [self._second_hand(rng, shape, k) for k in keys]
-        ctx = self._context(rng, shape, keys[0], keys2[0] if keys2 else None)
+        two = self.config.two_hands
+        key_a = self._random_state(rng, shape)
+        key_a2 = self._second_hand(rng, shape, key_a) if two else None
+        ctx = self._context(rng, shape, key_a, key_a2)
         hold = rng.uniform(0.2, 0.5)  # fraction of each interval the pose holds before moving on
-        for i in range(n_frames):
+        t_a, t_b = 0.0, float(key_rng.uniform(0.6, 2.0))
+        key_b = self._next_key(key_rng, shape, key_a)
+        key_b2 = self._second_hand(key_rng, shape, key_b) if two else None
+        for i in range(int(n_frames)):
             t = i / fps
-            j = min(int(np.searchsorted(keys_t, t, side="right")) - 1, len(keys) - 2)
-            a = np.clip((t - keys_t[j]) / (keys_t[j + 1] - keys_t[j]), 0.0, 1.0)
+            while t >= t_b:  # move on to the next interval
+                t_a, key_a, key_a2 = t_b, key_b, key_b2
+                t_b += float(key_rng.uniform(0.6, 2.0))
+                key_b = self._next_key(key_rng, shape, key_a)
+                key_b2 = self._second_hand(key_rng, shape, key_b) if two else None
+            a = np.clip((t - t_a) / (t_b - t_a), 0.0, 1.0)
             e = np.clip((a - hold) / (1.0 - hold), 0.0, 1.0)
             e = e * e * (3.0 - 2.0 * e)  # smoothstep: zero velocity at both keys
-            st = self._lerp(keys[j], keys[j + 1], e)
-            st2 = self._lerp(keys2[j], keys2[j + 1], e) if keys2 else None
+            st = self._lerp(key_a, key_b, e)
+            st2 = self._lerp(key_a2, key_b2, e) if two else None
             frame_rng = np.random.default_rng([self.seed, 2, s, i])
             yield self._render(
                 frame_rng, shape, st, ctx, st2, sequence=s, frame_index=i, timestamp_ms=1000.0 * t

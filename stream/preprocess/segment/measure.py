@@ -26,12 +26,15 @@ __all__ = [
 
 def com_from_moments(
     mom: dict, n_px: int, x0: int, y0: int, intr: CameraIntrinsics, push_back_mm: float
-) -> np.ndarray:
+) -> np.ndarray | None:
     """The hand centre both paths share (the pose model is trained on it): the mean camera-frame point of the
     mask's n_px pixels, from the image moments (sums of d, u*d, v*d) of the masked depth of a window whose
     top-left pixel is (x0, y0), pushed `push_back_mm` back along its viewing ray (the camera sees the front
-    surface; the centre lies behind it)."""
+    surface; the centre lies behind it). None when the masked depth sums to no positive finite depth (a
+    mask over pixels that hold no measurement): there is no centre, and dividing by it gave NaN."""
     sd = mom["m00"]
+    if not (n_px > 0 and sd > 0 and np.isfinite(sd)):
+        return None
     com = np.array(
         [
             (mom["m10"] + x0 * sd - intr.cx * sd) / (n_px * intr.fx),

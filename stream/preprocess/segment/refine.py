@@ -71,6 +71,8 @@ def refine_candidate(
         # sums of d, u*d, v*d over the mask from image moments of the masked depth (no index arrays)
         mom = cv2.moments(np.where(m, roi, 0).astype(np.float32))
         com_xyz = com_from_moments(mom, n_px, cx0, cy0, intr, 0.0)
+        if com_xyz is None:
+            com_xyz = c.com_xyz.copy()
     # push the surface centroid back along its viewing ray to the inside of the hand
     com_xyz *= (com_xyz[2] + cfg.com_depth_offset_mm) / com_xyz[2]
     com_uvd = xyz_to_uvd(com_xyz, intr)
@@ -119,7 +121,7 @@ def learned_hand(
             m8 = ((roi > z - half) & (roi < z + half) & (roi <= cfg.max_valid_depth_mm)).view(np.uint8)
     # everything below works inside the bounding box of the in-range pixels only (the mask lies there)
     rx, ry, rw, rh = cv2.boundingRect(m8)
-    if rw == 0 or rh == 0:
+    if rw < 2 or rh < 2:  # a line of pixels is no hand; and OpenCV's bindings read a 1x1 array as a scalar
         return None
     ox0, oy0, ox1, oy1 = x0, y0, x1, y1  # the cube-sized ROI (the palm's border rule below)
     x0, y0, x1, y1 = ox0 + rx, oy0 + ry, ox0 + rx + rw, oy0 + ry + rh
@@ -162,8 +164,11 @@ def learned_hand(
     # sums of d, u*d, v*d over the mask (moments of the masked depth in its bounding box; 16U or 32F)
     sub8 = m8[by : by + bh, bx : bx + bw]
     sub = vals[by : by + bh, bx : bx + bw]
-    mom = cv2.moments(cv2.bitwise_and(sub, sub, mask=sub8))
+    # np.where, not cv2.bitwise_and: OpenCV 5.1 asserts on one-pixel-wide strided views (tiny frames)
+    mom = cv2.moments(np.where(sub8 > 0, sub, sub.dtype.type(0)))
     com_xyz = com_from_moments(mom, n_px, bx0, by0, intr, cfg.com_depth_offset_mm)
+    if com_xyz is None:
+        return None
     mask = np.zeros((H, W), dtype=bool)  # calloc'd: only the ROI's pages are touched
     np.greater(sub8, 0, out=mask[by0 : by0 + bh, bx0 : bx0 + bw])
     # the palm's distance transform on the (core) mask's bounding box + 1 pixel of background
