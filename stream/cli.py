@@ -18,6 +18,7 @@ import importlib
 import os
 import signal
 import sys
+import warnings
 
 from .errors import HandstreamError, Interrupted, interrupt_status, interrupted_how
 
@@ -61,8 +62,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name = VERBS[verb][0]
     _quiet_native_logs()
-    with _signals_interrupt():
-        return _run_verb(verb, module_name, rest)
+    # Python warnings (numpy's, a library's) are held while the verb runs: on an error the one-line message
+    # stands alone; on success they follow the output, once per place that warned
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        with _signals_interrupt():
+            rc = _run_verb(verb, module_name, rest)
+    if rc == 0:
+        for w in caught:
+            print(
+                warnings.formatwarning(w.message, w.category, w.filename, w.lineno).rstrip(), file=sys.stderr
+            )
+    return rc
 
 
 def _run_verb(verb: str, module_name: str, rest: list[str]) -> int:

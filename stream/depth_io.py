@@ -54,8 +54,13 @@ def _imread(p: Path) -> np.ndarray:
     if not p.is_file():
         raise InputError(f"{p}: no such file")
     data = _read_bytes(p)
+    if not data:
+        raise InputError(f"{p}: empty file, not an image")
     with captured_fd2() as native:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        try:
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error:  # OpenCV asserts on some malformed buffers instead of returning None
+            img = None
     if img is None:
         raise InputError(f"{p}: not a readable image (corrupt or not a PNG)")
     if native:
