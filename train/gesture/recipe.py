@@ -1,9 +1,11 @@
-"""The gesture recipe: train an embedding, export it as an engine with its rejection distance, write the
-default gallery of the built-in gestures beside it, and compare every loss x selection rule.
+"""The gesture recipe (`handstream train gesture ...`): train an embedding, export it as an engine with its
+rejection distance, write the default gallery of the built-in gestures beside it, and compare every loss x
+selection rule. Defaults are train.gesture.train.GestureTrainConfig's; flags override them.
 
-    python -m train.gesture.recipe train --out runs/gesture [--loss quadruplet --selection method2 --steps 1500]
-    python -m train.gesture.recipe ship --checkpoint runs/gesture/gesture.pt --out engines/default
-    python -m train.gesture.recipe sweep --out runs/gesture/sweep.jsonl [--steps 1500]
+    handstream train gesture train --out runs/gesture [--loss quadruplet --selection method2 --steps 1500]
+    handstream train gesture ship --checkpoint runs/gesture/gesture.pt --out engines/default
+    handstream train gesture sweep --out runs/gesture/sweep.jsonl [--model depth_cnn --steps 600]
+    handstream train gesture table runs/gesture/sweep.jsonl      # the BENCHMARKS.md table
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from stream.errors import InputError
+
+from ..recipes import register
 
 
 def _config(args):
@@ -194,9 +198,12 @@ def sweep_table(path: str | Path) -> str:
     return "\n".join(rows)
 
 
+@register("gesture", help="gesture embeddings (seed 001): train, ship the engine + gallery, sweep losses")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="gesture recipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="handstream train gesture",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("train", "sweep"):

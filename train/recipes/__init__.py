@@ -22,6 +22,7 @@ RECIPE_MODULES = (
     "train.recipes.detector",
     "train.recipes.search",
     "train.recipes.diagnose",
+    "train.gesture.recipe",
 )
 
 
