@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--seed", type=int, default=None)
         p.add_argument("--threads", type=int, default=None)
         p.add_argument("--bank-per-class", dest="bank_per_class", type=int, default=None)
+        p.add_argument("--pool-per-class", dest="pool_per_class", type=int, default=None)
+        p.add_argument("--tuples", type=int, default=None, help="quadruplets (or triplets) per step")
         p.add_argument(
             "--crop-cache", dest="crop_cache", default=None, help="folder for rendered depth crops"
         )
