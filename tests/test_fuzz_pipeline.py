@@ -114,7 +114,7 @@ def test_depth_the_frame_type_rejects_is_one_line(shape, dtype):
 def test_a_mask_without_depth_has_no_centre():
     """What the fuzz test found: a mask whose depth sums to zero gave a NaN centre (0/0) and a ValueError
     further on; there is no centre, so the candidate is dropped."""
-    from stream.preprocess.segment import _com_from_moments
+    from stream.preprocess.segment.measure import com_from_moments as _com_from_moments
 
     intr = CameraIntrinsics(100.0, 100.0, 2.0, 2.0, 5, 4)
     empty = {"m00": 0.0, "m10": 0.0, "m01": 0.0}
