@@ -212,3 +212,14 @@ def test_bad_prediction_files(tmp_path, capfd, bad):
     gt.write_text(" ".join(["1"] * 42) + "\n")
     rc, out, err = _run(capfd, "eval", "nyu", str(p), "--gt", str(gt), "--json")
     assert rc == 2 and len(err) == 1 and err[0].startswith("handstream eval: error:"), (bad, err)
+
+
+def test_a_source_that_fails_to_open_leaves_existing_outputs_alone(tmp_path, recording, capfd):
+    bad = tmp_path / "bad.db3"
+    bad.write_bytes(recording.read_bytes()[:5000])
+    old_jsonl, old_mp4 = tmp_path / "old.jsonl", tmp_path / "old.mp4"
+    old_jsonl.write_text('{"index": 0}\n')
+    old_mp4.write_bytes(b"an earlier video")
+    rc, out, err = _run(capfd, "run", "--source", str(bad), "--jsonl", str(old_jsonl), "--out", str(old_mp4))
+    assert rc == 2 and len(err) == 1
+    assert old_jsonl.read_text() == '{"index": 0}\n' and old_mp4.read_bytes() == b"an earlier video"

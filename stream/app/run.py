@@ -208,7 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         stage_options=stage_options,
     )
     with pipeline:
-        sinks = make_sinks(args, source.fps)
+        source.open()  # a missing or corrupt input fails here, before any output file is touched
+        try:
+            sinks = make_sinks(args, source.fps)  # and a recording's own frame rate is known by now
+        except BaseException:
+            source.close()
+            raise
         if not args.quiet:
             be = ", ".join(f"{getattr(e.manifest, 'name', '?')} on {e.backend}" for e in pipeline.engines)
             print(f"handstream run: {source.name} -> {be}", file=sys.stderr)

@@ -6,6 +6,7 @@ selection rule. Defaults are train.gesture.train.GestureTrainConfig's; flags ove
     handstream train gesture ship --checkpoint runs/gesture/gesture.pt --out engines/default
     handstream train gesture sweep --out runs/gesture/sweep.jsonl [--model depth_cnn --steps 600]
     handstream train gesture table runs/gesture/sweep.jsonl      # the BENCHMARKS.md table
+    handstream train gesture pipeline [--seeds 7,1,2 --frames 300]  # through our pose pipeline
 """
 
 from __future__ import annotations
@@ -173,6 +174,32 @@ def sweep_main(args) -> int:
     return 0
 
 
+def pipeline_main(args) -> int:
+    """The whole runtime on generator sequences: depth frames -> our segmentation and pose engine -> One
+    Euro -> the shipped gesture engine and default gallery, against the generator's gesture labels (the 14
+    scene gestures; frames inside an eased transition between two gestures count against us too)."""
+    from stream.frames import camera
+    from stream.pipeline import build_pipeline
+    from stream.sources.synthetic import SyntheticSource
+    from stream.synth import HandSynthesizer, SceneConfig
+    from stream.synth.hand import GESTURES_FINE
+
+    rows = []
+    for seed in (int(x) for x in args.seeds.split(",")):
+        cfg = SceneConfig(camera=camera("d435_320x240"), distractors=True)
+        truth = [GESTURES_FINE[s.gesture_fine] for s in HandSynthesizer(cfg, seed=seed).sequence(args.frames)]
+        names = []
+        with build_pipeline(backend="onnxruntime", models="pose,gesture", overlay=False, threads=1) as p:
+            for f in SyntheticSource(n_frames=args.frames, seed=seed):
+                names.append(p.process(f).record_fields.get("gesture"))
+        named = sum(n is not None for n in names)
+        right = sum(n == t for n, t in zip(names, truth))
+        rows.append({"seed": seed, "frames": len(names), "named": named, "correct": right,
+                     "accuracy": right / len(names), "precision": right / named if named else None})  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    return 0
+
+
 def sweep_table(path: str | Path) -> str:
     """The BENCHMARKS.md table from a sweep's JSON lines: one row per run, clean and 10 mm columns."""
     rows = ["| embedding | loss | selection | R@1 | R@2 | R@4 | R@8 | NMI | 5-shot | R@1 / NMI / 5-shot at 10 mm | train s |",
@@ -232,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--checkpoint", required=True)
     sp.add_argument("--out", default="engines/default")
     sp.add_argument("--name", default="gesture")
+    pp = sub.add_parser("pipeline", help="the shipped engine behind our pose pipeline on generator sequences")
+    pp.add_argument("--seeds", default="7,1,2")
+    pp.add_argument("--frames", type=int, default=300)
     tb = sub.add_parser("table")
     tb.add_argument("sweep")
     args = ap.parse_args(argv)
@@ -240,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if getattr(args, "steps", None) is not None and args.steps < 1:
         raise InputError("--steps must be >= 1")
-    return {"train": train_main, "ship": ship_main, "sweep": sweep_main}[args.cmd](args)
+    return {"train": train_main, "ship": ship_main, "sweep": sweep_main, "pipeline": pipeline_main}[args.cmd](
+        args
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,72 @@
+"""A/B of the per-frame path between two checkouts, on identical frames: run it from each checkout's root,
+alternating, and compare the medians printed on one line each.
+
+    .venv/bin/python tools/ab_pipeline.py save --out /tmp/ab.npz          # once: the frames, from this checkout
+    (cd OTHER && /path/to/.venv/bin/python /path/to/tools/ab_pipeline.py time --frames /tmp/ab.npz --label old)
+    .venv/bin/python tools/ab_pipeline.py time --frames /tmp/ab.npz --label new
+
+`time` builds the default pipeline of the checkout it runs in (preprocess + pose on ONNX Runtime, one thread
++ One Euro, no overlay) and times `Pipeline.process` on the saved depth frames, cycled. Comparing two
+checkouts on the generator's frames would mix in any change to the generator itself; saved frames do not.
+Only numpy and the checkout's own `stream` are used, so an older checkout runs it unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+
+def save(out: str, frames: int, seed: int) -> None:
+    from stream.sources.synthetic import SyntheticSource
+
+    fr = list(SyntheticSource(n_frames=frames, seed=seed, cam="d435_640x480"))
+    np.savez(out, depth=np.stack([f.depth_mm for f in fr]))
+    print(f"{len(fr)} frames -> {out}")
+
+
+def time_it(path: str, label: str, n: int, warmup: int) -> None:
+    sys.path.insert(0, os.getcwd())  # the checkout this runs in, not the one the script lives in
+    from stream.frames import RGBDFrame, camera
+    from stream.pipeline import build_pipeline
+
+    depth = np.load(path)["depth"]
+    cam = camera("d435_640x480")
+    stages: dict[str, list[float]] = {}
+    total = []
+    with build_pipeline(backend="onnxruntime", models="pose", overlay=False, threads=1) as p:
+        for i in range(warmup + n):
+            r = p.process(RGBDFrame(i, i * 1000.0 / 30.0, depth[i % len(depth)], cam))
+            if i >= warmup:
+                for k, v in r.stage_ms.items():
+                    stages.setdefault(k, []).append(v)
+                total.append(sum(r.stage_ms.values()))
+    meds = " ".join(f"{k} {np.median(v):.3f}" for k, v in stages.items())
+    print(f"{label}: median ms {meds}, stage sum {np.median(total):.3f} ({n} frames)", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("save")
+    s.add_argument("--out", required=True)
+    s.add_argument("--frames", type=int, default=60)
+    s.add_argument("--seed", type=int, default=0)
+    t = sub.add_parser("time")
+    t.add_argument("--frames", required=True)
+    t.add_argument("--label", default=os.path.basename(os.getcwd()))
+    t.add_argument("--n", type=int, default=600)
+    t.add_argument("--warmup", type=int, default=30)
+    a = ap.parse_args()
+    if a.cmd == "save":
+        save(a.out, a.frames, a.seed)
+    else:
+        time_it(a.frames, a.label, a.n, a.warmup)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
