@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,3 +40,36 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# ---- running the CLI subject to file permissions, as root -------------------------------------------
+
+
+def _drop_file_capabilities() -> None:
+    """Run as root without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH: file modes then apply to us, as to
+    any user (the venv's python may not be reachable for `nobody`). PR_CAPBSET_DROP = 24."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):
+        if libc.prctl(24, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+@pytest.fixture
+def unprivileged(tmp_path):
+    """A preexec_fn that makes the CLI subject to file permissions, or a skip saying why it cannot."""
+    if os.geteuid() != 0:
+        return None  # already an ordinary user: modes apply
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    probe.chmod(0)
+    r = subprocess.run(
+        [sys.executable, "-c", f"open({str(probe)!r}).read()"],
+        preexec_fn=_drop_file_capabilities,
+        capture_output=True,
+        text=True,
+    )
+    if "PermissionError" not in r.stderr:
+        pytest.skip(
+            f"cannot drop root's file capabilities here: {r.stderr.strip()[-200:] or 'probe readable'}"
+        )
+    return _drop_file_capabilities

@@ -7,7 +7,6 @@ OpenCV, 16-bit PNGs, a RealSense recording when pyrealsense2 is installed).
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
@@ -265,36 +264,6 @@ def test_signal_stops_a_replay_cleanly(tmp_path, sig, status):
 
 
 # ---- permissions --------------------------------------------------------------------------------------
-
-
-def _drop_file_capabilities() -> None:
-    """Run as root without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH: file modes then apply to us, as to
-    any user (the venv's python may not be reachable for `nobody`). PR_CAPBSET_DROP = 24."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in (1, 2):
-        if libc.prctl(24, cap, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
-
-
-@pytest.fixture
-def unprivileged(tmp_path):
-    """A preexec_fn that makes the CLI subject to file permissions, or a skip saying why it cannot."""
-    if os.geteuid() != 0:
-        return None  # already an ordinary user: modes apply
-    probe = tmp_path / "probe"
-    probe.write_text("x")
-    probe.chmod(0)
-    r = subprocess.run(
-        [sys.executable, "-c", f"open({str(probe)!r}).read()"],
-        preexec_fn=_drop_file_capabilities,
-        capture_output=True,
-        text=True,
-    )
-    if "PermissionError" not in r.stderr:
-        pytest.skip(
-            f"cannot drop root's file capabilities here: {r.stderr.strip()[-200:] or 'probe readable'}"
-        )
-    return _drop_file_capabilities
 
 
 def test_permission_errors_are_one_line_and_not_called_corrupt(tmp_path, unprivileged):

@@ -6,7 +6,6 @@ written by librealsense and then garbled in their SQLite table, PNG folders, vid
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -259,21 +258,25 @@ def test_folder_with_a_truncated_png_and_one_of_another_size_goes_on(tmp_path):
     assert len(mp4_frames(v)) == 8
 
 
-@pytest.mark.skipif(
-    hasattr(os, "geteuid") and os.geteuid() == 0, reason="running as root: file permissions do not apply"
-)
-def test_folder_file_without_read_permission_says_so(tmp_path):
+def test_folder_file_without_read_permission_says_so(tmp_path, unprivileged):
+    """Run as a user whom file modes bind (root with its file capabilities dropped, see conftest)."""
     folder = tmp_path / "frames"
     png_folder(folder, n=3)
-    locked = folder / "f001.png"
-    locked.chmod(0)
-    try:
-        with open_source(str(folder)) as src:
-            frames = list(src)
-    finally:
-        locked.chmod(0o644)
-    assert [f.readable for f in frames] == [True, False, True]
-    assert frames[1].unreadable_reason == "f001.png: cannot read: Permission denied"
+    (folder / "f001.png").chmod(0)
+    out_jsonl = tmp_path / "r.jsonl"
+    out = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "run", "--source", str(folder), "--jsonl", str(out_jsonl)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=unprivileged,
+    )
+    assert out.returncode == 0, out.stderr
+    recs = jsonl(out_jsonl)
+    assert [r["index"] for r in recs] == [0, 1, 2]
+    assert recs[1]["reason"] == "unreadable: f001.png: cannot read: Permission denied"
+    assert "2 of 3 frames readable" in out.stdout
 
 
 def test_folder_where_no_file_reads_is_a_one_line_error(tmp_path):
