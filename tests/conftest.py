@@ -15,6 +15,28 @@ SHARED = REPO.parent / "shared"
 NYU_DIR = SHARED / "data" / "nyu"
 
 
+def write_toy_config(folder: Path, crops: Path, **fields) -> Path:
+    """A tiny `handstream train pose` run config (JSON) over a crops file, one thread, no logging, written
+    as folder/cfg.json; `fields` override the defaults."""
+    import json
+
+    cfg = {
+        "name": "toy",
+        "model": "compact_gap",
+        "model_kwargs": {"fc_width": 16},
+        "data": {"kind": "crops", "path": str(crops)},
+        "epochs": 1,
+        "batch_size": 8,
+        "threads": 1,
+        "tensorboard": False,
+        "progress": False,
+        "out_dir": str(folder / "runs"),
+    } | fields
+    path = folder / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
 def load_tool(name: str):
     """A script of tools/ (not a package) imported as a module, so a test can call its functions."""
     import importlib.util

@@ -16,7 +16,7 @@ import pytest
 
 from stream.cli import main as cli_main
 from stream.errors import InputError
-from tests.conftest import REPO
+from tests.conftest import REPO, write_toy_config
 from train.recipes import RECIPES, get_recipe, load_all, register
 from train.recipes.options import CONFIG_DIR, parse_recipe_args, recipe_defaults, split_overrides
 
@@ -110,20 +110,7 @@ def _toy_crops(path: Path, n: int = 24, size: int = 32) -> None:
 
 def _toy_config(tmp_path: Path) -> Path:
     _toy_crops(tmp_path / "toy.npz")
-    cfg = {
-        "name": "toy",
-        "model": "compact_gap",
-        "model_kwargs": {"fc_width": 16},
-        "data": {"kind": "crops", "path": str(tmp_path / "toy.npz")},
-        "epochs": 1,
-        "batch_size": 8,
-        "threads": 1,
-        "tensorboard": False,
-        "progress": False,
-        "out_dir": str(tmp_path / "runs"),
-    }
-    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
-    return tmp_path / "cfg.json"
+    return write_toy_config(tmp_path, tmp_path / "toy.npz")
 
 
 @pytest.mark.usefixtures("one_torch_thread")

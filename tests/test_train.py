@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import write_toy_config
 from train.augment import AugmentConfig, apply_transform, augment_batch
 from train.data import LabelledFrame, PoseArrays, folder_frames, make_crops
 from train.hpo import random_search, shrink_ranges
@@ -205,24 +206,11 @@ def test_cli_train_pose_from_config(tmp_path, capsys):
 
     data = _blob_arrays(n=32)
     data.save(tmp_path / "toy.npz")
-    cfg = {
-        "name": "cli",
-        "model": "compact_gap",
-        "model_kwargs": {"fc_width": 16},
-        "data": {"kind": "crops", "path": str(tmp_path / "toy.npz")},
-        "val_fraction": 0.25,
-        "epochs": 1,
-        "batch_size": 8,
-        "threads": 1,
-        "tensorboard": False,
-        "progress": False,
-        "out_dir": str(tmp_path / "runs"),
-    }
-    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    cfg_path = write_toy_config(tmp_path, tmp_path / "toy.npz", name="cli", val_fraction=0.25)
     assert train_main(["pose", "--config", str(tmp_path / "cfg.json")]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["epochs"] == 1 and (tmp_path / "runs" / "cli" / "best.pt").is_file()
-    (tmp_path / "bad.json").write_text(json.dumps({**cfg, "learning_rate": 1}))
+    (tmp_path / "bad.json").write_text(json.dumps({**json.loads(cfg_path.read_text()), "learning_rate": 1}))
     with pytest.raises(InputError, match="unknown config keys"):
         train_main(["pose", "--config", str(tmp_path / "bad.json")])
 

@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="DDP training needs torch (the `train` extra)")
 dist = pytest.importorskip("torch.distributed")
 
-from tests.conftest import REPO  # noqa: E402
+from tests.conftest import REPO, write_toy_config  # noqa: E402
 from train.data import PoseArrays  # noqa: E402
 from train.trainer import DistContext, epoch_order, local_batch_size, pose_loss  # noqa: E402
 
@@ -110,19 +110,7 @@ def test_handstream_train_pose_runs_unchanged_under_torchrun(tmp_path):
     import json
 
     _crops(tmp_path / "crops.npz")
-    cfg = {
-        "name": "cli_ddp",
-        "model": "compact_gap",
-        "model_kwargs": {"fc_width": 16},
-        "data": {"kind": "crops", "path": str(tmp_path / "crops.npz")},
-        "epochs": 2,
-        "batch_size": 8,
-        "threads": 1,
-        "tensorboard": False,
-        "progress": False,
-        "out_dir": str(tmp_path / "runs"),
-    }
-    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    write_toy_config(tmp_path, tmp_path / "crops.npz", name="cli_ddp", epochs=2)
     r = _torchrun("-m", "stream.cli", "train", "pose", "--config", str(tmp_path / "cfg.json"))
     reports = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert len(reports) == 1 and reports[0]["epochs"] == 2

@@ -54,17 +54,11 @@ def select_quadruplets(
 ) -> np.ndarray:
     """(count, 4) indices (R, P+, P-, N) into the pool. `emb` (N, d) is needed by the two hard methods
     (or pass `dist`, its distance matrix); `random` ignores it."""
-    if method not in METHODS:
-        raise ValueError(f"unknown selection method {method!r}; choose from {', '.join(METHODS)}")
-    rng = rng or np.random.default_rng()
+    rng, dist = _prepare(method, emb, dist, rng)
     coarse, fine = np.asarray(coarse), np.asarray(fine)
     refs = valid_references(coarse, fine)
     if refs.size == 0:
         raise ValueError("no valid quadruplet: the pool needs two coarse classes, one with two fine classes")
-    if method != "random" and dist is None:
-        if emb is None:
-            raise ValueError(f"{method} needs the embeddings")
-        dist = pairwise_distances(emb)
     out = np.empty((int(count), 4), np.int64)
     for q, r in enumerate(rng.choice(refs, size=int(count), replace=True)):
         pp = np.flatnonzero(fine == fine[r])
@@ -78,6 +72,17 @@ def select_quadruplets(
         pick = _method1 if method == "method1" else _method2
         out[q] = (r, pick(dist, r, n, pp), pick(dist, r, n, pn), n)
     return out
+
+
+def _prepare(method: str, emb, dist, rng) -> tuple[np.random.Generator, np.ndarray | None]:
+    """Check the method; the generator; the distance matrix the hard methods need (None for random)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown selection method {method!r}; choose from {', '.join(METHODS)}")
+    if method != "random" and dist is None:
+        if emb is None:
+            raise ValueError(f"{method} needs the embeddings")
+        dist = pairwise_distances(emb)
+    return rng or np.random.default_rng(), dist
 
 
 def _method1(dist: np.ndarray, r: int, n: int, cand: np.ndarray) -> int:
@@ -107,18 +112,12 @@ def select_triplets(
     """(count, 3) indices (R, P, N) for the triplet and contrastive baselines, on fine labels alone: P shares
     R's class, N does not. The same rules as for quadruplets: `random`, or N the hardest negative with P
     picked by Method 1 or Method 2 relative to it."""
-    if method not in METHODS:
-        raise ValueError(f"unknown selection method {method!r}; choose from {', '.join(METHODS)}")
-    rng = rng or np.random.default_rng()
+    rng, dist = _prepare(method, emb, dist, rng)
     fine = np.asarray(fine)
     same = fine[:, None] == fine[None, :]
     refs = np.flatnonzero((same.sum(1) >= 2) & (~same).any(1))
     if refs.size == 0:
         raise ValueError("no valid triplet: the pool needs two classes, one with two samples")
-    if method != "random" and dist is None:
-        if emb is None:
-            raise ValueError(f"{method} needs the embeddings")
-        dist = pairwise_distances(emb)
     out = np.empty((int(count), 3), np.int64)
     for q, r in enumerate(rng.choice(refs, size=int(count), replace=True)):
         pos = np.flatnonzero(same[r])
