@@ -152,16 +152,14 @@ def sweep_main(args) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     base = GestureTrainConfig()
-    with out.open("a") as f:
-        f.write(
-            json.dumps(
-                {
-                    "baseline": "canonical joints, no learning",
-                    "unseen": [evaluate(None, base, n) for n in base.eval_noise_mm],
-                }
-            )
-            + "\n"
-        )
+    # a sweep continued into the same file keeps its one baseline row
+    if not out.is_file() or out.stat().st_size == 0:
+        row = {
+            "baseline": "canonical joints, no learning",
+            "unseen": [evaluate(None, base, n) for n in base.eval_noise_mm],
+        }
+        with out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
     for loss in args.losses.split(","):
         for sel in args.selections.split(","):
             cfg = _config(args)
