@@ -190,8 +190,11 @@ def write_recording(
         n = writer.n if writer is not None else 0
         if writer is not None:
             writer.close()
-        if finished is None and n > 0 and _recording_problem(tmp, n) is None:
-            outputs.commit(tmp, dest, out)  # Ctrl-C / SIGTERM keep the frames recorded so far
+        # Ctrl-C / SIGTERM keep the frames recorded so far: as many as the file holds, since the signal can
+        # land between a frame reaching the recorder and its being counted
+        held = _depth_frames(tmp) if finished is None and n > 0 else 0
+        if isinstance(held, int) and held > 0:
+            outputs.commit(tmp, dest, out)
         elif not finished:
             outputs.discard(tmp)
     if n == 0:
@@ -206,9 +209,8 @@ def write_recording(
     return RecordingInfo(out, n, has_color, first_intr, unreadable)
 
 
-def _recording_problem(path: Path, frames: int) -> str | None:
-    """None when the .db3 (an SQLite file) holds `frames` depth images, else what is wrong. librealsense
-    reports no write error (a full disk gave a short file it then could not play), so it is read back."""
+def _depth_frames(path: Path) -> int | str:
+    """How many depth images the .db3 (an SQLite file) holds, or why it cannot be read."""
     import sqlite3
 
     try:
@@ -222,6 +224,15 @@ def _recording_problem(path: Path, frames: int) -> str | None:
             con.close()
     except sqlite3.Error as exc:
         return f"the recording is unreadable ({exc})"
+    return int(n)
+
+
+def _recording_problem(path: Path, frames: int) -> str | None:
+    """None when the .db3 holds `frames` depth images, else what is wrong. librealsense reports no write
+    error (a full disk gave a short file it then could not play), so it is read back."""
+    n = _depth_frames(path)
+    if isinstance(n, str):
+        return n
     if n != frames:
         return f"the recording holds {n} of {frames} frames"
     return None
