@@ -13,9 +13,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print a JSON list of objects")
     parser.add_argument("--joints", type=int, default=21, help="number of joints J (output 3J); default 21")
     args = parser.parse_args(argv)
+    from .gesture.models import gesture_model_infos
     from .models import list_models
 
-    infos = list_models(args.joints)
+    infos = list_models(args.joints) + gesture_model_infos()
     if args.json:
         print(json.dumps([i.to_dict() for i in infos], indent=1))
         return 0

@@ -109,3 +109,26 @@ def create_gesture_model(name: str, dim: int = 64, n_coarse: int = 0, n_fine: in
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown gesture model {name!r}{hint} (known: {', '.join(GESTURE_MODELS)})")
     return GESTURE_MODELS[name][0](dim=dim, n_coarse=n_coarse, n_fine=n_fine, **kw)
+
+
+def gesture_model_infos(dim: int = 64) -> list:
+    """Rows for `handstream models`: each gesture embedding net as it ships (no classification heads)."""
+    from ..models import ModelInfo, count_params
+
+    shapes = {"joint_mlp": (1, 21, 3), "depth_cnn": (1, 1, 64, 64)}
+    trade = {
+        "joint_mlp": "runtime default: canonical joints in, ~0.04 ms on one CPU thread",
+        "depth_cnn": "the seed's image embedding on depth crops; needs far more training than the joints",
+    }
+    return [
+        ModelInfo(
+            name,
+            "gesture_embedding",
+            shapes[name],
+            (1, dim),
+            count_params(create_gesture_model(name, dim=dim)),
+            desc,
+            trade[name],
+        )  # fmt: skip
+        for name, (_, desc) in GESTURE_MODELS.items()
+    ]
