@@ -5,3 +5,6 @@
 - `selection`: which quadruplets to train on: random, Method 1 and Method 2 (§3.3).
 - `metrics`: Recall@K, NMI of k-means clusters, and K-shot enrollment accuracy on classes never trained on.
 """
+
+# the embedding losses the training loop knows (train.gesture.train), here so that listing them needs no torch
+LOSSES = ("quadruplet", "triplet", "contrastive")

@@ -21,6 +21,8 @@ import numpy as np
 from stream.errors import InputError
 
 from ..recipes import register
+from . import LOSSES
+from .selection import METHODS
 
 
 def _config(args):
@@ -202,8 +204,14 @@ def sweep_table(path: str | Path) -> str:
     """The BENCHMARKS.md table from a sweep's JSON lines: one row per run, clean and 10 mm columns."""
     rows = ["| embedding | loss | selection | R@1 | R@2 | R@4 | R@8 | NMI | 5-shot | R@1 / NMI / 5-shot at 10 mm | train s |",
             "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|"]  # fmt: skip
-    for line in Path(path).read_text().splitlines():
-        d = json.loads(line)
+    runs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    order = {(loss, sel): i for i, (loss, sel) in enumerate((a, b) for a in LOSSES for b in METHODS)}
+    runs.sort(
+        key=lambda d: (
+            -1 if "baseline" in d else order.get((d["config"]["loss"], d["config"]["selection"]), 99)
+        )
+    )
+    for d in runs:
         clean, noisy = d["unseen"][0], d["unseen"][-1]
         at10 = (
             "rendered depth crops"

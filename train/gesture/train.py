@@ -23,12 +23,11 @@ import torch
 from stream.gestures.canonical import canonical_joints
 from stream.synth import gestures as vocab
 
+from . import LOSSES
 from .losses import QuadrupletLossConfig, combined_loss, contrastive_loss, triplet_loss
 from .metrics import clustering_nmi, recall_at_k, shot_accuracy
 from .models import create_gesture_model
 from .selection import select_quadruplets, select_triplets
-
-LOSSES = ("quadruplet", "triplet", "contrastive")
 
 
 @dataclass
