@@ -15,6 +15,19 @@ SHARED = REPO.parent / "shared"
 NYU_DIR = SHARED / "data" / "nyu"
 
 
+def write_toy_crops(path: Path, n: int, size: int = 32) -> None:
+    """`n` tiny pose crops (a noisy blob, two joints) saved as train.data.PoseArrays, for training tests."""
+    import numpy as np
+
+    from train.data import PoseArrays
+
+    rng = np.random.default_rng(0)
+    depth = np.ones((n, size, size), np.float32)
+    depth[:, 8:24, 10:22] = rng.uniform(-0.5, 0.5, (n, 16, 12))
+    j = rng.uniform(-0.5, 0.5, (n, 2, 3)).astype(np.float32)
+    PoseArrays(depth, j, np.zeros((n, 3)), j * 150.0, 300.0, {"toy": True}).save(path)
+
+
 def write_toy_config(folder: Path, crops: Path, **fields) -> Path:
     """A tiny `handstream train pose` run config (JSON) over a crops file, one thread, no logging, written
     as folder/cfg.json; `fields` override the defaults."""

@@ -16,7 +16,7 @@ import pytest
 
 from stream.cli import main as cli_main
 from stream.errors import InputError
-from tests.conftest import REPO, write_toy_config
+from tests.conftest import REPO, write_toy_config, write_toy_crops
 from train.recipes import RECIPES, get_recipe, load_all, register
 from train.recipes.options import CONFIG_DIR, parse_recipe_args, recipe_defaults, split_overrides
 
@@ -98,18 +98,8 @@ def _required(stage: str) -> list[str]:
     return ["--a", "x.pt", "--b", "y.pt"] if stage == "pair" else []
 
 
-def _toy_crops(path: Path, n: int = 24, size: int = 32) -> None:
-    from train.data import PoseArrays
-
-    rng = np.random.default_rng(0)
-    depth = np.ones((n, size, size), np.float32)
-    depth[:, 8:24, 10:22] = rng.uniform(-0.5, 0.5, (n, 16, 12))
-    j = rng.uniform(-0.5, 0.5, (n, 2, 3)).astype(np.float32)
-    PoseArrays(depth, j, np.zeros((n, 3)), j * 150.0, 300.0, {"toy": True}).save(path)
-
-
 def _toy_config(tmp_path: Path) -> Path:
-    _toy_crops(tmp_path / "toy.npz")
+    write_toy_crops(tmp_path / "toy.npz", n=24)
     return write_toy_config(tmp_path, tmp_path / "toy.npz")
 
 

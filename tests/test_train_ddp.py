@@ -7,27 +7,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="DDP training needs torch (the `train` extra)")
 dist = pytest.importorskip("torch.distributed")
 
-from tests.conftest import REPO, write_toy_config  # noqa: E402
-from train.data import PoseArrays  # noqa: E402
+from tests.conftest import REPO, write_toy_config, write_toy_crops  # noqa: E402
 from train.trainer import DistContext, epoch_order, local_batch_size, pose_loss  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _crops(path: Path, n: int = 32, size: int = 32) -> None:
-    rng = np.random.default_rng(0)
-    depth = np.ones((n, size, size), np.float32)
-    depth[:, 8:24, 10:22] = rng.uniform(-0.5, 0.5, (n, 16, 12))
-    j = rng.uniform(-0.5, 0.5, (n, 2, 3)).astype(np.float32)
-    PoseArrays(depth, j, np.zeros((n, 3)), j * 150.0, 300.0, {"toy": True}).save(path)
 
 
 def _torchrun(*args: str) -> subprocess.CompletedProcess:
@@ -42,7 +31,7 @@ def _torchrun(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_two_rank_ddp_step_matches_one_process_on_the_concatenated_batch(tmp_path):
-    _crops(tmp_path / "crops.npz")
+    write_toy_crops(tmp_path / "crops.npz", n=32)
     _torchrun(str(REPO / "tests" / "ddp_worker.py"), str(tmp_path), str(tmp_path / "crops.npz"))
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
@@ -109,7 +98,7 @@ def test_handstream_train_pose_runs_unchanged_under_torchrun(tmp_path):
     reports (one JSON line) and writes the run."""
     import json
 
-    _crops(tmp_path / "crops.npz")
+    write_toy_crops(tmp_path / "crops.npz", n=32)
     write_toy_config(tmp_path, tmp_path / "crops.npz", name="cli_ddp", epochs=2)
     r = _torchrun("-m", "stream.cli", "train", "pose", "--config", str(tmp_path / "cfg.json"))
     reports = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
