@@ -25,18 +25,22 @@ def read_yaml(path: str | Path) -> dict:
     """A YAML (or JSON) mapping from `path`, or a one-line InputError."""
     import yaml
 
+    d = _read_config_file(path, yaml.safe_load, yaml.YAMLError)
+    if d is None:
+        return {}
+    return d
+
+
+def _read_config_file(path: str | Path, parse, errors) -> object:
+    """`parse` of the text of the config file `path`; a missing file or a parse error (`errors`) is one
+    line naming the file."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"no such config file: {p}")
     try:
-        d = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
+        return parse(p.read_text())
+    except errors as exc:
         raise InputError(f"{p}: cannot parse config ({str(exc).splitlines()[0]})") from None
-    if d is None:
-        return {}
-    if not isinstance(d, dict):
-        raise InputError(f"{p}: a config must be a mapping of keys to values")
-    return d
 
 
 def recipe_defaults(recipe: str, section: str | None = None) -> dict:
@@ -163,13 +167,7 @@ def config_with_overrides(path: str | Path, overrides: dict) -> dict:
 def _read_json(path: str | Path) -> dict:
     import json
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"no such config file: {p}")
-    try:
-        d = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{p}: cannot parse config ({exc})") from None
+    d = _read_config_file(path, json.loads, json.JSONDecodeError)
     if not isinstance(d, dict):
-        raise InputError(f"{p}: a config must be a mapping of keys to values")
+        raise InputError(f"{path}: a config must be a mapping of keys to values")
     return d
