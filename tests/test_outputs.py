@@ -40,6 +40,18 @@ def cli(args: list[str], cwd: Path, preexec_fn=None, timeout: float = 240) -> su
     )
 
 
+def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    """The CLI in its own process, left running (to be signalled), its output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", *args],
+        cwd=cwd,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def one_error_line(r: subprocess.CompletedProcess) -> str:
     """The run failed with status 2 and exactly one stderr line, a handstream error, no traceback."""
     lines = r.stderr.splitlines()
@@ -234,15 +246,7 @@ def test_signal_stops_a_replay_cleanly(tmp_path, sig, status):
     """The mp4 decodes to exactly as many frames as the JSONL has records (both closed properly)."""
     mp4, jsonl = tmp_path / "X.mp4", tmp_path / "X.jsonl"
     args = ["run", "--source", "synthetic", "--frames", "3000", "--quiet", "--out", str(mp4)]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", *args, "--jsonl", str(jsonl)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli([*args, "--jsonl", str(jsonl)], tmp_path)
     try:
         deadline = time.monotonic() + 120  # model loading on a busy machine: wait for frames, not a clock
         while time.monotonic() < deadline and proc.poll() is None:
@@ -397,16 +401,8 @@ def test_sigterm_during_record_keeps_a_playable_recording(tmp_path):
     """SIGTERM stops a recording like Ctrl-C: the frames so far are finished, renamed into place and play."""
     pytest.importorskip("pyrealsense2", reason="recording needs pyrealsense2")
     rec = tmp_path / "R.db3"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
     args = ["record", "--source", "synthetic", "--frames", "3000", "--out", str(rec)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(args, tmp_path)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
