@@ -131,3 +131,21 @@ def test_run_with_a_users_gallery(tmp_path, capsys):
 def test_options_for_a_stage_that_is_not_in_the_pipeline_are_refused():
     with pytest.raises(InputError, match="not in the pipeline: gesture"):
         build_pipeline(backend="onnxruntime", models="pose", overlay=False, stage_options={"gesture": {}})
+
+
+def test_pipeline_measure_scores_against_the_sources_labels(capsys):
+    from stream.sources.synthetic import SyntheticSource
+    from stream.synth import HandSynthesizer, SceneConfig
+    from train.gesture.recipe import main as recipe
+
+    # the source carries the generator's gesture label of each frame
+    truth = [
+        s.gesture_fine
+        for s in HandSynthesizer(SceneConfig(camera=camera("d435_320x240")), seed=7).sequence(6)
+    ]
+    assert [f.meta["gesture_fine_true"] for f in SyntheticSource(n_frames=6, seed=7)] == truth
+    capsys.readouterr()
+    assert recipe(["pipeline", "--seeds", "7", "--frames", "12"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["seed"] == 7 and row["frames"] == 12 and 0 <= row["correct"] <= row["named"] <= 12
+    assert row["named"] >= 6  # a hand in every frame of this sequence: most frames are named

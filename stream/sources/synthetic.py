@@ -51,6 +51,7 @@ class SyntheticSource(Source):
             self._pacer.wait(f.timestamp_ms)
             f.meta["t_capture_ns"] = time.perf_counter_ns()
         f.meta["joints_xyz_mm_true"] = sample.joints_xyz_mm  # ground truth, for evaluation tools
+        f.meta["gesture_fine_true"] = sample.gesture_fine  # an index into stream.synth.hand.GESTURES_FINE
         return f
 
     def lag(self) -> Lag | None:

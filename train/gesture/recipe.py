@@ -178,19 +178,16 @@ def pipeline_main(args) -> int:
     """The whole runtime on generator sequences: depth frames -> our segmentation and pose engine -> One
     Euro -> the shipped gesture engine and default gallery, against the generator's gesture labels (the 14
     scene gestures; frames inside an eased transition between two gestures count against us too)."""
-    from stream.frames import camera
     from stream.pipeline import build_pipeline
     from stream.sources.synthetic import SyntheticSource
-    from stream.synth import HandSynthesizer, SceneConfig
     from stream.synth.hand import GESTURES_FINE
 
     rows = []
     for seed in (int(x) for x in args.seeds.split(",")):
-        cfg = SceneConfig(camera=camera("d435_320x240"), distractors=True)
-        truth = [GESTURES_FINE[s.gesture_fine] for s in HandSynthesizer(cfg, seed=seed).sequence(args.frames)]
-        names = []
+        names, truth = [], []
         with build_pipeline(backend="onnxruntime", models="pose,gesture", overlay=False, threads=1) as p:
             for f in SyntheticSource(n_frames=args.frames, seed=seed):
+                truth.append(GESTURES_FINE[f.meta["gesture_fine_true"]])
                 names.append(p.process(f).record_fields.get("gesture"))
         named = sum(n is not None for n in names)
         right = sum(n == t for n, t in zip(names, truth))
