@@ -24,6 +24,16 @@ UNKNOWN = ""  # the label of a rejected query
 GALLERY_FORMAT = 1
 
 
+def nearest(
+    gallery: np.ndarray, gallery_sq: np.ndarray, queries: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(index (Q,), distance (Q,)) of each query's nearest gallery row, by one matrix product; `gallery_sq`
+    holds |g|^2 per row, so a caller that asks every frame (the recogniser) computes it once."""
+    d2 = gallery_sq[None, :] - 2.0 * (queries @ gallery.T) + (queries**2).sum(1)[:, None]
+    idx = np.argmin(d2, axis=1)
+    return idx, np.sqrt(np.maximum(d2[np.arange(len(queries)), idx], 0.0))
+
+
 def nearest_class(
     gallery_emb: np.ndarray,
     gallery_labels: np.ndarray,
@@ -38,10 +48,8 @@ def nearest_class(
         raise ValueError(f"gallery {g.shape} and queries {q.shape} must be (N, d) with the same d")
     if len(g) == 0:
         raise ValueError("the gallery is empty")
-    d2 = (q**2).sum(1)[:, None] + (g**2).sum(1)[None, :] - 2.0 * q @ g.T
-    nearest = np.argmin(d2, axis=1)
-    dist = np.sqrt(np.maximum(d2[np.arange(len(q)), nearest], 0.0))
-    labels = np.asarray(gallery_labels, dtype=object)[nearest]
+    idx, dist = nearest(g, (g**2).sum(1), q)
+    labels = np.asarray(gallery_labels, dtype=object)[idx]
     if reject_distance is not None:
         labels = np.where(dist > reject_distance, UNKNOWN, labels)
     return labels.astype(str), dist

@@ -13,7 +13,7 @@ from collections import deque
 import numpy as np
 
 from .canonical import canonical_hand
-from .gallery import UNKNOWN, Gallery
+from .gallery import UNKNOWN, Gallery, nearest
 
 
 class GestureRecognizer:
@@ -40,10 +40,9 @@ class GestureRecognizer:
         if joints_xyz_mm is None or not np.isfinite(joints_xyz_mm).all():
             self.reset()
             return None, None
-        e = self.embed(canonical_hand(joints_xyz_mm)[None])[0].astype(np.float64)
-        d2 = self._sq - 2.0 * (self.embeddings @ e) + e @ e  # the same rule as gallery.nearest_class
-        i = int(np.argmin(d2))
-        dist = float(np.sqrt(max(d2[i], 0.0)))
+        e = self.embed(canonical_hand(joints_xyz_mm)[None]).astype(np.float64)
+        idx, d = nearest(self.embeddings, self._sq, e)
+        i, dist = int(idx[0]), float(d[0])
         self._votes.append(UNKNOWN if dist > self.reject_distance else str(self.labels[i]))
         counts: dict[str, int] = {}
         for v in self._votes:
