@@ -20,6 +20,7 @@ import sys
 
 import numpy as np
 
+from ..argtypes import frames_type, int_type, seed_type
 from ..errors import InputError
 
 
@@ -93,8 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     src = en.add_mutually_exclusive_group(required=True)
     src.add_argument("--joints", help=".npz with joints_xyz_mm (N, 21, 3)")
     src.add_argument("--source", help="a recording, video, folder, realsense or synthetic:SEED")
-    en.add_argument("--max-frames", type=int, default=90, help="frames to read from --source (default 90)")
-    en.add_argument("--keep", type=int, default=30, help="examples kept, evenly spaced (default 30)")
+    en.add_argument(
+        "--max-frames",
+        type=frames_type("--max-frames"),
+        default=90,
+        help="frames to read from --source (default 90)",
+    )
+    en.add_argument(
+        "--keep", type=int_type("--keep", 1), default=30, help="examples kept, evenly spaced (default 30)"
+    )
     en.add_argument("--backend", default="onnxruntime", choices=("auto", "onnxruntime", "tensorrt", "torch"))
     ls = sub.add_parser("list", help="the gestures in a gallery")
     ls.add_argument("--gallery", required=True)
@@ -116,16 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         "--unseen-only", action="store_true", help="keep only classes the shipped embedding never trained on"
     )
     ev.add_argument("--engine", default="gesture", help="embedding engine (default: the shipped one)")
-    ev.add_argument("--shots", type=int, default=5)
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--shots", type=int_type("--shots", 1), default=5)
+    ev.add_argument("--seed", type=seed_type(), default=0)
     ev.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
     from ..gestures import Gallery, canonical_joints
 
     if args.action == "enroll":
-        if args.max_frames < 1 or args.keep < 1:
-            raise InputError("--max-frames and --keep must be >= 1")
         joints = _load_joints(args.joints)[0] if args.joints else _joints_from_source(args)
         if len(joints) == 0:
             raise InputError(f"{args.joints}: no finite skeleton to enroll")
@@ -151,8 +157,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"handstream gesture: removed {args.name!r} from {args.gallery}")
         return 0
     # eval
-    if args.shots < 1 or args.seed < 0:
-        raise InputError("--shots must be >= 1 and --seed >= 0")
     from .gesture_eval import evaluate_engine
 
     joints, labels = _load_joints(args.joints, need_labels=True) if args.joints else _synth_joints(args.data)

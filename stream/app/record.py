@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import InputError, interrupt_status, interrupted_how
+from ..argtypes import frames_type
+from ..errors import interrupt_status, interrupted_how
 from .run import add_source_args, source_from_args, source_inputs
 
 
@@ -19,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="handstream record", description=__doc__)
     add_source_args(ap)
     ap.add_argument("--out", required=True, help="the recording to write (.db3)")
-    ap.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    ap.add_argument(
+        "--max-frames", type=frames_type("--max-frames"), default=None, help="stop after this many frames"
+    )
     ap.add_argument(
         "--no-compress",
         action="store_true",
@@ -27,8 +30,6 @@ def main(argv: list[str] | None = None) -> int:
         "~1/3 of the CPU to play back -- for recordings replayed on small machines",
     )
     args = ap.parse_args(argv)
-    if args.max_frames is not None and args.max_frames < 1:
-        raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
     from ..outputs import check_outputs
     from ..sources.rs_writer import write_recording
 

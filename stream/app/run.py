@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--show", action="store_true", help="show a window (q/Esc quits, space pauses)")
     ap.add_argument("--out", default=None, help="write the annotated video here (.mp4)")
     ap.add_argument("--jsonl", default=None, help="write one JSON record per frame here")
-    ap.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    ap.add_argument(
+        "--max-frames", type=frames_type("--max-frames"), default=None, help="stop after this many frames"
+    )
     ap.add_argument("--no-smoothing", action="store_true", help="report raw engine joints")
     ap.add_argument("--min-cutoff", type=float, default=None, help="One Euro min cutoff (Hz)")
     ap.add_argument("--beta", type=float, default=None, help="One Euro speed coefficient (1/mm)")
@@ -177,8 +179,6 @@ def make_sinks(args, fps: float | None):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="handstream: %(message)s")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
     from ..outputs import check_outputs
     from ..pipeline import build_pipeline, run_stream
     from ..sinks import SinkGroup, WindowSink
