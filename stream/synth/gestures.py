@@ -105,6 +105,14 @@ UNSEEN: tuple[str, ...] = (
 TRAIN: tuple[str, ...] = tuple(f for f in FINE if f not in UNSEEN)
 
 
+def vocabulary_pose(fine: str, rng: np.random.Generator, jitter_deg: float = 7.0) -> np.ndarray:
+    """A vocabulary gesture's pose with per-sample variation, clipped to the anatomical limits (the scene
+    generator's `hand.gesture_pose` for this larger vocabulary)."""
+    if fine not in VOCABULARY:
+        raise ValueError(f"unknown gesture {fine!r}")
+    return clip_pose(VOCABULARY[fine][1] + rng.normal(0.0, jitter_deg, N_POSE))
+
+
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """A rotation matrix drawn uniformly (a normalised Gaussian quaternion)."""
     q = rng.normal(size=4)
@@ -130,11 +138,9 @@ def gesture_joints(
     None), either hand (random when None), the shape varied by `jitter_deg` per angle, turned uniformly at
     random, 300-700 mm in front of the camera, and `noise_mm` of Gaussian noise per joint coordinate (what
     a pose engine's error does to a skeleton)."""
-    if fine not in VOCABULARY:
-        raise ValueError(f"unknown gesture {fine!r}")
     shape = hand_shape(int(rng.integers(1 << 30)) if subject is None else subject)
     is_left = bool(rng.random() < 0.5) if left is None else bool(left)
-    pose = clip_pose(VOCABULARY[fine][1] + rng.normal(0.0, jitter_deg, N_POSE))
+    pose = vocabulary_pose(fine, rng, jitter_deg)
     local = hand_joints_local(shape, pose, left=is_left).joints
     trans = np.array([rng.uniform(-150, 150), rng.uniform(-100, 100), rng.uniform(300, 700)])
     joints = local @ random_rotation(rng).T + trans
@@ -175,14 +181,11 @@ def render_gesture(synth, fine: str, k: int, jitter_deg: float = 7.0):
     caller knows the name)."""
     from dataclasses import replace
 
-    if fine not in VOCABULARY:
-        raise ValueError(f"unknown gesture {fine!r}")
     rng = np.random.default_rng([synth.seed, 5, int(k)])
     subject = int(rng.integers(synth.config.n_subjects))
     shape = hand_shape(subject, synth.config.child_fraction)
     state = synth._random_state(rng, shape)
-    pose = clip_pose(VOCABULARY[fine][1] + rng.normal(0.0, jitter_deg, N_POSE))
-    state = replace(state, pose_deg=pose)
+    state = replace(state, pose_deg=vocabulary_pose(fine, rng, jitter_deg))
     ctx = synth._context(rng, shape, state, None)
     s = synth._render(rng, shape, state, ctx, None, sequence=-1, frame_index=int(k), timestamp_ms=0.0)
     return replace(s, gesture_fine=-1, gesture_coarse=-1)
