@@ -21,7 +21,7 @@ def evaluate_engine(engine_name: str, joints: np.ndarray, labels: np.ndarray, sh
     from ..gestures import canonical_joints
 
     try:
-        from train.gesture.metrics import clustering_nmi, recall_at_k, shot_accuracy
+        from train.gesture.metrics import embedding_report
     except ImportError as exc:
         raise InputError(
             f"gesture eval needs the train extra ({exc}); pip install 'handstream[train]'"
@@ -32,15 +32,6 @@ def evaluate_engine(engine_name: str, joints: np.ndarray, labels: np.ndarray, sh
     with engines.load_engine(engine_name, backend="onnxruntime") as engine:
         emb = embed_all(engine, canonical_joints(joints))
         reject = engine.manifest.metrics.get("reject_distance")
-    return {
-        "recall_at": {str(k): v for k, v in recall_at_k(emb, labels).items()},
-        "nmi": clustering_nmi(emb, labels, seed=seed),
-        "shot_accuracy": shot_accuracy(emb, labels, shots=shots, seed=seed),
-        "shot_accuracy_with_rejection": shot_accuracy(
-            emb, labels, shots=shots, seed=seed, reject_distance=reject
-        )
-        if reject is not None
-        else None,
-        "classes": int(len(classes)),
-        "samples": int(len(labels)),
-    }
+    report = embedding_report(emb, labels, shots=shots, seed=seed, reject_distance=reject)
+    report.setdefault("shot_accuracy_with_rejection", None)  # an engine without a rejection distance
+    return report

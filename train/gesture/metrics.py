@@ -88,3 +88,22 @@ def shot_accuracy(
         pred, _ = nearest_class(emb[gallery], labels[gallery], emb[query], reject_distance)
         accs.append(float(((pred == labels[query]) & (pred != UNKNOWN)).mean()))
     return float(np.mean(accs))
+
+
+def embedding_report(
+    emb: np.ndarray, labels: np.ndarray, shots: int = 5, seed: int = 0, reject_distance: float | None = None
+) -> dict:
+    """The JSON object both `handstream gesture eval` and the training recipe report: Recall@1/2/4/8, NMI
+    of k-means with k = the number of classes, K-shot accuracy (and, given a rejection distance, the same
+    with "unknown" counted wrong), and the class and sample counts."""
+    labels = np.asarray(labels)
+    out = {
+        "recall_at": {str(k): v for k, v in recall_at_k(emb, labels).items()},
+        "nmi": clustering_nmi(emb, labels, seed=seed),
+        "shot_accuracy": shot_accuracy(emb, labels, shots=shots, seed=seed),
+    }
+    if reject_distance is not None:
+        out["shot_accuracy_with_rejection"] = shot_accuracy(
+            emb, labels, shots=shots, seed=seed, reject_distance=reject_distance
+        )
+    return out | {"classes": int(len(np.unique(labels))), "samples": int(len(labels))}

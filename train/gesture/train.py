@@ -25,7 +25,7 @@ from stream.synth import gestures as vocab
 
 from . import LOSSES
 from .losses import QuadrupletLossConfig, combined_loss, contrastive_loss, triplet_loss
-from .metrics import clustering_nmi, recall_at_k, shot_accuracy
+from .metrics import embedding_report
 from .models import create_gesture_model
 from .selection import select_quadruplets, select_triplets
 
@@ -96,15 +96,7 @@ def evaluate(model: torch.nn.Module | None, cfg: GestureTrainConfig, noise_mm: f
         data = vocab.gesture_dataset(vocab.UNSEEN, cfg.eval_per_class, cfg.eval_seed, noise_mm=noise_mm)
         x = canonical_joints(data["joints_xyz_mm"])
     emb = x.reshape(len(x), -1) if model is None else embed(model, x)
-    labels = data["label"]
-    return {
-        "noise_mm": noise_mm,
-        "recall_at": {str(k): v for k, v in recall_at_k(emb, labels).items()},
-        "nmi": clustering_nmi(emb, labels),
-        "shot_accuracy": shot_accuracy(emb, labels, shots=5),
-        "classes": len(vocab.UNSEEN),
-        "samples": len(labels),
-    }
+    return {"noise_mm": noise_mm} | embedding_report(emb, data["label"], shots=5)
 
 
 def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.nn.Module, dict]:
