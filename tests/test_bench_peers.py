@@ -41,3 +41,26 @@ def test_peer_reports_no_hand_honestly(peer_python):
     out = run_mediapipe([blank], frames=2, warmup=0, modes=("tracking",), complexities=(0,))
     p = out["peers"]["mediapipe_tracking_c0"]
     assert p["hand_frames"] == 0 and p["detection_rate"] == 0.0 and p["n"] == 2
+
+
+def test_peer_writes_landmarks_of_a_real_hand_and_nan_for_none(peer_python, nyu_dir, tmp_path):
+    """`--landmarks`: what tools/gesture_other_skeletons.py feeds to the gesture evaluation."""
+    import subprocess
+
+    from stream.bench.peers import PEER_SCRIPT
+
+    img = cv2.imread(str(nyu_dir / "rgb_1_0000001.png"), cv2.IMREAD_COLOR)
+    blank = np.full_like(img, 127)
+    np.savez(tmp_path / "f.npz", color_bgr=np.stack([img, blank]))
+    out = tmp_path / "lm.npz"
+    subprocess.run(
+        [str(peer_python), str(PEER_SCRIPT), "--npz", str(tmp_path / "f.npz"), "--landmarks", str(out)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with np.load(out) as d:
+        world, image, side = d["world_m"], d["image"], d["handedness"]
+    assert world.shape == image.shape == (2, 21, 3)
+    assert np.isfinite(world[0]).all() and np.isnan(world[1]).all()
+    # metres about the hand's centre: a hand spans about 0.1-0.25 m
+    assert 0.08 < float(np.ptp(world[0], axis=0).max()) < 0.3
+    assert side[0] in ("Left", "Right") and side[1] == ""

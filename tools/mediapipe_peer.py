@@ -6,6 +6,14 @@ numpy, OpenCV and mediapipe, and `handstream bench --peers mediapipe` drives it 
 
     .cache/mediapipe-venv/bin/python tools/mediapipe_peer.py --npz frames.npz --frames 200 --json out.json
     .cache/mediapipe-venv/bin/python tools/mediapipe_peer.py --image ../shared/data/nyu/rgb_1_0000001.png
+    .cache/mediapipe-venv/bin/python tools/mediapipe_peer.py --npz frames.npz --landmarks out.npz
+
+`--landmarks OUT.npz` does not time anything: it runs palm detection + landmarks on every frame once
+(static_image_mode=True, the first `--complexity`) and writes what MediaPipe saw -- `world_m` (N, 21, 3),
+its metric "world" landmarks in metres about the hand's centre, `image` (N, 21, 3), normalised image x, y
+and relative depth, `handedness` (N,) "Left"/"Right"/"" and `score` (N,), NaN/empty where no hand was found --
+so skeletons from another hand model and coordinate frame can be fed to our evaluations
+(tools/gesture_other_skeletons.py).
 
 Input: an .npz holding colour frames as (N, H, W, 3) uint8 BGR (key `color_bgr`, else the first such
 array), a video file, or one image repeated. Each configuration (mode x model complexity) gets a fresh
@@ -102,6 +110,29 @@ def time_config(hands_mod, frames: list[np.ndarray], mode: str, complexity: int,
     return stats
 
 
+def landmarks(hands_mod, frames: list[np.ndarray], complexity: int) -> dict[str, np.ndarray]:
+    """MediaPipe's landmarks of the first hand it finds in every frame (NaN where none)."""
+    n = len(frames)
+    world = np.full((n, 21, 3), np.nan, np.float32)
+    image = np.full((n, 21, 3), np.nan, np.float32)
+    side = np.full(n, "", dtype="<U5")
+    score = np.full(n, np.nan, np.float32)
+    with hands_mod.Hands(
+        static_image_mode=True, model_complexity=complexity, max_num_hands=1, min_detection_confidence=0.5
+    ) as hands:
+        for i, frame in enumerate(frames):
+            res = hands.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            if not res.multi_hand_landmarks:
+                continue
+            image[i] = [(p.x, p.y, p.z) for p in res.multi_hand_landmarks[0].landmark]
+            if res.multi_hand_world_landmarks:
+                world[i] = [(p.x, p.y, p.z) for p in res.multi_hand_world_landmarks[0].landmark]
+            if res.multi_handedness:
+                c = res.multi_handedness[0].classification[0]
+                side[i], score[i] = c.label, c.score
+    return {"world_m": world, "image": image, "handedness": side, "score": score}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
@@ -113,6 +144,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--modes", default="tracking,detection", help="comma list of tracking, detection")
     ap.add_argument("--complexity", default="0,1", help="comma list of model complexities (0, 1)")
     ap.add_argument("--json", help="write the JSON here as well as to stdout")
+    ap.add_argument("--landmarks", help="write every frame's landmarks to this .npz instead of timing")
     args = ap.parse_args(argv)
     if args.frames < 1 or args.warmup < 0:
         ap.error("--frames must be >= 1 and --warmup >= 0")
@@ -134,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     from mediapipe.python.solutions import hands as hands_mod
 
     frames, origin = load_frames(args)
+    if args.landmarks:
+        out = landmarks(hands_mod, frames, args.complexity[0])
+        np.savez(args.landmarks, **out)
+        found = int(np.isfinite(out["world_m"][:, 0, 0]).sum())
+        sys.stdout.write(json.dumps({"frames": len(frames), "found": found, "out": args.landmarks}) + "\n")
+        return 0
     results = {}
     for mode in args.modes:
         for c in args.complexity:
