@@ -80,8 +80,8 @@ def _synth_class():
         """The generator with the hand sometimes pushed partly or wholly out of the picture (the arm
         still reaching in): frames without a visible hand, for a calibrated presence score."""
 
-        def _random_state(self, rng, shape):
-            st = super()._random_state(rng, shape)
+        def _random_state(self, rng, shape, *args, **kwargs):
+            st = super()._random_state(rng, shape, *args, **kwargs)
             if rng.random() >= OUT_OF_VIEW_PROB:
                 return st
             intr = self.config.camera
