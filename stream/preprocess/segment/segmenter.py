@@ -26,7 +26,7 @@ from .config import HandDetection, Segmentation, SegmenterConfig, check_depth
 from .measure import mask_bbox, merge_windows, view_window
 from .refine import learned_hand, look_behind, refine_candidate
 from .scoring import Candidate, choose, vouched_hands
-from .tracking import near_previous, previous_centres, tracked_candidates, tracked_threshold
+from .tracking import jump_score, near_previous, previous_centres, tracked_candidates, tracked_threshold
 
 if TYPE_CHECKING:
     from ..detect import DetectorOutput
@@ -96,22 +96,29 @@ class HandSegmenter:
         if not peaks:
             return self._classic_fallback(depth, intr, prev, out)
         snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
-        hands: list[HandDetection] = []
+        # each peak's 3-D centre and its score while tracking (a peak far behind the tracked hand loses
+        # confidence), best first; without a previous hand the order is the heatmap's
+        cands = []
         for pk in peaks:
-            need = cfg.presence_threshold if not hands else cfg.second_hand_threshold
-            if pk.score < tracked_threshold(need, bool(prev_coms)):
+            if pk.score < low:
                 continue  # cannot pass even if tracked: skip its depth (same result, less work)
             d_mm = peak_depth(out, pk.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
             if not d_mm > 0:
                 continue
             c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
             tracked = near_previous(c_xyz, prev_coms, cfg.track_radius_mm)
-            if pk.score < tracked_threshold(need, tracked):
+            score = jump_score(pk.score, c_xyz, prev_coms, cfg.track_jump_mm, cfg.track_jump_falloff_mm)
+            cands.append((score, c_xyz, tracked))
+        cands.sort(key=lambda c: -c[0])
+        hands: list[HandDetection] = []
+        for score, c_xyz, tracked in cands:
+            need = cfg.presence_threshold if not hands else cfg.second_hand_threshold
+            if score < tracked_threshold(need, tracked):
                 continue
-            h = learned_hand(cfg, depth, intr, out, pk.score, c_xyz, hands)
+            h = learned_hand(cfg, depth, intr, out, score, c_xyz, hands)
             if h is None:
                 continue
-            h = look_behind(cfg, depth, intr, out, pk.score, h, hands)
+            h = look_behind(cfg, depth, intr, out, score, h, hands)
             if hands and (
                 abs(h.com_xyz_mm[2] - hands[0].com_xyz_mm[2]) > cfg.second_hand_max_depth_gap_mm
                 or any(np.linalg.norm(h.com_xyz_mm - o.com_xyz_mm) < 80.0 for o in hands)
