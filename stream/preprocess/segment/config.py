@@ -103,7 +103,7 @@ class SegmenterConfig:
     # learned, tracking: a peak more than this behind every previous hand loses confidence (tracking.jump_score:
     # divided by 1 + excess / track_jump_falloff_mm), so a tracked hand is not traded for a bottle or jar far
     # behind it (0 = off)
-    track_jump_mm: float = 150.0
+    track_jump_mm: float = 100.0
     track_jump_falloff_mm: float = 100.0
     known_cube_mm: float = 250.0  # known-centre mode: the hand is what lies inside this cube
 

@@ -8,8 +8,9 @@ found last, and a hand near where one was is easier to accept.
   the presence threshold (`tracked_threshold`): tracking keeps a half-hidden hand. A peak more than
   `track_jump_mm` behind every previous hand loses confidence with the distance (`jump_score`): on a table
   the detector also fires on bottles and jars behind the hand, and a hand does not move half a metre away
-  in one frame. When the tracked hand vanishes (a frame without a hand), the next frame has no previous hand
-  and nothing is penalized.
+  in one frame. The penalty decides which peak becomes the first hand; a second hand is judged on its own
+  peak (the user's other hand may lie behind the tracked one). When the tracked hand vanishes (a frame
+  without a hand), the next frame has no previous hand and nothing is penalized.
 """
 
 from __future__ import annotations
