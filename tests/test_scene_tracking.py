@@ -98,3 +98,23 @@ def test_tracking_through_a_generated_egocentric_sequence_stays_on_the_hand():
     assert on[0] == off[0] >= 60
     assert on[2] == 0  # never moved from the hand to something far behind it
     assert on[1] <= off[1] and on[1] <= 0.15 * on[0]
+
+
+def test_a_convex_object_beside_the_hand_gives_way_to_the_hand_shaped_peak():
+    """Egocentric frame 158 of seed 9200 (found by comparing the rule on and off over 300 frames): the
+    strongest peak sits on a table object beside the hand; its mask is convex, the hand's peak gives a mask with
+    fingers, and the segmenter takes the hand."""
+    from train.eval_segmentation import _Alone
+    from train.eval_synthetic import on_hand, truth_hands, what_is_at
+
+    syn = HandSynthesizer(SceneConfig(scene_kind="egocentric", color=False), 9200)
+    s = syn.sample_at(158)
+    t = truth_hands(s, _Alone(syn.config.camera))[0]
+    intr = s.frame.intrinsics
+    off = HandSegmenter(SegmenterConfig(method="learned", object_solidity=1.0)).segment(
+        s.frame.depth_mm, intr
+    )
+    assert off.found and not on_hand(off.best.com_xyz_mm, t, intr)
+    assert what_is_at(s, off.best.com_xyz_mm) == "object"
+    on = HandSegmenter(SegmenterConfig(method="learned")).segment(s.frame.depth_mm, intr)
+    assert on.found and on_hand(on.best.com_xyz_mm, t, intr)

@@ -105,6 +105,12 @@ class SegmenterConfig:
     # behind it (0 = off)
     track_jump_mm: float = 100.0
     track_jump_falloff_mm: float = 100.0
+    # learned: a first hand whose mask is at least this convex (a jar, cup or box beside the hand; hands
+    # measured 0.6-0.9) gives way to another peak of at least object_swap_presence, not behind it, whose mask
+    # is less convex than hand_solidity (>= 1 = off)
+    object_solidity: float = 0.88
+    hand_solidity: float = 0.85
+    object_swap_presence: float = 0.2
     known_cube_mm: float = 250.0  # known-centre mode: the hand is what lies inside this cube
 
     def __post_init__(self) -> None:

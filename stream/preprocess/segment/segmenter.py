@@ -24,7 +24,7 @@ from ...geometry import uvd_to_xyz
 from .candidates import find_candidates, peak_depth
 from .config import HandDetection, Segmentation, SegmenterConfig, check_depth
 from .measure import mask_bbox, merge_windows, view_window
-from .refine import learned_hand, look_behind, refine_candidate
+from .refine import learned_hand, look_behind, refine_candidate, solidity
 from .scoring import Candidate, choose, vouched_hands
 from .tracking import jump_score, near_previous, previous_centres, tracked_candidates, tracked_threshold
 
@@ -92,7 +92,7 @@ class HandSegmenter:
             return Segmentation(reason="nothing in range")
         prev_coms = previous_centres(prev)
         low = tracked_threshold(min(cfg.presence_threshold, cfg.second_hand_threshold), bool(prev_coms))
-        peaks = det.peaks(out, low, cfg.max_hands + 2)
+        peaks = det.peaks(out, min(low, cfg.object_swap_presence), cfg.max_hands + 2)
         if not peaks:
             return self._classic_fallback(depth, intr, prev, out)
         snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
@@ -133,7 +133,35 @@ class HandSegmenter:
                 break
         if not hands:
             return self._classic_fallback(depth, intr, prev, out)
-        return Segmentation(hands=tuple(hands))
+        return Segmentation(hands=tuple(self._prefer_hand_shape(depth, intr, out, peaks, hands)))
+
+    def _prefer_hand_shape(
+        self, depth: np.ndarray, intr: CameraIntrinsics, out: DetectorOutput, peaks: list, hands: list
+    ) -> list[HandDetection]:
+        """`hands`, or -- when the first hand's mask is as convex as a jar, cup or box (solidity >=
+        `object_solidity`) and another peak of at least `object_swap_presence`, not behind it, gives a
+        hand-shaped mask (solidity < `hand_solidity`) -- that one first: on a table the detector also fires
+        on the objects beside the hand, and a convex blob is seldom a hand with its fingers."""
+        cfg = self.config
+        first = hands[0]
+        if cfg.object_solidity >= 1.0 or solidity(first.mask, first.bbox_xywh) < cfg.object_solidity:
+            return hands
+        det = self.detector
+        lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
+        snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
+        for pk in peaks:
+            if pk.score < cfg.object_swap_presence:
+                break
+            d_mm = peak_depth(out, pk.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
+            if not d_mm > 0:
+                continue
+            c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
+            if np.linalg.norm(c_xyz - first.com_xyz_mm) < 80.0 or c_xyz[2] > first.com_xyz_mm[2] + 100.0:
+                continue  # the first hand's own peak, or something behind it
+            h = learned_hand(cfg, depth, intr, out, pk.score, c_xyz, [])
+            if h is not None and solidity(h.mask, h.bbox_xywh) < cfg.hand_solidity:
+                return [h] + [o for o in hands[1:] if np.linalg.norm(o.com_xyz_mm - h.com_xyz_mm) >= 80.0]
+        return hands
 
     def _classic_fallback(
         self, depth: np.ndarray, intr: CameraIntrinsics, prev: Segmentation | None, out: DetectorOutput
