@@ -1,5 +1,5 @@
 """`handstream eval synthetic --scenes` (train/eval_synthetic.py) on a tiny set, its scoring rules on real
-generated frames, and fine-tuning the shipped detector from its ONNX export (train/detector.load_folded_onnx)."""
+generated frames, and fine-tuning the shipped detector from its ONNX export (load_folded_onnx)."""
 
 from __future__ import annotations
 

@@ -102,8 +102,8 @@ def test_tracking_through_a_generated_egocentric_sequence_stays_on_the_hand():
 
 def test_a_convex_object_beside_the_hand_gives_way_to_the_hand_shaped_peak():
     """Egocentric frame 158 of seed 9200 (found by comparing the rule on and off over 300 frames): the
-    strongest peak sits on a table object beside the hand; its mask is convex, the hand's peak gives a mask with
-    fingers, and the segmenter takes the hand."""
+    strongest peak sits on a table object beside the hand; its mask is convex, the hand's peak gives a mask
+    with fingers, and the segmenter takes the hand."""
     from train.eval_segmentation import _Alone
     from train.eval_synthetic import on_hand, truth_hands, what_is_at
 

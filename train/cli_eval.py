@@ -1,7 +1,8 @@
 """`handstream eval nyu PRED.txt [--gt LABELS.txt] [--json] [--plot PNG]`,
 `handstream eval synthetic ENGINE_OR_CHECKPOINT --data DIR [--json]`, `handstream eval synthetic --scenes
-frontal,egocentric,desk` (the real pipeline per scene kind, train/eval_synthetic.py), and the measurements behind the
-preprocessing and smoothing defaults: `handstream eval segmentation|centres|smoothing` (train/eval_*.py).
+frontal,egocentric,desk` (the real pipeline per scene kind, train/eval_synthetic.py), and the measurements
+behind the preprocessing and smoothing defaults: `handstream eval segmentation|centres|smoothing`
+(train/eval_*.py).
 
 The NYU path is numpy only (no torch): predictions and labels in the community (u, v, d) format, converted
 with x = (u - cx) d / fx, y = -(v - cy) d / fy, z = d, then mean / per-joint error and success rates.
@@ -81,8 +82,8 @@ def _main_nyu(argv: list[str]) -> int:
 def _main_synthetic(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="handstream eval synthetic",
-        description="evaluate a pose engine/checkpoint on a `handstream synth` dataset with our segmentation, "
-        "or (--scenes) the whole pipeline per scene kind on generated held-out sequences",
+        description="evaluate a pose engine/checkpoint on a `handstream synth` dataset with our "
+        "segmentation, or (--scenes) the whole pipeline per scene kind on generated held-out sequences",
     )
     p.add_argument(
         "model",

@@ -16,8 +16,8 @@ often holding an object, table clutter behind), seeds + CLOSE_SEED_OFFSET (+ 100
 saw only frontal scenes put a real egocentric hand on a bottle 900 mm away.
 
 `--init ENGINE.onnx` fine-tunes an exported engine (the shipped one: its training checkpoint is not kept):
-the folded convolutions are loaded with identity BatchNorms that stay frozen (train.detector.load_folded_onnx),
-and the statistics are not recomputed after training.
+the folded convolutions are loaded with identity BatchNorms that stay frozen
+(train.detector.load_folded_onnx), and the statistics are not recomputed after training.
 
 Targets per frame, at 1/4 of the 160x120 input (stream/preprocess/detect.py's detector_input):
 - heatmap: a Gaussian (sigma 1 cell) at each hand's palm centre = mean of the wrist and the four finger MCPs,
@@ -313,12 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--init",
         type=Path,
-        help="start from this checkpoint (runs/detector/last.pt) or exported engine (.onnx) instead of scratch",
+        help="start from this checkpoint (runs/detector/last.pt) or exported engine (.onnx), not scratch",
     )
     p.add_argument(
         "--close-share",
         type=float,
-        help="share of each camera's frames from close-range scenes (egocentric and desk, stream/synth/scenes.py)",
+        help="share of each camera's frames from close-range (egocentric and desk) scenes",
     )
     p.add_argument(
         "--bn-batches",

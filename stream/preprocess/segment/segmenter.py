@@ -7,6 +7,9 @@
   the classic path; "learned" requires it; "classic" never loads it). Each heatmap peak >=
   `presence_threshold` is a hand (candidates.peak_depth, refine.learned_hand, refine.look_behind). When
   none is, the classic search runs around the weak peaks and keeps what they vouch for (scoring.py).
+  While tracking, a peak far behind the tracked hand loses confidence (tracking.jump_score); a first hand
+  whose mask is as convex as a jar or box gives way to a hand-shaped peak beside it (`_prefer_hand_shape`):
+  over a table the detector also fires on the objects there.
 - Classic path: candidates on a low-resolution view (candidates.py), scored and chosen (scoring.py), the
   chosen ones refined at full resolution (refine.py); with `prev`, around the previous hands first
   (tracking.py).
