@@ -1,6 +1,8 @@
 """`handstream eval nyu PRED.txt [--gt LABELS.txt] [--json] [--plot PNG]`,
-`handstream eval synthetic ENGINE_OR_CHECKPOINT --data DIR [--json]`, and the measurements behind the
-preprocessing and smoothing defaults: `handstream eval segmentation|centres|smoothing` (train/eval_*.py).
+`handstream eval synthetic ENGINE_OR_CHECKPOINT --data DIR [--json]`, `handstream eval synthetic --scenes
+frontal,egocentric,desk` (the real pipeline per scene kind, train/eval_synthetic.py), and the measurements
+behind the preprocessing and smoothing defaults: `handstream eval segmentation|centres|smoothing`
+(train/eval_*.py).
 
 The NYU path is numpy only (no torch): predictions and labels in the community (u, v, d) format, converted
 with x = (u - cx) d / fx, y = -(v - cy) d / fy, z = d, then mean / per-joint error and success rates.
@@ -80,17 +82,35 @@ def _main_nyu(argv: list[str]) -> int:
 def _main_synthetic(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="handstream eval synthetic",
-        description="evaluate a pose engine/checkpoint on a `handstream synth` dataset with our segmentation",
+        description="evaluate a pose engine/checkpoint on a `handstream synth` dataset with our "
+        "segmentation, or (--scenes) the whole pipeline per scene kind on generated held-out sequences",
     )
-    p.add_argument("model", help="'default', an engine directory/ONNX file, or a training checkpoint (.pt)")
-    p.add_argument("--data", required=True, help="dataset directory written by `handstream synth`")
+    p.add_argument(
+        "model",
+        nargs="?",
+        default="default",
+        help="'default', an engine directory/ONNX file, or a training checkpoint (.pt) (with --data)",
+    )
+    p.add_argument("--data", help="dataset directory written by `handstream synth`")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", help="write success-rate and per-joint plots to this PNG")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N frames (0 = all)")
     p.add_argument(
         "--gt-centre", action="store_true", help="crop at the ground-truth centre, not ours (ablation)"
     )
+    from .eval_synthetic import add_scene_arguments, main_scenes
+
+    add_scene_arguments(p)
     a = p.parse_args(argv)
+    if a.scenes:
+        if a.data or a.plot or a.limit or a.gt_centre or a.model != "default":
+            raise InputError(
+                "--scenes runs the shipped pipeline on generated frames: no model, --data, --plot, "
+                "--limit or --gt-centre"
+            )
+        return main_scenes(a)
+    if not a.data:
+        raise InputError("give --data DIR (a `handstream synth` dataset) or --scenes KIND,...")
     _check_plot(a.plot, [a.model, a.data])
     from .evaluate import evaluate_synthetic
 

@@ -137,3 +137,56 @@ def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     has = target.flatten(1).sum(1) > 0.5
     dice = 1.0 - (2 * inter + 1.0) / (denom + 1.0)
     return bce + (dice[has].mean() if has.any() else 0.0 * bce)
+
+
+def load_folded_onnx(model: HandDetectorNet, path) -> None:
+    """Load an exported detector (.onnx, BatchNorm folded into the convolutions at export) into `model`:
+    each convolution takes the folded weights, its BatchNorm becomes the identity plus the folded bias
+    (weight 1, mean 0, variance 1 - eps). The model then computes exactly the engine's function as long as
+    its BatchNorms run in eval mode (`freeze_batchnorm`): fine-tuning the shipped engine, whose training
+    checkpoint is not kept in the repository.
+
+    The ONNX graph's Conv nodes come in the model's module order (checked by shape, group and dilation)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    nodes = [n for n in graph.node if n.op_type == "Conv"]
+    convs = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if len(nodes) != len(convs):
+        raise ValueError(f"{path}: {len(nodes)} convolutions, the model has {len(convs)}")
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for node, (name, conv) in zip(nodes, convs):
+            w = torch.from_numpy(init[node.input[1]].copy())
+            b = torch.from_numpy(init[node.input[2]].copy()) if len(node.input) > 2 else None
+            attrs = {
+                a.name: (a.i if a.type == onnx.AttributeProto.INT else list(a.ints)) for a in node.attribute
+            }
+            if (
+                tuple(w.shape) != tuple(conv.weight.shape)
+                or attrs.get("group", 1) != conv.groups
+                or tuple(attrs.get("dilations", [1, 1])) != tuple(conv.dilation)
+            ):
+                raise ValueError(f"{path}: convolution {node.input[1]} does not match {name}")
+            conv.weight.copy_(w)
+            parent, _, idx = name.rpartition(".")
+            bn = modules[parent][int(idx) + 1] if parent and idx.isdigit() else None
+            if isinstance(bn, nn.BatchNorm2d):
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(b if b is not None else torch.zeros_like(bn.bias))
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+            elif b is not None and conv.bias is not None:
+                conv.bias.copy_(b)
+            else:
+                raise ValueError(f"{path}: convolution {name} has a bias but neither BatchNorm nor a bias")
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put every BatchNorm in eval mode (fixed statistics; its affine weights still train): call after each
+    model.train() when fine-tuning a model loaded by load_folded_onnx."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()

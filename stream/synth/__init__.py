@@ -14,6 +14,7 @@ from .hand import (
     nyu_from_21,
 )
 from .scene import GENERATOR_VERSION, HandSynthesizer, OtherHand, SceneConfig, SynthSample
+from .scenes import SCENE_KINDS
 from .sensor import SensorModel
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "NYU_JOINT_NAMES",
     "HandSynthesizer",
     "OtherHand",
+    "SCENE_KINDS",
     "SceneConfig",
     "SensorModel",
     "SynthSample",

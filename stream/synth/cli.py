@@ -9,6 +9,7 @@ from ..argtypes import fps_type, frames_type, int_type, seed_type
 from ..errors import InputError
 from ..frames import KNOWN_CAMERAS, camera
 from ..outputs import check_outputs, prepare_file
+from .scenes import SCENE_KINDS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-distractors", action="store_true")
     p.add_argument("--no-color", action="store_true", help="skip colour (faster; colour arrays are zeros)")
     p.add_argument("--two-hands", action="store_true")
+    p.add_argument(
+        "--scene",
+        choices=SCENE_KINDS,
+        default="frontal",
+        help="frontal: a user facing the camera; egocentric: camera over a table, hands at 200-500 mm, often "
+        "holding things; desk: camera forward over a desk; mixed: one of the three per sequence or frame",
+    )
     p.add_argument("--shard-size", type=int_type("--shard-size", 1), default=256)
     return p
 
@@ -54,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         distractors=not args.no_distractors,
         color=not args.no_color,
         two_hands=args.two_hands,
+        scene_kind=args.scene,
     )
     if args.preview:
         from .preview import contact_sheet
@@ -81,5 +90,5 @@ def main(argv: list[str] | None = None) -> int:
             shard_size=args.shard_size,
             fps=args.fps,
         )
-        print(f"wrote {args.frames} frames to {out}")
+        print(f"wrote {args.frames} {args.scene} frames to {out}")
     return 0

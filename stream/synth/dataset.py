@@ -22,6 +22,7 @@ from .hand import (
     NYU_JOINT_NAMES,
 )
 from .scene import GENERATOR_VERSION, HandSynthesizer, SceneConfig, SynthSample
+from .scenes import SCENE_KINDS
 
 ARRAYS = (
     "depth_mm",
@@ -37,6 +38,11 @@ ARRAYS = (
     "sequence",
     "frame",
 )
+# written only for close-range and mixed scene kinds (frontal datasets keep the bytes they always had): what
+# each pixel shows (scene.M_* ids), the held object's material id (-1: none) and each frame's kind (an index
+# into SCENE_KINDS), for an evaluation that tells a detection on the hand from one on an object
+SCENE_ARRAYS = ("material", "held_material", "scene_kind")
+SCENE_KIND_IDS = {k: i for i, k in enumerate(SCENE_KINDS)}
 SEQUENCE_LENGTH = 90  # frames per sequence when writing sequences (3 s at 30 fps)
 
 
@@ -52,7 +58,7 @@ def _samples(synth: HandSynthesizer, n_frames: int, sequences: bool, seq_len: in
         left -= n
 
 
-def _pack(batch: list[SynthSample], color: bool) -> dict[str, np.ndarray]:
+def _pack(batch: list[SynthSample], color: bool, material: bool = False) -> dict[str, np.ndarray]:
     h, w = batch[0].frame.depth_mm.shape
     out = {
         "depth_mm": np.stack([s.frame.depth_mm for s in batch]).astype(np.uint16),
@@ -70,6 +76,10 @@ def _pack(batch: list[SynthSample], color: bool) -> dict[str, np.ndarray]:
         "sequence": np.array([s.sequence for s in batch], np.int64),
         "frame": np.array([s.frame_index for s in batch], np.int64),
     }
+    if material:
+        out["material"] = np.stack([s.material for s in batch]).astype(np.int16)
+        out["held_material"] = np.array([s.frame.meta["held_material"] for s in batch], np.int16)
+        out["scene_kind"] = np.array([SCENE_KIND_IDS[s.scene_kind] for s in batch], np.uint8)
     return out
 
 
@@ -81,6 +91,7 @@ def dataset_meta(config: SceneConfig, seed: int, n_frames: int, sequences: bool,
         "sequences": bool(sequences),
         "sequence_length": SEQUENCE_LENGTH if sequences else 1,
         "fps": float(fps),
+        "scene_kind": config.scene_kind,
         "intrinsics": config.camera.to_dict(),
         "config": config.to_dict(),
         "joint_names": list(JOINT_NAMES),
@@ -90,7 +101,7 @@ def dataset_meta(config: SceneConfig, seed: int, n_frames: int, sequences: bool,
         "gestures_fine": list(GESTURES_FINE),
         "gestures_coarse": list(GESTURES_COARSE),
         "fine_to_coarse": FINE_TO_COARSE.tolist(),
-        "arrays": list(ARRAYS),
+        "arrays": list(ARRAYS) + (list(SCENE_ARRAYS) if config.scene_kind != "frontal" else []),
         "units": {
             "depth_mm": "uint16 mm, 0 = no measurement",
             "color": "uint8 BGR aligned to depth (zeros when colour is off)",
@@ -141,7 +152,7 @@ def write_dataset(
     def flush() -> None:
         name = f"shard_{len(meta['shards']):05d}.npz"
         try:
-            np.savez_compressed(out / name, **_pack(batch, config.color))
+            np.savez_compressed(out / name, **_pack(batch, config.color, config.scene_kind != "frontal"))
         except OSError as exc:
             (out / name).unlink(missing_ok=True)  # no partial shard a loader would trip over
             raise writing_failed(out / name, exc) from None
@@ -178,13 +189,14 @@ def load_dataset(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
         shards = [d / s["file"] for s in meta["shards"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{meta_path} is not a valid dataset description: {exc}") from exc
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ARRAYS}
+    names = ARRAYS + (SCENE_ARRAYS if meta.get("scene_kind", "frontal") != "frontal" else ())
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in names}
     for path in shards:
         if not path.is_file():
             raise InputError(f"dataset shard {path} is missing")
         try:
             with np.load(path) as z:
-                for k in ARRAYS:
+                for k in names:
                     parts[k].append(z[k])
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(f"dataset shard {path} is unreadable: {exc}") from exc

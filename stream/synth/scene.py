@@ -36,6 +36,22 @@ from .hand import (
     hand_shape,
 )
 from .render import Rays, ZBuffer, cast_boxes, cast_plane, cast_round_cones
+from .scenes import (
+    SCENE_KINDS,
+    HeldObject,
+    Table,
+    close_state_params,
+    distance_range,
+    draw_held,
+    draw_held_kind,
+    draw_table,
+    grip_gestures,
+    held_prims,
+    move_key,
+    pick_kind,
+    second_hand_centre,
+    table_clutter,
+)
 from .sensor import SensorModel, apply_sensor
 
 GENERATOR_VERSION = "synth-1.0"
@@ -62,6 +78,13 @@ class SceneConfig:
     palm_facing_prob: float = 0.6  # bias the palm towards the camera (a demo user shows the palm)
     background_scale: int = 2  # things behind the hands are cast at 1/this resolution (1 = all exact)
     sensor: SensorModel = field(default_factory=SensorModel)
+    # scene kinds (scenes.py): "frontal" (a user facing the camera; unchanged by the options below),
+    # "egocentric" (camera over a table), "desk" (camera forward over a desk), "mixed" (one of the three per
+    # sequence or independent frame). Close-range kinds put the hands at close_distance_mm and give them a
+    # bottle, cup, box or phone to hold with held_object_prob (per sequence).
+    scene_kind: str = "frontal"
+    close_distance_mm: tuple[float, float] = (200.0, 500.0)
+    held_object_prob: float = 0.6
 
     def __post_init__(self) -> None:
         lo, hi = self.hand_distance_mm
@@ -73,6 +96,15 @@ class SceneConfig:
             raise InputError(f"background_scale must be 1, 2 or 4, got {self.background_scale}")
         if self.n_subjects < 1:
             raise InputError(f"n_subjects must be >= 1, got {self.n_subjects}")
+        if self.scene_kind not in SCENE_KINDS:
+            raise InputError(f"scene_kind must be one of {', '.join(SCENE_KINDS)}, got {self.scene_kind!r}")
+        lo, hi = self.close_distance_mm
+        if not 100.0 <= lo <= hi <= 5000.0:
+            raise InputError(
+                f"close_distance_mm must be 100 <= near <= far <= 5000, got {self.close_distance_mm}"
+            )
+        if not 0.0 <= self.held_object_prob <= 1.0:
+            raise InputError(f"held_object_prob must lie in [0, 1], got {self.held_object_prob}")
 
     def to_dict(self) -> dict:
         return {
@@ -90,6 +122,9 @@ class SceneConfig:
             "palm_facing_prob": self.palm_facing_prob,
             "background_scale": self.background_scale,
             "sensor": {k: getattr(self.sensor, k) for k in self.sensor.__dataclass_fields__},
+            "scene_kind": self.scene_kind,
+            "close_distance_mm": list(self.close_distance_mm),
+            "held_object_prob": self.held_object_prob,
         }
 
     @classmethod
@@ -98,6 +133,8 @@ class SceneConfig:
         cam = CameraIntrinsics.from_dict(d.pop("camera"))
         sensor = SensorModel(**d.pop("sensor", {}))
         d["hand_distance_mm"] = tuple(d.get("hand_distance_mm", (300.0, 700.0)))
+        if "close_distance_mm" in d:
+            d["close_distance_mm"] = tuple(d["close_distance_mm"])
         return cls(camera=cam, sensor=sensor, **d)
 
 
@@ -128,6 +165,10 @@ class SynthSample:
     sequence: int
     frame_index: int
     other_hands: tuple[OtherHand, ...] = ()
+    # what each pixel shows (M_* ids; >= M_OBJECT objects, `frame.meta["held_material"]` the held one):
+    # lets an evaluation tell a detection on the hand from one on an object
+    material: np.ndarray | None = None
+    scene_kind: str = "frontal"
 
 
 # ------------------------------------------------------------------------------------------ hand state
@@ -215,6 +256,28 @@ def orientation_deg(palm_normal: np.ndarray) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------------- the scene
+def _lighting(rng: np.random.Generator, shape: HandShape, obj_colors: list) -> dict:
+    """Colours (wall, skin of hands and arms, clothing, head skin, then the objects'), light and texture:
+    the _Context fields every scene kind draws last, in this order."""
+    albedo: list = [None] * M_OBJECT
+    skin = np.array(shape.skin_bgr, np.float64) / 255.0
+    albedo[M_WALL] = rng.uniform(0.3, 0.95, 3)
+    albedo[M_HAND] = skin
+    albedo[M_ARM] = skin * rng.uniform(0.95, 1.05)
+    albedo[M_HAND2] = skin
+    albedo[M_ARM2] = skin * rng.uniform(0.95, 1.05)
+    albedo[M_BODY] = rng.uniform(0.05, 0.9, 3)
+    albedo[M_HEAD] = skin
+    albedo_bgr = np.array(albedo + obj_colors, np.float32)
+    light = np.array([rng.normal(0, 0.6), rng.normal(-0.5, 0.5), 1.0])
+    return {
+        "albedo_bgr": np.clip(albedo_bgr, 0.0, 1.0),
+        "light_dir": light / np.linalg.norm(light),
+        "ambient": float(rng.uniform(0.25, 0.5)),
+        "texture_seed": int(rng.integers(2**31)),
+    }
+
+
 @dataclass
 class _Prims:
     """Primitives of one scene, by kind, with material ids."""
@@ -268,6 +331,9 @@ class _Context:
     light_dir: np.ndarray
     ambient: float
     texture_seed: int
+    kind: str = "frontal"
+    held: HeldObject | None = None
+    table: Table | None = None
 
 
 def _random_rot(rng: np.random.Generator, max_deg: float) -> np.ndarray:
@@ -311,9 +377,8 @@ class HandSynthesizer:
         rng = np.random.default_rng([self.seed, 0, int(k)])
         subject = int(rng.integers(self.config.n_subjects))
         shape = hand_shape(subject, self.config.child_fraction)
-        state = self._random_state(rng, shape)
-        states2 = self._second_hand(rng, shape, state) if self.config.two_hands else None
-        ctx = self._context(rng, shape, state, states2)
+        kind = pick_kind(self.config.scene_kind, self.seed, 0, k)
+        state, states2, ctx, _ = self._start(rng, shape, kind)
         return self._render(rng, shape, state, ctx, states2, sequence=-1, frame_index=k, timestamp_ms=0.0)
 
     def sequence(self, n_frames: int, fps: float = 30.0) -> Iterator[SynthSample]:
@@ -332,20 +397,19 @@ class HandSynthesizer:
         subject = int(rng.integers(self.config.n_subjects))
         shape = hand_shape(subject, self.config.child_fraction)
         two = self.config.two_hands
-        key_a = self._random_state(rng, shape)
-        key_a2 = self._second_hand(rng, shape, key_a) if two else None
-        ctx = self._context(rng, shape, key_a, key_a2)
+        kind = pick_kind(self.config.scene_kind, self.seed, 1, s)
+        key_a, key_a2, ctx, grips = self._start(rng, shape, kind)
         hold = rng.uniform(0.2, 0.5)  # fraction of each interval the pose holds before moving on
         t_a, t_b = 0.0, float(key_rng.uniform(0.6, 2.0))
-        key_b = self._next_key(key_rng, shape, key_a)
-        key_b2 = self._second_hand(key_rng, shape, key_b) if two else None
+        key_b = self._next_key(key_rng, shape, key_a, kind, grips)
+        key_b2 = self._second_hand(key_rng, shape, key_b, kind) if two else None
         for i in range(int(n_frames)):
             t = i / fps
             while t >= t_b:  # move on to the next interval
                 t_a, key_a, key_a2 = t_b, key_b, key_b2
                 t_b += float(key_rng.uniform(0.6, 2.0))
-                key_b = self._next_key(key_rng, shape, key_a)
-                key_b2 = self._second_hand(key_rng, shape, key_b) if two else None
+                key_b = self._next_key(key_rng, shape, key_a, kind, grips)
+                key_b2 = self._second_hand(key_rng, shape, key_b, kind) if two else None
             a = np.clip((t - t_a) / (t_b - t_a), 0.0, 1.0)
             e = np.clip((a - hold) / (1.0 - hold), 0.0, 1.0)
             e = e * e * (3.0 - 2.0 * e)  # smoothstep: zero velocity at both keys
@@ -356,9 +420,33 @@ class HandSynthesizer:
                 frame_rng, shape, st, ctx, st2, sequence=s, frame_index=i, timestamp_ms=1000.0 * t
             )
 
+    def _start(self, rng: np.random.Generator, shape: HandShape, kind: str):
+        """(first hand state, second hand state or None, context, grip gestures or None) of a frame or
+        sequence of one scene kind. Frontal scenes draw exactly what they always drew, in that order."""
+        two = self.config.two_hands
+        if kind == "frontal":
+            state = self._random_state(rng, shape)
+            state2 = self._second_hand(rng, shape, state) if two else None
+            return state, state2, self._context(rng, shape, state, state2), None
+        held = draw_held_kind(rng) if rng.random() < self.config.held_object_prob else None
+        grips = grip_gestures(held)
+        state = self._random_state(rng, shape, kind, grips)
+        state2 = self._second_hand(rng, shape, state, kind) if two else None
+        return state, state2, self._close_context(rng, shape, state, state2, kind, held), grips
+
     # ------------------------------------------------------------------------------- hand states
-    def _random_state(self, rng: np.random.Generator, shape: HandShape) -> HandState:
+    def _random_state(
+        self, rng: np.random.Generator, shape: HandShape, kind: str = "frontal", grips=None
+    ) -> HandState:
         cfg = self.config
+        if kind != "frontal":
+            g, pose, center, phi, theta, flex, dev = close_state_params(
+                rng, kind, cfg.camera, cfg.close_distance_mm, grips
+            )
+            st = HandState(center, phi, theta, 0.0, flex, dev, pose, g)
+            # the back of the hand towards the camera more often than not (a hand reaching for things)
+            roll = self._palm_facing_roll(st) + 180.0 + rng.normal(0.0, 60.0)
+            return replace(st, roll_deg=float(roll))
         gesture = int(rng.integers(len(GESTURES_FINE)))
         pose = gesture_pose(gesture, rng)
         z = rng.uniform(*cfg.hand_distance_mm)
@@ -391,19 +479,22 @@ class HandSynthesizer:
         b = f[0] * n0[1] - f[1] * n0[0]  # (f x n0)_z
         return float(np.degrees(np.arctan2(-b, -a)))
 
-    def _next_key(self, rng: np.random.Generator, shape: HandShape, prev: HandState) -> HandState:
+    def _next_key(
+        self, rng: np.random.Generator, shape: HandShape, prev: HandState, kind: str = "frontal", grips=None
+    ) -> HandState:
         cfg, intr = self.config, self.config.camera
-        gesture = int(rng.integers(len(GESTURES_FINE))) if rng.random() < 0.7 else prev.gesture
+        gesture = move_key(rng, prev.gesture, grips)
         pose = gesture_pose(gesture, rng)
         c = prev.center_mm + rng.normal(0.0, [50.0, 40.0, 50.0])
-        c[2] = np.clip(c[2], *cfg.hand_distance_mm)
+        c[2] = np.clip(c[2], *distance_range(kind, cfg.hand_distance_mm, cfg.close_distance_mm))
         u = np.clip(c[0] * intr.fx / c[2] + intr.cx, 0.15 * intr.width, 0.85 * intr.width)
         v = np.clip(c[1] * intr.fy / c[2] + intr.cy, 0.15 * intr.height, 0.85 * intr.height)
         c[0], c[1] = (u - intr.cx) * c[2] / intr.fx, (v - intr.cy) * c[2] / intr.fy
+        theta_lim = (-15.0, 65.0) if kind == "frontal" else (-55.0, 15.0)
         return HandState(
             c,
             prev.arm_phi_deg + rng.normal(0.0, 15.0),
-            float(np.clip(prev.arm_theta_deg + rng.normal(0.0, 10.0), -15.0, 65.0)),
+            float(np.clip(prev.arm_theta_deg + rng.normal(0.0, 10.0), *theta_lim)),
             prev.roll_deg + rng.normal(0.0, 30.0),
             float(np.clip(prev.wrist_flex_deg + rng.normal(0.0, 10.0), -60.0, 60.0)),
             float(np.clip(prev.wrist_dev_deg + rng.normal(0.0, 5.0), -25.0, 25.0)),
@@ -416,8 +507,14 @@ class HandSynthesizer:
         v = (1.0 - e) * a.vector() + e * b.vector()
         return HandState.from_vector(v, a.gesture if e < 0.5 else b.gesture)
 
-    def _second_hand(self, rng: np.random.Generator, shape: HandShape, first: HandState) -> HandState:
+    def _second_hand(
+        self, rng: np.random.Generator, shape: HandShape, first: HandState, kind: str = "frontal"
+    ) -> HandState:
         """A left hand beside the first one (same subject), sometimes overlapping it."""
+        if kind != "frontal":
+            st = self._random_state(rng, shape, kind)
+            c = second_hand_centre(rng, first.center_mm, shape, self.config.close_distance_mm)
+            return replace(st, center_mm=c)
         st = self._random_state(rng, shape)
         off = rng.uniform(0.8, 1.6) * shape.length_mm * (1 if rng.random() < 0.5 else -1)
         c = first.center_mm + np.array([off, rng.normal(0, 40), rng.normal(0, 80)])
@@ -443,7 +540,6 @@ class HandSynthesizer:
         boxes: list = []
         cones: list = []
         mat = M_OBJECT
-        albedo = [None] * M_OBJECT  # filled below
         obj_colors: list = []
 
         def new_material() -> int:
@@ -532,17 +628,6 @@ class HandSynthesizer:
                     p[2] = min(p[2], z_near - r - 5.0)
                     cones.append((p, p, r, r, m))
 
-        # colours: wall, skin (hand, arm, hand2, arm2), clothing, head skin, objects
-        skin = np.array(shape.skin_bgr, np.float64) / 255.0
-        albedo[M_WALL] = rng.uniform(0.3, 0.95, 3)
-        albedo[M_HAND] = skin
-        albedo[M_ARM] = skin * rng.uniform(0.95, 1.05)
-        albedo[M_HAND2] = skin
-        albedo[M_ARM2] = skin * rng.uniform(0.95, 1.05)
-        albedo[M_BODY] = rng.uniform(0.05, 0.9, 3)
-        albedo[M_HEAD] = skin
-        albedo = np.array(albedo + obj_colors, np.float32)
-        light = np.array([rng.normal(0, 0.6), rng.normal(-0.5, 0.5), 1.0])
         return _Context(
             wall_point=wall_p,
             wall_normal=wall_n,
@@ -551,10 +636,59 @@ class HandSynthesizer:
             body_side=side,
             boxes=tuple(boxes),
             cones=tuple(cones),
-            albedo_bgr=np.clip(albedo, 0.0, 1.0),
-            light_dir=light / np.linalg.norm(light),
-            ambient=float(rng.uniform(0.25, 0.5)),
-            texture_seed=int(rng.integers(2**31)),
+            **_lighting(rng, shape, obj_colors),
+        )
+
+    def _close_context(
+        self, rng, shape: HandShape, state: HandState, state2: HandState | None, kind: str, held: str | None
+    ) -> _Context:
+        """The static part of a close-range scene (scenes.py): the table (the wall plane for egocentric
+        scenes; a desk slab before a back wall for desk scenes), clutter standing on it, the held object."""
+        cfg = self.config
+        posed = pose_hand(shape, state)
+        pts = [posed.geom.joints, posed.elbow_mm[None]]
+        if state2 is not None:
+            posed2 = pose_hand(shape, state2, left=True)
+            pts += [posed2.geom.joints, posed2.elbow_mm[None]]
+        table = draw_table(rng, kind, np.concatenate(pts))
+        up = table.up
+        boxes: list = []
+        cones: list = []
+        obj_colors: list = []
+
+        def new_material() -> int:
+            obj_colors.append(rng.uniform(0.1, 0.95, 3))
+            return M_OBJECT + len(obj_colors) - 1
+
+        if kind == "egocentric":
+            wall_p, wall_n = up * table.plane_c, up
+        else:
+            fwd = np.array([0.0, 0.0, 1.0]) - up[2] * up
+            fwd /= np.linalg.norm(fwd)
+            side = np.cross(up, fwd)
+            foot = state.center_mm - table.height_of(state.center_mm) * up
+            wall_p = fwd * (float(np.dot(foot, fwd)) + rng.uniform(400.0, 2200.0))
+            wall_n = -fwd
+            half = np.array([rng.uniform(500.0, 900.0), rng.uniform(12.0, 25.0), rng.uniform(300.0, 500.0)])
+            c = foot - up * half[1] + fwd * (half[2] - rng.uniform(50.0, 300.0)) + side * rng.normal(0, 150)
+            boxes.append((c, np.stack([side, up, fwd], axis=1), half, new_material()))
+        if cfg.distractors:
+            b, c = table_clutter(rng, table, cfg.camera, state.center_mm, new_material)
+            boxes += b
+            cones += c
+        held_obj = draw_held(rng, held, new_material()) if held is not None else None
+        return _Context(
+            wall_point=np.asarray(wall_p, np.float64),
+            wall_normal=np.asarray(wall_n, np.float64),
+            body=False,
+            shoulder_mm=None,
+            body_side=1.0,
+            boxes=tuple(boxes),
+            cones=tuple(cones),
+            **_lighting(rng, shape, obj_colors),
+            kind=kind,
+            held=held_obj,
+            table=table,
         )
 
     # -------------------------------------------------------------------------------------- render
@@ -573,6 +707,20 @@ class HandSynthesizer:
             pr.cone(g2.cone_a, g2.cone_b, g2.radius_a, g2.radius_b, M_HAND2, fg=True)
             if cfg.forearm:
                 pr.cone(*posed2.arm_cones, M_ARM2, fg=True)
+        if ctx.held is not None:
+            boxes, cones = held_prims(ctx.held, g, shape)
+            for a, b, ra, rb, m in cones:
+                pr.cone(a, b, ra, rb, m)
+            for c, r, h, m in boxes:
+                pr.box(c, r, h, m)
+        if ctx.kind != "frontal" and cfg.forearm:
+            # the upper arm (a sleeve) from each elbow on towards the image border the forearm came from
+            w = shape.width_mm
+            for p in (posed, posed2):
+                if p is not None:
+                    f = p.geom.joints[0] - p.elbow_mm
+                    f /= np.linalg.norm(f)
+                    pr.cone(p.elbow_mm, p.elbow_mm - f * 1.2 * shape.length_mm, 0.36 * w, 0.45 * w, M_BODY)
         if ctx.body and ctx.shoulder_mm is not None:
             s = ctx.shoulder_mm
             L = shape.length_mm
@@ -687,12 +835,15 @@ class HandSynthesizer:
             intrinsics=intr,
             color_bgr=color,
             source="synth",
-            # the posed hand's solid primitives and the noise-free z, for tests and debugging
+            # the posed hands' solid primitives and the noise-free z, for tests and debugging
             meta={
                 "subject": shape.subject,
                 "sequence": sequence,
                 "hand_geometry": posed.geom,
+                "other_hand_geometries": (posed2.geom,) if posed2 is not None else (),
                 "z_clean_mm": z,
+                "scene_kind": ctx.kind,
+                "held_material": ctx.held.material if ctx.held is not None else -1,
             },
         )
         return SynthSample(
@@ -708,6 +859,8 @@ class HandSynthesizer:
             sequence=sequence,
             frame_index=frame_index,
             other_hands=others,
+            material=material,
+            scene_kind=ctx.kind,
         )
 
     def _shade(self, rng, zb: ZBuffer, ctx: _Context, cos_inc: np.ndarray) -> np.ndarray:

@@ -10,7 +10,14 @@ distractors and occluders from four cameras (D435 at 320x240 and 640x480, SR300 
 640x480), 25 % of them with two hands, and the hand pushed partly or wholly out of the picture in 15 %
 (so the presence score learns "no hand" from frames with an arm but no hand, not only from empty ones).
 Seeds: TRAIN_SEED + camera index for training, VAL_SEED for validation -- both disjoint from the seeds
-`handstream eval segmentation` and the tests use (0-99).
+`handstream eval segmentation` and the tests use (0-99). With `close_share` > 0 that share of each camera's
+frames are close-range scenes (stream/synth/scenes.py: half egocentric, half desk; hands at 200-500 mm,
+often holding an object, table clutter behind), seeds + CLOSE_SEED_OFFSET (+ 100 for desk): a detector that
+saw only frontal scenes put a real egocentric hand on a bottle 900 mm away.
+
+`--init ENGINE.onnx` fine-tunes an exported engine (the shipped one: its training checkpoint is not kept):
+the folded convolutions are loaded with identity BatchNorms that stay frozen
+(train.detector.load_folded_onnx), and the statistics are not recomputed after training.
 
 Targets per frame, at 1/4 of the 160x120 input (stream/preprocess/detect.py's detector_input):
 - heatmap: a Gaussian (sigma 1 cell) at each hand's palm centre = mean of the wrist and the four finger MCPs,
@@ -70,6 +77,7 @@ OUT_OF_VIEW_PROB = 0.15
 # the segmenter took the occluder in front of the hand for it in ~4 % of the pose test frames (before the
 # detector saw occluders); the pose scenes have occluders in 30 % of the frames, the detector sees them in half
 OCCLUDER_PROB = 0.5
+CLOSE_SEED_OFFSET = 100
 DETECTOR_PARITY_ATOL = 1e-3  # max |PyTorch - ONNX Runtime| over the three outputs (see export below)
 
 
@@ -80,8 +88,8 @@ def _synth_class():
         """The generator with the hand sometimes pushed partly or wholly out of the picture (the arm
         still reaching in): frames without a visible hand, for a calibrated presence score."""
 
-        def _random_state(self, rng, shape):
-            st = super()._random_state(rng, shape)
+        def _random_state(self, rng, shape, *args, **kwargs):
+            st = super()._random_state(rng, shape, *args, **kwargs)
             if rng.random() >= OUT_OF_VIEW_PROB:
                 return st
             intr = self.config.camera
@@ -110,15 +118,17 @@ def _gaussian(h: np.ndarray, cu: float, cv: float, sigma: float) -> None:
     np.maximum(h, g, out=h)
 
 
-def make_frames(n: int, seed: int, camera: str, dist_mm, two_hands_share: float) -> dict[str, np.ndarray]:
-    """n frames of one camera -> network inputs and targets (see the module docstring)."""
+def make_frames(
+    n: int, seed: int, camera: str, dist_mm, two_hands_share: float, scene_kind: str = "frontal"
+) -> dict[str, np.ndarray]:
+    """n frames of one camera and scene kind -> network inputs and targets (see the module docstring)."""
     from stream.synth import SceneConfig
-    from stream.synth.hand import hand_shape
-    from stream.synth.scene import pose_hand
 
     cls = _synth_class()
     cam = KNOWN_CAMERAS[camera]
-    scene = SceneConfig(camera=cam, color=False, hand_distance_mm=dist_mm, occluder_prob=OCCLUDER_PROB)
+    scene = SceneConfig(
+        camera=cam, color=False, hand_distance_mm=dist_mm, occluder_prob=OCCLUDER_PROB, scene_kind=scene_kind
+    )
     one = cls(scene, seed)
     two = cls(replace(scene, two_hands=True), seed + 50)
     small = cam.scaled(*INPUT_WH) if cam.width * 3 == cam.height * 4 else None
@@ -139,15 +149,7 @@ def make_frames(n: int, seed: int, camera: str, dist_mm, two_hands_share: float)
         syn = two if pair else one
         s = syn.sample_at(k)
         d = s.frame.depth_mm
-        geoms = [s.frame.meta["hand_geometry"]]
-        if pair:
-            # replay sample_at's draws to pose the second hand (its geometry is not in meta), as
-            # train/eval_segmentation.py does
-            rng = np.random.default_rng([syn.seed, 0, k])
-            shape = hand_shape(int(rng.integers(syn.config.n_subjects)), syn.config.child_fraction)
-            st = syn._random_state(rng, shape)
-            st2 = syn._second_hand(rng, shape, st)
-            geoms.append(pose_hand(shape, st2, left=True).geom)
+        geoms = [s.frame.meta["hand_geometry"], *s.frame.meta["other_hand_geometries"]]
         hands = [(s.mask, s.joints_xyz_mm)] + [(o.mask, o.joints_xyz_mm) for o in s.other_hands]
         x, _ = detector_input(d, INPUT_WH, DEPTH_SCALE_MM, DEPTH_CLIP_M, stride=STRIDE)
         X[k] = x
@@ -174,9 +176,11 @@ def make_frames(n: int, seed: int, camera: str, dist_mm, two_hands_share: float)
     return {"x": X, "heat": HM, "weight": W, "mask": MK, "info": info}
 
 
-def dataset(n: int, seed: int, data_dir: Path, label: str) -> dict[str, np.ndarray]:
-    """The camera mix of CAMERAS, cached as data_dir/label-n-seed.npz."""
-    path = data_dir / f"{label}-v{DATA_VERSION}-{n}-{seed}.npz"
+def dataset(n: int, seed: int, data_dir: Path, label: str, close_share: float = 0.0) -> dict[str, np.ndarray]:
+    """The camera mix of CAMERAS (close_share of each camera's frames close-range scenes), cached as
+    data_dir/label-vV-n-seed[-closeS].npz."""
+    tag = f"-close{close_share:g}" if close_share > 0 else ""
+    path = data_dir / f"{label}-v{DATA_VERSION}-{n}-{seed}{tag}.npz"
     if path.is_file():
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
@@ -184,8 +188,14 @@ def dataset(n: int, seed: int, data_dir: Path, label: str) -> dict[str, np.ndarr
     t0 = time.perf_counter()
     for i, (cam, share, dist) in enumerate(CAMERAS):
         m = int(round(n * share))
-        parts.append(make_frames(m, seed + i, cam, dist, TWO_HAND_SHARE))
-        print(f"{label}: {cam} {m} frames ({time.perf_counter() - t0:.0f} s)", flush=True)
+        m_close = int(round(m * close_share))
+        runs = [("frontal", m - m_close, seed + i)]
+        runs += [("egocentric", m_close // 2, seed + CLOSE_SEED_OFFSET + i)]
+        runs += [("desk", m_close - m_close // 2, seed + 2 * CLOSE_SEED_OFFSET + i)]
+        for kind, count, kseed in runs:
+            if count > 0:
+                parts.append(make_frames(count, kseed, cam, dist, TWO_HAND_SHARE, kind))
+                print(f"{label}: {cam} {kind} {count} frames ({time.perf_counter() - t0:.0f} s)", flush=True)
     data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     data_dir.mkdir(parents=True, exist_ok=True)
     np.savez(path, **data)
@@ -301,7 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="where the engine is exported")
     p.add_argument("--data-only", action="store_true", help="generate (cache) the data and stop")
     p.add_argument(
-        "--init", type=Path, help="start from this checkpoint (runs/detector/last.pt) instead of scratch"
+        "--init",
+        type=Path,
+        help="start from this checkpoint (runs/detector/last.pt) or exported engine (.onnx), not scratch",
+    )
+    p.add_argument(
+        "--close-share",
+        type=float,
+        help="share of each camera's frames from close-range (egocentric and desk) scenes",
     )
     p.add_argument(
         "--bn-batches",
@@ -312,15 +329,24 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_recipe_args(p, list(argv or []), "detector", repo_paths=("data_dir", "runs", "out"))
     single_process("detector", "a 15-minute CPU model: one process is enough")
 
-    val = dataset(a.val_frames, VAL_SEED, a.data_dir, "val")
-    train = dataset(a.frames, TRAIN_SEED, a.data_dir, "train")
+    if not 0.0 <= a.close_share <= 1.0:
+        raise InputError(f"close_share must lie in [0, 1], got {a.close_share}")
+    val = dataset(a.val_frames, VAL_SEED, a.data_dir, "val", a.close_share)
+    train = dataset(a.frames, TRAIN_SEED, a.data_dir, "train", a.close_share)
     if a.data_only:
         return 0
 
     import torch
 
     from engines.export import export_onnx
-    from train.detector import create_detector, depth_loss, focal_heatmap_loss, mask_loss
+    from train.detector import (
+        create_detector,
+        depth_loss,
+        focal_heatmap_loss,
+        freeze_batchnorm,
+        load_folded_onnx,
+        mask_loss,
+    )
     from train.trainer import recompute_bn_stats
 
     torch.set_num_threads(a.threads)
@@ -328,7 +354,18 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     model = create_detector(width=a.width, deep=a.deep, depth_head=a.depth_head)
     prior_minutes = 0.0
-    if a.init:
+    frozen_bn = False
+    if a.init and a.init.suffix == ".onnx":
+        meta = json.loads(a.init.with_suffix(".json").read_text())
+        kw = meta["training"]["model_kwargs"]
+        a.width, a.deep, a.depth_head = kw["width"], kw["deep"], kw.get("depth_head", a.depth_head)
+        model = create_detector(width=a.width, deep=a.deep, depth_head=a.depth_head)
+        load_folded_onnx(model, a.init)
+        prior_minutes = float(meta["training"].get("minutes_before", 0.0)) + float(
+            meta["training"]["minutes"]
+        )
+        frozen_bn, a.bn_batches = True, 0
+    elif a.init:
         ck = torch.load(a.init, map_location="cpu")
         a.width, a.deep = ck["kwargs"]["width"], ck["kwargs"]["deep"]
         model = create_detector(width=a.width, deep=a.deep, depth_head=a.depth_head)
@@ -338,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     # model goes back to NCHW before it is saved and exported
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
+    if frozen_bn:
+        freeze_batchnorm(model)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     n = len(train["x"])
     budget_s = a.minutes * 60.0
@@ -367,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
         epoch += 1
         m = _peak_metrics(model, val)
+        if frozen_bn:
+            freeze_batchnorm(model)
         row = {
             "epoch": epoch,
             "step": step,
@@ -428,12 +469,15 @@ def main(argv: list[str] | None = None) -> int:
                 "occluder_prob": OCCLUDER_PROB,
                 "script": "handstream train detector",
                 "frames": n,
+                "close_share": a.close_share,
                 "cameras": [c[0] for c in CAMERAS],
                 "seeds": {"train": TRAIN_SEED, "val": VAL_SEED},
                 "minutes": a.minutes,
                 "continued_from": str(a.init) if a.init else None,
                 "minutes_before": float(prior_minutes),
                 "bn_stats_batches": bn_seen,
+                "batchnorm_frozen": frozen_bn,
+                "lr": a.lr,
                 "epochs": epoch,
                 "steps": step,
                 "batch": a.batch,

@@ -100,6 +100,17 @@ class SegmenterConfig:
     near_falloff_mm: float = 250.0  # ... farther ones lose half their confidence every this many mm
     track_radius_mm: float = 120.0
     track_window_mm: float = 300.0  # tracking searches +- this around the previous hand first (0 = off)
+    # learned, tracking: a peak more than this behind every previous hand loses confidence
+    # (tracking.jump_score: divided by 1 + excess / track_jump_falloff_mm), so a tracked hand is not traded
+    # for a bottle or jar far behind it (0 = off)
+    track_jump_mm: float = 100.0
+    track_jump_falloff_mm: float = 100.0
+    # learned: a first hand whose mask is at least this convex (a jar, cup or box beside the hand; hands
+    # measured 0.6-0.9) gives way to another peak of at least object_swap_presence, not behind it, whose mask
+    # is less convex than hand_solidity (>= 1 = off)
+    object_solidity: float = 0.88
+    hand_solidity: float = 0.85
+    object_swap_presence: float = 0.2
     known_cube_mm: float = 250.0  # known-centre mode: the hand is what lies inside this cube
 
     def __post_init__(self) -> None:

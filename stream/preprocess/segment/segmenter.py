@@ -7,6 +7,9 @@
   the classic path; "learned" requires it; "classic" never loads it). Each heatmap peak >=
   `presence_threshold` is a hand (candidates.peak_depth, refine.learned_hand, refine.look_behind). When
   none is, the classic search runs around the weak peaks and keeps what they vouch for (scoring.py).
+  While tracking, a peak far behind the tracked hand loses confidence (tracking.jump_score); a first hand
+  whose mask is as convex as a jar or box gives way to a hand-shaped peak beside it (`_prefer_hand_shape`):
+  over a table the detector also fires on the objects there.
 - Classic path: candidates on a low-resolution view (candidates.py), scored and chosen (scoring.py), the
   chosen ones refined at full resolution (refine.py); with `prev`, around the previous hands first
   (tracking.py).
@@ -24,9 +27,9 @@ from ...geometry import uvd_to_xyz
 from .candidates import find_candidates, peak_depth
 from .config import HandDetection, Segmentation, SegmenterConfig, check_depth
 from .measure import mask_bbox, merge_windows, view_window
-from .refine import learned_hand, look_behind, refine_candidate
+from .refine import learned_hand, look_behind, refine_candidate, solidity
 from .scoring import Candidate, choose, vouched_hands
-from .tracking import near_previous, previous_centres, tracked_candidates, tracked_threshold
+from .tracking import jump_score, near_previous, previous_centres, tracked_candidates, tracked_threshold
 
 if TYPE_CHECKING:
     from ..detect import DetectorOutput
@@ -92,26 +95,37 @@ class HandSegmenter:
             return Segmentation(reason="nothing in range")
         prev_coms = previous_centres(prev)
         low = tracked_threshold(min(cfg.presence_threshold, cfg.second_hand_threshold), bool(prev_coms))
-        peaks = det.peaks(out, low, cfg.max_hands + 2)
+        peaks = det.peaks(out, min(low, cfg.object_swap_presence), cfg.max_hands + 2)
         if not peaks:
             return self._classic_fallback(depth, intr, prev, out)
         snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
-        hands: list[HandDetection] = []
+        # each peak's 3-D centre and its score while tracking (a peak far behind the tracked hand loses
+        # confidence), best first; without a previous hand the order is the heatmap's
+        cands = []
         for pk in peaks:
-            need = cfg.presence_threshold if not hands else cfg.second_hand_threshold
-            if pk.score < tracked_threshold(need, bool(prev_coms)):
+            if pk.score < low:
                 continue  # cannot pass even if tracked: skip its depth (same result, less work)
             d_mm = peak_depth(out, pk.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
             if not d_mm > 0:
                 continue
             c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
             tracked = near_previous(c_xyz, prev_coms, cfg.track_radius_mm)
-            if pk.score < tracked_threshold(need, tracked):
+            score = jump_score(pk.score, c_xyz, prev_coms, cfg.track_jump_mm, cfg.track_jump_falloff_mm)
+            cands.append((score, pk.score, c_xyz, tracked))
+        cands.sort(key=lambda c: -c[0])
+        hands: list[HandDetection] = []
+        for score, raw, c_xyz, tracked in cands:
+            # the first hand must pass with its tracking score; a second hand is judged on its own peak (the
+            # user's other hand may lie behind the tracked one: the depth-gap rule below bounds it)
+            if hands:
+                score = raw
+            need = cfg.presence_threshold if not hands else cfg.second_hand_threshold
+            if score < tracked_threshold(need, tracked):
                 continue
-            h = learned_hand(cfg, depth, intr, out, pk.score, c_xyz, hands)
+            h = learned_hand(cfg, depth, intr, out, score, c_xyz, hands)
             if h is None:
                 continue
-            h = look_behind(cfg, depth, intr, out, pk.score, h, hands)
+            h = look_behind(cfg, depth, intr, out, score, h, hands)
             if hands and (
                 abs(h.com_xyz_mm[2] - hands[0].com_xyz_mm[2]) > cfg.second_hand_max_depth_gap_mm
                 or any(np.linalg.norm(h.com_xyz_mm - o.com_xyz_mm) < 80.0 for o in hands)
@@ -122,7 +136,35 @@ class HandSegmenter:
                 break
         if not hands:
             return self._classic_fallback(depth, intr, prev, out)
-        return Segmentation(hands=tuple(hands))
+        return Segmentation(hands=tuple(self._prefer_hand_shape(depth, intr, out, peaks, hands)))
+
+    def _prefer_hand_shape(
+        self, depth: np.ndarray, intr: CameraIntrinsics, out: DetectorOutput, peaks: list, hands: list
+    ) -> list[HandDetection]:
+        """`hands`, or -- when the first hand's mask is as convex as a jar, cup or box (solidity >=
+        `object_solidity`) and another peak of at least `object_swap_presence`, not behind it, gives a
+        hand-shaped mask (solidity < `hand_solidity`) -- that one first: on a table the detector also fires
+        on the objects beside the hand, and a convex blob is seldom a hand with its fingers."""
+        cfg = self.config
+        first = hands[0]
+        if cfg.object_solidity >= 1.0 or solidity(first.mask, first.bbox_xywh) < cfg.object_solidity:
+            return hands
+        det = self.detector
+        lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
+        snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
+        for pk in peaks:
+            if pk.score < cfg.object_swap_presence:
+                break
+            d_mm = peak_depth(out, pk.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
+            if not d_mm > 0:
+                continue
+            c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
+            if np.linalg.norm(c_xyz - first.com_xyz_mm) < 80.0 or c_xyz[2] > first.com_xyz_mm[2] + 100.0:
+                continue  # the first hand's own peak, or something behind it
+            h = learned_hand(cfg, depth, intr, out, pk.score, c_xyz, [])
+            if h is not None and solidity(h.mask, h.bbox_xywh) < cfg.hand_solidity:
+                return [h] + [o for o in hands[1:] if np.linalg.norm(o.com_xyz_mm - h.com_xyz_mm) >= 80.0]
+        return hands
 
     def _classic_fallback(
         self, depth: np.ndarray, intr: CameraIntrinsics, prev: Segmentation | None, out: DetectorOutput

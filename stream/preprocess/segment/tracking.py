@@ -5,7 +5,12 @@ found last, and a hand near where one was is easier to accept.
   frame only when those windows give fewer tracked hands (pieces within `track_radius_mm` of a previous
   hand) than there were previous hands. A tracked piece's score is raised (`tracked_score`).
 - Learned path: a heatmap peak whose hand lies within `track_radius_mm` of a previous hand needs only half
-  the presence threshold (`tracked_threshold`): tracking keeps a half-hidden hand.
+  the presence threshold (`tracked_threshold`): tracking keeps a half-hidden hand. A peak more than
+  `track_jump_mm` behind every previous hand loses confidence with the distance (`jump_score`): on a table
+  the detector also fires on bottles and jars behind the hand, and a hand does not move half a metre away
+  in one frame. The penalty decides which peak becomes the first hand; a second hand is judged on its own
+  peak (the user's other hand may lie behind the tracked one). When the tracked hand vanishes (a frame
+  without a hand), the next frame has no previous hand and nothing is penalized.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ if TYPE_CHECKING:
     from .scoring import Candidate
 
 __all__ = [
+    "jump_score",
     "near_previous",
     "previous_centres",
     "tracked_candidates",
@@ -46,6 +52,17 @@ def near_previous(xyz: np.ndarray, prev_coms: list[np.ndarray], radius_mm: float
 def tracked_score(score: float) -> float:
     """A tracked piece's score: raised, so a hand seen last frame survives a frame where it looks worse."""
     return min(1.0, score * 1.2 + 0.15)
+
+
+def jump_score(
+    score: float, xyz: np.ndarray, prev_coms: list[np.ndarray], jump_mm: float, falloff_mm: float
+) -> float:
+    """A candidate's score while tracking: unchanged within `jump_mm` behind the nearest previous hand (or
+    anywhere in front of it), then divided by 1 + (excess / falloff_mm). jump_mm <= 0: no penalty."""
+    if not prev_coms or jump_mm <= 0:
+        return score
+    behind = float(xyz[2]) - min(float(p[2]) for p in prev_coms) - jump_mm
+    return score / (1.0 + behind / falloff_mm) if behind > 0 else score
 
 
 def tracked_threshold(need: float, tracked: bool) -> float:

@@ -1,0 +1,120 @@
+"""Tracking prefers the tracked hand over a hand-like candidate far behind it (segment/tracking.jump_score),
+on a constructed two-candidate frame and on generated egocentric sequences, with the real detector engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.preprocess import HandSegmenter, SegmenterConfig
+from stream.preprocess.segment import HandDetection, Segmentation
+from stream.preprocess.segment.tracking import jump_score
+from stream.synth import HandSynthesizer, SceneConfig
+from stream.synth.hand import GESTURE_POSES_DEG, GESTURES_FINE, hand_shape
+from stream.synth.scene import HandState
+
+
+def test_jump_score_penalizes_only_far_behind_the_tracked_hand():
+    prev = [np.array([0.0, 0.0, 400.0])]
+    assert jump_score(0.6, np.array([0.0, 0.0, 300.0]), prev, 150.0, 100.0) == 0.6  # in front
+    assert jump_score(0.6, np.array([0.0, 0.0, 540.0]), prev, 150.0, 100.0) == 0.6  # within the jump
+    assert jump_score(0.6, np.array([0.0, 0.0, 950.0]), prev, 150.0, 100.0) == pytest.approx(0.6 / 5.0)
+    assert jump_score(0.6, np.array([0.0, 0.0, 950.0]), [], 150.0, 100.0) == 0.6  # nothing tracked
+    assert jump_score(0.6, np.array([0.0, 0.0, 950.0]), prev, 0.0, 100.0) == 0.6  # off
+
+
+def _hand_frame(syn: HandSynthesizer, center, gesture: str, roll_off: float, theta: float):
+    """One rendered hand (no distractors) at a given place and pose, its forearm from below."""
+    shape = hand_shape(5)
+    pose = GESTURE_POSES_DEG[gesture].copy()
+    st = HandState(np.array(center, float), -90.0, theta, 0.0, 0.0, 0.0, pose, GESTURES_FINE.index(gesture))
+    st = HandState(
+        st.center_mm, -90.0, theta, syn._palm_facing_roll(st) + roll_off, 0.0, 0.0, pose, st.gesture
+    )
+    ctx = syn._context(np.random.default_rng(0), shape, st, None)
+    return syn._render(
+        np.random.default_rng(1), shape, st, ctx, None, sequence=0, frame_index=0, timestamp_ms=0.0
+    )
+
+
+def test_tracking_keeps_the_near_hand_over_a_stronger_candidate_far_behind():
+    syn = HandSynthesizer(SceneConfig(body=False, distractors=False, color=False), 0)
+    # the tracked hand: a fist showing its back at 330 mm; behind it at 900 mm an open palm, which the
+    # detector finds more hand-like (the way it fires on a bottle or jar on a table behind the hand)
+    near = _hand_frame(syn, [-70.0, 10.0, 330.0], "fist", 180.0, 60.0)
+    far = _hand_frame(syn, [110.0, -20.0, 900.0], "open_palm", 0.0, 20.0)
+    keep = near.mask | (near.frame.meta["z_clean_mm"] < 600.0)
+    depth = np.where(keep, near.frame.depth_mm, far.frame.depth_mm)
+    intr = near.frame.intrinsics
+    seg = HandSegmenter(SegmenterConfig(method="learned", max_hands=1))
+    out = seg.detector.run(depth, 10000.0)
+    peaks = seg.detector.peaks(out, 0.2, 4)
+    near_peak = max(p.score for p in peaks if p.frame_uv[0] < intr.width / 2)
+    far_peak = max(p.score for p in peaks if p.frame_uv[0] >= intr.width / 2)
+    assert far_peak > near_peak >= 0.4  # the case: both pass on their own, the far one is stronger
+
+    untracked = seg.segment(depth, intr)
+    assert untracked.found and untracked.best.com_xyz_mm[2] > 800.0  # alone, the far one wins
+    palm = near.joints_xyz_mm[[0, 5, 9, 13, 17]].mean(axis=0).astype(np.float64)
+    prev = Segmentation(hands=(HandDetection(near.mask, np.zeros(3), palm, (0, 0, 1, 1), 0.5),))
+    tracked = seg.segment(depth, intr, prev)
+    assert tracked.found and np.linalg.norm(tracked.best.com_xyz_mm - palm) < 80.0
+    # without the depth-jump rule the tracked hand would be traded for the far candidate
+    off = HandSegmenter(SegmenterConfig(method="learned", max_hands=1, track_jump_mm=0.0))
+    assert off.segment(depth, intr, prev).best.com_xyz_mm[2] > 800.0
+    # the hand gone (no previous hand): the far candidate is found again, nothing is suppressed for good
+    assert seg.segment(far.frame.depth_mm, intr, None).found
+
+
+def _track(seg: HandSegmenter, seed: int) -> tuple[int, int, int]:
+    """(frames with a visible hand, of which found on something else, jumps of the result > 300 mm back
+    from a previous result on the hand) over two tracked egocentric sequences of 45 frames."""
+    from train.eval_segmentation import _Alone
+    from train.eval_synthetic import on_hand, truth_hands
+
+    syn = HandSynthesizer(SceneConfig(scene_kind="egocentric", color=False), seed)
+    alone = _Alone(syn.config.camera)
+    visible = wrong = jumps = 0
+    for _ in range(2):
+        prev = None
+        for s in syn.sequence(45):
+            t = truth_hands(s, alone)[0]
+            intr = s.frame.intrinsics
+            r = seg.segment(s.frame.depth_mm, intr, prev)
+            if t.visible:
+                visible += 1
+                wrong += bool(r.found and not on_hand(r.best.com_xyz_mm, t, intr))
+                if r.found and prev is not None and on_hand(prev.best.com_xyz_mm, t, intr):
+                    jumps += bool(r.best.com_xyz_mm[2] > prev.best.com_xyz_mm[2] + 300.0)
+            prev = r if r.found else None
+    return visible, wrong, jumps
+
+
+def test_tracking_through_a_generated_egocentric_sequence_stays_on_the_hand():
+    # seed 3: a hand holding a bottle over a table with a jar 130-150 mm behind it that the detector scores
+    # about as high as the hand (the shipped detector took the jar in 33 of 86 frames without the rule)
+    on = _track(HandSegmenter(SegmenterConfig(method="learned")), 3)
+    off = _track(HandSegmenter(SegmenterConfig(method="learned", track_jump_mm=0.0)), 3)
+    assert on[0] == off[0] >= 60
+    assert on[2] == 0  # never moved from the hand to something far behind it
+    assert on[1] <= off[1] and on[1] <= 0.15 * on[0]
+
+
+def test_a_convex_object_beside_the_hand_gives_way_to_the_hand_shaped_peak():
+    """Egocentric frame 158 of seed 9200 (found by comparing the rule on and off over 300 frames): the
+    strongest peak sits on a table object beside the hand; its mask is convex, the hand's peak gives a mask
+    with fingers, and the segmenter takes the hand."""
+    from train.eval_segmentation import _Alone
+    from train.eval_synthetic import on_hand, truth_hands, what_is_at
+
+    syn = HandSynthesizer(SceneConfig(scene_kind="egocentric", color=False), 9200)
+    s = syn.sample_at(158)
+    t = truth_hands(s, _Alone(syn.config.camera))[0]
+    intr = s.frame.intrinsics
+    off = HandSegmenter(SegmenterConfig(method="learned", object_solidity=1.0)).segment(
+        s.frame.depth_mm, intr
+    )
+    assert off.found and not on_hand(off.best.com_xyz_mm, t, intr)
+    assert what_is_at(s, off.best.com_xyz_mm) == "object"
+    on = HandSegmenter(SegmenterConfig(method="learned")).segment(s.frame.depth_mm, intr)
+    assert on.found and on_hand(on.best.com_xyz_mm, t, intr)
