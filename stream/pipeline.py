@@ -359,6 +359,7 @@ class Pipeline:
         for hs, t in zip(states, tracks):
             if "handedness" in hs.fields:
                 now = TrackSide(str(hs.fields["handedness"]), float(hs.fields["handedness_score"]))
+                hs.fields["handedness_frame"] = now.label  # this frame's own answer, before the track's
                 t.p_left_sum += now.p_left
                 t.p_left_n += 1
             sides.append(side_of(t.p_left) if t.p_left is not None else None)

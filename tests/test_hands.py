@@ -252,3 +252,34 @@ def test_hand_states_crop_each_hand(two_hand_sequence):
     assert len(hs) == 2 and hs[0].crop is st.crop
     assert not np.allclose(hs[0].crop.com_xyz_mm, hs[1].crop.com_xyz_mm)
     assert pre.hand_states(st, 1) == [] or len(pre.hand_states(st, 1)) == 1
+
+
+def test_left_hand_mirrored_through_the_pose_engine(two_hand_sequence):
+    """A left hand's crop is mirrored into the right-hand pose engine and its joints mirrored back: on a
+    mirrored right-hand crop, the left-hand path's joints are exactly the mirror (x about the cube centre)
+    of the right-hand path's joints on the original crop."""
+    from dataclasses import replace
+
+    from stream.preprocess import normalize_joints
+    from stream.stages import mirror_crop
+
+    with build_pipeline(backend="onnxruntime", models="pose", overlay=False) as p:
+        pre, pose = p.stages[0], next(s for s in p.stages if s.name == "pose")
+        st = FrameState(two_hand_sequence[0].frame)
+        pre.run(st)
+        right = FrameState(st.frame)
+        right.crop = st.crop
+        right.fields["handedness"] = "right"
+        pose.run(right)
+        left = FrameState(st.frame)
+        left.crop = replace(st.crop, depth=mirror_crop(st.crop.depth))
+        left.fields["handedness"] = "left"
+        pose.run(left)
+        unmirrored = FrameState(st.frame)  # the same mirrored crop taken for a right hand: other joints
+        unmirrored.crop = left.crop
+        pose.run(unmirrored)
+    r = normalize_joints(right.joints_raw_mm, st.crop)
+    m = normalize_joints(left.joints_raw_mm, st.crop)
+    np.testing.assert_allclose(m[:, 0], -r[:, 0], atol=1e-5)
+    np.testing.assert_allclose(m[:, 1:], r[:, 1:], atol=1e-5)
+    assert np.abs(unmirrored.joints_raw_mm - left.joints_raw_mm).max() > 5.0
