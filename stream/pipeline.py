@@ -195,6 +195,7 @@ class Pipeline:
             raise InputError("max_hands > 1 needs the preprocess stage first in the chain")
         per_hand = [s for s in self.stages[1:] if not isinstance(s, OverlayStage)]
         self._per_hand = per_hand
+        self._hand_recorders = tuple(k for k, s in enumerate(per_hand) if _own_hook(s, "record_fields"))
         self._side_after = next(
             (i for i, s in enumerate(per_hand) if "handedness" in getattr(s, "writes", ())), None
         )
@@ -349,21 +350,19 @@ class Pipeline:
         return result
 
     def _settle_handedness(self, states: list[FrameState], tracks: list) -> None:
-        """Each hand's handedness becomes its track's: P(left) averaged over the track's frames, and the
-        pair rule (hands.resolve_pair) when two hands agree on one side. Written back into the hands'
+        """Each hand's handedness becomes its track's: P(left) averaged over the track's frames, then
+        hands.settle_sides (the pair rule for two hands, the right-hand prior for a hand alone). Written back into the hands'
         fields, which the pose stage (mirroring left hands) and the records read."""
-        from .hands import TrackSide, resolve_pair
-        from .hands.handedness import side_of
+        from .hands import TrackSide
+        from .hands.handedness import settle_sides
 
-        sides: list[TrackSide | None] = []
         for hs, t in zip(states, tracks):
             if "handedness" in hs.fields:
                 now = TrackSide(str(hs.fields["handedness"]), float(hs.fields["handedness_score"]))
                 hs.fields["handedness_frame"] = now.label  # this frame's own answer, before the track's
                 t.p_left_sum += now.p_left
                 t.p_left_n += 1
-            sides.append(side_of(t.p_left) if t.p_left is not None else None)
-        for hs, side in zip(states, resolve_pair(sides)):
+        for hs, side in zip(states, settle_sides([t.p_left for t in tracks])):
             if side is not None:
                 hs.fields["handedness"] = side.label
                 hs.fields["handedness_score"] = side.score
@@ -371,12 +370,12 @@ class Pipeline:
     def _hand_result(self, hs: FrameState, track, index: int) -> HandResult:
         det = hs.detection
         rec: dict = {}
-        for s in track.stages:
-            if _own_hook(s, "record_fields"):
-                try:
-                    rec.update(s.record_fields(hs))
-                except Exception as exc:  # noqa: BLE001 - a bad frame loses this stage's fields, not the frame
-                    self._report(s.name, exc, index)
+        for k in self._hand_recorders:
+            s = track.stages[k]
+            try:
+                rec.update(s.record_fields(hs))
+            except Exception as exc:  # noqa: BLE001 - a bad frame loses this stage's fields, not the frame
+                self._report(s.name, exc, index)
         score = hs.fields.get("handedness_score")
         return HandResult(
             id=track.id,

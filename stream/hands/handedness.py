@@ -5,8 +5,9 @@ never assumes a mirrored image (a selfie view): the crop is the camera's own vie
 hand's 3-D shape (which side the thumb is on for the side the palm faces, which way the fingers curl).
 
 One frame can be ambiguous (a flat hand seen edge-on), so the pipeline averages P(left) over a track's
-frames (`TrackSide`), and when the two hands of a pair come out on the same side, the less sure one takes
-the other side (`resolve_pair`): one person's two hands are a left and a right.
+frames, and when the two hands of a pair come out on the same side, the less sure one takes the other side
+(`resolve_pair`): one person's two hands are a left and a right. A hand alone is weighed against a prior
+that it is a right hand (`settle_sides`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from ..stage_registry import register_stage
 from ..stages import FrameState, Stage
 
 LEFT, RIGHT = "left", "right"
+# the share of left hands among hands raised alone. Most people are right-handed; on the generator's
+# one-hand scenes (right hands) at 0.5 the handedness engine mirrored one track in eight into the pose
+# engine, which raised their mean joint error 11.5 -> 15.1 mm (train/handedness/evaluate.py --one-hand)
+LONE_PRIOR_LEFT = 0.3
 
 
 @register_stage("handedness", tasks=("handedness",))
@@ -81,6 +86,28 @@ def side_of(p_left: float) -> TrackSide:
     """The side a P(left) says (0.5 counts as right) and its probability."""
     p = float(np.clip(p_left, 0.0, 1.0))
     return TrackSide(LEFT, p) if p > 0.5 else TrackSide(RIGHT, 1.0 - p)
+
+
+def with_prior(p_left: float, prior_left: float) -> float:
+    """P(left) from an engine trained on as many left as right hands, for hands of which a fraction
+    `prior_left` are left (Bayes' rule on the odds)."""
+    p = float(np.clip(p_left, 1e-6, 1 - 1e-6))
+    odds = p / (1 - p) * prior_left / (1 - prior_left)
+    return odds / (1 + odds)
+
+
+def settle_sides(
+    p_lefts: Sequence[float | None], lone_prior_left: float = LONE_PRIOR_LEFT
+) -> list[TrackSide | None]:
+    """The sides of one frame's hands from their tracks' mean P(left). Two hands: each its own side,
+    then `resolve_pair` (one person's hands are a left and a right). A hand alone: a left hand only when
+    the engine is sure enough against the prior that a hand raised alone is a right one
+    (`lone_prior_left`), because a right hand mirrored into the pose engine costs as much as a left hand
+    not mirrored, and most people raise their right hand when they raise one."""
+    if len(p_lefts) == 1:
+        p = p_lefts[0]
+        return [None if p is None else side_of(with_prior(p, lone_prior_left))]
+    return resolve_pair([None if p is None else side_of(p) for p in p_lefts])
 
 
 def resolve_pair(sides: Sequence[TrackSide | None], sure: float = 0.9) -> list[TrackSide | None]:

@@ -13,7 +13,7 @@ apart (the segmenter keeps hands >= 80 mm apart); a frame-to-frame move at 30 FP
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,7 +29,6 @@ class HandTrack:
     missed: int = 0  # consecutive frames without it
     p_left_sum: float = 0.0  # sum of the handedness engine's P(left) over the frames it ran
     p_left_n: int = 0
-    extra: dict = field(default_factory=dict)
 
     @property
     def p_left(self) -> float | None:
