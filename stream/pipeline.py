@@ -32,6 +32,9 @@ from .stages import EngineStage, FrameState, OverlayStage, PoseStage, Preprocess
 
 log = logging.getLogger("handstream.pipeline")
 MAX_HANDS = 2  # the segmenter keeps at most two hands (one person's); --max-hands is 1 or 2
+# a track's handedness is the mean of this many frames' P(left) (1 s at 30 FPS); after them the handedness
+# engine (0.4-0.5 ms a hand on one core) is not run on that track again, and its label no longer flickers
+SIDE_SETTLED_FRAMES = 30
 # the record fields of a frame no stage adds any to: one shared read-only empty mapping, not a dict a frame
 _NO_RECORD_FIELDS: Mapping[str, object] = MappingProxyType({})
 
@@ -293,6 +296,8 @@ class Pipeline:
         alive = list(range(len(states)))
         for k, template in enumerate(self._per_hand):
             for i in list(alive):
+                if k == self._side_after and tracks[i].p_left_n >= SIDE_SETTLED_FRAMES:
+                    continue  # this track's handedness is settled: the engine need not run on it again
                 try:
                     tracks[i].stages[k].run(states[i])
                 except Exception as exc:  # noqa: BLE001 - this hand is dropped for this frame, not the others

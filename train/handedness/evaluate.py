@@ -95,7 +95,7 @@ def evaluate(
     synth = HandSynthesizer(cfg, seed)
     both_visible = both_found = 0
     side_ok = side_n = 0
-    raw_ok = 0
+    raw_ok = raw_n = 0
     err = {"right": [], "left": []}
     swaps = swaps_after_overlap = 0
     tracks_total = tracks_ok = 0
@@ -125,7 +125,8 @@ def evaluate(
                     last_label[h.id] = h.handedness
                     side_n += 1
                     side_ok += h.handedness == side
-                    raw = h.fields.get("handedness_frame")
+                    raw = h.fields.get("handedness_frame")  # absent once the track's side is settled
+                    raw_n += raw is not None
                     raw_ok += raw == side
                     err[side].append(float(np.linalg.norm(h.joints_xyz_mm - truth[side], axis=1).mean()))
                 if vis:
@@ -157,7 +158,7 @@ def evaluate(
         "both_found": both_found / max(both_visible, 1),
         "hands_on_a_generator_hand": side_n,
         "handedness_accuracy_per_frame": side_ok / max(side_n, 1),
-        "handedness_engine_alone_per_frame": raw_ok / max(side_n, 1),
+        "handedness_engine_alone_per_frame": raw_ok / max(raw_n, 1),
         "tracks": tracks_total,
         "handedness_accuracy_per_track": tracks_ok / max(tracks_total, 1),
         "id_swaps": swaps,
