@@ -21,10 +21,13 @@ from ..stage_registry import register_stage
 from ..stages import FrameState, Stage
 
 LEFT, RIGHT = "left", "right"
-# the share of left hands among hands raised alone. Most people are right-handed; on the generator's
-# one-hand scenes (right hands) at 0.5 the handedness engine mirrored one track in eight into the pose
-# engine, which raised their mean joint error 11.5 -> 15.1 mm (train/handedness/evaluate.py --one-hand)
-LONE_PRIOR_LEFT = 0.3
+# the share of left hands among hands seen alone: a hand alone is called left only when its track's mean
+# P(left) is at least 0.9. The engine is weak (71 % of held-out crops), and a right hand taken for a left
+# one is mirrored into the pose engine, which costs as much as a left hand not mirrored: at 0.5 one track
+# in eight of the generator's lone right hands went that way (11.5 -> 15.1 mm mean joint error), at 0.3
+# still three in eight on another seed (17.8 -> 27.0 mm); at 0.1 none, and lone left hands go through the
+# pose engine unmirrored, as before there was a handedness (train/handedness/evaluate.py, BENCHMARKS.md)
+LONE_PRIOR_LEFT = 0.1
 
 
 @register_stage("handedness", tasks=("handedness",))
@@ -100,10 +103,8 @@ def settle_sides(
     p_lefts: Sequence[float | None], lone_prior_left: float = LONE_PRIOR_LEFT
 ) -> list[TrackSide | None]:
     """The sides of one frame's hands from their tracks' mean P(left). Two hands: each its own side,
-    then `resolve_pair` (one person's hands are a left and a right). A hand alone: a left hand only when
-    the engine is sure enough against the prior that a hand raised alone is a right one
-    (`lone_prior_left`), because a right hand mirrored into the pose engine costs as much as a left hand
-    not mirrored, and most people raise their right hand when they raise one."""
+    then `resolve_pair` (one person's hands are a left and a right). A hand alone: weighed against the
+    prior `lone_prior_left` (see LONE_PRIOR_LEFT: mostly right unless the engine is sure)."""
     if len(p_lefts) == 1:
         p = p_lefts[0]
         return [None if p is None else side_of(with_prior(p, lone_prior_left))]
