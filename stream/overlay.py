@@ -59,24 +59,20 @@ class Overlay:
             d = np.clip(np.nan_to_num(depth_mm, nan=0.0, posinf=0.0, neginf=0.0), 0, 65535).astype(np.uint16)
         return cv2.applyColorMap(np.take(self._index16, d), self._lut3)
 
-    def draw(self, st) -> np.ndarray:
+    def draw(self, st, hands=None) -> np.ndarray:
+        """The annotated image of a frame. `hands`: None draws the one hand of `st`; a list of (hand
+        state, label) draws each hand (mask, cube, skeleton, the stages' drawings) and its label (id, L/R)
+        by the wrist, for pipelines with several hands (`st` is then the frame's state)."""
+        if hands is not None:
+            return self._draw_hands(st, hands)
         f = st.frame
-        h, w = f.intrinsics.height, f.intrinsics.width
-        depth_view = self.depth_colormap(f.depth_mm) if f.depth_mm is not None else None
-        if f.color_bgr is not None:
-            main = f.color_bgr.copy()
-        elif depth_view is not None:
-            main = depth_view.copy()
-        else:  # pragma: no cover - frames always carry one of the two
-            main = np.zeros((h, w, 3), np.uint8)
+        views = self._views(f)
+        main = views[0]
         det = st.detection
         if det is not None:
             self._tint(main, det.mask, det.bbox_xywh)
         if st.crop is not None:
             self._cube(main, st.crop.com_xyz_mm, st.crop.half_mm, f.intrinsics)
-        views = [main]
-        if self.side_by_side and depth_view is not None:
-            views.append(depth_view)
         if st.joints_uvd is not None:
             for v in views:
                 self._skeleton(v, st.joints_uvd)
@@ -85,6 +81,52 @@ class Overlay:
             hook(img, st)
         self._hud(img, st)
         return img
+
+    def _views(self, f) -> list[np.ndarray]:
+        """The camera view (colour, else the depth colour map) and, side by side, the depth colour map."""
+        depth_view = self.depth_colormap(f.depth_mm) if f.depth_mm is not None else None
+        if f.color_bgr is not None:
+            main = f.color_bgr.copy()
+        elif depth_view is not None:
+            main = depth_view.copy()
+        else:  # pragma: no cover - frames always carry one of the two
+            main = np.zeros((f.intrinsics.height, f.intrinsics.width, 3), np.uint8)
+        return [main, depth_view] if self.side_by_side and depth_view is not None else [main]
+
+    def _draw_hands(self, st, hands) -> np.ndarray:
+        f = st.frame
+        views = self._views(f)
+        main = views[0]
+        for hs, _ in hands:
+            if hs.detection is not None:
+                self._tint(main, hs.detection.mask, hs.detection.bbox_xywh)
+            if hs.crop is not None:
+                self._cube(main, hs.crop.com_xyz_mm, hs.crop.half_mm, f.intrinsics)
+            if hs.joints_uvd is not None:
+                for v in views:
+                    self._skeleton(v, hs.joints_uvd)
+        img = views[0] if len(views) == 1 else np.hstack(views)
+        for hs, label in hands:
+            for hook in self.hooks:
+                hook(img, hs)
+            self._label(img, hs, label)
+        n = sum(hs.joints_uvd is not None for hs, _ in hands)
+        status = f"{n} hands" if n > 1 else "hand" if n else (st.reason or "no hand")[:40]
+        self._hud(img, st, status)
+        return img
+
+    @staticmethod
+    def _label(img: np.ndarray, hs, label: str) -> None:
+        """A hand's label above its wrist (or its mask's top-left corner before it has a skeleton)."""
+        if hs.joints_uvd is not None and np.all(np.isfinite(hs.joints_uvd[0, :2])):
+            u, v = hs.joints_uvd[0, :2]
+        elif hs.detection is not None:
+            u, v = hs.detection.bbox_xywh[:2]
+        else:
+            return
+        org = (int(np.clip(u - 12, 0, img.shape[1] - 40)), int(np.clip(v - 8, 24, img.shape[0] - 4)))
+        cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 120), 1, cv2.LINE_AA)
 
     @staticmethod
     def _tint(img: np.ndarray, mask: np.ndarray, bbox) -> None:
@@ -119,8 +161,10 @@ class Overlay:
             c = self._turbo[i]
             cv2.circle(img, (int(p[0]), int(p[1])), 3, (int(c[0]), int(c[1]), int(c[2])), -1, cv2.LINE_AA)
 
-    def _hud(self, img: np.ndarray, st) -> None:
-        text = hud_text(self.hud, "hand" if st.joints_uvd is not None else (st.reason or "no hand")[:40])
+    def _hud(self, img: np.ndarray, st, status: str | None = None) -> None:
+        if status is None:
+            status = "hand" if st.joints_uvd is not None else (st.reason or "no hand")[:40]
+        text = hud_text(self.hud, status)
         scale = 0.4 if img.shape[1] < 900 else 0.5
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         cv2.rectangle(img, (0, 0), (min(tw + 8, img.shape[1]), th + base + 6), (0, 0, 0), -1)

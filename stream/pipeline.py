@@ -31,6 +31,10 @@ from .stage_registry import check_contracts, order_stages, stage_class, stage_fo
 from .stages import EngineStage, FrameState, OverlayStage, PoseStage, PreprocessStage, SmoothStage, Stage
 
 log = logging.getLogger("handstream.pipeline")
+MAX_HANDS = 2  # the segmenter keeps at most two hands (one person's); --max-hands is 1 or 2
+# a track's handedness is the mean of this many frames' P(left) (1 s at 30 FPS); after them the handedness
+# engine (0.4-0.5 ms a hand on one core) is not run on that track again, and its label no longer flickers
+SIDE_SETTLED_FRAMES = 30
 # the record fields of a frame no stage adds any to: one shared read-only empty mapping, not a dict a frame
 _NO_RECORD_FIELDS: Mapping[str, object] = MappingProxyType({})
 
@@ -60,6 +64,9 @@ class FrameResult:
     image: np.ndarray | None = None
     fields: dict[str, object] = field(default_factory=dict)
     record_fields: Mapping[str, object] = field(default_factory=dict)
+    # every hand with a skeleton this frame, first hand first (pipelines with max_hands > 1; None with one
+    # hand, whose record then has no "hands" list). The fields above describe the first hand.
+    hands: tuple[HandResult, ...] | None = None
 
     @property
     def total_ms(self) -> float:
@@ -89,6 +96,41 @@ class FrameResult:
             rec["error"] = self.error
         if self.record_fields:
             rec.update(self.record_fields)
+        if self.hands is not None:
+            rec["hands"] = [h.to_record() for h in self.hands]
+        return rec
+
+
+@dataclass(frozen=True, eq=False)
+class HandResult:
+    """One tracked hand of a frame (pipelines with max_hands > 1). `id` stays the same while the hand is
+    tracked; `handedness` ("left"/"right", None without a handedness stage) and its `handedness_score` are
+    the track's, averaged over its frames; `frames_tracked` counts the frames its track has been seen."""
+
+    id: int
+    handedness: str | None
+    handedness_score: float
+    joints_xyz_mm: np.ndarray
+    joints_uvd: np.ndarray
+    joints_raw_xyz_mm: np.ndarray | None
+    com_xyz_mm: np.ndarray | None
+    confidence: float
+    frames_tracked: int
+    fields: dict[str, object] = field(default_factory=dict)
+    record_fields: Mapping[str, object] = field(default_factory=dict)
+
+    def to_record(self) -> dict:
+        """This hand's entry in the record's "hands" list (same units and rounding as the frame's fields)."""
+        rec = {
+            "id": self.id,
+            "handedness": self.handedness,
+            "handedness_score": round(self.handedness_score, 3),
+            "joints_xyz_mm": np.round(self.joints_xyz_mm, 2).tolist(),
+            "joints_uv_px": np.round(np.nan_to_num(self.joints_uvd[:, :2], nan=-1.0), 2).tolist(),
+            "com_xyz_mm": None if self.com_xyz_mm is None else np.round(self.com_xyz_mm, 2).tolist(),
+            "confidence": round(self.confidence, 3),
+        }
+        rec.update(self.record_fields)
         return rec
 
 
@@ -122,12 +164,16 @@ class Pipeline:
     CaptureThread is attached (run_stream does). The stages' declared contracts are checked here: a stage
     that reads what no earlier stage writes is a one-line InputError before any frame."""
 
-    def __init__(self, stages: Sequence, engines: Sequence = (), hud: Hud | None = None) -> None:
+    def __init__(
+        self, stages: Sequence, engines: Sequence = (), hud: Hud | None = None, max_hands: int = 1
+    ) -> None:
         self.stages = list(stages)
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise InputError(f"stage names must be unique, got {names}")
         check_contracts(self.stages)
+        self.max_hands = int(max_hands)
+        self.tracker = self._tracker() if self.max_hands > 1 else None
         self.engines = list(engines)  # closed with the pipeline
         self.hud = hud or Hud()
         self.capture = None
@@ -140,6 +186,23 @@ class Pipeline:
             if isinstance(s, OverlayStage):
                 s.overlay.hud = self.hud
                 s.overlay.hooks = drawers
+
+    def _tracker(self):
+        """Several hands: the stages after preprocess (and before the overlay) run once per tracked hand,
+        each track on its own forks of them (`Stage.fork`); the originals here are only the templates."""
+        from .hands import HandTracker
+
+        if self.max_hands < 1 or self.max_hands > MAX_HANDS:
+            raise InputError(f"max_hands must be 1..{MAX_HANDS}, got {self.max_hands}")
+        if not self.stages or not isinstance(self.stages[0], PreprocessStage):
+            raise InputError("max_hands > 1 needs the preprocess stage first in the chain")
+        per_hand = [s for s in self.stages[1:] if not isinstance(s, OverlayStage)]
+        self._per_hand = per_hand
+        self._hand_recorders = tuple(k for k, s in enumerate(per_hand) if _own_hook(s, "record_fields"))
+        self._side_after = next(
+            (i for i, s in enumerate(per_hand) if "handedness" in getattr(s, "writes", ())), None
+        )
+        return HandTracker(lambda: [s.fork() for s in per_hand])
 
     def dropped_frames(self) -> int:
         return int(self.capture.dropped) if self.capture is not None else 0
@@ -154,12 +217,16 @@ class Pipeline:
             r = getattr(s, "reset", None)
             if callable(r):
                 r()
+        if self.tracker is not None:
+            self.tracker.clear()
 
     def process(self, frame: RGBDFrame) -> FrameResult:
         clock = time.perf_counter_ns
         t_start = clock()
         if not frame.readable:
             return self._unreadable(frame, t_start)
+        if self.tracker is not None:
+            return self._process_hands(frame, t_start)
         st = FrameState(frame)
         stage_ms: dict[str, float] = {}
         error = ""
@@ -205,6 +272,140 @@ class Pipeline:
         self.hud.tick(t0, stage_ms)
         return result
 
+    def _process_hands(self, frame: RGBDFrame, t_start: int) -> FrameResult:
+        """Up to `max_hands` hands: preprocess once for the frame, then every per-hand stage on each hand's
+        own FrameState with its track's own stage copies (stage by stage, so each stage's time is the sum
+        over the hands: one entry per stage and frame, as with one hand), then the overlay draws them all.
+        A stage that raises on one hand drops that hand for this frame, not the others."""
+        clock = time.perf_counter_ns
+        st = FrameState(frame)
+        stage_ms: dict[str, float] = {}
+        error = ""
+        pre = self.stages[0]
+        try:
+            pre.run(st)
+            states = pre.hand_states(st, self.max_hands)
+        except Exception as exc:  # noqa: BLE001 - a bad frame becomes a "no hand" result, never a lost one
+            error = self._error_text(pre.name, exc)
+            self._report(pre.name, exc, frame.index)
+            self._drop_hand(st)
+            states = []
+        tracks = self.tracker.assign([h.detection.com_xyz_mm for h in states])
+        t0 = clock()
+        stage_ms[pre.name] = (t0 - t_start) * 1e-6
+        alive = list(range(len(states)))
+        for k, template in enumerate(self._per_hand):
+            for i in list(alive):
+                if k == self._side_after and tracks[i].p_left_n >= SIDE_SETTLED_FRAMES:
+                    continue  # this track's handedness is settled: the engine need not run on it again
+                try:
+                    tracks[i].stages[k].run(states[i])
+                except Exception as exc:  # noqa: BLE001 - this hand is dropped for this frame, not the others
+                    error = error or self._error_text(template.name, exc)
+                    self._report(template.name, exc, frame.index)
+                    states[i].joints_mm = states[i].joints_uvd = states[i].joints_raw_mm = None
+                    self.tracker.lost(tracks[i])
+                    alive.remove(i)
+            if k == self._side_after:
+                self._settle_handedness([states[i] for i in alive], [tracks[i] for i in alive])
+            t1 = clock()
+            stage_ms[template.name] = (t1 - t0) * 1e-6
+            t0 = t1
+        shown = [i for i in alive if states[i].joints_mm is not None]
+        shown.sort(key=lambda i: (-tracks[i].frames_seen, i))  # the first hand: tracked longest, then best
+        hands = tuple(self._hand_result(states[i], tracks[i], frame.index) for i in shown)
+        first = states[shown[0]] if shown else (states[0] if states else st)
+        for s in self.stages[1:]:
+            if isinstance(s, OverlayStage):
+                try:
+                    drawn = [(states[i], self._label(tracks[i], states[i])) for i in alive]
+                    first.image = s.overlay.draw(st, hands=drawn)
+                except Exception as exc:  # noqa: BLE001 - a frame without its overlay image, still a result
+                    error = error or self._error_text(s.name, exc)
+                    self._report(s.name, exc, frame.index)
+                    first.image = None
+                t1 = clock()
+                stage_ms[s.name] = (t1 - t0) * 1e-6
+                t0 = t1
+        t_cap = frame.meta.get("t_capture_ns") or t_start
+        det = first.detection
+        found = bool(hands)
+        result = FrameResult(
+            index=frame.index,
+            timestamp_ms=frame.timestamp_ms,
+            hand_found=found,
+            joints_xyz_mm=first.joints_mm if found else None,
+            joints_uvd=first.joints_uvd if found else None,
+            stage_ms=stage_ms,
+            latency_ms=(t0 - t_cap) * 1e-6,
+            joints_raw_xyz_mm=first.joints_raw_mm if found else None,
+            com_xyz_mm=det.com_xyz_mm if det is not None else None,
+            confidence=float(det.confidence) if det is not None else 0.0,
+            outputs=first.outputs,
+            reason="" if found else (first.reason or st.reason or ("error" if error else "no hand")),
+            error=error,
+            image=first.image,
+            fields=first.fields,
+            record_fields=hands[0].record_fields if found else _NO_RECORD_FIELDS,
+            hands=hands,
+        )
+        self.hud.dropped = self.dropped_frames()
+        self.hud.lag = self.lag()
+        self.hud.tick(t0, stage_ms)
+        return result
+
+    def _settle_handedness(self, states: list[FrameState], tracks: list) -> None:
+        """Each hand's handedness becomes its track's: P(left) averaged over the track's frames, then
+        hands.settle_sides (the pair rule for two hands, the right-hand prior for a hand alone). Written back into the hands'
+        fields, which the pose stage (mirroring left hands) and the records read."""
+        from .hands import TrackSide
+        from .hands.handedness import settle_sides
+
+        for hs, t in zip(states, tracks):
+            if "handedness" in hs.fields:
+                now = TrackSide(str(hs.fields["handedness"]), float(hs.fields["handedness_score"]))
+                hs.fields["handedness_frame"] = now.label  # this frame's own answer, before the track's
+                t.p_left_sum += now.p_left
+                t.p_left_n += 1
+        for hs, side in zip(states, settle_sides([t.p_left for t in tracks])):
+            if side is not None:
+                hs.fields["handedness"] = side.label
+                hs.fields["handedness_score"] = side.score
+
+    def _hand_result(self, hs: FrameState, track, index: int) -> HandResult:
+        det = hs.detection
+        rec: dict = {}
+        for k in self._hand_recorders:
+            s = track.stages[k]
+            try:
+                rec.update(s.record_fields(hs))
+            except Exception as exc:  # noqa: BLE001 - a bad frame loses this stage's fields, not the frame
+                self._report(s.name, exc, index)
+        score = hs.fields.get("handedness_score")
+        return HandResult(
+            id=track.id,
+            handedness=hs.fields.get("handedness"),  # type: ignore[arg-type]
+            handedness_score=float(score) if score is not None else 0.0,
+            joints_xyz_mm=hs.joints_mm,
+            joints_uvd=hs.joints_uvd,
+            joints_raw_xyz_mm=hs.joints_raw_mm,
+            com_xyz_mm=det.com_xyz_mm if det is not None else None,
+            confidence=float(det.confidence) if det is not None else 0.0,
+            frames_tracked=track.frames_seen,
+            fields=hs.fields,
+            record_fields=rec,
+        )
+
+    @staticmethod
+    def _label(track, hs: FrameState) -> str:
+        """The overlay's label of a hand: its id and L/R (? before a handedness)."""
+        side = hs.fields.get("handedness")
+        return f"#{track.id} {'L' if side == 'left' else 'R' if side == 'right' else '?'}"
+
+    @staticmethod
+    def _error_text(stage: str, exc: Exception) -> str:
+        return f"{stage}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
     def _unreadable(self, frame: RGBDFrame, t_start: int) -> FrameResult:
         """A frame the source could not read: a "no hand" result saying why, without running the stages
         (there are no pixels). Every stage reports 0 ms so per-stage series stay one entry per frame; the
@@ -232,6 +433,8 @@ class Pipeline:
         for s in self.stages:
             if isinstance(s, Stage):
                 s.reset()
+        if self.tracker is not None:
+            self.tracker.clear()
 
     def _record_fields(self, st: FrameState, index: int) -> dict:
         """The record fields of the stages that add some; one that raises loses its fields for this frame
@@ -300,6 +503,7 @@ def build_pipeline(
     cube_mm: float | None = None,
     warmup: bool = True,
     stage_options: dict[str, dict] | None = None,
+    max_hands: int = 1,
 ) -> Pipeline:
     """The standard pipeline: preprocess -> stages named in `models` -> One Euro -> (overlay).
 
@@ -312,21 +516,27 @@ def build_pipeline(
     a one-line InputError. `engine` (a path or shipped name) replaces the pose engine. `smoothing`: True
     (defaults), False (off) or a OneEuroConfig. The cube size and crop size come from the pose engine's
     manifest. `stage_options`: registered stage name -> keyword arguments for that stage's constructor
-    (e.g. {"gesture": {"gallery": "mine.npz"}})."""
+    (e.g. {"gesture": {"gallery": "mine.npz"}}). `max_hands` 2: up to two hands a frame, each tracked
+    with its own id, stage copies and smoothing, and the handedness stage added (when its engine is
+    shipped) so a left hand is mirrored into the right-hand pose engine; 1: one hand, as before."""
     import engines as engines_pkg
 
+    if not 1 <= int(max_hands) <= MAX_HANDS:
+        raise InputError(f"max_hands must be 1..{MAX_HANDS}, got {max_hands}")
     names = parse_models(models)
     if engine is not None:
         names = [str(engine)] + [n for n in names if n not in ("pose", str(engine))]
     names = list(dict.fromkeys(names))  # each engine once
     shipped = engines_pkg.shipped_engines()
+    if max_hands > 1 and "handedness" in shipped and not any(n.split("=")[0] == "handedness" for n in names):
+        names.append("handedness")
     plan = [_plan_stage(n, shipped) for n in names]  # (name, stage class or None = by task, engine ref)
     loaded: list = []
     try:
         for _, _, ref in plan:
             if ref is not None:
                 loaded.append(engines_pkg.load_engine(ref, backend=backend, threads=threads))
-        return _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options or {})
+        return _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options or {}, max_hands)
     except BaseException:
         for e in loaded:
             e.close()
@@ -361,7 +571,9 @@ def _plan_stage(item: str, shipped: Sequence[str]) -> tuple[str, type | None, st
     return item, cls, cls.engine if cls.needs_engine else None
 
 
-def _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options: dict) -> Pipeline:
+def _assemble(
+    plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options: dict, max_hands: int = 1
+) -> Pipeline:
     """The planned stages built around their loaded engines, ordered by their contracts and checked."""
     engines_iter = iter(loaded)
     chosen: list[tuple[str, type, object]] = []
@@ -398,7 +610,7 @@ def _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options: 
     stages = order_stages(stages)
     if overlay:
         stages.append(OverlayStage())
-    return Pipeline(stages, engines=list(loaded))
+    return Pipeline(stages, engines=list(loaded), max_hands=max_hands)
 
 
 def _stage_label(name: str, cls: type) -> str:

@@ -12,6 +12,8 @@ them. A new capability keeps its values in `st.fields` instead of adding slots t
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .frames import RGBDFrame
@@ -79,7 +81,16 @@ class Stage:
         raise NotImplementedError
 
     def reset(self) -> None:
-        """Forget what was carried from frame to frame (a new sequence, or the hand was lost)."""
+        """Forget what was carried from frame to frame (a new sequence, or the hand was lost). Rebind state
+        attributes to fresh objects rather than clearing them in place: `fork` relies on it."""
+
+    def fork(self) -> Stage:
+        """This stage's own copy for one more tracked hand (pipeline with `max_hands` > 1): a shallow copy,
+        so the engine and read-only tables stay shared, then `reset()`, which rebinds the per-hand state
+        (history, filters) to fresh objects, so no two hands share any."""
+        twin = copy.copy(self)
+        twin.reset()
+        return twin
 
     def record_fields(self, st: FrameState) -> dict:
         """JSON-ready fields this stage adds to the frame's record (sinks.JsonlSink)."""
@@ -132,12 +143,40 @@ class PreprocessStage(Stage):
             return
         st.crop = crop
 
+    def hand_states(self, st: FrameState, max_hands: int) -> list[FrameState]:
+        """One FrameState per hand the segmenter found (at most `max_hands`, best first), each with its own
+        detection and crop, after `run(st)` on the frame: the per-hand stages then run on each. The best
+        hand's crop is the one `run` already cut; a hand whose crop holds no hand pixel is left out."""
+        from .preprocess import crop_cube
+
+        seg = st.segmentation
+        if seg is None or not seg.found:
+            return []
+        f = st.frame
+        out = []
+        for i, det in enumerate(seg.hands[:max_hands]):
+            if i == 0:
+                if st.crop is None:
+                    continue
+                crop = st.crop
+            else:
+                crop = crop_cube(
+                    f.depth_mm, f.intrinsics, det.com_xyz_mm, self.cube_mm, self.crop_size, det.mask
+                )
+                if not np.any(crop.depth < 1.0):
+                    continue
+            hs = FrameState(f)
+            hs.segmentation, hs.detection, hs.crop = seg, det, crop
+            out.append(hs)
+        return out
+
 
 @register_stage("pose", tasks=("pose",))
 class PoseStage(Stage):
     """The pose engine: normalized cube (1, 1, S, S) -> joints (1, 3J) normalized -> camera mm."""
 
     reads = ("crop",)
+    optional_reads = ("handedness",)  # a left hand is mirrored in, its joints mirrored back out
     writes = ("joints_raw_mm", "outputs")
     engine = "pose"
     needs_engine = True
@@ -155,13 +194,31 @@ class PoseStage(Stage):
         crop = st.crop
         if crop is None:
             return
-        x = crop.depth.reshape(1, 1, crop.size, crop.size)
-        out = self.engine.infer(x)[self._out]
+        left = st.fields.get("handedness") == "left"
+        x = mirror_crop(crop.depth) if left else crop.depth
+        out = self.engine.infer(x.reshape(1, 1, crop.size, crop.size))[self._out]
         st.outputs[self.name] = out
         if not np.all(np.isfinite(out)):  # a NaN joint is no skeleton: report no hand, say why
             st.reason = "pose engine gave non-finite joints"
             return
-        st.joints_raw_mm = denormalize_joints(out.reshape(-1, 3), crop)
+        norm = out.reshape(-1, 3)
+        st.joints_raw_mm = denormalize_joints(mirror_joints(norm) if left else norm, crop)
+
+
+def mirror_crop(depth: np.ndarray) -> np.ndarray:
+    """A crop mirrored left-right about its centre column, which is the cube centre's column: a left hand
+    becomes a right hand, the only kind the shipped pose engine was trained on. Mirroring pixels about that
+    column mirrors the 3-D points about the cube centre's x up to perspective (a point off the crop's depth
+    centre lands slightly off its mirror position: under a pixel for a hand at 300+ mm)."""
+    return np.ascontiguousarray(depth[:, ::-1])
+
+
+def mirror_joints(norm: np.ndarray) -> np.ndarray:
+    """Normalized cube joints (J, 3) mirrored in x about the cube centre: the inverse of `mirror_crop` for
+    the joints the engine found in the mirrored crop."""
+    out = np.array(norm, dtype=np.float32, copy=True)
+    out[:, 0] *= -1.0
+    return out
 
 
 @register_stage("engine")
@@ -225,7 +282,7 @@ class SmoothStage(Stage):
         self.enabled = enabled
 
     def reset(self) -> None:
-        self.filter.reset()
+        self.filter = OneEuroFilter(self.filter.config)  # a fresh filter, never shared with a fork
 
     def run(self, st: FrameState) -> None:
         j = st.joints_raw_mm

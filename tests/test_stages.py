@@ -158,7 +158,9 @@ def test_list_stages_without_a_source(registered, capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "spread: reads joints_mm -> writes spread_mm; no engine." in out
-    assert "pose: reads crop -> writes joints_raw_mm, outputs; engine pose" in out
+    assert (
+        "pose: reads crop (uses handedness when written) -> writes joints_raw_mm, outputs; engine pose" in out
+    )
     assert "shipped engines" in out and "pose" in out
 
 

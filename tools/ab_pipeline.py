@@ -20,15 +20,22 @@ import sys
 import numpy as np
 
 
-def save(out: str, frames: int, seed: int) -> None:
-    from stream.sources.synthetic import SyntheticSource
+def save(out: str, frames: int, seed: int, two_hands: bool = False) -> None:
+    if two_hands:  # the generator's two-hand scene (a right and a left hand), one sequence
+        from stream.frames import camera
+        from stream.synth import HandSynthesizer, SceneConfig
 
-    fr = list(SyntheticSource(n_frames=frames, seed=seed, cam="d435_640x480"))
+        cfg = SceneConfig(camera=camera("d435_640x480"), two_hands=True)
+        fr = [s.frame for s in HandSynthesizer(cfg, seed).sequence(frames)]
+    else:
+        from stream.sources.synthetic import SyntheticSource
+
+        fr = list(SyntheticSource(n_frames=frames, seed=seed, cam="d435_640x480"))
     np.savez(out, depth=np.stack([f.depth_mm for f in fr]))
     print(f"{len(fr)} frames -> {out}")
 
 
-def time_it(path: str, label: str, n: int, warmup: int) -> None:
+def time_it(path: str, label: str, n: int, warmup: int, max_hands: int | None = None) -> None:
     sys.path.insert(0, os.getcwd())  # the checkout this runs in, not the one the script lives in
     from stream.frames import RGBDFrame, camera
     from stream.pipeline import build_pipeline
@@ -37,7 +44,9 @@ def time_it(path: str, label: str, n: int, warmup: int) -> None:
     cam = camera("d435_640x480")
     stages: dict[str, list[float]] = {}
     total = []
-    with build_pipeline(backend="onnxruntime", models="pose", overlay=False, threads=1) as p:
+    # max_hands only when asked for: a checkout from before it existed still runs this script
+    extra = {} if max_hands is None else {"max_hands": max_hands}
+    with build_pipeline(backend="onnxruntime", models="pose", overlay=False, threads=1, **extra) as p:
         for i in range(warmup + n):
             r = p.process(RGBDFrame(i, i * 1000.0 / 30.0, depth[i % len(depth)], cam))
             if i >= warmup:
@@ -55,16 +64,18 @@ def main() -> int:
     s.add_argument("--out", required=True)
     s.add_argument("--frames", type=int, default=60)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--two-hands", action="store_true", help="frames of the generator's two-hand scene")
     t = sub.add_parser("time")
     t.add_argument("--frames", required=True)
     t.add_argument("--label", default=os.path.basename(os.getcwd()))
     t.add_argument("--n", type=int, default=600)
     t.add_argument("--warmup", type=int, default=30)
+    t.add_argument("--max-hands", type=int, default=None, help="1 or 2 (default: the pipeline's own)")
     a = ap.parse_args()
     if a.cmd == "save":
-        save(a.out, a.frames, a.seed)
+        save(a.out, a.frames, a.seed, a.two_hands)
     else:
-        time_it(a.frames, a.label, a.n, a.warmup)
+        time_it(a.frames, a.label, a.n, a.warmup, a.max_hands)
     return 0
 
 

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from ..argtypes import frames_type, seed_type
+from .run import add_max_hands_arg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seed", type=seed_type(), default=7, help="which built-in sequence")
     ap.add_argument("--backend", default="onnxruntime", choices=("auto", "onnxruntime", "tensorrt", "torch"))
+    add_max_hands_arg(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="handstream: %(message)s")
 
@@ -31,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out_dir)
     source = SyntheticSource(n_frames=args.frames, fps=30.0, seed=args.seed, cam="d435_320x240")
     # the gesture stage names the built-in gestures from the gallery shipped beside its engine
-    with build_pipeline(backend=args.backend, models="pose,gesture", overlay=True) as pipeline:
+    with build_pipeline(
+        backend=args.backend, models="pose,gesture", overlay=True, max_hands=args.max_hands
+    ) as pipeline:
         jsonl = JsonlSink(out / "demo.jsonl")
         try:
             video = VideoSink(out / "demo.mp4", fps=30.0)

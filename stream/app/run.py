@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a gesture gallery (.npz from `handstream gesture enroll`): adds the gesture stage, and every "
         "record gets `gesture` and `gesture_distance` (--models gesture alone uses the built-in gallery)",
     )
+    add_max_hands_arg(ap)
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     ap.add_argument("--show", action="store_true", help="show a window (q/Esc quits, space pauses)")
     ap.add_argument("--out", default=None, help="write the annotated video here (.mp4)")
@@ -136,6 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--quiet", action="store_true", help="print only the summary")
     ap.add_argument("--stats", action="store_true", help="print per-stage p50/p95/p99 ms and latency")
     return ap
+
+
+def add_max_hands_arg(ap: argparse.ArgumentParser) -> None:
+    """`--max-hands 1|2` (shared with `handstream demo`)."""
+    ap.add_argument(
+        "--max-hands",
+        type=int_type("--max-hands", 1, 2),
+        default=2,
+        help="hands per frame, 1 or 2 (default 2): with 2 each hand is tracked with an id and a left/right "
+        "label, and each record lists them in `hands` (the single-hand fields describe the first hand); "
+        "1 gives one hand and no `hands` list",
+    )
 
 
 def smoothing_from_args(args):
@@ -206,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         smoothing=smoothing_from_args(args),
         threads=args.threads,
         stage_options=stage_options,
+        max_hands=args.max_hands,
     )
     with pipeline:
         source.open()  # a missing or corrupt input fails here, before any output file is touched

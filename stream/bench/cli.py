@@ -27,7 +27,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..argtypes import seed_type
+from ..argtypes import int_type, seed_type
 from ..errors import HandstreamError, InputError
 from ..outputs import check_outputs, prepare_file, prepare_folder
 from . import report as rep
@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--threads", type=int, default=1, help="ONNX Runtime threads of the default path (default 1)"
+    )
+    p.add_argument(
+        "--max-hands",
+        type=int_type("--max-hands", 1, 2),
+        default=2,
+        help="hands per frame of the default path and the replays, 1 or 2 (default 2, as `handstream run`)",
     )
     p.add_argument("--json", help="write every figure as JSON here")
     p.add_argument("--md", help="write the markdown tables here")
@@ -156,14 +162,21 @@ def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:
         "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(),
         "input": clip.describe()
-        | {"frames": args.frames, "warmup": args.warmup, "timed_through": inp.describe()},
+        | {
+            "frames": args.frames,
+            "warmup": args.warmup,
+            "max_hands": args.max_hands,
+            "timed_through": inp.describe(),
+        },
     }
     samples: dict[str, dict[str, list[float]]] = {}
     accuracy_data = _accuracy_data(args.accuracy_data, notes)
 
     runs = [("pipeline", False)] + ([("pipeline_memory", True)] if inp.recording is not None else [])
     for key, memory in runs:
-        run, info = pose_path_run(inp, args.engine, args.threads, args.frames, args.warmup, memory)
+        run, info = pose_path_run(
+            inp, args.engine, args.threads, args.frames, args.warmup, memory, max_hands=args.max_hands
+        )
         report[key] = run.to_dict() | info
         samples[key] = run.samples_ms | run.off_path_ms
     if not args.no_replay:
@@ -172,7 +185,13 @@ def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:
             runs.append(("replay_memory", True, False))
         for key, memory, threaded in runs:
             run, info = replay_run(
-                inp, args.engine, args.threads, args.frames, memory=memory, threaded=threaded
+                inp,
+                args.engine,
+                args.threads,
+                args.frames,
+                memory=memory,
+                threaded=threaded,
+                max_hands=args.max_hands,
             )
             report[key] = run.to_dict() | info
             samples[key] = run.samples_ms | run.off_path_ms

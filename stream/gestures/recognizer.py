@@ -50,7 +50,8 @@ class GestureRecognizer:
         return np.asarray(self.engine.infer(x)[self._out], np.float32)
 
     def reset(self) -> None:
-        self._votes.clear()
+        # rebound, not cleared: a copy of this recognizer for another hand must not share the votes
+        self._votes = deque(maxlen=self._votes.maxlen)
 
     def __call__(self, joints_xyz_mm: np.ndarray | None) -> tuple[str | None, float | None]:
         """(gesture name or None, distance to the nearest enrolled example or None) for this frame."""

@@ -9,6 +9,7 @@ engine's manifest, where the recipe chose it on classes the embedding never saw.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import cv2
@@ -66,6 +67,13 @@ class GestureStage(Stage):
 
     def reset(self) -> None:
         self.recognizer.reset()
+
+    def fork(self) -> Stage:
+        """Another hand's copy: its own recognizer (votes), sharing the engine and the gallery's table."""
+        twin = copy.copy(self)
+        twin.recognizer = copy.copy(self.recognizer)
+        twin.reset()
+        return twin
 
     def run(self, st: FrameState) -> None:
         name, dist = self.recognizer(st.joints_mm)

@@ -1,0 +1,122 @@
+"""Hand tracks: which hand of this frame is which hand of the last frames.
+
+Each hand the segmenter finds is matched to a track by the distance of its 3-D centre to the track's last
+centre: the closest pairs first (greedy; with two hands it gives the same answer as the Hungarian method
+except in ties), never beyond a gate that widens a little for every frame the track was not seen. A hand
+matched to no track starts a new one with the next id. A track unseen for `max_missed` frames ends, and
+with it the per-hand copies of the stateful stages it owned (`Stage.fork`).
+
+Why centres and not masks: two hands of one person cross and touch, but their palms stay a hand's width
+apart (the segmenter keeps hands >= 80 mm apart); a frame-to-frame move at 30 FPS is a few centimetres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(eq=False)
+class HandTrack:
+    """One tracked hand: its id, its own stage copies, and what handedness its frames said so far."""
+
+    id: int
+    stages: list
+    com_xyz_mm: np.ndarray
+    frames_seen: int = 1
+    missed: int = 0  # consecutive frames without it
+    p_left_sum: float = 0.0  # sum of the handedness engine's P(left) over the frames it ran
+    p_left_n: int = 0
+
+    @property
+    def p_left(self) -> float | None:
+        """The mean P(left) over the track's frames, None before the first."""
+        return self.p_left_sum / self.p_left_n if self.p_left_n else None
+
+
+class HandTracker:
+    """Assigns each frame's hands to tracks. `make_stages()` builds a new track's own stage copies."""
+
+    def __init__(
+        self,
+        make_stages: Callable[[], list],
+        gate_mm: float = 150.0,
+        gate_growth_mm: float = 40.0,
+        max_missed: int = 10,
+    ) -> None:
+        self.make_stages = make_stages
+        self.gate_mm = float(gate_mm)
+        self.gate_growth_mm = float(gate_growth_mm)
+        self.max_missed = int(max_missed)
+        self.tracks: list[HandTrack] = []
+        self._next_id = 1
+
+    def clear(self) -> None:
+        """Forget every track (a new sequence); ids go on counting, so an old id never names a new hand."""
+        self.tracks = []
+
+    def assign(self, coms: Sequence[np.ndarray]) -> list[HandTrack]:
+        """The track of each hand (same order as `coms`), matching, starting and ending tracks. A track
+        not seen this frame has its stages reset (as one hand's stages are when that hand is lost)."""
+        pairs = match(
+            [t.com_xyz_mm for t in self.tracks], coms, [self._gate(t) for t in self.tracks]
+        )  # (track index, hand index)
+        out: list[HandTrack | None] = [None] * len(coms)
+        used = set()
+        for ti, hi in pairs:
+            t = self.tracks[ti]
+            t.com_xyz_mm = np.asarray(coms[hi], np.float64)
+            t.frames_seen += 1
+            t.missed = 0
+            out[hi] = t
+            used.add(ti)
+        keep = []
+        for ti, t in enumerate(self.tracks):
+            if ti not in used:
+                t.missed += 1
+                if t.missed > self.max_missed:
+                    continue  # the track ends: its stage copies go with it
+                if t.missed == 1:
+                    for s in t.stages:
+                        s.reset()
+            keep.append(t)
+        self.tracks = keep
+        for hi, c in enumerate(coms):
+            if out[hi] is None:
+                t = HandTrack(self._next_id, self.make_stages(), np.asarray(c, np.float64))
+                self._next_id += 1
+                self.tracks.append(t)
+                out[hi] = t
+        return out  # type: ignore[return-value]
+
+    def lost(self, track: HandTrack) -> None:
+        """A hand's chain failed on this frame: reset its stages, keep its id."""
+        for s in track.stages:
+            s.reset()
+
+    def _gate(self, t: HandTrack) -> float:
+        return self.gate_mm + self.gate_growth_mm * t.missed
+
+
+def match(
+    previous: Sequence[np.ndarray], current: Sequence[np.ndarray], gates: Sequence[float]
+) -> list[tuple[int, int]]:
+    """(previous index, current index) pairs, the closest first, each at most its previous point's gate
+    apart in 3-D; each point in at most one pair."""
+    if not len(previous) or not len(current):
+        return []
+    p = np.asarray(previous, np.float64).reshape(-1, 3)
+    c = np.asarray(current, np.float64).reshape(-1, 3)
+    d = np.linalg.norm(p[:, None, :] - c[None, :, :], axis=-1)
+    order = np.argsort(d, axis=None, kind="stable")
+    pairs, pi_used, ci_used = [], set(), set()
+    for flat in order:
+        pi, ci = divmod(int(flat), len(c))
+        if pi in pi_used or ci in ci_used or d[pi, ci] > gates[pi]:
+            continue
+        pairs.append((pi, ci))
+        pi_used.add(pi)
+        ci_used.add(ci)
+    return pairs

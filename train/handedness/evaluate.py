@@ -1,0 +1,221 @@
+"""Two hands through the whole runtime on held-out generator sequences (`SceneConfig(two_hands=True)`: the
+first hand right, the second left), with our own segmentation, tracking, handedness and pose engine.
+
+    python -m train.handedness.evaluate --sequences 8 --frames 60 --seed 4242 [--no-mirror] [--json]
+
+Per frame with both hands in view (each with >= `--min-px` measured pixels): both hands found (two found
+hands, each on a different generator hand). A found hand is on a generator hand when its centre lies
+within 45 mm of that hand's palm centre and over 80 mm from the other's (overlapping hands, whose centres
+fall between the two, count for neither). Handedness is scored on those hands, per frame (the track's
+label that frame) and per track (its label on its last frame). An id swap is an id on one generator
+hand on a frame and on the other on the next frame; an id that comes out of frames where the hands overlap
+(no hand clearly on either) on the other hand is counted apart (`id_swaps_after_overlap`): there the
+centres alone cannot tell which hand is which. Pose error: mean joint distance to the generator's joints, for
+right and left hands apart; `--no-mirror` runs the pose engine unmirrored on left hands (the comparison
+that says what mirroring buys). Uses no torch: only the runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+
+def _palm(j: np.ndarray) -> np.ndarray:
+    return np.asarray(j, np.float64)[[0, 5, 9, 13, 17]].mean(0)
+
+
+def which_hand(truth: dict, com: np.ndarray, near_mm: float = 45.0, far_mm: float = 80.0) -> str | None:
+    """The generator hand ("right"/"left": key of `truth`, side -> joints) a found hand's centre is on;
+    None when ambiguous or on none."""
+    d = {k: float(np.linalg.norm(com - _palm(j))) for k, j in truth.items()}
+    near = min(d, key=d.get)
+    ok = d[near] < near_mm and all(v > far_mm for k, v in d.items() if k != near)
+    return near if ok else None
+
+
+def mirrored(frame):
+    """The frame as a mirror shows it (columns reversed, the principal point with them): geometrically
+    its right hand is a left hand, at the mirrored (x -> -x) joints."""
+    from dataclasses import replace
+
+    from stream.frames import RGBDFrame
+
+    intr = replace(frame.intrinsics, cx=frame.intrinsics.width - 1 - frame.intrinsics.cx)
+    depth = np.ascontiguousarray(frame.depth_mm[:, ::-1])
+    return RGBDFrame(frame.index, frame.timestamp_ms, depth, intr, source="mirror")
+
+
+def labelled(s, mirror_frames: bool):
+    """(frame, {side: joints}, {side: mask}) of a generator sample, mirrored when asked."""
+    truth = {"right": s.joints_xyz_mm}
+    masks = {"right": s.mask}
+    if s.other_hands:
+        truth["left"], masks["left"] = s.other_hands[0].joints_xyz_mm, s.other_hands[0].mask
+    if not mirror_frames:
+        return s.frame, truth, masks
+    flip = np.array([-1.0, 1.0, 1.0], np.float32)
+    other = {"right": "left", "left": "right"}
+    return (
+        mirrored(s.frame),
+        {other[k]: j * flip for k, j in truth.items()},
+        {other[k]: m[:, ::-1] for k, m in masks.items()},
+    )
+
+
+def pipeline(mirror: bool, max_hands: int = 2):
+    """The default two-hand pipeline (no overlay, one thread); without the handedness stage when not
+    `mirror` (then every hand goes through the pose engine as it is)."""
+    from stream.pipeline import Pipeline, build_pipeline
+
+    p = build_pipeline(backend="onnxruntime", models="pose", overlay=False, threads=1, max_hands=max_hands)
+    if mirror or max_hands == 1:
+        return p
+    stages = [s for s in p.stages if s.name != "handedness"]
+    return Pipeline(stages, engines=p.engines, max_hands=max_hands)
+
+
+def evaluate(
+    sequences: int,
+    frames: int,
+    seed: int,
+    mirror: bool = True,
+    min_px: int = 150,
+    two_hands: bool = True,
+    max_hands: int = 2,
+    mirror_frames: bool = False,
+) -> dict:
+    from stream.frames import KNOWN_CAMERAS
+    from stream.synth import HandSynthesizer, SceneConfig
+
+    cfg = SceneConfig(camera=KNOWN_CAMERAS["d435_320x240"], two_hands=two_hands)
+    synth = HandSynthesizer(cfg, seed)
+    both_visible = both_found = 0
+    side_ok = side_n = 0
+    raw_ok = raw_n = 0
+    err = {"right": [], "left": []}
+    swaps = swaps_after_overlap = 0
+    tracks_total = tracks_ok = 0
+    ms = []
+    first_visible = first_found = 0
+    with pipeline(mirror, max_hands) as p:
+        for _ in range(sequences):
+            p.reset()
+            id_sides: dict[int, list[str]] = {}
+            last_label: dict[int, str | None] = {}
+            for s in synth.sequence(frames):
+                frame, truth, masks = labelled(s, mirror_frames)
+                t0 = time.perf_counter()
+                r = p.process(frame)
+                ms.append((time.perf_counter() - t0) * 1e3)
+                seen = frame.depth_mm > 0
+                shown = {k: int((m & seen).sum()) >= min_px for k, m in masks.items()}
+                vis = len(shown) == 2 and all(shown.values())
+                on = {}
+                found = r.hands if r.hands is not None else [_one_hand(r)] if r.hand_found else []
+                for h in found:
+                    side = which_hand(truth, h.com_xyz_mm)
+                    if side is None:
+                        continue
+                    on[h.id] = side
+                    id_sides.setdefault(h.id, []).append((s.frame_index, side))
+                    last_label[h.id] = h.handedness
+                    side_n += 1
+                    side_ok += h.handedness == side
+                    raw = h.fields.get("handedness_frame")  # absent once the track's side is settled
+                    raw_n += raw is not None
+                    raw_ok += raw == side
+                    err[side].append(float(np.linalg.norm(h.joints_xyz_mm - truth[side], axis=1).mean()))
+                if vis:
+                    both_visible += 1
+                    both_found += len(set(on.values())) == 2
+                first = "left" if mirror_frames else "right"  # the generator's first hand
+                if shown[first]:
+                    first_visible += 1
+                    first_found += first in on.values()
+            for hid, seen_at in id_sides.items():
+                sides = [side for _, side in seen_at]
+                for (i0, a), (i1, b) in zip(seen_at, seen_at[1:]):
+                    if a != b:  # on one frame and the next, or across frames where the hands overlapped
+                        swaps += i1 == i0 + 1
+                        swaps_after_overlap += i1 > i0 + 1
+                tracks_total += 1
+                major = max(set(sides), key=sides.count)
+                tracks_ok += last_label.get(hid) == major
+    return {
+        "scene": "two hands" if two_hands else "one hand",
+        "max_hands": max_hands,
+        "mirrored_frames": mirror_frames,
+        "first_hand_found": first_found / max(first_visible, 1),
+        "sequences": sequences,
+        "frames": sequences * frames,
+        "seed": seed,
+        "mirror_left_hands": mirror,
+        "frames_both_visible": both_visible,
+        "both_found": both_found / max(both_visible, 1),
+        "hands_on_a_generator_hand": side_n,
+        "handedness_accuracy_per_frame": side_ok / max(side_n, 1),
+        "handedness_engine_alone_per_frame": raw_ok / max(raw_n, 1),
+        "tracks": tracks_total,
+        "handedness_accuracy_per_track": tracks_ok / max(tracks_total, 1),
+        "id_swaps": swaps,
+        "id_swaps_after_overlap": swaps_after_overlap,
+        "pose_error_mm": {k: (float(np.mean(v)) if v else None) for k, v in err.items()},
+        "pose_error_n": {k: len(v) for k, v in err.items()},
+        "process_ms_median": float(np.median(ms)),
+    }
+
+
+def _one_hand(r):
+    """A one-hand pipeline's result as a hand entry (id 0, no handedness)."""
+    from stream.pipeline import HandResult
+
+    return HandResult(
+        0,
+        None,
+        0.0,
+        r.joints_xyz_mm,
+        r.joints_uvd,
+        r.joints_raw_xyz_mm,
+        r.com_xyz_mm,
+        r.confidence,
+        1,
+        r.fields,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sequences", type=int, default=8)
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=4242)
+    ap.add_argument("--min-px", type=int, default=150)
+    ap.add_argument("--no-mirror", action="store_true", help="left hands through the pose engine unmirrored")
+    ap.add_argument("--one-hand", action="store_true", help="the generator's one-hand scene instead")
+    ap.add_argument("--max-hands", type=int, default=2, choices=(1, 2))
+    ap.add_argument(
+        "--mirror-frames",
+        action="store_true",
+        help="every frame mirrored: the first hand is then a left hand",
+    )
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    rep = evaluate(
+        args.sequences,
+        args.frames,
+        args.seed,
+        not args.no_mirror,
+        args.min_px,
+        two_hands=not args.one_hand,
+        max_hands=args.max_hands,
+        mirror_frames=args.mirror_frames,
+    )
+    print(json.dumps(rep, indent=None if args.json else 2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
