@@ -7,6 +7,7 @@ train.gesture.dynamic.DynamicTrainConfig's; flags override them.
     handstream train dynamic_gesture ship --checkpoint runs/dyn/dynamic_gesture.pt --out engines/default
     handstream train dynamic_gesture sweep --out runs/dyn/sweep.jsonl [--models ddnet,window_mlp]
     handstream train dynamic_gesture table runs/dyn/sweep.jsonl       # the BENCHMARKS.md table
+    handstream train dynamic_gesture stream [--tracks 20 --noise-mm 2]  # the stage on continuous tracks
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def ship_main(args) -> int:
 
 
 def sweep_main(args) -> int:
-    from .dynamic import DynamicTrainConfig, evaluate, train_dynamic_embedding
+    from .dynamic import evaluate, train_dynamic_embedding
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +187,7 @@ def sweep_main(args) -> int:
             if "config" in d:
                 done.add((d["config"]["model"], d["config"]["loss"], d["config"]["selection"]))
     if not out.is_file() or out.stat().st_size == 0:  # a resumed sweep keeps its one baseline row
-        base = DynamicTrainConfig(cache=args.cache or "")
+        base = _config(args)  # the trained rows' evaluation set
         row = {
             "baseline": "features, no learning",
             "unseen": [evaluate(None, base, n) for n in base.eval_noise_mm],
@@ -213,6 +214,63 @@ def sweep_main(args) -> int:
                     [u["recall_at"]["1"] for u in metrics["unseen"]],
                     flush=True,
                 )
+    return 0
+
+
+def stream_main(args) -> int:
+    """The stage on continuous joint tracks: each track one hand performing `--per-track` random built-in
+    motions with rests between, through the shipped engine and default gallery (or --engine/--gallery), at
+    30 fps with `--noise-mm` of track jitter. A performance counts as named right when the stage's only
+    report between its start and the next one's start is its name; wrong, missed and extra reports (two
+    for one performance, or one while the hand rests before the first) are counted apart."""
+    import engines
+    from stream.frames import RGBDFrame, camera
+    from stream.gestures.dynamic_stage import DynamicGestureStage
+    from stream.stages import FrameState
+    from stream.synth import motions
+
+    cam = camera("d435_320x240")
+    rng = np.random.default_rng(args.seed)
+    counts = {"performances": 0, "right": 0, "wrong": 0, "missed": 0, "extra": 0}
+    confusion: dict[str, dict[str, int]] = {}
+    with engines.load_engine(args.engine, backend="onnxruntime", threads=1) as eng:
+        stage = DynamicGestureStage(
+            eng,
+            gallery=args.gallery,
+            reject_distance=args.reject_distance,
+            stride=args.stride,
+            confirm=args.confirm,
+        )
+        for _ in range(args.tracks):
+            names = [str(n) for n in rng.choice(motions.FINE, size=args.per_track)]
+            times, joints, segs = motions.performance(names, rng, noise_mm=args.noise_mm)
+            stage.reset()
+            reports = []
+            for i, (t, j) in enumerate(zip(times, joints)):
+                st = FrameState(RGBDFrame(i, float(t), np.zeros(cam.shape, np.uint16), cam))
+                st.joints_mm = j.astype(np.float64)
+                stage.run(st)
+                if st.fields["dynamic_gesture"]:
+                    reports.append((float(t) / 1000.0, st.fields["dynamic_gesture"]))
+            bounds = [s for _, s, _ in segs] + [np.inf]
+            counts["extra"] += sum(t < bounds[0] for t, _ in reports)
+            for k, (name, _, _) in enumerate(segs):
+                got = [n for t, n in reports if bounds[k] <= t < bounds[k + 1]]
+                counts["performances"] += 1
+                counts["extra"] += max(len(got) - 1, 0)
+                first = got[0] if got else None
+                counts["right" if first == name else "missed" if first is None else "wrong"] += 1
+                row = confusion.setdefault(name, {})
+                row[first or "-"] = row.get(first or "-", 0) + 1
+    n = counts["performances"]
+    out = counts | {
+        "right_rate": counts["right"] / n,
+        "noise_mm": args.noise_mm,
+        "per_class": {k: round(v.get(k, 0) / sum(v.values()), 3) for k, v in sorted(confusion.items())},
+    }
+    if args.confusion:
+        out["confusion"] = confusion
+    print(json.dumps(out))
     return 0
 
 
@@ -283,6 +341,19 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--out", default="engines/default")
     sp.add_argument("--name", default="dynamic_gesture")
     sp.add_argument("--cache", default=None)
+    st = sub.add_parser(
+        "stream", help="the stage on continuous synthetic tracks: right / wrong / missed / extra"
+    )
+    st.add_argument("--engine", default="dynamic_gesture")
+    st.add_argument("--gallery", default=None, help="default: the one shipped beside the engine")
+    st.add_argument("--tracks", type=int, default=20)
+    st.add_argument("--per-track", dest="per_track", type=int, default=4)
+    st.add_argument("--noise-mm", dest="noise_mm", type=float, default=2.0)
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--confusion", action="store_true")
+    st.add_argument("--reject-distance", dest="reject_distance", type=float, default=None)
+    st.add_argument("--stride", type=int, default=3, help="evaluate every N frames")
+    st.add_argument("--confirm", type=int, default=2, help="evaluations in a row before a report")
     tb = sub.add_parser("table")
     tb.add_argument("sweep")
     args = ap.parse_args(argv)
@@ -291,4 +362,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if getattr(args, "steps", None) is not None and args.steps < 1:
         raise InputError("--steps must be >= 1")
-    return {"train": train_main, "ship": ship_main, "sweep": sweep_main}[args.cmd](args)
+    return {"train": train_main, "ship": ship_main, "sweep": sweep_main, "stream": stream_main}[args.cmd](
+        args
+    )
