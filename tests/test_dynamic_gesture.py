@@ -274,3 +274,32 @@ def test_enroll_list_eval_and_run_from_the_cli(tmp_path, capsys):
     np.savez(flat, joints_xyz_mm=np.zeros((3, 21, 3)))
     assert cli(["gesture", "enroll", "x", "--dynamic", "--gallery", str(gal), "--joints", str(flat)]) == 2
     assert "(N, T, 21, 3)" in capsys.readouterr().err
+
+
+def test_unfinished_motions_are_rest_windows():
+    full = motions.motion_windows(("swipe_left",), 3, 5)
+    part = motions.motion_windows(("swipe_left",), 3, 5, partial=True)
+    assert set(part["label"]) == {REST} and set(part["coarse"]) == {motions.REST_COARSE}
+    # the same performances, cut 5-85 % of the way: the wrist has not gone as far
+    travelled = lambda d: np.abs(d["windows_xyz_mm"][:, -1, 0, 0] - d["windows_xyz_mm"][:, 0, 0, 0])  # noqa: E731
+    assert travelled(part).mean() < 0.8 * travelled(full).mean()
+
+
+def test_sweep_table_and_stream_measure(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from train.gesture.dynamic_recipe import main as recipe
+
+    out = tmp_path / "sweep.jsonl"
+    small = ["--steps", "2", "--bank-per-class", "4", "--pool-per-class", "3", "--tuples", "6"]
+    argv = ["sweep", "--out", str(out), *small, "--eval-per-class", "6", "--models", "window_mlp"]
+    assert recipe([*argv, "--losses", "triplet", "--selections", "random"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 and "baseline" in rows[0] and rows[1]["config"]["loss"] == "triplet"
+    assert rows[0]["unseen"][0]["samples"] == rows[1]["unseen"][0]["samples"] == 6 * len(motions.UNSEEN)
+    capsys.readouterr()
+    assert recipe(["table", str(out)]) == 0
+    table = capsys.readouterr().out.strip().splitlines()
+    assert len(table) == 4 and "no learning" in table[2] and "window_mlp | triplet | random" in table[3]
+    assert recipe(["stream", "--tracks", "1", "--per-track", "2", "--seed", "3"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["performances"] == 2 and m["right"] + m["wrong"] + m["missed"] == 2 and m["extra"] >= 0

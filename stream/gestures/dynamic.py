@@ -41,15 +41,17 @@ def hand_frames(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rot (..., 3, 3) whose rows are the hand's x, y, z axes in the input's frame, palm length (...,)) of
     (..., 21, 3) joints: the frame of stream.gestures.canonical_joints."""
     j = np.asarray(joints, np.float64)
-    rel = j - j[..., WRIST : WRIST + 1, :]
-    mcps = rel[..., FINGER_MCPS, :]
+    mcps = j[..., FINGER_MCPS, :] - j[..., WRIST : WRIST + 1, :]
     y = mcps.mean(-2)
-    scale = np.linalg.norm(mcps, axis=-1).mean(-1)
-    y = y / np.maximum(np.linalg.norm(y, axis=-1, keepdims=True), 1e-12)
-    x = rel[..., INDEX_MCP, :] - rel[..., PINKY_MCP, :]
-    x = x - (x * y).sum(-1, keepdims=True) * y
-    x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-    return np.stack([x, y, np.cross(x, y)], axis=-2), scale
+    scale = np.sqrt((mcps * mcps).sum(-1)).mean(-1)
+    y /= np.maximum(np.sqrt((y * y).sum(-1, keepdims=True)), 1e-12)
+    x = j[..., INDEX_MCP, :] - j[..., PINKY_MCP, :]
+    x -= (x * y).sum(-1, keepdims=True) * y
+    x /= np.maximum(np.sqrt((x * x).sum(-1, keepdims=True)), 1e-12)
+    x0, x1, x2 = x[..., 0], x[..., 1], x[..., 2]
+    y0, y1, y2 = y[..., 0], y[..., 1], y[..., 2]
+    z = np.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], axis=-1)  # x cross y
+    return np.stack([x, y, z], axis=-2), scale
 
 
 def window_features(windows: np.ndarray) -> np.ndarray:
@@ -60,13 +62,13 @@ def window_features(windows: np.ndarray) -> np.ndarray:
     rot, scale = hand_frames(w)  # (..., T, 3, 3), (..., T)
     rel = w - w[..., WRIST : WRIST + 1, :]
     unit = np.maximum(scale, 1e-12)[..., None, None]
-    canon = np.einsum("...ij,...kj->...ki", rot, rel) / unit  # (..., T, 21, 3)
+    canon = (rel @ np.swapaxes(rot, -1, -2)) / unit  # (..., T, 21, 3) in each frame's hand axes
     palm = np.maximum(scale.mean(-1), 1e-12)[..., None, None]
     wrist = w[..., WRIST, :]
     motion = (wrist - wrist.mean(-2, keepdims=True)) / palm
     u, _, vt = np.linalg.svd(rot.mean(-3))  # the mean frame: the rotation nearest the mean of the axes
     mean_rot = u @ vt
-    turning = np.einsum("...tij,...kj->...tik", rot[..., 1:, :], mean_rot)  # y, z axes in the mean frame
+    turning = rot[..., 1:, :] @ np.swapaxes(mean_rot, -1, -2)[..., None, :, :]  # y, z axes in the mean frame
     feats = [
         canon[..., 1:, :].reshape(*canon.shape[:-2], 60),
         motion,

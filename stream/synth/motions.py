@@ -18,7 +18,8 @@ The fine classes are split, as the static vocabulary is (seed 001 §4), into cla
 and classes it never sees, every coarse group on both sides (`TRAIN`, `UNSEEN`). `still` tracks (a static
 hand shape held with a slow drift, up to 20 mm) are not a gesture: they are the "no gesture" windows
 (`REST`), trained on as a class of their own and enrolled in every gallery so that a resting hand finds them
-nearest, and never reported.
+nearest, and never reported. So are windows that end part of the way through a gesture (`motion_windows(...,
+partial=True)`): the stage must wait for the end of a motion before it names it.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ TRAIN: tuple[str, ...] = tuple(f for f in FINE if f not in UNSEEN)
 REST_COARSE = "rest"
 
 FPS = 30.0
-VERSION = 1  # of the motions' definitions: part of the key of any cache of generated windows
+VERSION = 3  # of the motions' definitions: part of the key of any cache of generated windows
 NOISE_TAU_S = 0.05  # time constant of the low-pass on the synthetic jitter
 
 
@@ -292,9 +293,12 @@ def motion_windows(
     frames: int = 32,
     noise_mm: float = 0.0,
     end_jitter_s: float = 0.15,
+    partial: bool = False,
 ) -> dict[str, np.ndarray]:
     """`per_class` windows of each class as the runtime sees them: `frames` joint sets evenly spaced over
     the `window_s` seconds that end 0-`end_jitter_s` after the gesture ends (the hand rests before it).
+    `partial`: windows that end 5-85 % of the way through the gesture instead,
+    labelled REST (a gesture not yet finished is not yet a gesture: what the stage must not report).
     Returns windows_xyz_mm (N, frames, 21, 3) float32, label and coarse (N,) names, left (N,)."""
     rng = np.random.default_rng(seed)
     out, fine, left = [], [], []
@@ -302,9 +306,11 @@ def motion_windows(
         for _ in range(int(per_class)):
             s = motion_sample(name, rng, start_s=window_s + 0.5)
             end = s.end_s + rng.uniform(0.0, end_jitter_s)
+            if partial:
+                end = s.start_s + rng.uniform(0.05, 0.85) * s.duration_s
             times = np.linspace(end - window_s, end, int(frames))
             out.append(motion_track(s, times, rng, noise_mm))
-            fine.append(name)
+            fine.append(REST if partial else name)
             left.append(s.left)
     fine_a = np.array(fine)
     return {
@@ -320,7 +326,9 @@ def performance(
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, float, float]]]:
     """A continuous track of one hand performing `names` in turn, resting `rest_s` before, between and
     after, sampled at `fps`: (times_ms (N,), joints (N, 21, 3) mm, [(name, start_s, end_s)]). The hand
-    (subject, side, orientation) stays the same; each gesture starts where the last one left the wrist."""
+    (subject, side, orientation) stays the same; each gesture starts where the last one left the wrist, and
+    in the middle half of each rest the hand changes smoothly (minimum jerk) from the last gesture's final
+    shape to the next one's first, as a user's hand would."""
     subject, left = int(rng.integers(1 << 30)), bool(rng.random() < 0.5)
     segments, samples, t = [], [], rest_s
     for name in names:
@@ -331,14 +339,13 @@ def performance(
         segments.append((name, s.start_s, s.end_s))
         t = s.end_s + rest_s
     times = np.arange(0.0, t, 1.0 / fps)
-    joints = np.empty((len(times), 21, 3))
-    bounds = [0.0] + [s.end_s + rest_s / 2 for s in samples[:-1]] + [np.inf]
+    joints = samples[0].joints_at(times)
     offset = np.zeros(3)
-    for k, s in enumerate(samples):
-        sel = (times >= bounds[k]) & (times < bounds[k + 1])
-        if k:
-            prev_end = samples[k - 1].joints_at([samples[k - 1].end_s])[0, 0] + offset
-            offset = prev_end - s.joints_at([s.start_s])[0, 0]
-        joints[sel] = s.joints_at(times[sel]) + offset
+    for prev, s in zip(samples, samples[1:]):
+        offset = offset + prev.joints_at([prev.end_s])[0, 0] - s.joints_at([s.start_s])[0, 0]
+        a, b = prev.end_s + 0.25 * rest_s, prev.end_s + 0.75 * rest_s
+        w = min_jerk((times - a) / (b - a))[:, None, None]
+        later = times >= a
+        joints[later] = (1.0 - w[later]) * joints[later] + w[later] * (s.joints_at(times[later]) + offset)
     joints += track_noise(times, noise_mm, rng)
     return times * 1000.0, joints.astype(np.float32), segments

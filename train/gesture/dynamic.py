@@ -6,7 +6,8 @@ Each step embeds a pool (`pool_per_class` windows of every training class, drawn
 windows with fresh track jitter, so the net learns to look through a pose engine's smoothed error), selects
 tuples in that pool by the configured rule, and takes one optimizer step on the selected windows, as the
 static trainer (train.gesture.train) does. A resting hand (motions.REST) trains as one more class, its own
-coarse group, so "no gesture" lies apart from every motion.
+coarse group, so "no gesture" lies apart from every motion; a third of its windows are a resting hand's,
+two thirds end part of the way through a training motion (a motion not finished yet is not to be named).
 """
 
 from __future__ import annotations
@@ -53,9 +54,14 @@ class DynamicTrainConfig:
     loss_cfg: QuadrupletLossConfig = field(default_factory=QuadrupletLossConfig)
 
 
-def windows(classes, per_class: int, seed: int, cfg: DynamicTrainConfig, noise_mm: float = 0.0) -> dict:
+def windows(
+    classes, per_class: int, seed: int, cfg: DynamicTrainConfig, noise_mm: float = 0.0, partial: bool = False
+) -> dict:
     """stream.synth.motions.motion_windows with the config's window, cached in `cfg.cache` when set."""
-    key = f"motions{motions.VERSION}_{'-'.join(classes)}_{per_class}_seed{seed}_n{noise_mm:g}_w{cfg.window_ms:g}x{cfg.frames}"
+    key = (
+        f"motions{motions.VERSION}_{'-'.join(classes)}_{per_class}_seed{seed}_n{noise_mm:g}"
+        f"_w{cfg.window_ms:g}x{cfg.frames}{'_partial' if partial else ''}"
+    )
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     path = Path(cfg.cache) / f"{digest}_{len(classes)}x{per_class}.npz" if cfg.cache else None
     if path is not None and path.is_file():
@@ -63,7 +69,13 @@ def windows(classes, per_class: int, seed: int, cfg: DynamicTrainConfig, noise_m
             if str(z["key"]) == key:
                 return {k: z[k] for k in z.files if k != "key"}
     data = motions.motion_windows(
-        classes, per_class, seed, window_s=cfg.window_ms / 1000.0, frames=cfg.frames, noise_mm=noise_mm
+        classes,
+        per_class,
+        seed,
+        window_s=cfg.window_ms / 1000.0,
+        frames=cfg.frames,
+        noise_mm=noise_mm,
+        partial=partial,
     )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +152,9 @@ def train_dynamic_embedding(cfg: DynamicTrainConfig, log=print) -> tuple[torch.n
     fine_names, coarse_names = training_classes()
     model = create_dynamic_model(cfg.model, dim=cfg.dim, n_coarse=len(coarse_names), n_fine=len(fine_names))
     parts = [windows(motions.TRAIN, cfg.bank_per_class, cfg.seed, cfg)]
-    parts.append(windows((motions.REST,), cfg.bank_per_class, cfg.seed + 1, cfg))
+    parts.append(windows((motions.REST,), cfg.bank_per_class // 3, cfg.seed + 1, cfg))
+    per = max(2 * cfg.bank_per_class // (3 * len(motions.TRAIN)), 1)  # unfinished training motions, as REST
+    parts.append(windows(motions.TRAIN, per, cfg.seed + 2, cfg, partial=True))
     bank = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     fine = np.array([fine_names.index(f) for f in bank["label"]])
     coarse = np.array([coarse_names.index(c) for c in bank["coarse"]])
