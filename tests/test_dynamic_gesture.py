@@ -303,3 +303,16 @@ def test_sweep_table_and_stream_measure(tmp_path, capsys):
     assert recipe(["stream", "--tracks", "1", "--per-track", "2", "--seed", "3"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert m["performances"] == 2 and m["right"] + m["wrong"] + m["missed"] == 2 and m["extra"] >= 0
+
+
+def test_enroll_a_motion_from_a_source(tmp_path, capsys):
+    gal = tmp_path / "src.npz"
+    argv = ["gesture", "enroll", "wiggle", "--dynamic", "--gallery", str(gal), "--source", "synthetic:7"]
+    assert cli([*argv, "--max-frames", "90"]) == 0  # the generator's hand moves between its gestures
+    g = DynamicGallery.load(gal)
+    assert g.names == ["wiggle"] and g.joints.shape[1:] == (FRAMES, 21, 3)
+    capsys.readouterr()
+    assert cli([*argv, "--max-frames", "3"]) == 2  # too short to hold a movement: one line, nothing written
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did not move" in err[0]
+    assert DynamicGallery.load(gal).counts() == g.counts()
