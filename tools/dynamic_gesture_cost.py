@@ -1,7 +1,7 @@
-"""What the dynamic_gesture stage costs per frame, on one thread: a synthetic hand performing motions at 30 fps
-goes through the stage (shipped engine and gallery); the medians of frames that only append to the track and
-of frames that evaluate a window (resample, features, engine, nearest enrolled example), the engine alone, and
-the mean over all frames.
+"""What the dynamic_gesture stage costs per frame, on one thread: a synthetic hand performing motions at
+30 fps goes through the stage (shipped engine and gallery); the medians of frames that only append to the
+track and of frames that evaluate a window (resample, features, engine, nearest enrolled example), the
+engine alone, and the mean over all frames.
 
     OMP_NUM_THREADS=1 python tools/dynamic_gesture_cost.py [--tracks 10] [--stride 3]
 """

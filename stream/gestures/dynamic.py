@@ -1,5 +1,5 @@
-"""Dynamic gestures (swipes, taps, grips, circles, waves): windows of the smoothed joint track, their features,
-and a gallery of enrolled motions. numpy only; the embedding network runs as an engine.
+"""Dynamic gestures (swipes, taps, grips, circles, waves): windows of the smoothed joint track, their
+features, and a gallery of enrolled motions. numpy only; the embedding network runs as an engine.
 
 A window is the last `window_ms` of the track resampled to `frames` evenly spaced joint sets (1.5 s and 32 by
 default: the slowest synthetic gesture fits, at ~21 samples a second). Its features, per sample (69 numbers):

@@ -5,12 +5,13 @@ Reads `joints_mm` (after smoothing) and the frame's timestamp; keeps the track o
 instance (each tracked hand has its own copy of the stage); every `stride` frames resamples it to the
 engine's window, embeds its features (stream.gestures.dynamic) and finds the nearest enrolled example. A
 motion is reported -- `dynamic_gesture` set to its name on that one frame's record, null on every other --
-when the same name (not REST, a resting hand's) has been nearest, within the rejection distance, at `confirm` evaluations in a row. Then
-the window is emptied and nothing is reported for `refractory_ms`, so one swipe is one report: the next one
-needs a window of fresh frames. `dynamic_gesture_distance` is the latest evaluation's distance (null on
-frames without one). The overlay shows the last reported name for `show_ms`. A window in which the hand barely moved (less
-than `min_motion` palm lengths, stream.gestures.dynamic.motion_extent) is not embedded at all: a resting
-hand costs almost nothing and cannot be named.
+when the same name (not REST, a resting hand's) has been nearest, within the rejection distance, at
+`confirm` evaluations in a row. Then the window is emptied and nothing is reported for `refractory_ms`, so
+one swipe is one report: the next one needs a window of fresh frames. `dynamic_gesture_distance` is the
+latest evaluation's distance (null on frames without one). The overlay shows the last reported name for
+`show_ms`. A window in which the hand barely moved (less than `min_motion` palm lengths,
+stream.gestures.dynamic.motion_extent) is not embedded at all: a resting hand costs almost nothing and
+cannot be named.
 
 The gallery defaults to the one shipped beside the engine (`NAME_gallery.npz`: every built-in motion);
 `--dynamic-gestures G.npz` (handstream run) swaps in a user's own. The rejection distance, the window length

@@ -104,7 +104,7 @@ class MotionSample:
         return self.start_s + self.duration_s
 
     def _state(self, s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(pose (20,) degrees, local rotation (3, 3), displacement (3,) mm in the camera frame) at phase s."""
+        """(pose (20,) degrees, local rotation (3, 3), displacement (3,) mm, camera frame) at phase s."""
         p, name = self.params, self.name
         z3 = np.zeros(3)
         s_arr = np.asarray(s, dtype=np.float64)

@@ -1,5 +1,5 @@
-"""Dynamic gesture embedding networks on feature windows (stream.gestures.dynamic.window_features, (B, T, 69)),
-constructed by name (`create_dynamic_model`).
+"""Dynamic gesture embedding networks on feature windows (stream.gestures.dynamic.window_features,
+(B, T, 69)), constructed by name (`create_dynamic_model`).
 
 - `ddnet`: after DD-Net (Yang et al. 2019, "Make skeleton-based action recognition model smaller, faster
   and better"): Joint Collection Distances (the 210 pairwise distances of the 21 canonical joints, a

@@ -3,7 +3,7 @@ motion gestures, export it as an engine with its rejection distance and a defaul
 motions beside it, and compare losses, selection rules and models. Defaults are
 train.gesture.dynamic.DynamicTrainConfig's; flags override them.
 
-    handstream train dynamic_gesture train --out runs/dyn [--model ddnet --loss quadruplet --selection method2]
+    handstream train dynamic_gesture train --out runs/dyn [--loss quadruplet --selection method2]
     handstream train dynamic_gesture ship --checkpoint runs/dyn/dynamic_gesture.pt --out engines/default
     handstream train dynamic_gesture sweep --out runs/dyn/sweep.jsonl [--models ddnet,window_mlp]
     handstream train dynamic_gesture table runs/dyn/sweep.jsonl       # the BENCHMARKS.md table
