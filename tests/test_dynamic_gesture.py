@@ -316,3 +316,21 @@ def test_enroll_a_motion_from_a_source(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "did not move" in err[0]
     assert DynamicGallery.load(gal).counts() == g.counts()
+
+
+def test_the_stage_waits_for_the_hand_to_settle():
+    import engines
+    from stream.gestures.dynamic_stage import DynamicGestureStage
+
+    with engines.load_engine("dynamic_gesture", backend="onnxruntime", threads=1) as eng:
+        stage = DynamicGestureStage(eng, settle_ms=150.0)
+        rng = np.random.default_rng(4)
+        s = motions.motion_sample("double_tap", rng, start_s=0.5, duration_s=1.2)
+        t = np.arange(0.0, 2.5, 1 / 30)
+        track = motions.motion_track(s, t, rng, noise_mm=5.0)
+        for tt, j in zip(t * 1000, track):
+            stage._times.append(tt)
+            stage._joints.append(j.astype(np.float64))
+            if 1.05 < tt / 1000 < 1.15:  # between the two taps the hand is on its way
+                assert not stage._settled(tt)
+        assert stage._settled(t[-1] * 1000)  # a second after the end it rests, through 5 mm of jitter

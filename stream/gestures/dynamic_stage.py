@@ -107,6 +107,8 @@ class DynamicGestureStage(Stage):
         refractory_ms: float = 1000.0,
         show_ms: float = 1000.0,
         min_motion: float = 0.3,
+        settle_ms: float = 150.0,
+        settle_motion: float = 0.15,
     ) -> None:
         super().__init__(engine, name)
         if gallery is None:
@@ -133,6 +135,7 @@ class DynamicGestureStage(Stage):
         self.stride, self.confirm = int(stride), int(confirm)
         self.refractory_ms, self.show_ms = float(refractory_ms), float(show_ms)
         self.min_motion = float(min_motion)
+        self.settle_ms, self.settle_motion = float(settle_ms), float(settle_motion)
         self.reset()
 
     def reset(self) -> None:
@@ -167,6 +170,8 @@ class DynamicGestureStage(Stage):
         self._frames += 1
         if t < self._quiet_until or t - self._times[0] < MIN_COVERAGE * window or self._frames % self.stride:
             return
+        if self.settle_ms > 0 and not self._settled(t):
+            return
         label, dist = self.matcher(np.array(self._times), np.array(self._joints), t, self.min_motion)
         st.fields["dynamic_gesture_distance"] = dist
         label = UNKNOWN if label == REST or dist is None or dist > self.reject_distance else label
@@ -177,6 +182,23 @@ class DynamicGestureStage(Stage):
             self._shown = (label, t + self.show_ms)
             self._quiet_until = t + self.refractory_ms
             self._forget_window()
+
+    def _settled(self, t: float) -> bool:
+        """Whether the hand has come to rest: the mean positions of the wrist and fingertips over the last
+        `settle_ms` and over the `settle_ms` before moved less than `settle_motion` palm lengths apart
+        (means, so a pose engine's jitter averages out). A double tap is not judged between its taps."""
+        times = np.fromiter(self._times, np.float64, len(self._times))
+        recent, before = (
+            times > t - self.settle_ms,
+            (times > t - 2 * self.settle_ms) & (times <= t - self.settle_ms),
+        )
+        if not recent.any() or not before.any():
+            return True
+        j = np.array(self._joints)
+        pts = j[:, [0, 4, 8, 12, 16, 20]]
+        palm = np.linalg.norm(j[-1, [5, 9, 13, 17]] - j[-1, 0], axis=-1).mean()
+        moved = np.linalg.norm(pts[recent].mean(0) - pts[before].mean(0), axis=-1).mean()
+        return bool(moved < self.settle_motion * max(palm, 1e-9))
 
     def record_fields(self, st: FrameState) -> dict:
         d = st.fields.get("dynamic_gesture_distance")
