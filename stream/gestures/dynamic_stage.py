@@ -11,7 +11,8 @@ one swipe is one report: the next one needs a window of fresh frames. `dynamic_g
 latest evaluation's distance (null on frames without one). The overlay shows the last reported name for
 `show_ms`. A window in which the hand barely moved (less than `min_motion` palm lengths,
 stream.gestures.dynamic.motion_extent) is not embedded at all: a resting hand costs almost nothing and
-cannot be named.
+cannot be named. Nor is one whose hand is still moving (`_settled`, over `settle_ms`): a motion is judged
+once it has ended, so a double tap is not named at its first tap.
 
 The gallery defaults to the one shipped beside the engine (`NAME_gallery.npz`: every built-in motion);
 `--dynamic-gestures G.npz` (handstream run) swaps in a user's own. The rejection distance, the window length
