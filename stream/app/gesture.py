@@ -6,10 +6,18 @@
     handstream gesture remove NAME --gallery G.npz
     handstream gesture eval --joints FILE.npz [--shots 5] [--seed 0] --json   # needs the train extra (scipy)
     handstream gesture eval --data SYNTH_DIR --json      # a `handstream synth` dataset's skeletons
+    handstream gesture enroll NAME --dynamic --gallery M.npz (--joints MOTIONS.npz | --source rec.db3)
+    handstream gesture eval --dynamic --joints MOTIONS.npz --json       # swipes, taps, grabs...
 
 FILE.npz holds `joints_xyz_mm` (N, 21, 3) in our joint order (stream.synth.hand.JOINT_NAMES: wrist, then
 thumb, index, middle, ring, pinky with four joints each) in any unit and coordinate frame, and for `eval` a
 `label` (N,) array of class names. Enrolling keeps at most `--keep` examples, evenly spaced in time.
+
+With `--dynamic` the gestures are motions and the gallery is a separate one (`handstream run
+--dynamic-gestures M.npz`): MOTIONS.npz holds `joints_xyz_mm` (N, T, 21, 3), N examples of T frames each in
+the camera's axes (x right, y down, z away), an optional `fps` (default 30) and for `eval` a `label` (N,);
+from a source, every stretch where the hand moves becomes one example (perform the gesture a few times,
+resting between). See stream/app/gesture_dynamic.py.
 """
 
 from __future__ import annotations
@@ -97,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     en.add_argument(
         "--max-frames",
         type=frames_type("--max-frames"),
-        default=90,
-        help="frames to read from --source (default 90)",
+        default=None,
+        help="frames to read from --source (default 90; 300 with --dynamic)",
+    )
+    en.add_argument(
+        "--dynamic", action="store_true", help="a motion (swipe, tap, ...) into a gallery of dynamic gestures"
     )
     en.add_argument(
         "--keep", type=int_type("--keep", 1), default=30, help="examples kept, evenly spaced (default 30)"
@@ -123,15 +134,24 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument(
         "--unseen-only", action="store_true", help="keep only classes the shipped embedding never trained on"
     )
-    ev.add_argument("--engine", default="gesture", help="embedding engine (default: the shipped one)")
+    ev.add_argument(
+        "--engine", default=None, help="embedding engine (default: the shipped gesture or dynamic_gesture)"
+    )
+    ev.add_argument(
+        "--dynamic", action="store_true", help="motions: --joints holds (N, T, 21, 3) windows with labels"
+    )
     ev.add_argument("--shots", type=int_type("--shots", 1), default=5)
     ev.add_argument("--seed", type=seed_type(), default=0)
     ev.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
     from ..gestures import Gallery, canonical_joints
+    from ..gestures.dynamic import load_any_gallery
 
+    if args.action == "enroll" and args.dynamic:
+        return _enroll_dynamic(args)
     if args.action == "enroll":
+        args.max_frames = args.max_frames or 90
         joints = _load_joints(args.joints)[0] if args.joints else _joints_from_source(args)
         if len(joints) == 0:
             raise InputError(f"{args.joints}: no finite skeleton to enroll")
@@ -143,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if args.action == "list":
-        counts = Gallery.load(args.gallery).counts()
+        counts = load_any_gallery(args.gallery).counts()
         if args.json:
             print(json.dumps(counts))
         else:
@@ -151,12 +171,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}\t{n} examples")
         return 0
     if args.action == "remove":
-        gallery = Gallery.load(args.gallery)
+        gallery = load_any_gallery(args.gallery)
         gallery.remove(args.name)
         gallery.save(args.gallery)
         print(f"handstream gesture: removed {args.name!r} from {args.gallery}")
         return 0
     # eval
+    if args.dynamic:
+        return _eval_dynamic(args)
     from .gesture_eval import evaluate_engine
 
     joints, labels = _load_joints(args.joints, need_labels=True) if args.joints else _synth_joints(args.data)
@@ -170,9 +192,52 @@ def main(argv: list[str] | None = None) -> int:
                 f"fewer than two classes the embedding never trained on ({', '.join(np.unique(labels)) or 'none'}); "
                 "evaluate without --unseen-only"
             )
-    out = evaluate_engine(args.engine, joints, labels, shots=args.shots, seed=args.seed)
+    out = evaluate_engine(args.engine or "gesture", joints, labels, shots=args.shots, seed=args.seed)
     from ..synth.gestures import TRAIN
 
+    out["seen_in_training"] = sorted({str(c) for c in np.unique(labels)} & set(TRAIN))
+    print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
+    return 0
+
+
+def _enroll_dynamic(args) -> int:
+    from ..gestures.dynamic import DynamicGallery
+    from .gesture_dynamic import load_motions, track_from_source, windows_from_track
+
+    if args.joints:
+        windows = load_motions(args.joints)[0]
+        if len(windows) == 0:
+            raise InputError(f"{args.joints}: no finite example to enroll")
+    else:
+        args.max_frames = args.max_frames or 300
+        windows = windows_from_track(*track_from_source(args))
+    gallery = DynamicGallery.load(args.gallery, missing_ok=True)
+    gallery.add(args.name, _evenly(windows, args.keep))
+    gallery.save(args.gallery)
+    print(
+        f"handstream gesture: enrolled motion {args.name!r} from {min(len(windows), args.keep)} examples -> {args.gallery}"
+    )
+    return 0
+
+
+def _eval_dynamic(args) -> int:
+    from ..synth.motions import TRAIN, UNSEEN
+    from .gesture_dynamic import evaluate_dynamic_engine, load_motions
+
+    if not args.joints:
+        raise InputError(
+            "gesture eval --dynamic needs --joints MOTIONS.npz ((N, T, 21, 3) windows with labels)"
+        )
+    windows, labels = load_motions(args.joints, need_labels=True)
+    if args.unseen_only:
+        keep = np.isin(labels, UNSEEN)
+        windows, labels = windows[keep], labels[keep]
+        if len(np.unique(labels)) < 2:
+            raise InputError(
+                f"fewer than two motions the embedding never trained on ({', '.join(np.unique(labels)) or 'none'}); "
+                "evaluate without --unseen-only"
+            )
+    out = evaluate_dynamic_engine(args.engine or "dynamic_gesture", windows, labels, args.shots, args.seed)
     out["seen_in_training"] = sorted({str(c) for c in np.unique(labels)} & set(TRAIN))
     print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
     return 0

@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         "record gets `gesture` and `gesture_distance` (--models gesture alone uses the built-in gallery)",
     )
     add_max_hands_arg(ap)
+    ap.add_argument(
+        "--dynamic-gestures",
+        default=None,
+        help="a gallery of motions (.npz from `handstream gesture enroll --dynamic`): adds the dynamic_gesture "
+        "stage; a record gets `dynamic_gesture` on the frame a motion is recognised and "
+        "`dynamic_gesture_distance` (--models dynamic_gesture alone uses the built-in motions)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     ap.add_argument("--show", action="store_true", help="show a window (q/Esc quits, space pauses)")
     ap.add_argument("--out", default=None, help="write the annotated video here (.mp4)")
@@ -212,6 +219,20 @@ def main(argv: list[str] | None = None) -> int:
         names = parse_models(models)
         models = names if any(n.split("=")[0] == "gesture" for n in names) else [*names, "gesture"]
         stage_options = {"gesture": {"gallery": args.gestures}}
+    if args.dynamic_gestures:
+        from pathlib import Path
+
+        from ..pipeline import parse_models
+
+        if not Path(args.dynamic_gestures).is_file():
+            raise InputError(
+                f"--dynamic-gestures {args.dynamic_gestures}: no such gallery "
+                "(make one with `handstream gesture enroll --dynamic`)"
+            )
+        names = parse_models(models)
+        if not any(n.split("=")[0] == "dynamic_gesture" for n in names):
+            models = [*names, "dynamic_gesture"]
+        stage_options["dynamic_gesture"] = {"gallery": args.dynamic_gestures}
     pipeline = build_pipeline(
         backend=args.backend,
         models=models,
