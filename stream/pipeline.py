@@ -300,6 +300,7 @@ def build_pipeline(
     cube_mm: float | None = None,
     warmup: bool = True,
     stage_options: dict[str, dict] | None = None,
+    fit: bool = True,
 ) -> Pipeline:
     """The standard pipeline: preprocess -> stages named in `models` -> One Euro -> (overlay).
 
@@ -312,10 +313,14 @@ def build_pipeline(
     a one-line InputError. `engine` (a path or shipped name) replaces the pose engine. `smoothing`: True
     (defaults), False (off) or a OneEuroConfig. The cube size and crop size come from the pose engine's
     manifest. `stage_options`: registered stage name -> keyword arguments for that stage's constructor
-    (e.g. {"gesture": {"gallery": "mine.npz"}})."""
+    (e.g. {"gesture": {"gallery": "mine.npz"}}). `fit`: fit the articulated hand model to the depth after
+    the pose engine (the "fit" stage, stream/fitting), added whenever a pose engine drives the skeleton;
+    False (`--no-fit`) leaves the engine's joints as they are."""
     import engines as engines_pkg
 
     names = parse_models(models)
+    if not fit:
+        names = [n for n in names if n != "fit"]
     if engine is not None:
         names = [str(engine)] + [n for n in names if n not in ("pose", str(engine))]
     names = list(dict.fromkeys(names))  # each engine once
@@ -326,7 +331,7 @@ def build_pipeline(
         for _, _, ref in plan:
             if ref is not None:
                 loaded.append(engines_pkg.load_engine(ref, backend=backend, threads=threads))
-        return _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options or {})
+        return _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options or {}, fit)
     except BaseException:
         for e in loaded:
             e.close()
@@ -361,7 +366,9 @@ def _plan_stage(item: str, shipped: Sequence[str]) -> tuple[str, type | None, st
     return item, cls, cls.engine if cls.needs_engine else None
 
 
-def _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options: dict) -> Pipeline:
+def _assemble(
+    plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options: dict, fit: bool = True
+) -> Pipeline:
     """The planned stages built around their loaded engines, ordered by their contracts and checked."""
     engines_iter = iter(loaded)
     chosen: list[tuple[str, type, object]] = []
@@ -375,6 +382,9 @@ def _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options: 
         used.add(cls)
         chosen.append((name, cls, e))
     pose_e = next((e for _, cls, e in chosen if cls is PoseStage), None)
+    fit_cls = stage_class("fit")
+    if fit and pose_e is not None and fit_cls not in used:
+        chosen.append(("fit", fit_cls, None))
     pre = dict(pose_e.manifest.preprocessing) if pose_e is not None else {}
     if pose_e is None and loaded:
         pre = dict(loaded[0].manifest.preprocessing)

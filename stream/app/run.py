@@ -131,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-frames", type=frames_type("--max-frames"), default=None, help="stop after this many frames"
     )
     ap.add_argument("--no-smoothing", action="store_true", help="report raw engine joints")
+    ap.add_argument(
+        "--no-fit",
+        action="store_true",
+        help="skip fitting the hand model to the depth (the skeleton is the pose engine's own)",
+    )
     ap.add_argument("--min-cutoff", type=float, default=None, help="One Euro min cutoff (Hz)")
     ap.add_argument("--beta", type=float, default=None, help="One Euro speed coefficient (1/mm)")
     ap.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -206,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         smoothing=smoothing_from_args(args),
         threads=args.threads,
         stage_options=stage_options,
+        fit=not args.no_fit,
     )
     with pipeline:
         source.open()  # a missing or corrupt input fails here, before any output file is touched

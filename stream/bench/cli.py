@@ -86,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--accuracy-limit", type=int, default=200, help="frames of it to evaluate (0 = all)")
     p.add_argument("--no-replay", action="store_true", help="skip the overlay + mp4 encoding replays")
+    p.add_argument("--no-fit", action="store_true", help="time the pose path without the hand-model fit")
     p.add_argument(
         "--no-recording",
         action="store_true",
@@ -163,7 +164,9 @@ def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:
 
     runs = [("pipeline", False)] + ([("pipeline_memory", True)] if inp.recording is not None else [])
     for key, memory in runs:
-        run, info = pose_path_run(inp, args.engine, args.threads, args.frames, args.warmup, memory)
+        run, info = pose_path_run(
+            inp, args.engine, args.threads, args.frames, args.warmup, memory, fit=not args.no_fit
+        )
         report[key] = run.to_dict() | info
         samples[key] = run.samples_ms | run.off_path_ms
     if not args.no_replay:
@@ -172,7 +175,13 @@ def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:
             runs.append(("replay_memory", True, False))
         for key, memory, threaded in runs:
             run, info = replay_run(
-                inp, args.engine, args.threads, args.frames, memory=memory, threaded=threaded
+                inp,
+                args.engine,
+                args.threads,
+                args.frames,
+                memory=memory,
+                threaded=threaded,
+                fit=not args.no_fit,
             )
             report[key] = run.to_dict() | info
             samples[key] = run.samples_ms | run.off_path_ms
@@ -254,7 +263,9 @@ def _variants(args, variants: list[str], crops, inp, accuracy_data, notes: list[
         entry = out.get(name) or {}
         if "engine" in entry:  # the variant in the default pose path, on the same frames
             try:
-                run, _ = pose_path_run(inp, entry["engine"], args.threads, n, 3 if slow else 10)
+                run, _ = pose_path_run(
+                    inp, entry["engine"], args.threads, n, 3 if slow else 10, fit=not args.no_fit
+                )
                 entry["end_to_end_ms"] = run.summary.end_to_end_ms.to_dict()
             except HandstreamError as exc:
                 notes.append(f"variant {name}: pose path not timed ({str(exc).splitlines()[0]})")

@@ -96,24 +96,37 @@ def _as_input(inp: BenchInput | Clip) -> BenchInput:
     return inp if isinstance(inp, BenchInput) else BenchInput(inp, None, "frames from memory (ClipSource)")
 
 
-def _build(engine: str, threads: int, overlay: bool):
+def _build(engine: str, threads: int, overlay: bool, fit: bool = True):
     from ..pipeline import build_pipeline
 
     custom = None if engine == "pose" else engine
     return build_pipeline(
-        backend="onnxruntime", models="pose", engine=custom, overlay=overlay, smoothing=True, threads=threads
+        backend="onnxruntime",
+        models="pose",
+        engine=custom,
+        overlay=overlay,
+        smoothing=True,
+        threads=threads,
+        fit=fit,
     )
 
 
 def pose_path_run(
-    inp: BenchInput | Clip, engine: str, threads: int, n: int, warmup: int, memory: bool = False
+    inp: BenchInput | Clip,
+    engine: str,
+    threads: int,
+    n: int,
+    warmup: int,
+    memory: bool = False,
+    fit: bool = True,
 ) -> tuple[TimedRun, dict]:
-    """The default pose path (preprocess + pose + smooth) on `warmup` + `n` frames of the input
-    (`memory`: from memory, so no decoding thread competes with the pipeline for the cores)."""
+    """The default pose path (preprocess + pose + model fit + smooth; `fit=False`: without the fit) on
+    `warmup` + `n` frames of the input (`memory`: from memory, so no decoding thread competes with the
+    pipeline for the cores)."""
     from ..capture import CaptureThread
 
     inp = _as_input(inp)
-    pipe = _build(engine, threads, overlay=False)
+    pipe = _build(engine, threads, overlay=False, fit=fit)
     src = inp.open(n + warmup, memory)
     cap = CaptureThread(src)
     pipe.capture = cap
@@ -139,6 +152,7 @@ def replay_run(
     *,
     memory: bool = False,
     threaded: bool = True,
+    fit: bool = True,
 ) -> tuple[TimedRun, dict]:
     """`run_stream` over `n` frames with the overlay and an mp4 VideoSink (threaded as `handstream run`
     uses it; `threaded=False` encodes inline, so the sink row is the encoder's own cost). `warmup` is
@@ -151,7 +165,7 @@ def replay_run(
 
     inp = _as_input(inp)
 
-    pipe = _build(engine, threads, overlay=True)
+    pipe = _build(engine, threads, overlay=True, fit=fit)
     src = inp.open(n, memory)
     with tempfile.TemporaryDirectory(prefix="handstream-bench-") as tmp:
         out = Path(tmp) / "replay.mp4"
