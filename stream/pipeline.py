@@ -300,7 +300,7 @@ def build_pipeline(
     cube_mm: float | None = None,
     warmup: bool = True,
     stage_options: dict[str, dict] | None = None,
-    fit: bool = True,
+    fit: bool | None = None,
 ) -> Pipeline:
     """The standard pipeline: preprocess -> stages named in `models` -> One Euro -> (overlay).
 
@@ -313,13 +313,15 @@ def build_pipeline(
     a one-line InputError. `engine` (a path or shipped name) replaces the pose engine. `smoothing`: True
     (defaults), False (off) or a OneEuroConfig. The cube size and crop size come from the pose engine's
     manifest. `stage_options`: registered stage name -> keyword arguments for that stage's constructor
-    (e.g. {"gesture": {"gallery": "mine.npz"}}). `fit`: fit the articulated hand model to the depth after
-    the pose engine (the "fit" stage, stream/fitting), added whenever a pose engine drives the skeleton;
-    False (`--no-fit`) leaves the engine's joints as they are."""
+    (e.g. {"gesture": {"gallery": "mine.npz"}}). `fit`: True (`--fit`) fits the articulated hand model to
+    the depth after the pose engine (the "fit" stage, stream/fitting) whenever a pose engine drives the
+    skeleton; False (`--no-fit`) never, even when `models` names it; None: when `models` names "fit". Not
+    on by default: it takes the held-out mean error from 14.6 to 11.9-12.6 mm but costs ~2.9 ms of CPU a
+    hand on the 2-core VM, over its 1 ms budget (BENCHMARKS.md, "Model fitting")."""
     import engines as engines_pkg
 
     names = parse_models(models)
-    if not fit:
+    if fit is False:
         names = [n for n in names if n != "fit"]
     if engine is not None:
         names = [str(engine)] + [n for n in names if n not in ("pose", str(engine))]
@@ -367,7 +369,7 @@ def _plan_stage(item: str, shipped: Sequence[str]) -> tuple[str, type | None, st
 
 
 def _assemble(
-    plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options: dict, fit: bool = True
+    plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options: dict, fit: bool | None = None
 ) -> Pipeline:
     """The planned stages built around their loaded engines, ordered by their contracts and checked."""
     engines_iter = iter(loaded)
@@ -383,7 +385,7 @@ def _assemble(
         chosen.append((name, cls, e))
     pose_e = next((e for _, cls, e in chosen if cls is PoseStage), None)
     fit_cls = stage_class("fit")
-    if fit and pose_e is not None and fit_cls not in used:
+    if fit is True and pose_e is not None and fit_cls not in used:
         chosen.append(("fit", fit_cls, None))
     pre = dict(pose_e.manifest.preprocessing) if pose_e is not None else {}
     if pose_e is None and loaded:

@@ -168,14 +168,14 @@ def test_too_few_hand_pixels_give_no_observation():
 
 
 def test_the_stage_is_registered_and_runs_between_pose_and_smoothing():
-    with build_pipeline(backend="onnxruntime", models="pose", overlay=False) as p:
-        names = [s.name for s in p.stages]
-        assert names.index("pose") < names.index("fit") < names.index("smooth")
-    with build_pipeline(backend="onnxruntime", models="pose", overlay=False, fit=False) as p:
-        assert "fit" not in [s.name for s in p.stages]
-    # named explicitly and switched off: off wins
-    with build_pipeline(backend="onnxruntime", models="pose,fit", overlay=False, fit=False) as p:
-        assert "fit" not in [s.name for s in p.stages]
+    def names(**kw) -> list[str]:
+        with build_pipeline(backend="onnxruntime", overlay=False, **kw) as p:
+            return [s.name for s in p.stages]
+
+    assert names(models="pose") == ["preprocess", "pose", "smooth"]  # off by default (over budget)
+    assert names(models="pose", fit=True) == ["preprocess", "pose", "fit", "smooth"]
+    assert names(models="fit,pose") == ["preprocess", "pose", "fit", "smooth"]  # ordered by its reads
+    assert names(models="pose,fit", fit=False) == ["preprocess", "pose", "smooth"]  # --no-fit wins
 
 
 def test_the_stage_needs_a_pose_engine():
@@ -208,18 +208,8 @@ def test_a_forked_stage_keeps_its_own_track():
 
 def test_a_run_keeps_bone_lengths_and_records_the_engines_joints(tmp_path, capsys):
     out = tmp_path / "fit.jsonl"
-    argv = [
-        "run",
-        "--source",
-        "synthetic:7",
-        "--frames",
-        "40",
-        "--no-smoothing",
-        "--jsonl",
-        str(out),
-        "--quiet",
-    ]
-    assert cli(argv) == 0
+    base = ["run", "--source", "synthetic:7", "--quiet", "--jsonl", str(out)]
+    assert cli([*base, "--frames", "40", "--fit", "--no-smoothing"]) == 0
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     found = [r for r in recs if r["hand_found"]]
     assert len(found) >= 30
@@ -229,13 +219,11 @@ def test_a_run_keeps_bone_lengths_and_records_the_engines_joints(tmp_path, capsy
     assert _bones(raw).std(0).max() < 0.05  # rounding to 0.01 mm in the record
     assert _bones(eng).std(0).max() > 0.5  # the engine's bones wander: the fit is what holds them
     assert not np.allclose(raw, eng)
-    # --no-fit: the engine's own joints, no fit fields
-    out2 = tmp_path / "nofit.jsonl"
-    assert (
-        cli(["run", "--source", "synthetic:7", "--frames", "5", "--no-fit", "--jsonl", str(out2), "--quiet"])
-        == 0
-    )
-    recs2 = [json.loads(line) for line in out2.read_text().splitlines()]
-    assert recs2 and all("joints_engine_xyz_mm" not in r for r in recs2)
-    assert "fit" not in recs2[0]["stage_ms"] and "fit" in recs[0]["stage_ms"]
+    assert "fit" in recs[0]["stage_ms"]
+    # without --fit, and with --no-fit even when --models names it: the engine's joints, no fit fields
+    for extra in ([], ["--no-fit", "--models", "pose,fit"]):
+        assert cli([*base, "--frames", "5", *extra]) == 0
+        recs = [json.loads(line) for line in out.read_text().splitlines()]
+        assert len(recs) == 5 and all("joints_engine_xyz_mm" not in r for r in recs)
+        assert "fit" not in recs[0]["stage_ms"]
     capsys.readouterr()

@@ -21,7 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seed", type=seed_type(), default=7, help="which built-in sequence")
     ap.add_argument("--backend", default="onnxruntime", choices=("auto", "onnxruntime", "tensorrt", "torch"))
-    ap.add_argument("--no-fit", action="store_true", help="skip fitting the hand model to the depth")
+    ap.add_argument(
+        "--fit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fit the articulated hand model to the depth after the pose engine (stream/fitting): valid "
+        "joints, constant bone lengths, ~2.9 ms CPU a hand on the 2-core VM; off unless --fit or --models "
+        "pose,fit (BENCHMARKS.md, Model fitting)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="handstream: %(message)s")
 
@@ -32,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out_dir)
     source = SyntheticSource(n_frames=args.frames, fps=30.0, seed=args.seed, cam="d435_320x240")
     # the gesture stage names the built-in gestures from the gallery shipped beside its engine
-    with build_pipeline(
-        backend=args.backend, models="pose,gesture", overlay=True, fit=not args.no_fit
-    ) as pipeline:
+    with build_pipeline(backend=args.backend, models="pose,gesture", overlay=True, fit=args.fit) as pipeline:
         jsonl = JsonlSink(out / "demo.jsonl")
         try:
             video = VideoSink(out / "demo.mp4", fps=30.0)

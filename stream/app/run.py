@@ -132,9 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--no-smoothing", action="store_true", help="report raw engine joints")
     ap.add_argument(
-        "--no-fit",
-        action="store_true",
-        help="skip fitting the hand model to the depth (the skeleton is the pose engine's own)",
+        "--fit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fit the articulated hand model to the depth after the pose engine (stream/fitting): valid "
+        "joints, constant bone lengths, ~2.9 ms CPU a hand on the 2-core VM; off unless --fit or --models "
+        "pose,fit (BENCHMARKS.md, Model fitting)",
     )
     ap.add_argument("--min-cutoff", type=float, default=None, help="One Euro min cutoff (Hz)")
     ap.add_argument("--beta", type=float, default=None, help="One Euro speed coefficient (1/mm)")
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         smoothing=smoothing_from_args(args),
         threads=args.threads,
         stage_options=stage_options,
-        fit=not args.no_fit,
+        fit=args.fit,
     )
     with pipeline:
         source.open()  # a missing or corrupt input fails here, before any output file is touched

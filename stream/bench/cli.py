@@ -86,7 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--accuracy-limit", type=int, default=200, help="frames of it to evaluate (0 = all)")
     p.add_argument("--no-replay", action="store_true", help="skip the overlay + mp4 encoding replays")
-    p.add_argument("--no-fit", action="store_true", help="time the pose path without the hand-model fit")
+    p.add_argument(
+        "--fit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="time the pose path with the hand-model fit after the pose engine (off by default)",
+    )
     p.add_argument(
         "--no-recording",
         action="store_true",
@@ -165,7 +170,7 @@ def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:
     runs = [("pipeline", False)] + ([("pipeline_memory", True)] if inp.recording is not None else [])
     for key, memory in runs:
         run, info = pose_path_run(
-            inp, args.engine, args.threads, args.frames, args.warmup, memory, fit=not args.no_fit
+            inp, args.engine, args.threads, args.frames, args.warmup, memory, fit=args.fit
         )
         report[key] = run.to_dict() | info
         samples[key] = run.samples_ms | run.off_path_ms
@@ -181,7 +186,7 @@ def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:
                 args.frames,
                 memory=memory,
                 threaded=threaded,
-                fit=not args.no_fit,
+                fit=args.fit,
             )
             report[key] = run.to_dict() | info
             samples[key] = run.samples_ms | run.off_path_ms
@@ -263,9 +268,7 @@ def _variants(args, variants: list[str], crops, inp, accuracy_data, notes: list[
         entry = out.get(name) or {}
         if "engine" in entry:  # the variant in the default pose path, on the same frames
             try:
-                run, _ = pose_path_run(
-                    inp, entry["engine"], args.threads, n, 3 if slow else 10, fit=not args.no_fit
-                )
+                run, _ = pose_path_run(inp, entry["engine"], args.threads, n, 3 if slow else 10, fit=args.fit)
                 entry["end_to_end_ms"] = run.summary.end_to_end_ms.to_dict()
             except HandstreamError as exc:
                 notes.append(f"variant {name}: pose path not timed ({str(exc).splitlines()[0]})")

@@ -96,7 +96,7 @@ def _as_input(inp: BenchInput | Clip) -> BenchInput:
     return inp if isinstance(inp, BenchInput) else BenchInput(inp, None, "frames from memory (ClipSource)")
 
 
-def _build(engine: str, threads: int, overlay: bool, fit: bool = True):
+def _build(engine: str, threads: int, overlay: bool, fit: bool | None = None):
     from ..pipeline import build_pipeline
 
     custom = None if engine == "pose" else engine
@@ -118,9 +118,9 @@ def pose_path_run(
     n: int,
     warmup: int,
     memory: bool = False,
-    fit: bool = True,
+    fit: bool | None = None,
 ) -> tuple[TimedRun, dict]:
-    """The default pose path (preprocess + pose + model fit + smooth; `fit=False`: without the fit) on
+    """The default pose path (preprocess + pose + smooth; `fit`: with the hand-model fit after pose) on
     `warmup` + `n` frames of the input (`memory`: from memory, so no decoding thread competes with the
     pipeline for the cores)."""
     from ..capture import CaptureThread
@@ -152,7 +152,7 @@ def replay_run(
     *,
     memory: bool = False,
     threaded: bool = True,
-    fit: bool = True,
+    fit: bool | None = None,
 ) -> tuple[TimedRun, dict]:
     """`run_stream` over `n` frames with the overlay and an mp4 VideoSink (threaded as `handstream run`
     uses it; `threaded=False` encodes inline, so the sink row is the encoder's own cost). `warmup` is
