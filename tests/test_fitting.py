@@ -25,6 +25,7 @@ from stream.fitting.model import (
     rotation_update,
 )
 from stream.pipeline import Pipeline, build_pipeline
+from stream.stages import FrameState
 from stream.synth.hand import BONES, LIMITS_DEG, N_POSE, gesture_pose, hand_joints_local, hand_shape
 
 
@@ -190,7 +191,6 @@ def test_a_forked_stage_keeps_its_own_track():
     """Per-hand copies (copy.copy + reset) share no state: one hand's estimate never moves the other's."""
     from stream.fitting.stage import FitStage
     from stream.frames import RGBDFrame
-    from stream.stages import FrameState
 
     smp, crop = _rendered_frame(4)
     a = FitStage(shape_frames=3)
@@ -227,3 +227,37 @@ def test_a_run_keeps_bone_lengths_and_records_the_engines_joints(tmp_path, capsy
         assert len(recs) == 5 and all("joints_engine_xyz_mm" not in r for r in recs)
         assert "fit" not in recs[0]["stage_ms"]
     capsys.readouterr()
+
+
+def test_a_left_hand_is_fitted_as_the_mirrored_right_hand():
+    """The same frame flipped left-right (a left hand, camera x negated) with `handedness` "left" gives the
+    mirror image of the right hand's fit."""
+    from dataclasses import replace
+
+    from stream.fitting.stage import FitStage
+    from stream.frames import RGBDFrame
+    from stream.preprocess import crop_cube
+    from stream.synth import HandSynthesizer, SceneConfig
+
+    smp = HandSynthesizer(SceneConfig(distractors=False), seed=9).sample()
+    f, intr = smp.frame, smp.frame.intrinsics
+    com = smp.joints_xyz_mm.astype(np.float64).mean(0)
+    flip_intr = replace(intr, cx=(intr.width - 1) - intr.cx)  # u -> W-1-u is x -> -x
+    flip_depth = np.ascontiguousarray(f.depth_mm[:, ::-1])
+    rng = np.random.default_rng(0)
+    start = smp.joints_xyz_mm.astype(np.float64) + rng.normal(0, 5.0, (21, 3))
+    outs = []
+    for depth, cam, mask, sign, hand in (
+        (f.depth_mm, intr, smp.mask, 1.0, "right"),
+        (flip_depth, flip_intr, np.ascontiguousarray(smp.mask[:, ::-1]), -1.0, "left"),
+    ):
+        mirror = np.array([sign, 1.0, 1.0])
+        st = FrameState(RGBDFrame(0, 0.0, depth, cam))
+        st.crop = crop_cube(depth, cam, com * mirror, 300.0, 64, mask)
+        st.joints_raw_mm = start * mirror
+        st.fields["handedness"] = hand
+        st.fields["hand_size_mm"] = smp.hand_size_mm
+        FitStage().run(st)
+        outs.append(st.joints_raw_mm * mirror)
+    assert np.abs(outs[1] - outs[0]).mean() < 1.0
+    assert np.abs(outs[0] - start).mean() > 1.0  # the fit did move the joints
