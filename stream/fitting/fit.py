@@ -42,7 +42,9 @@ class FitConfig:
     w_silhouette: float = 0.5
     w_free_space: float = 0.5
     w_prior: float = 0.35
-    w_temporal: float = 0.0
+    w_temporal: float = (
+        0.0  # measured on generator sequences: helps tracked hands, hurts lost ones (BENCHMARKS)
+    )
     damping: float = 1e-2  # Levenberg-Marquardt lambda, relative to the diagonal
     free_space_margin_mm: float = 4.0
 
