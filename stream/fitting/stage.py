@@ -1,6 +1,8 @@
 """The fit stage: the pose engine's joints -> the articulated hand model fitted to the depth, every frame.
 
-Runs after the pose engine and before smoothing. It reads the engine's joints (`joints_raw_mm`) and the
+Runs after the pose engine and before smoothing, when asked for (`handstream run --fit`, `--models
+pose,fit`, `build_pipeline(fit=True)`): it is not in the default chain because it costs more than its 1 ms
+budget on the 2-core VM (BENCHMARKS.md, "Model fitting"). It reads the engine's joints (`joints_raw_mm`) and the
 normalized crop they came from, fits the model (fit.py) and writes the fitted joints back into
 `joints_raw_mm`, so smoothing, the record's `joints_xyz_mm` and every later stage see an anatomically valid
 skeleton with one user's bone lengths. The engine's own joints stay in the record as
