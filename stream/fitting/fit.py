@@ -26,7 +26,16 @@ import cv2
 import numpy as np
 
 from .ik import inverse_kinematics
-from .model import LIMITS_RAD, N_PARAMS, HandModel, local_joints, pose_model, rotation_update
+from .model import (
+    LIMITS_RAD,
+    N_PARAMS,
+    HandModel,
+    joint_rows,
+    local_joints,
+    point_rows,
+    pose_model,
+    rotation_update,
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,10 @@ class FitConfig:
     """Weights are in residual mm per unit (a data point's mm counts 1)."""
 
     iterations: int = 3
+    # when tracking, the last frame's fit is the start: no inverse kinematics, and fewer steps from a start
+    # that is already fitted; unless the engine's wrist is this far from the last fit's (the hand jumped)
+    tracking_iterations: int = 2
+    tracking_jump_mm: float = 30.0
     points: int = 128
     huber_mm: float = 8.0
     outlier_mm: float = 30.0  # data points farther than this from the model are not the hand
@@ -132,6 +145,7 @@ class FitResult:
 
 _DIAG = np.diag_indices(N_PARAMS)
 _MIRROR = np.array([-1.0, 1.0, 1.0])
+_EZ = np.array([0.0, 0.0, 1.0])
 
 
 def fit_hand(
@@ -140,24 +154,44 @@ def fit_hand(
     engine_joints: np.ndarray,
     config: FitConfig = FitConfig(),
     previous: np.ndarray | None = None,
+    warm: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> FitResult:
-    """Fit `model` to `obs`, starting from the inverse kinematics of the engine's joints (camera mm).
-    `previous`: the last frame's fitted joints, for the temporal term."""
+    """Fit `model` to `obs`, starting from the inverse kinematics of the engine's joints (camera mm), or,
+    when tracking, from `warm` (rot, trans, pose of the last frame's FitResult) for
+    `config.tracking_iterations` steps. `previous`: the last frame's fitted joints, for the temporal term."""
     prior = np.asarray(engine_joints, dtype=np.float64)
     prev = None if previous is None or config.w_temporal <= 0 else np.asarray(previous, dtype=np.float64)
     if obs.mirror < 0:
         prior = prior * _MIRROR
         prev = None if prev is None else prev * _MIRROR
-    rot, trans, pose = inverse_kinematics(model, prior)
     cfg = config
+    if warm is None:
+        rot, trans, pose = inverse_kinematics(model, prior)
+        iterations = cfg.iterations
+    else:
+        rot, trans, pose = warm
+        iterations = cfg.tracking_iterations
+    targets = [(cfg.w_prior, prior.reshape(-1))]
+    if prev is not None:
+        targets.append((cfg.w_temporal, prev.reshape(-1)))
     rms = float("nan")
-    for _ in range(cfg.iterations):
+    for _ in range(iterations):
         posed = pose_model(model, rot, trans, pose)
-        res, jac, rms = _residuals(model, obs, posed, prior, prev, cfg)
+        vec, idx, wt, res, rms = _terms(model, obs, posed, cfg)
+        jac = point_rows(posed, vec, idx) * wt[:, None]
         h = jac.T @ jac
+        g = jac.T @ res
+        # the joint terms (prior, temporal) are point rows with x, y, z directions: one J^T J for all
+        jj = joint_rows(posed)
+        jt = jj.T
+        w2 = sum(w * w for w, _ in targets)
+        h += w2 * (jt @ jj)
+        flat = posed.joints.reshape(-1)
+        for w, target in targets:
+            g += (w * w) * (jt @ (flat - target))
         h[_DIAG] *= 1.0 + cfg.damping
         h[_DIAG] += 1e-6
-        step = np.linalg.solve(h, -(jac.T @ res))
+        step = np.linalg.solve(h, -g)
         rot = rotation_update(step[0:3]) @ rot
         trans = trans + step[3:6]
         pose = np.clip(pose + step[6:], LIMITS_RAD[:, 0], LIMITS_RAD[:, 1])
@@ -167,61 +201,53 @@ def fit_hand(
     return FitResult(joints, rot, trans, pose, rms)
 
 
-def _data_terms(model: HandModel, obs: Observation, centres: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per data point: signed distance to the nearest sphere surface, that sphere, and the unit direction
-    from its centre to the point (squared distances by one matrix product)."""
-    d2 = obs.points_sq[:, None] + (centres * centres).sum(1)[None, :] - 2.0 * (obs.points @ centres.T)
-    dist = np.sqrt(np.maximum(d2, 1e-12))
-    surf = dist - model.radii
+def _terms(model: HandModel, obs: Observation, posed, cfg: FitConfig) -> tuple:
+    """The depth terms as point rows: per residual a direction (R, 3), the model point it measures (R,),
+    its weight (R,) and weighted residual (R,) (mm); and the data points' RMS distance."""
+    c = posed.centres
+    # data: r = |p - c| - radius, dr/dc = -n (n the unit direction from the centre to the point); Huber
+    # weights (IRLS), and none for points behind the wrist (the forearm) or far from every sphere
+    d2 = obs.points_sq[:, None] + (c * c).sum(1) - 2.0 * (obs.points @ c.T)
+    surf = np.sqrt(np.maximum(d2, 1e-12)) - model.radii
     k = surf.argmin(1)
-    i = obs.index
-    n = (obs.points - centres[k]) / dist[i, k][:, None]
-    return surf[i, k], k, n
-
-
-def _residuals(model, obs, posed, prior, prev, cfg: FitConfig) -> tuple[np.ndarray, np.ndarray, float]:
-    """Stacked weighted residuals (mm), their Jacobian (M, 26), and the data points' RMS distance."""
-    c, cjac = posed.centres, posed.centre_jac
-    # data: r = |p - c| - radius, dr/dtheta = -n . dc/dtheta; Huber weights (IRLS), and none for points
-    # behind the wrist (the forearm) or far from every sphere (something else)
-    e, k, n = _data_terms(model, obs, c)
+    e = surf[obs.index, k]
+    n = obs.points - c[k]
+    n /= (e + model.radii[k])[:, None]
     a = np.abs(e)
     w = np.sqrt(np.minimum(1.0, cfg.huber_mm / np.maximum(a, 1e-9)))
-    behind = (obs.points - posed.joints[0]) @ posed.axis_y < -cfg.forearm_frac * model.shape.length_mm
+    behind = (obs.points - posed.trans) @ posed.axis_y < -cfg.forearm_frac * model.shape.length_mm
     w = cfg.w_data * w * ~(behind | (a > cfg.outlier_mm))
-    res = [w * e]
-    rows = [(n[:, :, None] * cjac[k]).sum(1) * -w[:, None]]
+    vecs, idxs, wts, res = [n], [k], [-w], [w * e]
     # silhouette and free space at each sphere centre's crop pixel
     x, y, z = obs.mirror * c[:, 0], c[:, 1], np.maximum(c[:, 2], 1.0)
     p = obs.proj
     size = obs.dist_px.shape[0] - 1
-    ci = np.clip(np.rint(p[0] * x / z + p[1]), 0, size).astype(np.int64)
-    ri = np.clip(np.rint(p[2] * y / z + p[3]), 0, size).astype(np.int64)
-    dt = obs.dist_px[ri, ci]
+    ci = np.clip(np.rint(p[0] * x / z + p[1]), 0, size).astype(np.intp)
+    ri = np.clip(np.rint(p[2] * y / z + p[3]), 0, size).astype(np.intp)
+    flat = ri * (size + 1) + ci
+    dt = obs.dist_px.ravel()[flat]
     # only where the sensor saw through to something behind the sphere: off the hand but in front of it
     # is an occluder (or the other hand), and no measurement says nothing
-    out = (dt > 0) & (obs.raw_mm[ri, ci] > z)
-    if out.any():
+    out = np.flatnonzero((dt > 0) & (obs.raw_mm.ravel()[flat] > z))
+    if len(out):
         zz, xx, yy = z[out], x[out], y[out]
-        gu, gv = obs.grad_u[ri[out], ci[out]], obs.grad_v[ri[out], ci[out]]
+        gu, gv = obs.grad_u.ravel()[flat[out]], obs.grad_v.ravel()[flat[out]]
         # d(col)/d(c) = p0 (mirror / z, 0, -x / z^2); d(row)/d(c) = p2 (0, 1 / z, -y / z^2)
         ws = cfg.w_silhouette * obs.mm_per_px
         grad = np.empty((len(zz), 3))
         grad[:, 0] = gu * (p[0] * obs.mirror) / zz
         grad[:, 1] = gv * p[2] / zz
         grad[:, 2] = -(gu * p[0] * xx + gv * p[2] * yy) / (zz * zz)
+        vecs.append(grad)
+        idxs.append(out)
+        wts.append(np.full(len(out), ws))
         res.append(ws * dt[out])
-        rows.append(ws * (grad[:, :, None] * cjac[out]).sum(1))
-    front = c[:, 2] - model.radii
-    gap = front - (obs.depth_mm[ri, ci] - cfg.free_space_margin_mm)
-    viol = gap < 0  # NaN (off the hand) compares False
-    if viol.any():
+    gap = c[:, 2] - model.radii - (obs.depth_mm.ravel()[flat] - cfg.free_space_margin_mm)
+    viol = np.flatnonzero(gap < 0)  # NaN (off the hand) compares False
+    if len(viol):
+        vecs.append(np.broadcast_to(_EZ, (len(viol), 3)))
+        idxs.append(viol)
+        wts.append(np.full(len(viol), cfg.w_free_space))
         res.append(cfg.w_free_space * gap[viol])
-        rows.append(cfg.w_free_space * cjac[viol, 2, :])
-    # the engine's joints, weakly; the previous frame's fit
-    res.append(cfg.w_prior * (posed.joints - prior).reshape(-1))
-    rows.append(cfg.w_prior * posed.joint_jac.reshape(-1, N_PARAMS))
-    if prev is not None:
-        res.append(cfg.w_temporal * (posed.joints - prev).reshape(-1))
-        rows.append(cfg.w_temporal * posed.joint_jac.reshape(-1, N_PARAMS))
-    return np.concatenate(res), np.concatenate(rows, 0), float(np.sqrt(np.mean(e * e)))
+    rms = float(np.sqrt(np.dot(e, e) / len(e)))
+    return np.concatenate(vecs), np.concatenate(idxs), np.concatenate(wts), np.concatenate(res), rms

@@ -16,6 +16,7 @@ the joints' Jacobians.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,6 +116,10 @@ class HandModel:
     rest_xyz_by_chain: np.ndarray  # (3, 5) each chain's base joint, xyz by chain
     pair_joint_index: np.ndarray  # (9, 5) joint of each (moving joint, dof) pair per chain
     pair_pose_index: np.ndarray  # (9, 5) its pose-vector index
+    # the K sphere centres then the 21 joints, as combinations of the 21 joints (K + 21, 21) and the anchors
+    # (K + 21, 3): every point the energy measures moves by one matrix product of the joints' Jacobians
+    point_weights: np.ndarray
+    point_offsets: np.ndarray
 
     @property
     def size_mm(self) -> np.ndarray:
@@ -170,35 +175,62 @@ def build_model(shape: HandShape, spacing: float = 1.5) -> HandModel:
     key = np.round(np.concatenate([w, np.array(radii)[:, None]], 1), 6)
     _, keep = np.unique(key, axis=0, return_index=True)
     keep = np.sort(keep)
+    pw = np.concatenate([w[keep], np.eye(21, 21 + n_anchor)], 0)
+    anchor_xyz = np.array(anchors).reshape(n_anchor, 3)
     return HandModel(
         shape=shape,
         rest_joints=rest,
         bone_mm=bones,
-        anchors=np.array(anchors).reshape(n_anchor, 3),
+        anchors=anchor_xyz,
         sphere_weights=w[keep],
         radii=np.array(radii)[keep],
         rest_xyz_by_chain=rest[_BASE].T.copy(),
         pair_joint_index=_BASE[None, :] + _PAIR_JOINT[:, None],
         pair_pose_index=_DOF_INDEX[_PAIR_DOF],
+        point_weights=np.ascontiguousarray(pw[:, :21]),
+        point_offsets=pw[:, 21:] @ anchor_xyz,
     )
 
 
 @dataclass(frozen=True, eq=False)
 class Posed:
-    """The model at one parameter vector, in the camera frame, with Jacobians w.r.t. the 26 parameters
-    (global rotation increment about the wrist, translation, the 20 angles)."""
+    """The model at one parameter vector, in the camera frame: the K sphere centres and the 21 joints as one
+    (K + 21, 3) array of points, and each point's derivative w.r.t. the 20 angles as (3, K + 21, 20). The
+    derivatives w.r.t. the global rotation and translation need no storage (`point_rows`)."""
 
-    joints: np.ndarray  # (21, 3)
-    centres: np.ndarray  # (K, 3)
-    joint_jac: np.ndarray  # (21, 3, 26)
-    centre_jac: np.ndarray  # (K, 3, 26)
+    points: np.ndarray  # (K + 21, 3) sphere centres, then joints
+    pose_jac: np.ndarray  # (3, K + 21, 20) d point / d angle, xyz first
+    n_spheres: int
+    trans: np.ndarray  # (3,) the wrist, the global rotation's pivot
     axis_y: np.ndarray  # (3,) the hand's distal direction (wrist towards the fingers) in the camera frame
 
+    @property
+    def joints(self) -> np.ndarray:
+        return self.points[self.n_spheres :]
 
-def local_joints(model: HandModel, pose_rad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Forward kinematics in the hand frame: (21, 3) joints and (21, 3, 20) their derivatives w.r.t. the
-    angles. Written out per column on (3, 5) arrays (xyz x chains): at this size numpy's call overhead,
-    not arithmetic, is the cost, so the fewer calls the better."""
+    @property
+    def centres(self) -> np.ndarray:
+        return self.points[: self.n_spheres]
+
+    @property
+    def joint_jac(self) -> np.ndarray:
+        """(21, 3, 26) the joints' full Jacobians (dense; the fitter projects instead, see `point_rows`)."""
+        return self._dense(np.arange(self.n_spheres, len(self.points)))
+
+    @property
+    def centre_jac(self) -> np.ndarray:
+        """(K, 3, 26) the sphere centres' full Jacobians."""
+        return self._dense(np.arange(self.n_spheres))
+
+    def _dense(self, idx: np.ndarray) -> np.ndarray:
+        eye = np.eye(3)
+        return np.stack([point_rows(self, np.tile(e, (len(idx), 1)), idx) for e in eye], 1)
+
+
+def _chains(model: HandModel, pose_rad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forward kinematics of the five chains at once on (3, 5) arrays (xyz x chains): the chains' joints
+    (4, 3, 5) (base, then the three moving joints) and the 9 non-zero (joint, dof) derivatives (3, 9, 5).
+    At this size numpy's call overhead, not arithmetic, is the cost, so the fewer calls the better."""
     a = pose_rad[_DOF_INDEX] * _DOF_SIGN + _DOF_REST  # (4, 5)
     c, s = np.cos(a), np.sin(a)
     ca, cb, c1, c2 = c
@@ -218,62 +250,99 @@ def local_joints(model: HandModel, pose_rad: np.ndarray) -> tuple[np.ndarray, np
     j2 = j1 + bl[1] * y2
     j3 = j2 + bl[2] * y3
     chain = np.array([base, j1, j2, j3])  # (4 joints, 3, 5)
-    joints = model.rest_joints.copy()
-    joints[_MOVING.T] = chain[1:].transpose(0, 2, 1)
     # d joint / d dof = axis x (joint - pivot); pivots: base, base, j1, j2
-    axes = np.array([_SWING_AXIS, m0, x0, x0])  # (4 dofs, 3, 5)
-    pivot = chain[np.array([0, 0, 1, 2])]
-    u = axes[_PAIR_DOF]  # (9, 3, 5)
-    v = chain[_PAIR_JOINT] - pivot[_PAIR_DOF]
+    u = np.array([_SWING_AXIS, m0, x0, x0])[_PAIR_DOF]  # (9, 3, 5)
+    v = chain[_PAIR_JOINT] - chain[_PAIR_PIVOT]
     u0, u1, u2 = u[:, 0], u[:, 1], u[:, 2]
     v0, v1, v2 = v[:, 0], v[:, 1], v[:, 2]
     cr = np.array([u1 * v2 - u2 * v1, u2 * v0 - u0 * v2, u0 * v1 - u1 * v0])  # (3, 9, 5)
+    return chain, cr
+
+
+_PAIR_PIVOT = np.array([0, 0, 1, 2])[_PAIR_DOF]
+
+
+def local_joints(model: HandModel, pose_rad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forward kinematics in the hand frame: (21, 3) joints and (21, 3, 20) their derivatives w.r.t. the
+    angles."""
+    chain, cr = _chains(model, pose_rad)
+    joints = model.rest_joints.copy()
+    joints[_MOVING.T] = chain[1:].transpose(0, 2, 1)
     jac = np.zeros((21, 3, N_POSE))
     jac[model.pair_joint_index, :, model.pair_pose_index] = cr.transpose(1, 2, 0)
     return joints, jac
 
 
 def pose_model(model: HandModel, rot: np.ndarray, trans: np.ndarray, pose_rad: np.ndarray) -> Posed:
-    """Joints, sphere centres and their Jacobians in the camera frame."""
-    jl, jac_l = local_joints(model, pose_rad)
-    ext = np.concatenate([jl, model.anchors], 0)
-    joints = jl @ rot.T + trans
-    centres = (model.sphere_weights @ ext) @ rot.T + trans
-    jac_w = rot @ jac_l  # (21, 3, 20): each joint's derivative rotated into the camera frame
-    cjac_w = (model.sphere_weights[:, :21] @ jac_w.reshape(21, -1)).reshape(-1, 3, N_POSE)
+    """Sphere centres and joints in the camera frame, with their derivatives w.r.t. the angles: the chains'
+    derivatives are rotated into the camera frame once (one (3, 3) x (3, 420) product), then spread over
+    the points by one product with the model's point weights."""
+    chain, cr = _chains(model, pose_rad)
+    joints = model.rest_joints.copy()
+    joints[_MOVING.T] = chain[1:].transpose(0, 2, 1)
+    jac = np.zeros((3, 21, N_POSE))
+    jac[:, model.pair_joint_index, model.pair_pose_index] = cr
+    jac_w = (rot @ jac.reshape(3, -1)).reshape(3, 21, N_POSE)
+    points = (model.point_weights @ joints + model.point_offsets) @ rot.T + trans
     return Posed(
-        joints=joints,
-        centres=centres,
-        joint_jac=_full_jac(joints - trans, jac_w),
-        centre_jac=_full_jac(centres - trans, cjac_w),
+        points=points,
+        pose_jac=model.point_weights @ jac_w,
+        n_spheres=len(model.radii),
+        trans=trans,
         axis_y=rot[:, 1],
     )
+
+
+def point_rows(posed: Posed, vec: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """(R, 26) the derivatives of vec[r] . point[idx[r]] w.r.t. (rotation increment, translation, angles):
+    a rotation omega about the wrist moves a point by omega x (p - wrist), so the rotation part is
+    (p - wrist) x vec; the translation part is vec; the angles' part is vec . d point / d angle."""
+    rel = posed.points[idx] - posed.trans
+    x, y, z = rel[:, 0], rel[:, 1], rel[:, 2]
+    a, b, c = vec[:, 0], vec[:, 1], vec[:, 2]
+    out = np.empty((len(idx), N_PARAMS))
+    out[:, 0] = y * c - z * b
+    out[:, 1] = z * a - x * c
+    out[:, 2] = x * b - y * a
+    out[:, 3:6] = vec
+    pj = posed.pose_jac
+    out[:, 6:] = pj[0, idx] * a[:, None] + pj[1, idx] * b[:, None] + pj[2, idx] * c[:, None]
+    return out
 
 
 _SKEW_SRC = np.array([2, 1, 2, 0, 1, 0])  # d p / d omega = -[p]x: entries (0,1)=z (0,2)=-y (1,0)=-z ...
 _SKEW_ROW = np.array([0, 0, 1, 1, 2, 2])
 _SKEW_COL = np.array([1, 2, 0, 2, 0, 1])
 _SKEW_SIGN = np.array([1.0, -1.0, -1.0, 1.0, 1.0, -1.0])
+_EYE3 = np.arange(3)
 
 
-def _full_jac(rel: np.ndarray, pose_jac: np.ndarray) -> np.ndarray:
-    """(N, 3, 26): rotation about the wrist (d p / d omega = -[p - wrist]x), translation (I), pose."""
-    out = np.zeros((len(rel), 3, N_PARAMS))
+def joint_rows(posed: Posed) -> np.ndarray:
+    """(63, 26) the joints' x, y, z derivatives (`point_rows` with the unit directions, written out: for a
+    unit direction the projection is a copy)."""
+    k = posed.n_spheres
+    rel = posed.points[k:] - posed.trans
+    out = np.zeros((21, 3, N_PARAMS))
     out[:, _SKEW_ROW, _SKEW_COL] = rel[:, _SKEW_SRC] * _SKEW_SIGN
-    out[:, _EYE_ROW, _EYE_COL] = 1.0
-    out[:, :, 6:] = pose_jac
-    return out
-
-
-_EYE_ROW = np.arange(3)
-_EYE_COL = 3 + np.arange(3)
+    out[:, _EYE3, 3 + _EYE3] = 1.0
+    out[:, :, 6:] = posed.pose_jac[:, k:].transpose(1, 0, 2)
+    return out.reshape(63, N_PARAMS)
 
 
 def rotation_update(omega: np.ndarray) -> np.ndarray:
-    """exp([omega]x) by Rodrigues' formula (the global rotation's increment)."""
-    th = float(np.linalg.norm(omega))
+    """exp([omega]x) by Rodrigues' formula (the global rotation's increment), on Python floats: numpy's
+    per-call cost dominates on a 3-vector."""
+    wx, wy, wz = (float(v) for v in omega)
+    th = math.sqrt(wx * wx + wy * wy + wz * wz)
     if th < 1e-12:
         return np.eye(3)
-    k = omega / th
-    kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
-    return np.eye(3) + np.sin(th) * kx + (1.0 - np.cos(th)) * (kx @ kx)
+    x, y, z = wx / th, wy / th, wz / th
+    s, c = math.sin(th), math.cos(th)
+    t = 1.0 - c
+    return np.array(
+        [
+            [c + t * x * x, t * x * y - s * z, t * x * z + s * y],
+            [t * x * y + s * z, c + t * y * y, t * y * z - s * x],
+            [t * x * z - s * y, t * y * z + s * x, c + t * z * z],
+        ]
+    )

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..stage_registry import register_stage
 from ..stages import FrameState, Stage
-from .fit import FitConfig, fit_hand, observe
+from .fit import FitConfig, FitResult, fit_hand, observe
 from .ik import estimate_size
 from .model import HandModel, build_model, default_shape
 
@@ -46,11 +46,13 @@ class FitStage(Stage):
         config: FitConfig | None = None,
         shape_frames: int = 15,
         temporal: bool = True,
+        warm_start: bool = False,
     ) -> None:
         super().__init__(None, name)
         self.config = config or FitConfig()
         self.shape_frames = max(1, int(shape_frames))
         self.temporal = bool(temporal)
+        self.warm_start = bool(warm_start)
         self._models: dict[tuple[int, int], HandModel] = {}
         self.reset()
 
@@ -59,22 +61,45 @@ class FitStage(Stage):
         self._model: HandModel | None = None
         self._held = False
         self._previous: np.ndarray | None = None
+        self._warm: tuple[bool, FitResult] | None = None  # (left, the last fit) of this track
 
     def run(self, st: FrameState) -> None:
         engine = st.joints_raw_mm
         if engine is None or st.crop is None:
-            self._previous = None
+            self._previous = self._warm = None
             return
         model = self._model_for(st, engine)
         left = st.fields.get("handedness") == "left"
         obs = observe(st.crop, st.frame.depth_mm, self.config.points, mirror=left)
         st.fields["joints_engine_mm"] = engine
         if obs is None:  # too few hand pixels to fit to: the engine's joints stand
+            self._warm = None
             return
-        res = fit_hand(model, obs, engine, self.config, self._previous if self.temporal else None)
+        res = fit_hand(
+            model,
+            obs,
+            engine,
+            self.config,
+            self._previous if self.temporal else None,
+            self._start(engine, left),
+        )
         self._previous = res.joints
+        self._warm = (left, res)
         st.joints_raw_mm = res.joints
         st.fields["fit_rms_mm"] = res.data_rms_mm
+
+    def _start(self, engine: np.ndarray, left: bool) -> tuple | None:
+        """The last fit as the start of this one, when this track has one of the same hand and the
+        engine's wrist is near its wrist; None: start from the engine's joints."""
+        if not self.warm_start or self._warm is None or self._warm[0] != left:
+            return None
+        last = self._warm[1]
+        if (
+            np.linalg.norm(np.asarray(engine[0], dtype=np.float64) - last.joints[0])
+            > self.config.tracking_jump_mm
+        ):
+            return None
+        return last.rot, last.trans, last.pose
 
     def _model_for(self, st: FrameState, engine: np.ndarray) -> HandModel:
         """The calibrated size when given; else the running median of per-frame estimates, held after
