@@ -120,6 +120,7 @@ class HandModel:
     # (K + 21, 3): every point the energy measures moves by one matrix product of the joints' Jacobians
     point_weights: np.ndarray
     point_offsets: np.ndarray
+    radii32: np.ndarray  # (K,) float32, for the nearest-sphere search
 
     @property
     def size_mm(self) -> np.ndarray:
@@ -189,17 +190,18 @@ def build_model(shape: HandShape, spacing: float = 1.5) -> HandModel:
         pair_pose_index=_DOF_INDEX[_PAIR_DOF],
         point_weights=np.ascontiguousarray(pw[:, :21]),
         point_offsets=pw[:, 21:] @ anchor_xyz,
+        radii32=np.array(radii, dtype=np.float32)[keep],
     )
 
 
 @dataclass(frozen=True, eq=False)
 class Posed:
     """The model at one parameter vector, in the camera frame: the K sphere centres and the 21 joints as one
-    (K + 21, 3) array of points, and each point's derivative w.r.t. the 20 angles as (3, K + 21, 20). The
+    (K + 21, 3) array of points, and each point's derivative w.r.t. the 20 angles as (K + 21, 3, 20). The
     derivatives w.r.t. the global rotation and translation need no storage (`point_rows`)."""
 
     points: np.ndarray  # (K + 21, 3) sphere centres, then joints
-    pose_jac: np.ndarray  # (3, K + 21, 20) d point / d angle, xyz first
+    pose_jac: np.ndarray  # (K + 21, 3, 20) d point / d angle
     n_spheres: int
     trans: np.ndarray  # (3,) the wrist, the global rotation's pivot
     axis_y: np.ndarray  # (3,) the hand's distal direction (wrist towards the fingers) in the camera frame
@@ -227,7 +229,9 @@ class Posed:
         return np.stack([point_rows(self, np.tile(e, (len(idx), 1)), idx) for e in eye], 1)
 
 
-def _chains(model: HandModel, pose_rad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _chains(
+    model: HandModel, pose_rad: np.ndarray, derivatives: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Forward kinematics of the five chains at once on (3, 5) arrays (xyz x chains): the chains' joints
     (4, 3, 5) (base, then the three moving joints) and the 9 non-zero (joint, dof) derivatives (3, 9, 5).
     At this size numpy's call overhead, not arithmetic, is the cost, so the fewer calls the better."""
@@ -250,6 +254,8 @@ def _chains(model: HandModel, pose_rad: np.ndarray) -> tuple[np.ndarray, np.ndar
     j2 = j1 + bl[1] * y2
     j3 = j2 + bl[2] * y3
     chain = np.array([base, j1, j2, j3])  # (4 joints, 3, 5)
+    if not derivatives:
+        return chain, None
     # d joint / d dof = axis x (joint - pivot); pivots: base, base, j1, j2
     u = np.array([_SWING_AXIS, m0, x0, x0])[_PAIR_DOF]  # (9, 3, 5)
     v = chain[_PAIR_JOINT] - chain[_PAIR_PIVOT]
@@ -273,20 +279,29 @@ def local_joints(model: HandModel, pose_rad: np.ndarray) -> tuple[np.ndarray, np
     return joints, jac
 
 
+def pose_joints(model: HandModel, rot: np.ndarray, trans: np.ndarray, pose_rad: np.ndarray) -> np.ndarray:
+    """(21, 3) the joints in the camera frame, without derivatives (a fit's result)."""
+    chain, _ = _chains(model, pose_rad, derivatives=False)
+    joints = model.rest_joints.copy()
+    joints[_MOVING.T] = chain[1:].transpose(0, 2, 1)
+    return joints @ rot.T + trans
+
+
 def pose_model(model: HandModel, rot: np.ndarray, trans: np.ndarray, pose_rad: np.ndarray) -> Posed:
     """Sphere centres and joints in the camera frame, with their derivatives w.r.t. the angles: the chains'
-    derivatives are rotated into the camera frame once (one (3, 3) x (3, 420) product), then spread over
+    derivatives are rotated into the camera frame once (one (3, 3) x (3, 45) product), then spread over
     the points by one product with the model's point weights."""
     chain, cr = _chains(model, pose_rad)
     joints = model.rest_joints.copy()
     joints[_MOVING.T] = chain[1:].transpose(0, 2, 1)
-    jac = np.zeros((3, 21, N_POSE))
-    jac[:, model.pair_joint_index, model.pair_pose_index] = cr
-    jac_w = (rot @ jac.reshape(3, -1)).reshape(3, 21, N_POSE)
+    jac = np.zeros((21, 3, N_POSE))
+    jac[model.pair_joint_index, :, model.pair_pose_index] = (
+        (rot @ cr.reshape(3, -1)).reshape(3, 9, 5).transpose(1, 2, 0)
+    )
     points = (model.point_weights @ joints + model.point_offsets) @ rot.T + trans
     return Posed(
         points=points,
-        pose_jac=model.point_weights @ jac_w,
+        pose_jac=(model.point_weights @ jac.reshape(21, -1)).reshape(-1, 3, N_POSE),
         n_spheres=len(model.radii),
         trans=trans,
         axis_y=rot[:, 1],
@@ -305,8 +320,7 @@ def point_rows(posed: Posed, vec: np.ndarray, idx: np.ndarray) -> np.ndarray:
     out[:, 1] = z * a - x * c
     out[:, 2] = x * b - y * a
     out[:, 3:6] = vec
-    pj = posed.pose_jac
-    out[:, 6:] = pj[0, idx] * a[:, None] + pj[1, idx] * b[:, None] + pj[2, idx] * c[:, None]
+    out[:, 6:] = np.einsum("rc,rcp->rp", vec, posed.pose_jac[idx])
     return out
 
 
@@ -325,7 +339,7 @@ def joint_rows(posed: Posed) -> np.ndarray:
     out = np.zeros((21, 3, N_PARAMS))
     out[:, _SKEW_ROW, _SKEW_COL] = rel[:, _SKEW_SRC] * _SKEW_SIGN
     out[:, _EYE3, 3 + _EYE3] = 1.0
-    out[:, :, 6:] = posed.pose_jac[:, k:].transpose(1, 0, 2)
+    out[:, :, 6:] = posed.pose_jac[k:]
     return out.reshape(63, N_PARAMS)
 
 
