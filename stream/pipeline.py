@@ -316,7 +316,7 @@ def build_pipeline(
     (e.g. {"gesture": {"gallery": "mine.npz"}}). `fit`: True (`--fit`) fits the articulated hand model to
     the depth after the pose engine (the "fit" stage, stream/fitting) whenever a pose engine drives the
     skeleton; False (`--no-fit`) never, even when `models` names it; None: when `models` names "fit". Not
-    on by default: it takes the held-out mean error from 14.6 to 11.9-12.6 mm but costs ~2.9 ms of CPU a
+    on by default: it takes the held-out mean error from 14.6 to 11.9-12.6 mm but costs ~2.7 ms of CPU a
     hand on the 2-core VM, over its 1 ms budget (BENCHMARKS.md, "Model fitting")."""
     import engines as engines_pkg
 

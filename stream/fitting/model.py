@@ -324,25 +324,6 @@ def point_rows(posed: Posed, vec: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
-_SKEW_SRC = np.array([2, 1, 2, 0, 1, 0])  # d p / d omega = -[p]x: entries (0,1)=z (0,2)=-y (1,0)=-z ...
-_SKEW_ROW = np.array([0, 0, 1, 1, 2, 2])
-_SKEW_COL = np.array([1, 2, 0, 2, 0, 1])
-_SKEW_SIGN = np.array([1.0, -1.0, -1.0, 1.0, 1.0, -1.0])
-_EYE3 = np.arange(3)
-
-
-def joint_rows(posed: Posed) -> np.ndarray:
-    """(63, 26) the joints' x, y, z derivatives (`point_rows` with the unit directions, written out: for a
-    unit direction the projection is a copy)."""
-    k = posed.n_spheres
-    rel = posed.points[k:] - posed.trans
-    out = np.zeros((21, 3, N_PARAMS))
-    out[:, _SKEW_ROW, _SKEW_COL] = rel[:, _SKEW_SRC] * _SKEW_SIGN
-    out[:, _EYE3, 3 + _EYE3] = 1.0
-    out[:, :, 6:] = posed.pose_jac[k:]
-    return out.reshape(63, N_PARAMS)
-
-
 def rotation_update(omega: np.ndarray) -> np.ndarray:
     """exp([omega]x) by Rodrigues' formula (the global rotation's increment), on Python floats: numpy's
     per-call cost dominates on a 3-vector."""
