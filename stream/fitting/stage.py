@@ -13,6 +13,10 @@ stage provides it; otherwise estimated from the engine's bone lengths over the f
 of a track (their median) and then held, so the bone lengths stay constant. `reset()` (the hand was lost,
 a new sequence) starts the estimate over. Left hands (`fields["handedness"] == "left"`) are fitted as
 mirrored right hands.
+
+Start: every frame from the inverse kinematics of the engine's joints. `warm_start=True` starts a tracked
+hand from its last fit instead (fewer steps, no inverse kinematics; cold again after a jump, a lost hand or a
+change of handedness): cheaper, but on generator sequences less accurate than the cold start, so off.
 """
 
 from __future__ import annotations
