@@ -504,6 +504,7 @@ def build_pipeline(
     warmup: bool = True,
     stage_options: dict[str, dict] | None = None,
     max_hands: int = 1,
+    fit: bool | None = None,
 ) -> Pipeline:
     """The standard pipeline: preprocess -> stages named in `models` -> One Euro -> (overlay).
 
@@ -518,12 +519,19 @@ def build_pipeline(
     manifest. `stage_options`: registered stage name -> keyword arguments for that stage's constructor
     (e.g. {"gesture": {"gallery": "mine.npz"}}). `max_hands` 2: up to two hands a frame, each tracked
     with its own id, stage copies and smoothing, and the handedness stage added (when its engine is
-    shipped) so a left hand is mirrored into the right-hand pose engine; 1: one hand, as before."""
+    shipped) so a left hand is mirrored into the right-hand pose engine; 1: one hand, as before. `fit`:
+    True (`--fit`) fits the articulated hand model to the depth after the pose engine (the "fit" stage,
+    stream/fitting) whenever a pose engine drives the skeleton; False (`--no-fit`) never, even when `models`
+    names it; None: when `models` names "fit". Not on by default: it takes the held-out mean error from
+    14.6 to 11.9-12.6 mm but costs ~2.7 ms of CPU a hand on the 2-core VM, over its 1 ms budget
+    (BENCHMARKS.md, "Model fitting")."""
     import engines as engines_pkg
 
     if not 1 <= int(max_hands) <= MAX_HANDS:
         raise InputError(f"max_hands must be 1..{MAX_HANDS}, got {max_hands}")
     names = parse_models(models)
+    if fit is False:
+        names = [n for n in names if n != "fit"]
     if engine is not None:
         names = [str(engine)] + [n for n in names if n not in ("pose", str(engine))]
     names = list(dict.fromkeys(names))  # each engine once
@@ -536,7 +544,9 @@ def build_pipeline(
         for _, _, ref in plan:
             if ref is not None:
                 loaded.append(engines_pkg.load_engine(ref, backend=backend, threads=threads))
-        return _assemble(plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options or {}, max_hands)
+        return _assemble(
+            plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options or {}, max_hands, fit
+        )
     except BaseException:
         for e in loaded:
             e.close()
@@ -572,7 +582,15 @@ def _plan_stage(item: str, shipped: Sequence[str]) -> tuple[str, type | None, st
 
 
 def _assemble(
-    plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options: dict, max_hands: int = 1
+    plan,
+    loaded,
+    overlay,
+    smoothing,
+    cube_mm,
+    warmup,
+    stage_options: dict,
+    max_hands: int = 1,
+    fit: bool | None = None,
 ) -> Pipeline:
     """The planned stages built around their loaded engines, ordered by their contracts and checked."""
     engines_iter = iter(loaded)
@@ -587,6 +605,9 @@ def _assemble(
         used.add(cls)
         chosen.append((name, cls, e))
     pose_e = next((e for _, cls, e in chosen if cls is PoseStage), None)
+    fit_cls = stage_class("fit")
+    if fit is True and pose_e is not None and fit_cls not in used:
+        chosen.append(("fit", fit_cls, None))
     pre = dict(pose_e.manifest.preprocessing) if pose_e is not None else {}
     if pose_e is None and loaded:
         pre = dict(loaded[0].manifest.preprocessing)

@@ -26,6 +26,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "stream.gestures.stage",
     "stream.gestures.dynamic_stage",
     "stream.hands.handedness",
+    "stream.fitting.stage",
 )
 
 # What every frame carries before the first stage runs.

@@ -1,8 +1,9 @@
 """`handstream eval nyu PRED.txt [--gt LABELS.txt] [--json] [--plot PNG]`,
 `handstream eval synthetic ENGINE_OR_CHECKPOINT --data DIR [--json]`, `handstream eval synthetic --scenes
-frontal,egocentric,desk` (the real pipeline per scene kind, train/eval_synthetic.py), and the measurements
+frontal,egocentric,desk` (the real pipeline per scene kind, train/eval_synthetic.py), the measurements
 behind the preprocessing and smoothing defaults: `handstream eval segmentation|centres|smoothing`
-(train/eval_*.py).
+(train/eval_*.py), and `handstream eval fit`: the pose engine alone against the engine + the hand-model fit
+(train/eval_fit.py).
 
 The NYU path is numpy only (no torch): predictions and labels in the community (u, v, d) format, converted
 with x = (u - cx) d / fx, y = -(v - cy) d / fy, z = d, then mean / per-joint error and success rates.
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "segmentation": _lazy("train.eval_segmentation"),
         "centres": _lazy("train.eval_centres"),
         "smoothing": _lazy("train.eval_smoothing"),
+        "fit": _lazy("train.eval_fit"),
     }
     if not argv or argv[0] in ("-h", "--help"):
         print(f"usage: handstream eval {{{','.join(modes)}}} ...   (handstream eval MODE --help)")

@@ -74,6 +74,10 @@ class TrainConfig:
     # their backward) without reordering; a compact_l_dense_canon step went 183 -> 112 ms on 2 CPU threads
     # (batch 128, p50 of 30). Same arithmetic, so the same model; False = PyTorch's default NCHW.
     channels_last: bool = True
+    # "bf16": forward and loss under torch.autocast(bfloat16) (CPUs with AVX-512 BF16 / AMX, or a GPU);
+    # weights, gradients and the optimizer stay fp32. "" = plain fp32. BENCHMARKS.md "Model fitting"
+    # has what it bought on the shared 2-core VM.
+    amp: str = ""
     out_dir: str = "runs"
     progress: bool = True
     tensorboard: bool = True
@@ -205,10 +209,22 @@ def wrap_model(model: torch.nn.Module, ctx: DistContext, device: torch.device) -
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def train_step(model: torch.nn.Module, opt, loss_fn, xb: torch.Tensor, yb: torch.Tensor) -> float:
+AMP_DTYPES = {"": None, "bf16": torch.bfloat16}
+
+
+def train_step(
+    model: torch.nn.Module, opt, loss_fn, xb: torch.Tensor, yb: torch.Tensor, amp: str = ""
+) -> float:
     """One optimizer step on one (local) batch; returns its loss. Under DDP backward() averages the
-    gradients over every process, so all ranks apply the same update."""
-    loss = loss_fn(model(xb), yb)
+    gradients over every process, so all ranks apply the same update. `amp`: see TrainConfig.amp (the
+    loss is taken in fp32 on the autocast output)."""
+    dtype = AMP_DTYPES[amp]
+    if dtype is None:
+        loss = loss_fn(model(xb), yb)
+    else:
+        with torch.autocast(xb.device.type, dtype=dtype):
+            out = model(xb)
+        loss = loss_fn(out.float(), yb)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -400,6 +416,8 @@ def train(
         raise InputError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
     if cfg.schedule not in ("plateau", "cosine"):
         raise InputError(f"schedule must be 'plateau' or 'cosine', got {cfg.schedule!r}")
+    if cfg.amp not in AMP_DTYPES:
+        raise InputError(f"amp must be '' (fp32) or 'bf16', got {cfg.amp!r}")
     if cfg.loss not in LOSSES:
         raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
     loss_fn = LOSSES[cfg.loss]
@@ -472,7 +490,7 @@ def train(
                     frac = max(frac, clock / cfg.max_minutes)
                 for g in opt.param_groups:
                     g["lr"] = cosine_lr(cfg.lr, cfg.min_lr, frac)
-            total += train_step(net, opt, loss_fn, xb, yb) * len(idx)
+            total += train_step(net, opt, loss_fn, xb, yb, cfg.amp) * len(idx)
             seen += len(idx)
             if bar is not None:
                 bar.set_postfix(loss=f"{total / seen:.5f}")

@@ -23,6 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=seed_type(), default=7, help="which built-in sequence")
     ap.add_argument("--backend", default="onnxruntime", choices=("auto", "onnxruntime", "tensorrt", "torch"))
     add_max_hands_arg(ap)
+    ap.add_argument(
+        "--fit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fit the articulated hand model to the depth after the pose engine (stream/fitting): valid "
+        "joints, constant bone lengths, ~2.9 ms CPU a hand on the 2-core VM; off unless --fit "
+        "(BENCHMARKS.md, Model fitting)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="handstream: %(message)s")
 
@@ -34,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     source = SyntheticSource(n_frames=args.frames, fps=30.0, seed=args.seed, cam="d435_320x240")
     # the gesture stage names the built-in gestures from the gallery shipped beside its engine
     with build_pipeline(
-        backend=args.backend, models="pose,gesture", overlay=True, max_hands=args.max_hands
+        backend=args.backend, models="pose,gesture", overlay=True, max_hands=args.max_hands, fit=args.fit
     ) as pipeline:
         jsonl = JsonlSink(out / "demo.jsonl")
         try:

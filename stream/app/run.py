@@ -139,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-frames", type=frames_type("--max-frames"), default=None, help="stop after this many frames"
     )
     ap.add_argument("--no-smoothing", action="store_true", help="report raw engine joints")
+    ap.add_argument(
+        "--fit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fit the articulated hand model to the depth after the pose engine (stream/fitting): valid "
+        "joints, constant bone lengths, ~2.9 ms CPU a hand on the 2-core VM; off unless --fit or --models "
+        "pose,fit (BENCHMARKS.md, Model fitting)",
+    )
     ap.add_argument("--min-cutoff", type=float, default=None, help="One Euro min cutoff (Hz)")
     ap.add_argument("--beta", type=float, default=None, help="One Euro speed coefficient (1/mm)")
     ap.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -241,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         stage_options=stage_options,
         max_hands=args.max_hands,
+        fit=args.fit,
     )
     with pipeline:
         source.open()  # a missing or corrupt input fails here, before any output file is touched

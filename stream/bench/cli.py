@@ -93,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--accuracy-limit", type=int, default=200, help="frames of it to evaluate (0 = all)")
     p.add_argument("--no-replay", action="store_true", help="skip the overlay + mp4 encoding replays")
     p.add_argument(
+        "--fit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="time the pose path with the hand-model fit after the pose engine (off by default)",
+    )
+    p.add_argument(
         "--no-recording",
         action="store_true",
         help="serve frames from memory instead of a RealSense recording (no capture/decode cost)",
@@ -175,7 +181,14 @@ def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:
     runs = [("pipeline", False)] + ([("pipeline_memory", True)] if inp.recording is not None else [])
     for key, memory in runs:
         run, info = pose_path_run(
-            inp, args.engine, args.threads, args.frames, args.warmup, memory, max_hands=args.max_hands
+            inp,
+            args.engine,
+            args.threads,
+            args.frames,
+            args.warmup,
+            memory,
+            max_hands=args.max_hands,
+            fit=args.fit,
         )
         report[key] = run.to_dict() | info
         samples[key] = run.samples_ms | run.off_path_ms
@@ -192,6 +205,7 @@ def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:
                 memory=memory,
                 threaded=threaded,
                 max_hands=args.max_hands,
+                fit=args.fit,
             )
             report[key] = run.to_dict() | info
             samples[key] = run.samples_ms | run.off_path_ms
@@ -273,7 +287,7 @@ def _variants(args, variants: list[str], crops, inp, accuracy_data, notes: list[
         entry = out.get(name) or {}
         if "engine" in entry:  # the variant in the default pose path, on the same frames
             try:
-                run, _ = pose_path_run(inp, entry["engine"], args.threads, n, 3 if slow else 10)
+                run, _ = pose_path_run(inp, entry["engine"], args.threads, n, 3 if slow else 10, fit=args.fit)
                 entry["end_to_end_ms"] = run.summary.end_to_end_ms.to_dict()
             except HandstreamError as exc:
                 notes.append(f"variant {name}: pose path not timed ({str(exc).splitlines()[0]})")

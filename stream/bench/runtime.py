@@ -96,7 +96,7 @@ def _as_input(inp: BenchInput | Clip) -> BenchInput:
     return inp if isinstance(inp, BenchInput) else BenchInput(inp, None, "frames from memory (ClipSource)")
 
 
-def _build(engine: str, threads: int, overlay: bool, max_hands: int = 1):
+def _build(engine: str, threads: int, overlay: bool, max_hands: int = 1, fit: bool | None = None):
     from ..pipeline import build_pipeline
 
     custom = None if engine == "pose" else engine
@@ -108,6 +108,7 @@ def _build(engine: str, threads: int, overlay: bool, max_hands: int = 1):
         smoothing=True,
         threads=threads,
         max_hands=max_hands,
+        fit=fit,
     )
 
 
@@ -119,14 +120,15 @@ def pose_path_run(
     warmup: int,
     memory: bool = False,
     max_hands: int = 1,
+    fit: bool | None = None,
 ) -> tuple[TimedRun, dict]:
     """The default pose path (preprocess + pose + smooth; with `max_hands` 2 also the handedness stage
-    and the tracks) on `warmup` + `n` frames of the input (`memory`: from memory, so no decoding thread
-    competes with the pipeline for the cores)."""
+    and the tracks; `fit`: with the hand-model fit after pose) on `warmup` + `n` frames of the input
+    (`memory`: from memory, so no decoding thread competes with the pipeline for the cores)."""
     from ..capture import CaptureThread
 
     inp = _as_input(inp)
-    pipe = _build(engine, threads, overlay=False, max_hands=max_hands)
+    pipe = _build(engine, threads, overlay=False, max_hands=max_hands, fit=fit)
     src = inp.open(n + warmup, memory)
     cap = CaptureThread(src)
     pipe.capture = cap
@@ -153,6 +155,7 @@ def replay_run(
     memory: bool = False,
     threaded: bool = True,
     max_hands: int = 1,
+    fit: bool | None = None,
 ) -> tuple[TimedRun, dict]:
     """`run_stream` over `n` frames with the overlay and an mp4 VideoSink (threaded as `handstream run`
     uses it; `threaded=False` encodes inline, so the sink row is the encoder's own cost). `warmup` is
@@ -165,7 +168,7 @@ def replay_run(
 
     inp = _as_input(inp)
 
-    pipe = _build(engine, threads, overlay=True, max_hands=max_hands)
+    pipe = _build(engine, threads, overlay=True, max_hands=max_hands, fit=fit)
     src = inp.open(n, memory)
     with tempfile.TemporaryDirectory(prefix="handstream-bench-") as tmp:
         out = Path(tmp) / "replay.mp4"

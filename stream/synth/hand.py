@@ -257,6 +257,10 @@ _MCP_X = (0.36, 0.12, -0.12, -0.34)
 _MCP_Y = (0.96, 1.0, 0.965, 0.89)
 _SPLAY_DEG = (6.0, 1.0, -4.0, -10.0)  # resting direction of each finger, + = radial
 _PHALANX = (0.49, 0.30, 0.21)
+# thumb metacarpal at rest: swung this far towards the radial side about the palm normal (flexion adds to
+# it), and rolled about its own axis so that MCP/IP flexion points at the palm centre
+_THUMB_SWING_DEG = -38.0
+_THUMB_ROLL_DEG = -55.0
 
 
 def hand_joints_local(shape: HandShape, pose_deg: np.ndarray, left: bool = False) -> HandGeometry:
@@ -296,7 +300,7 @@ def hand_joints_local(shape: HandShape, pose_deg: np.ndarray, left: bool = False
     cmc = np.array([0.24 * W, 0.17 * palm_len, 0.1 * W])
     # CMC: swing across the palm (flexion, about the palm normal) after lifting out of the palm plane
     # (abduction); the final roll about the metacarpal's axis points MCP/IP flexion at the palm centre.
-    rot = rot_z(-np.radians(38.0) + cf) @ rot_x(ca) @ rot_y(-np.radians(55.0))
+    rot = rot_z(np.radians(_THUMB_SWING_DEG) + cf) @ rot_x(ca) @ rot_y(np.radians(_THUMB_ROLL_DEG))
     seglens = (0.23 * L, 0.165 * L, 0.14 * L)
     rt = W * 0.13 * th
     radii_t = (rt * 1.25, rt * 1.05, rt * 0.95, rt * 0.78)

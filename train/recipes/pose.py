@@ -151,6 +151,7 @@ def train_stage(args) -> int:
         max_minutes=args.minutes,
         seed=0,
         threads=args.threads,
+        amp=args.amp,
         out_dir=str(REPO / "runs"),
         progress=False,
         data={
@@ -487,6 +488,11 @@ def _stage_parser(stage: str) -> argparse.ArgumentParser:
             help="plateau made the shipped model; cosine was ~5 mm better at equal steps (train diagnose)",
         )
         p.add_argument("--threads", type=int)
+        p.add_argument(
+            "--amp",
+            choices=["", "bf16"],
+            help="bf16: forward and loss under torch.autocast(bfloat16), fp32 weights ('' = fp32)",
+        )
         p.add_argument("--loss", choices=["eq4.14", "smooth_l1"])
         p.add_argument(
             "--patience",

@@ -1,0 +1,280 @@
+"""Fit the articulated hand model to the observed depth: the network proposes, the model disposes.
+
+Model-based tracking in the manner of Tagliasacchi et al. 2015 / Tkach et al. 2016 (sphere-mesh hands, ICP
+on depth plus a silhouette term), cut down to a per-frame budget of about a millisecond in numpy: the
+engine's joints initialise the model by inverse kinematics, then a few damped Gauss-Newton steps minimise
+
+    data       observed hand points (the crop's hand pixels, back-projected, subsampled) to the nearest
+               model sphere's surface, Huber-weighted (a stray forearm pixel must not drag a finger);
+    silhouette model sphere centres that project outside the crop's hand pixels pay their distance to the
+               nearest hand pixel (the crop is metric, so pixels convert to mm at the cube's scale);
+    free space a model sphere whose front surface lies in front of the observed depth at its pixel pays
+               the gap (a camera sees through empty space, not through a hand);
+    prior      the model's joints to the engine's joints, weakly (a wrong fit cannot run away);
+    temporal   the model's joints to the previous frame's fitted joints;
+
+over the global rotation (about the wrist), translation and the 20 joint angles, with analytic Jacobians.
+Angles are projected onto the joint limits after every step, and the bone lengths are the model's, so the
+skeleton out is always anatomically valid and keeps one user's proportions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .ik import inverse_kinematics
+from .model import (
+    LIMITS_RAD,
+    N_PARAMS,
+    HandModel,
+    point_rows,
+    pose_joints,
+    pose_model,
+    rotation_update,
+)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Weights are in residual mm per unit (a data point's mm counts 1)."""
+
+    iterations: int = 3
+    # when tracking, the last frame's fit is the start: no inverse kinematics, and fewer steps from a start
+    # that is already fitted; unless the engine's wrist is this far from the last fit's (the hand jumped)
+    tracking_iterations: int = 2
+    tracking_jump_mm: float = 30.0
+    points: int = 128
+    huber_mm: float = 8.0
+    outlier_mm: float = 30.0  # data points farther than this from the model are not the hand
+    forearm_frac: float = 0.06  # data points this far (x hand length) behind the wrist are the forearm
+    w_data: float = 1.0
+    w_silhouette: float = 0.5
+    w_free_space: float = 0.5
+    w_prior: float = 0.35
+    w_temporal: float = (
+        0.0  # measured on generator sequences: helps tracked hands, hurts lost ones (BENCHMARKS)
+    )
+    damping: float = 1e-2  # Levenberg-Marquardt lambda, relative to the diagonal
+    free_space_margin_mm: float = 4.0
+
+
+@dataclass(frozen=True, eq=False)
+class Observation:
+    """What the fitter looks at, cut from the pose stage's normalized crop: hand points in camera mm, the
+    observed depth (mm, NaN off the hand) and the distance (crop pixels) to the nearest hand pixel, with
+    its gradient, for the free-space and silhouette terms. Images are stored flat (S * S,): the fitter
+    reads them at the pixels of the model's spheres."""
+
+    points: np.ndarray  # (N, 3)
+    # the nearest-sphere search in float32 about `origin` (coordinates of a few hundred mm lose nothing
+    # that picking a sphere needs): -2 (p - origin) (N, 3) and |p - origin|^2 (N, 1)
+    origin: np.ndarray
+    points_m2: np.ndarray
+    points_sq: np.ndarray
+    depth_mm: np.ndarray  # (S * S,) float32 the hand's depth, NaN off the hand
+    raw_mm: np.ndarray  # (S * S,) whatever the sensor saw there (0: nothing; inf: background assumed)
+    dist_px: np.ndarray  # (S * S,) float32, 0 on the hand
+    grad_u: np.ndarray  # (S * S,)
+    grad_v: np.ndarray
+    proj: np.ndarray  # (4,) crop column = proj[0] x / z + proj[1], row = proj[2] y / z + proj[3]
+    mm_per_px: float
+    size: int  # S
+    mirror: float = 1.0  # -1: the model is a right hand fitted to a left hand's points mirrored in x
+
+    @property
+    def scale_uv(self) -> np.ndarray:
+        """(2, 1) column and row per unit of x / z and y / z (x mirrored back to the image)."""
+        return np.array([[self.proj[0] * self.mirror], [self.proj[2]]])
+
+
+def observe(
+    crop, depth_mm: np.ndarray | None = None, n_points: int = 128, mirror: bool = False, slack_px: float = 1.5
+) -> Observation | None:
+    """The observation of a CubeCrop (stream.preprocess) cut from the frame's `depth_mm`: None when it holds
+    too few hand pixels. Without the frame, every pixel off the hand counts as seen-through background.
+    The points are an even stride through the hand's pixels (deterministic, no sorting or random draw)."""
+    d = crop.depth
+    size = int(d.shape[0])
+    off_hand = d >= 1.0
+    flat = np.flatnonzero(~off_hand)
+    if len(flat) < 20:
+        return None
+    n = min(n_points, len(flat))
+    pick = (np.arange(n) * ((len(flat) - 1) / max(n - 1, 1))).astype(np.intp)
+    pick[-1] = len(flat) - 1
+    sel = flat[pick]
+    a, intr = crop.image_to_crop, crop.intrinsics
+    proj = np.array(
+        [a[0, 0] * intr.fx, a[0, 0] * intr.cx + a[0, 2], a[1, 1] * intr.fy, a[1, 1] * intr.cy + a[1, 2]]
+    )
+    z = d.ravel()[sel].astype(np.float64) * crop.half_mm + crop.com_xyz_mm[2]
+    pts = np.empty((n, 3))
+    pts[:, 0] = (sel % size - proj[1]) * z / proj[0]
+    pts[:, 1] = (sel // size - proj[3]) * z / proj[2]
+    pts[:, 2] = z
+    hand_mm = d * np.float32(crop.half_mm) + np.float32(crop.com_xyz_mm[2])
+    if depth_mm is None:
+        raw = np.full(size * size, np.inf, dtype=np.float32)
+    else:
+        # only read off the hand (where the silhouette term looks): what lies behind a sphere there
+        src = depth_mm if depth_mm.dtype in (np.uint16, np.float32) else depth_mm.astype(np.float32)
+        raw = cv2.warpAffine(src, crop.image_to_crop, (size, size), flags=cv2.INTER_NEAREST).ravel()
+    depth_obs = np.where(off_hand, np.float32(np.nan), hand_mm).ravel()
+    # the sensor drops depth along silhouettes and across thin fingers, so the measured hand is smaller
+    # than the hand: the silhouette term only counts what lies beyond a pixel's slack
+    dist = cv2.distanceTransform(off_hand.view(np.uint8), cv2.DIST_L2, 3)
+    dist = np.maximum(dist - np.float32(slack_px), np.float32(0.0))
+    gu = cv2.Sobel(dist, cv2.CV_32F, 1, 0, ksize=1, scale=0.5)  # central differences
+    gv = cv2.Sobel(dist, cv2.CV_32F, 0, 1, ksize=1, scale=0.5)
+    if mirror:
+        pts[:, 0] *= -1.0
+    origin = pts.mean(0)
+    rel = (pts - origin).astype(np.float32)
+    return Observation(
+        points=pts,
+        origin=origin,
+        points_m2=-2.0 * rel,
+        points_sq=(rel * rel).sum(1, keepdims=True),
+        depth_mm=depth_obs,
+        raw_mm=raw,
+        dist_px=dist.ravel(),
+        grad_u=gu.ravel(),
+        grad_v=gv.ravel(),
+        proj=proj,
+        mm_per_px=crop.cube_mm / crop.size,
+        size=size,
+        mirror=-1.0 if mirror else 1.0,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    joints: np.ndarray  # (21, 3) camera mm
+    rot: np.ndarray
+    trans: np.ndarray
+    pose: np.ndarray  # (20,) radians, within limits
+    data_rms_mm: float  # RMS point-to-surface distance of the data points at the last iteration
+
+
+_DIAG = np.diag_indices(N_PARAMS)
+_MIRROR = np.array([-1.0, 1.0, 1.0])
+_EZ = np.array([0.0, 0.0, 1.0])
+_EYE_ROWS = np.tile(np.eye(3), (21, 1))  # x, y, z of each joint
+_LO, _HI = LIMITS_RAD[:, 0].copy(), LIMITS_RAD[:, 1].copy()
+
+
+def fit_hand(
+    model: HandModel,
+    obs: Observation,
+    engine_joints: np.ndarray,
+    config: FitConfig = FitConfig(),
+    previous: np.ndarray | None = None,
+    warm: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> FitResult:
+    """Fit `model` to `obs`, starting from the inverse kinematics of the engine's joints (camera mm), or,
+    when tracking, from `warm` (rot, trans, pose of the last frame's FitResult) for
+    `config.tracking_iterations` steps. `previous`: the last frame's fitted joints, for the temporal term."""
+    prior = np.asarray(engine_joints, dtype=np.float64)
+    prev = None if previous is None or config.w_temporal <= 0 else np.asarray(previous, dtype=np.float64)
+    if obs.mirror < 0:
+        prior = prior * _MIRROR
+        prev = None if prev is None else prev * _MIRROR
+    cfg = config
+    if warm is None:
+        rot, trans, pose = inverse_kinematics(model, prior)
+        iterations = cfg.iterations
+    else:
+        rot, trans, pose = warm
+        iterations = cfg.tracking_iterations
+    rms = float("nan")
+    # the joint terms (prior, temporal) are point rows too: x, y, z of every joint, towards a target
+    k = len(model.radii)
+    joint_vec, joint_idx = _EYE_ROWS, np.repeat(np.arange(k, k + 21), 3)
+    joint_terms = [(cfg.w_prior, prior.reshape(-1))]
+    if prev is not None:
+        joint_terms.append((cfg.w_temporal, prev.reshape(-1)))
+    for _ in range(iterations):
+        posed = pose_model(model, rot, trans, pose)
+        vecs, idxs, wts, res, rms = _terms(model, obs, posed, cfg)
+        flat = posed.joints.reshape(-1)
+        for w, target in joint_terms:
+            vecs.append(joint_vec)
+            idxs.append(joint_idx)
+            wts.append(np.full(63, w))
+            res.append(w * (flat - target))
+        r = np.concatenate(res)
+        jac = point_rows(posed, np.concatenate(vecs), np.concatenate(idxs))
+        jac *= np.concatenate(wts)[:, None]
+        h = jac.T @ jac
+        h[_DIAG] *= 1.0 + cfg.damping
+        h[_DIAG] += 1e-6
+        step = np.linalg.solve(h, -(jac.T @ r))
+        rot = rotation_update(step[0:3]) @ rot
+        trans = trans + step[3:6]
+        pose = np.minimum(np.maximum(pose + step[6:], _LO), _HI)
+    joints = pose_joints(model, rot, trans, pose)
+    if obs.mirror < 0:
+        joints = joints * _MIRROR
+    return FitResult(joints, rot, trans, pose, rms)
+
+
+def _terms(model: HandModel, obs: Observation, posed, cfg: FitConfig) -> tuple:
+    """The depth terms as point rows: lists of per residual directions (R, 3), the model points they measure
+    (R,), weights (R,) and weighted residuals (R,) (mm); and the data points' RMS distance."""
+    c = posed.centres
+    # data: r = |p - c| - radius, dr/dc = -n (n the unit direction from the centre to the point); the
+    # nearest sphere surface by one float32 (N, K) block, the residual itself in float64; Huber weights
+    # (IRLS), and none for points behind the wrist (the forearm) or far from every sphere
+    c32 = (c - obs.origin).astype(np.float32)
+    d2 = obs.points_m2 @ c32.T
+    d2 += obs.points_sq
+    d2 += (c32 * c32).sum(1)
+    np.maximum(d2, np.float32(1e-12), out=d2)
+    np.sqrt(d2, out=d2)
+    d2 -= model.radii32
+    k = d2.argmin(1)
+    n = obs.points - c[k]
+    dist = np.sqrt((n * n).sum(1))
+    n /= dist[:, None]
+    e = dist - model.radii[k]
+    a = np.abs(e)
+    w = np.sqrt(np.minimum(1.0, cfg.huber_mm / np.maximum(a, 1e-9)))
+    behind = (obs.points - posed.trans) @ posed.axis_y < -cfg.forearm_frac * model.shape.length_mm
+    w *= cfg.w_data * ~(behind | (a > cfg.outlier_mm))
+    vecs, idxs, wts, res = [n], [k], [-w], [w * e]
+    # silhouette and free space at each sphere centre's crop pixel
+    z = np.maximum(c[:, 2], 1.0)
+    uv = c[:, :2].T * (obs.scale_uv / z) + obs.proj[1::2, None]  # (2, K) crop column, row
+    ci, ri = np.minimum(np.maximum(np.rint(uv), 0.0), obs.size - 1).astype(np.intp)
+    flat = ri * obs.size + ci
+    dt = obs.dist_px[flat]
+    # only where the sensor saw through to something behind the sphere: off the hand but in front of it
+    # is an occluder (or the other hand), and no measurement (0) says nothing
+    out = np.flatnonzero((dt > 0) & (obs.raw_mm[flat] > z))
+    if len(out):
+        zz = z[out]
+        gu, gv = obs.grad_u[flat[out]] / zz, obs.grad_v[flat[out]] / zz
+        # d(col)/d(c) = p0 (mirror / z, 0, -x / z^2); d(row)/d(c) = p2 (0, 1 / z, -y / z^2)
+        p = obs.proj
+        ws = cfg.w_silhouette * obs.mm_per_px
+        grad = np.empty((len(out), 3))
+        grad[:, 0] = gu * (p[0] * obs.mirror)
+        grad[:, 1] = gv * p[2]
+        grad[:, 2] = -(grad[:, 0] * c[out, 0] + grad[:, 1] * c[out, 1]) / zz
+        vecs.append(grad)
+        idxs.append(out)
+        wts.append(np.full(len(out), ws))
+        res.append(ws * dt[out])
+    gap = c[:, 2] - model.radii - (obs.depth_mm[flat] - cfg.free_space_margin_mm)
+    viol = np.flatnonzero(gap < 0)  # NaN (off the hand) compares False
+    if len(viol):
+        vecs.append(np.broadcast_to(_EZ, (len(viol), 3)))
+        idxs.append(viol)
+        wts.append(np.full(len(viol), cfg.w_free_space))
+        res.append(cfg.w_free_space * gap[viol])
+    rms = math.sqrt(float(e @ e) / len(e))
+    return vecs, idxs, wts, res, rms

@@ -1,0 +1,141 @@
+"""The fit stage: the pose engine's joints -> the articulated hand model fitted to the depth, every frame.
+
+Runs after the pose engine and before smoothing, when asked for (`handstream run --fit`, `--models
+pose,fit`, `build_pipeline(fit=True)`): it is not in the default chain because it costs more than its 1 ms
+budget on the 2-core VM (BENCHMARKS.md, "Model fitting"). It reads the engine's joints (`joints_raw_mm`) and the
+normalized crop they came from, fits the model (fit.py) and writes the fitted joints back into
+`joints_raw_mm`, so smoothing, the record's `joints_xyz_mm` and every later stage see an anatomically valid
+skeleton with one user's bone lengths. The engine's own joints stay in the record as
+`joints_engine_xyz_mm`.
+
+Shape: the user's calibrated hand size (`fields["hand_size_mm"]`, written by the hand-size work) when a
+stage provides it; otherwise estimated from the engine's bone lengths over the first `shape_frames` frames
+of a track (their median) and then held, so the bone lengths stay constant. `reset()` (the hand was lost,
+a new sequence) starts the estimate over. Left hands (`fields["handedness"] == "left"`) are fitted as
+mirrored right hands.
+
+Start: every frame from the inverse kinematics of the engine's joints. `warm_start=True` starts a tracked
+hand from its last fit instead (fewer steps, no inverse kinematics; cold again after a jump, a lost hand or a
+change of handedness): cheaper, but on generator sequences less accurate than the cold start, so off.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..stage_registry import register_stage
+from ..stages import FrameState, Stage
+from .fit import FitConfig, FitResult, fit_hand, observe
+from .ik import estimate_size
+from .model import HandModel, build_model, default_shape
+
+# the size estimates start from a typical adult hand; a size outside these bounds is not a hand
+SIZE_BOUNDS_MM = np.array([[100.0, 240.0], [45.0, 115.0]])
+SIZE_STEP_MM = 2.0
+_UNIT = build_model(default_shape(185.0, 83.0))
+
+
+@register_stage("fit")
+class FitStage(Stage):
+    """Fits the articulated hand model (stream.synth's kinematics and limits) to the observed depth around
+    the pose engine's joints: constant bone lengths per user, angles within the joint limits."""
+
+    reads = ("joints_raw_mm", "crop")
+    optional_reads = ("hand_size_mm", "handedness")
+    writes = ("joints_raw_mm", "joints_engine_mm", "fit_rms_mm")
+
+    def __init__(
+        self,
+        name: str = "fit",
+        config: FitConfig | None = None,
+        shape_frames: int = 15,
+        temporal: bool = True,
+        warm_start: bool = False,
+    ) -> None:
+        super().__init__(None, name)
+        self.config = config or FitConfig()
+        self.shape_frames = max(1, int(shape_frames))
+        self.temporal = bool(temporal)
+        self.warm_start = bool(warm_start)
+        self._models: dict[tuple[int, int], HandModel] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self._sizes: list[np.ndarray] = []
+        self._model: HandModel | None = None
+        self._held = False
+        self._previous: np.ndarray | None = None
+        self._warm: tuple[bool, FitResult] | None = None  # (left, the last fit) of this track
+
+    def run(self, st: FrameState) -> None:
+        engine = st.joints_raw_mm
+        if engine is None or st.crop is None:
+            self._previous = self._warm = None
+            return
+        model = self._model_for(st, engine)
+        left = st.fields.get("handedness") == "left"
+        obs = observe(st.crop, st.frame.depth_mm, self.config.points, mirror=left)
+        st.fields["joints_engine_mm"] = engine
+        if obs is None:  # too few hand pixels to fit to: the engine's joints stand
+            self._warm = None
+            return
+        res = fit_hand(
+            model,
+            obs,
+            engine,
+            self.config,
+            self._previous if self.temporal else None,
+            self._start(engine, left),
+        )
+        self._previous = res.joints
+        self._warm = (left, res)
+        st.joints_raw_mm = res.joints
+        st.fields["fit_rms_mm"] = res.data_rms_mm
+
+    def _start(self, engine: np.ndarray, left: bool) -> tuple | None:
+        """The last fit as the start of this one, when this track has one of the same hand and the
+        engine's wrist is near its wrist; None: start from the engine's joints."""
+        if not self.warm_start or self._warm is None or self._warm[0] != left:
+            return None
+        last = self._warm[1]
+        if (
+            np.linalg.norm(np.asarray(engine[0], dtype=np.float64) - last.joints[0])
+            > self.config.tracking_jump_mm
+        ):
+            return None
+        return last.rot, last.trans, last.pose
+
+    def _model_for(self, st: FrameState, engine: np.ndarray) -> HandModel:
+        """The calibrated size when given; else the running median of per-frame estimates, held after
+        `shape_frames` frames."""
+        given = st.fields.get("hand_size_mm")
+        if given is not None:
+            size = np.asarray(given, dtype=np.float64).reshape(-1)[:2]
+            if size.shape == (2,) and np.all(np.isfinite(size)):
+                return self._model_of(np.clip(size, SIZE_BOUNDS_MM[:, 0], SIZE_BOUNDS_MM[:, 1]))
+        if self._held and self._model is not None:
+            return self._model
+        est = estimate_size(engine, _UNIT)
+        if np.all(np.isfinite(est)):
+            self._sizes = [*self._sizes, np.clip(est, SIZE_BOUNDS_MM[:, 0], SIZE_BOUNDS_MM[:, 1])]
+        size = np.median(self._sizes, axis=0) if self._sizes else _UNIT.size_mm.astype(np.float64)
+        self._held = len(self._sizes) >= self.shape_frames
+        return self._model_of(size)
+
+    def _model_of(self, size: np.ndarray) -> HandModel:
+        """The model of this size on a SIZE_STEP_MM grid: building one costs several fits, so models are
+        kept by grid cell (a read-only table that forked per-hand copies share)."""
+        key = tuple(int(v) for v in np.rint(np.asarray(size) / SIZE_STEP_MM))
+        m = self._models.get(key)
+        if m is None:
+            m = self._models[key] = build_model(default_shape(key[0] * SIZE_STEP_MM, key[1] * SIZE_STEP_MM))
+        self._model = m
+        return m
+
+    def record_fields(self, st: FrameState) -> dict:
+        eng = st.fields.get("joints_engine_mm")
+        rms = st.fields.get("fit_rms_mm")
+        return {
+            "joints_engine_xyz_mm": None if eng is None else np.round(np.asarray(eng), 2).tolist(),
+            "fit_rms_mm": None if rms is None else round(float(rms), 2),
+        }

@@ -1,0 +1,289 @@
+"""`handstream eval fit`: the pose engine alone against the engine + the hand-model fit (stream/fitting).
+
+Every frame goes the pipeline's way: our HandSegmenter, the engine's crop, the engine's joints, then the
+`fit` stage itself (a fresh track per frame: the test frames are independent). Three rows per data set:
+  - engine: the engine's joints as they are;
+  - fit (calibrated size): the stage given the subject's true (length, width) as `hand_size_mm`, as when
+    the user's hand size is known;
+  - fit (estimated size): the stage estimating the size from this one frame's engine joints.
+Misses of the segmenter count as failures in the success rates and are left out of the means, as in
+`handstream eval synthetic`. The stage's own time per frame (wall and this thread's CPU time, with the
+load average, since the machine is shared) is reported beside the accuracy.
+
+`--sweep` repeats the calibrated fit for iterations x points (the cost/accuracy trade-off); `--nyu` adds
+the real NYU frame 1; `--sequence-frames N` measures bone-length standard deviations over an N-frame
+synthetic sequence of one subject (one track, shape held after the first frames).
+
+    handstream eval fit --data data/synth_test_4242 --nyu --sequence-frames 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from stream.errors import InputError
+
+from .metrics import DEFAULT_THRESHOLDS_MM, success_curve
+
+TIPS = (4, 8, 12, 16, 20)
+NEAR_MM = 40.0
+
+
+def _engine():
+    """(predict crop -> (21, 3) normalized, crop size, cube mm) of the shipped pose engine."""
+    from .evaluate import load_predictor
+
+    predict, info = load_predictor("default")
+    return predict, int(info["crop_size"]), float(info["cube_mm"])
+
+
+def _fit_stage(config=None):
+    from stream.fitting.fit import FitConfig
+    from stream.fitting.stage import FitStage
+
+    return FitStage(config=config or FitConfig())
+
+
+def _run_stage(stage, depth, intr, crop, joints, size=None) -> tuple[np.ndarray, float, float]:
+    """The stage on one frame: (joints out, wall ms, thread CPU ms)."""
+    from stream.frames import RGBDFrame
+    from stream.stages import FrameState
+
+    st = FrameState(RGBDFrame(index=0, timestamp_ms=0.0, depth_mm=depth, intrinsics=intr))
+    st.crop, st.joints_raw_mm = crop, joints
+    if size is not None:
+        st.fields["hand_size_mm"] = np.asarray(size, dtype=np.float32)
+    t0, c0 = time.perf_counter(), time.thread_time()
+    stage.run(st)
+    return st.joints_raw_mm, (time.perf_counter() - t0) * 1e3, (time.thread_time() - c0) * 1e3
+
+
+def _row(errs: list[np.ndarray], total: int) -> dict:
+    err = np.stack(errs)
+    worst = np.concatenate([err.max(1), np.full(total - len(errs), np.inf)])
+    return {
+        "found": len(errs),
+        "frames_total": total,
+        "mean_mm": float(err.mean()),
+        "median_mm": float(np.median(err)),
+        "success_rate": {
+            f"{t:g}": float(v)
+            for t, v in zip(DEFAULT_THRESHOLDS_MM, success_curve(worst, DEFAULT_THRESHOLDS_MM))
+        },
+        "wrist_mm": float(err[:, 0].mean()),
+        "tips_mm": float(err[:, list(TIPS)].mean()),
+        "per_joint_mm": [round(float(v), 2) for v in err.mean(0)],
+    }
+
+
+def _timing(wall: list[float], cpu: list[float]) -> dict:
+    w, c = np.array(wall), np.array(cpu)
+    return {
+        "wall_ms_p50": float(np.percentile(w, 50)),
+        "wall_ms_p95": float(np.percentile(w, 95)),
+        "cpu_ms_p50": float(np.percentile(c, 50)),
+        "cpu_ms_p95": float(np.percentile(c, 95)),
+    }
+
+
+def evaluate_fit(data_dir: str | Path, limit: int = 0, sweep: bool = False) -> dict:
+    """Engine vs engine + fit on a `handstream synth` dataset (see the module docstring)."""
+    from stream.fitting.fit import FitConfig
+    from stream.preprocess import HandSegmenter, crop_cube, denormalize_joints
+    from stream.synth import load_dataset
+
+    from .data import synthetic_dir_frames
+
+    _, arrays = load_dataset(data_dir)
+    sizes = arrays.get("hand_size_mm")
+    if sizes is None:
+        raise InputError(f"{data_dir}: the dataset has no hand_size_mm labels")
+    predict, crop_size, cube = _engine()
+    seg = HandSegmenter()
+    variants = {"fit_calibrated": (FitConfig(), True), "fit_estimated": (FitConfig(), False)}
+    if sweep:
+        for it in (1, 2, 3, 4):
+            for pts in (64, 128, 256):
+                variants[f"sweep_it{it}_pts{pts}"] = (replace(FitConfig(), iterations=it, points=pts), True)
+    stages = {k: _fit_stage(cfg) for k, (cfg, _) in variants.items()}
+    errs: dict[str, list] = {"engine": [], **{k: [] for k in variants}}
+    wall: dict[str, list] = {k: [] for k in variants}
+    cpu: dict[str, list] = {k: [] for k in variants}
+    total = 0
+    load = [os.getloadavg()[0]]
+    for i, fr in enumerate(synthetic_dir_frames(data_dir, limit=limit)):
+        total += 1
+        s = seg.segment(fr.depth_mm, fr.intrinsics)
+        if not s.found:
+            continue
+        crop = crop_cube(fr.depth_mm, fr.intrinsics, s.best.com_xyz_mm, cube, crop_size, s.best.mask)
+        joints = denormalize_joints(predict(crop.depth).reshape(-1, 3), crop)
+        gt = fr.joints_xyz_mm.astype(np.float64)
+        errs["engine"].append(np.linalg.norm(joints - gt, axis=1))
+        for k, (_, calibrated) in variants.items():
+            stage = stages[k]
+            stage.reset()  # independent frames: every one a new track
+            out, w, c = _run_stage(
+                stage, fr.depth_mm, fr.intrinsics, crop, joints, sizes[i] if calibrated else None
+            )
+            errs[k].append(np.linalg.norm(out - gt, axis=1))
+            wall[k].append(w)
+            cpu[k].append(c)
+        if i % 200 == 0:
+            load.append(os.getloadavg()[0])
+    if not errs["engine"]:
+        raise InputError(f"{data_dir}: the segmenter found no hand in any of {total} frames")
+    out = {"data": str(data_dir), "load_average_1min": [round(v, 2) for v in load]}
+    # the frames the engine did not miss grossly (another object found, a hand upside down): what a fit
+    # that starts from the engine can be expected to refine
+    near = np.stack(errs["engine"]).mean(1) < NEAR_MM
+    out["engine_within_mm"] = NEAR_MM
+    for k, e in errs.items():
+        out[k] = _row(e, total)
+        out[k]["mean_mm_engine_within"] = float(np.stack(e)[near].mean())
+        out[k]["frames_engine_within"] = int(near.sum())
+        if k in wall:
+            out[k]["stage_time"] = _timing(wall[k], cpu[k])
+    return out
+
+
+def evaluate_nyu_frame() -> dict:
+    """Engine vs engine + fit (size estimated from the frame) on the real NYU frame 1, 14 NYU joints."""
+    from stream.preprocess import HandSegmenter, crop_cube, denormalize_joints
+    from stream.synth import nyu_from_21
+
+    from .nyu import NYU_CAMERA, default_gt_path, load_uvd_file, nyu_uvd_to_camera, read_nyu_depth_png
+
+    gt_path = default_gt_path()
+    if gt_path is None:
+        raise InputError("the NYU test labels (../shared/data/nyu/) are absent")
+    depth = read_nyu_depth_png(Path(gt_path).parent / "depth_1_0000001.png")
+    gt = nyu_uvd_to_camera(load_uvd_file(gt_path)[0])
+    s = HandSegmenter().segment(depth, NYU_CAMERA)
+    if not s.found:
+        return {"segmenter_found": False}
+    predict, crop_size, cube = _engine()
+    crop = crop_cube(depth, NYU_CAMERA, s.best.com_xyz_mm, cube, crop_size, s.best.mask)
+    joints = denormalize_joints(predict(crop.depth).reshape(-1, 3), crop)
+    fitted, _, _ = _run_stage(_fit_stage(), depth, NYU_CAMERA, crop, joints)
+    out = {"segmenter_found": True}
+    for name, j in (("engine", joints), ("fit", fitted)):
+        err = np.linalg.norm(nyu_from_21(j) - gt, axis=1)
+        out[name] = {"mean_mm": float(err.mean()), "max_mm": float(err.max())}
+    return out
+
+
+def bone_lengths(joints: np.ndarray) -> np.ndarray:
+    """(..., 21, 3) -> (..., 20) the length of every bone of the kinematic tree."""
+    from stream.synth.hand import BONES
+
+    p, c = np.array(BONES).T
+    return np.linalg.norm(joints[..., c, :] - joints[..., p, :], axis=-1)
+
+
+def evaluate_sequence(frames: int, seed: int = 4242, config=None) -> dict:
+    """Bone-length standard deviation (mm, mean over the 20 bones) over one synthetic sequence of one
+    subject, through one fit stage as a live track runs it (temporal term on, shape held after the first
+    frames): ground truth, engine, fit; the fit also after its shape is held."""
+    from stream.preprocess import HandSegmenter, crop_cube, denormalize_joints
+    from stream.smoothing import OneEuroFilter
+    from stream.synth import HandSynthesizer
+
+    from .data import default_scene
+
+    predict, crop_size, cube = _engine()
+    seg = HandSegmenter()
+    stage = _fit_stage(config)
+    syn = HandSynthesizer(default_scene(), seed=seed)
+    rows: dict[str, list] = {"truth": [], "engine": [], "fit": []}
+    prev = None
+    for smp in syn.sequence(frames):
+        f = smp.frame
+        s = seg.segment(f.depth_mm, f.intrinsics, prev)
+        prev = s if s.found else None
+        if not s.found:
+            stage.reset()
+            continue
+        crop = crop_cube(f.depth_mm, f.intrinsics, s.best.com_xyz_mm, cube, crop_size, s.best.mask)
+        joints = denormalize_joints(predict(crop.depth).reshape(-1, 3), crop)
+        fitted, _, _ = _run_stage(stage, f.depth_mm, f.intrinsics, crop, joints)
+        rows["truth"].append(smp.joints_xyz_mm.astype(np.float64))
+        rows["engine"].append(joints)
+        rows["fit"].append(fitted)
+    if len(rows["truth"]) < 3:
+        raise InputError(f"the segmenter found the hand in only {len(rows['truth'])} of {frames} frames")
+    out = {"frames": frames, "frames_found": len(rows["truth"]), "seed": seed}
+    truth = np.stack(rows["truth"])
+    for k, v in rows.items():
+        out[f"bone_sd_mm_{k}"] = float(bone_lengths(np.stack(v)).std(0).mean())
+        if k != "truth":
+            out[f"mean_mm_{k}"] = float(np.linalg.norm(np.stack(v) - truth, axis=2).mean())
+    held = stage.shape_frames
+    out["bone_sd_mm_fit_after_held"] = float(bone_lengths(np.stack(rows["fit"][held:])).std(0).mean())
+    # what the record reports by default: the fit through the One Euro filter, coordinate by coordinate
+    flt = OneEuroFilter()
+    smooth = np.stack([flt(j, i / 30.0) for i, j in enumerate(rows["fit"])])
+    out["bone_sd_mm_fit_one_euro_after_held"] = float(bone_lengths(smooth[held:]).std(0).mean())
+    return out
+
+
+def _print(res: dict) -> None:
+    if "synthetic" in res:
+        syn = res["synthetic"]
+        print(f"{syn['data']}: load average {syn['load_average_1min']}")
+        print(
+            "| row | found | mean | median | success <= 20 / 40 / 80 mm | wrist | tips | stage p50 (wall / CPU) |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for k, r in syn.items():
+            if not isinstance(r, dict):
+                continue
+            sr = r["success_rate"]
+            t = r.get("stage_time")
+            tt = f"{t['wall_ms_p50']:.2f} / {t['cpu_ms_p50']:.2f} ms" if t else ""
+            print(
+                f"| {k} | {r['found']}/{r['frames_total']} | {r['mean_mm']:.2f} mm | {r['median_mm']:.2f} mm | "
+                f"{100 * sr['20']:.1f} / {100 * sr['40']:.1f} / {100 * sr['80']:.1f} % | {r['wrist_mm']:.1f} | "
+                f"{r['tips_mm']:.1f} | {tt} |"
+            )
+    for k in ("nyu", "sequence"):
+        if k in res:
+            print(f"{k}: {json.dumps(res[k])}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="handstream eval fit", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--data", help="a `handstream synth` dataset (the held-out test set: data/synth_test_4242)"
+    )
+    p.add_argument("--limit", type=int, default=0, help="only the first N frames (0 = all)")
+    p.add_argument("--sweep", action="store_true", help="also iterations x points of the calibrated fit")
+    p.add_argument("--nyu", action="store_true", help="also the real NYU frame 1 (../shared/data/nyu)")
+    p.add_argument("--sequence-frames", type=int, default=0, help="bone-length sd over a sequence this long")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    a = p.parse_args(argv)
+    if not (a.data or a.nyu or a.sequence_frames):
+        raise InputError("nothing to measure: give --data DIR, --nyu or --sequence-frames N")
+    if a.limit < 0 or a.sequence_frames < 0:
+        raise InputError("--limit and --sequence-frames must be >= 0")
+    if a.data and not (Path(a.data) / "meta.json").is_file():
+        raise InputError(f"--data {a.data}: not a `handstream synth` dataset (no meta.json)")
+    res: dict = {}
+    if a.data:
+        res["synthetic"] = evaluate_fit(a.data, a.limit, a.sweep)
+    if a.nyu:
+        res["nyu"] = evaluate_nyu_frame()
+    if a.sequence_frames:
+        res["sequence"] = evaluate_sequence(a.sequence_frames)
+    if a.json:
+        print(json.dumps(res))
+    else:
+        _print(res)
+    return 0
