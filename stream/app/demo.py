@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="fit the articulated hand model to the depth after the pose engine (stream/fitting): valid "
-        "joints, constant bone lengths, ~2.9 ms CPU a hand on the 2-core VM; off unless --fit "
+        "joints, constant bone lengths, ~2.7 ms CPU a hand on the 2-core VM; off unless --fit "
         "(BENCHMARKS.md, Model fitting)",
     )
     args = ap.parse_args(argv)

@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="fit the articulated hand model to the depth after the pose engine (stream/fitting): valid "
-        "joints, constant bone lengths, ~2.9 ms CPU a hand on the 2-core VM; off unless --fit or --models "
+        "joints, constant bone lengths, ~2.7 ms CPU a hand on the 2-core VM; off unless --fit or --models "
         "pose,fit (BENCHMARKS.md, Model fitting)",
     )
     ap.add_argument("--min-cutoff", type=float, default=None, help="One Euro min cutoff (Hz)")
