@@ -31,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-distractors", action="store_true")
     p.add_argument("--no-color", action="store_true", help="skip colour (faster; colour arrays are zeros)")
     p.add_argument("--two-hands", action="store_true")
+    p.add_argument(
+        "--anthropometry",
+        choices=("uniform", "ansur"),
+        default="uniform",
+        help="subjects' hand sizes: the generator's uniform ranges, or ANSUR II adults (hand-size studies)",
+    )
     p.add_argument("--shard-size", type=int_type("--shard-size", 1), default=256)
     return p
 
@@ -54,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         distractors=not args.no_distractors,
         color=not args.no_color,
         two_hands=args.two_hands,
+        anthropometry=args.anthropometry,
     )
     if args.preview:
         from .preview import contact_sheet
