@@ -23,6 +23,7 @@ RECIPE_MODULES = (
     "train.recipes.search",
     "train.recipes.diagnose",
     "train.gesture.recipe",
+    "train.size.recipe",
 )
 
 
