@@ -21,7 +21,7 @@ from .errors import InputError
 
 # Modules whose import registers stages (imported on the first look-up, so the registry costs nothing
 # until a pipeline is built). A new capability adds its module here.
-STAGE_MODULES: tuple[str, ...] = ("stream.stages", "stream.gestures.stage")
+STAGE_MODULES: tuple[str, ...] = ("stream.stages", "stream.gestures.stage", "stream.size.stage")
 
 # What every frame carries before the first stage runs.
 PROVIDED: tuple[str, ...] = ("frame",)

@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "segmentation": _lazy("train.eval_segmentation"),
         "centres": _lazy("train.eval_centres"),
         "smoothing": _lazy("train.eval_smoothing"),
+        "size": _lazy("stream.size.evaluate"),
     }
     if not argv or argv[0] in ("-h", "--help"):
         print(f"usage: handstream eval {{{','.join(modes)}}} ...   (handstream eval MODE --help)")

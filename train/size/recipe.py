@@ -24,7 +24,7 @@ from stream.errors import InputError
 from ..recipes import register, single_process
 from ..recipes.options import parse_recipe_args
 
-MODELS = ("multi", "one", "linear", "skeleton")
+MODELS = ("multi", "one", "linear", "skeleton", "mean")
 CALIBRATION_FRAMES = 30  # 1 s at 30 fps
 
 
@@ -89,6 +89,9 @@ def fit_predictor(a, model: str, train, steps: int, log=print):
     """(predict(arrays) -> (N, 2) mm, info, saved-model objects) of one kind of model fitted on `train`."""
     from .train import LinearSize, SkeletonSize, config_dict, predict, train_sizenet
 
+    if model == "mean":  # the reference: every frame gets the training subjects' mean size
+        mean = train.size_mm[train.found].mean(0).astype(np.float64)
+        return (lambda arrays: np.where(arrays.found[:, None], mean, np.nan)), {"mean_mm": mean.tolist()}, {}
     if model == "linear":
         m = LinearSize.fit(train)
         return m.predict, {"coef": m.coef.tolist()}, {}
@@ -263,7 +266,7 @@ def _fmt(x, d=2):
 def size_table(runs: Path) -> str:
     """The BENCHMARKS.md table from runs/size/{MODEL}.json and cv_{MODEL}.json."""
     names = {"multi": "multi-task MobileNetV2", "one": "one-task MobileNetV2 (x2)", "linear": "linear (features)",
-             "skeleton": "skeleton-derived"}  # fmt: skip
+             "skeleton": "skeleton-derived", "mean": "training mean (no image; reference)"}  # fmt: skip
     lines = [
         "| model | length MAE mm | width MAE mm | length MAPE % | width MAPE % | length MAE after 1 s mm "
         "| static sd length / width mm | 5-fold CV length MAE mm | 5-fold CV width MAE mm | training |",
