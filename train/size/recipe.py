@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--pretrained", help="a local torchvision MobileNetV2 state dict (ImageNet weights)")
+    p.add_argument("--init", help="`train`: continue from this checkpoint (a second cosine cycle)")
     return p
 
 
@@ -81,6 +82,7 @@ def _cfg(a, quantities, steps):
         seed=a.seed,
         threads=a.threads,
         pretrained=a.pretrained,
+        init=getattr(a, "init", None),
         max_minutes=a.minutes,
     )
 

@@ -44,6 +44,7 @@ class SizeTrainConfig:
     threads: int = 1
     shift_px: int = 2  # random translation of the crop (the centre of mass wanders with pose)
     pretrained: str | None = None
+    init: str | None = None  # continue from this checkpoint (its weights and label normalisation)
     log_every: int = 100
     channels_last: bool = True  # NHWC: faster convolutions on this CPU
     max_minutes: float = 0.0  # stop after this long (0 = no limit); the cosine schedule assumes `steps`
@@ -76,6 +77,12 @@ def train_sizenet(cfg: SizeTrainConfig, train: SizeArrays, log=print):
     idx = _usable(train)
     y = train.size_mm[idx][:, q].astype(np.float64)
     mean, sd = y.mean(0), y.std(0)
+    init = None
+    if cfg.init:
+        init = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        if tuple(init["quantities"]) != tuple(cfg.quantities) or init["width_mult"] != cfg.width_mult:
+            raise ValueError(f"{cfg.init} is a net for other quantities or another width")
+        mean, sd = np.asarray(init["mean_mm"]), np.asarray(init["sd_mm"])
     model = SizeNet(
         tuple(cfg.quantities),
         tuple(mean),
@@ -84,6 +91,8 @@ def train_sizenet(cfg: SizeTrainConfig, train: SizeArrays, log=print):
         cfg.input_size,
         pretrained=cfg.pretrained,
     )
+    if init is not None:
+        model.load_state_dict(init["state_dict"])
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=mf)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
