@@ -95,3 +95,22 @@ def test_a_tiny_training_run_exports_and_runs_in_the_size_stage(arrays, tmp_path
             with torch.inference_mode():
                 ref = net(torch.from_numpy(st.crop.depth[None, None].copy())).numpy()[0]
             assert st.fields["hand_size_frame_mm"] == pytest.approx(ref, abs=1e-3)
+
+
+def test_init_continues_from_a_checkpoint(arrays, tmp_path):
+    cfg = SizeTrainConfig(steps=2, batch_size=4, log_every=0, width_mult=0.35, seed=3)
+    net, _ = train_sizenet(cfg, arrays)
+    ck = tmp_path / "c.pt"
+    torch.save(
+        {"state_dict": net.state_dict(), "quantities": ["length", "width"], "width_mult": 0.35,
+         "mean_mm": net.mean_mm.tolist(), "sd_mm": net.sd_mm.tolist()},
+        ck,
+    )  # fmt: skip
+    again, _ = train_sizenet(SizeTrainConfig(steps=1, batch_size=4, log_every=0, width_mult=0.35, lr=0.0,
+                                             weight_decay=0.0, init=str(ck)), arrays)  # fmt: skip
+    # lr 0: the weights are the checkpoint's; the label normalisation comes from the checkpoint too
+    for (k, a), b in zip(net.named_parameters(), again.parameters()):
+        assert torch.equal(a, b), k
+    assert torch.equal(again.mean_mm, net.mean_mm) and torch.equal(again.sd_mm, net.sd_mm)
+    with pytest.raises(ValueError):
+        train_sizenet(SizeTrainConfig(steps=1, width_mult=0.5, init=str(ck)), arrays)

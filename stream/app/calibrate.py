@@ -1,9 +1,9 @@
 """`handstream calibrate`: watch the user's hand for a few seconds and write their hand size (user.json).
 
-Hold the open hand still, palm to the camera (the whole length in view). Runs the size stage (the size engine
-per frame, a robust running estimate over the frames) on a source and
-stops after `--seconds` of frames with a hand; prints the hand length and palm width with the confidence
-and writes them to `--out`, which `handstream run --user user.json` reads to fix the hand size.
+Hold the open hand still, palm to the camera, the whole length in view. Runs the size stage (the size engine
+per frame, a robust running estimate over the frames) on a source, stops after `--seconds` of frames with a
+hand, prints the hand length and palm width with the confidence and writes them to `--out`, which
+`handstream run --user user.json` reads to fix the hand size.
 """
 
 from __future__ import annotations
