@@ -178,6 +178,7 @@ def cv_main(a) -> int:
             raise AssertionError("a subject on both sides of a fold")
         pred, info, _ = fit_predictor(a, a.model, train.take(tr), a.cv_steps, log=lambda *_: None)
         m = frame_metrics(pred(train.take(te)), train.take(te))
+        m["steps"] = [n["steps"] for n in info.get("nets", [])]  # fewer than cv_steps when `minutes` ran out
         rows.append(m)
         print(
             f"fold {k}: length MAE {m['length_mae_mm']:.2f} mm, width MAE {m['width_mae_mm']:.2f} mm",
