@@ -28,6 +28,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "run": ("stream.app.run", "run the pipeline on a source (realsense, a recording, a video, synthetic)"),
     "record": ("stream.app.record", "write a RealSense recording (.db3) from any source, no camera needed"),
     "locate": ("stream.preprocess.locate", "find the hand in depth frames and print one JSON line each"),
+    "calibrate": (
+        "stream.app.calibrate",
+        "measure the user's hand size from a few seconds of a source (user.json)",
+    ),
     "gesture": ("stream.app.gesture", "enroll, list, remove and evaluate gestures (embeddings + a gallery)"),
     "synth": ("stream.synth.cli", "write a synthetic RGB-D hand dataset or a preview sheet"),
     "models": ("train.cli_models", "list every model the project defines"),

@@ -27,6 +27,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "stream.gestures.dynamic_stage",
     "stream.hands.handedness",
     "stream.fitting.stage",
+    "stream.size.stage",
 )
 
 # What every frame carries before the first stage runs.

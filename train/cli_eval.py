@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "centres": _lazy("train.eval_centres"),
         "smoothing": _lazy("train.eval_smoothing"),
         "fit": _lazy("train.eval_fit"),
+        "size": _lazy("stream.size.evaluate"),
     }
     if not argv or argv[0] in ("-h", "--help"):
         print(f"usage: handstream eval {{{','.join(modes)}}} ...   (handstream eval MODE --help)")

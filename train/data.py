@@ -263,7 +263,7 @@ def subject_synthesizer(config, seed: int, subject_offset: int = 0):
         def sample_at(self, k: int):
             rng = np.random.default_rng([self.seed, 0, int(k)])
             subject = int(rng.integers(self.config.n_subjects)) + subject_offset
-            shape = hand_shape(subject, self.config.child_fraction)
+            shape = hand_shape(subject, self.config.child_fraction, self.config.anthropometry)
             state = self._random_state(rng, shape)
             states2 = self._second_hand(rng, shape, state) if self.config.two_hands else None
             ctx = self._context(rng, shape, state, states2)

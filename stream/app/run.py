@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         "stage; a record gets `dynamic_gesture` on the frame a motion is recognised and "
         "`dynamic_gesture_distance` (--models dynamic_gesture alone uses the built-in motions)",
     )
+    ap.add_argument(
+        "--user",
+        default=None,
+        help="a user file from `handstream calibrate`: adds the size stage with the hand size fixed from it "
+        "(records get `hand_size_mm` and `hand_size_confidence` 1)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     ap.add_argument("--show", action="store_true", help="show a window (q/Esc quits, space pauses)")
     ap.add_argument("--out", default=None, help="write the annotated video here (.mp4)")
@@ -241,6 +247,14 @@ def main(argv: list[str] | None = None) -> int:
         if not any(n.split("=")[0] == "dynamic_gesture" for n in names):
             models = [*names, "dynamic_gesture"]
         stage_options["dynamic_gesture"] = {"gallery": args.dynamic_gestures}
+    if args.user:
+        from ..pipeline import parse_models
+        from ..size import load_user
+
+        user_size = load_user(args.user)  # a bad file is one line before anything starts
+        names = parse_models(models)
+        models = names if any(n.split("=")[0] == "size" for n in names) else [*names, "size"]
+        stage_options = {**stage_options, "size": {"user": user_size}}
     pipeline = build_pipeline(
         backend=args.backend,
         models=models,

@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
         help="frontal: a user facing the camera; egocentric: camera over a table, hands at 200-500 mm, often "
         "holding things; desk: camera forward over a desk; mixed: one of the three per sequence or frame",
     )
+    p.add_argument(
+        "--anthropometry",
+        choices=("uniform", "ansur"),
+        default="uniform",
+        help="subjects' hand sizes: the generator's uniform ranges, or ANSUR II adults (hand-size studies)",
+    )
     p.add_argument("--shard-size", type=int_type("--shard-size", 1), default=256)
     return p
 
@@ -63,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         color=not args.no_color,
         two_hands=args.two_hands,
         scene_kind=args.scene,
+        anthropometry=args.anthropometry,
     )
     if args.preview:
         from .preview import contact_sheet

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .anthropometry import ANTHROPOMETRY_MODELS, ansur_hand_size
+
 # MediaPipe / MANO order: wrist, then thumb, index, middle, ring, pinky with 4 joints each.
 FINGERS = ("thumb", "index", "middle", "ring", "pinky")
 JOINT_NAMES: tuple[str, ...] = ("wrist",) + tuple(
@@ -182,10 +184,15 @@ SKIN_TONES_BGR = np.array(
 )  # fmt: skip
 
 
-def hand_shape(subject: int, child_fraction: float = 0.2) -> HandShape:
+def hand_shape(subject: int, child_fraction: float = 0.2, anthropometry: str = "uniform") -> HandShape:
     """The hand of a subject id: the same id always gives the same hand (independent of any scene seed).
 
-    Adult hand length 165-210 mm / palm width 72-95 mm, children (age 5-12) 120-160 / 55-72 mm."""
+    "uniform" (the default, which every existing dataset and benchmark was made with): adult hand length
+    165-210 mm / palm width 72-95 mm, children (age 5-12) 120-160 / 55-72 mm. "ansur": length and width
+    drawn from the ANSUR II survey's joint distribution per sex (synth/anthropometry.py); adults only, so
+    `child_fraction` does not apply. Finger ratios, thickness and skin tone are the same in both."""
+    if anthropometry not in ANTHROPOMETRY_MODELS:
+        raise ValueError(f"anthropometry must be one of {ANTHROPOMETRY_MODELS}, got {anthropometry!r}")
     rng = np.random.default_rng([0x5EED, int(subject)])
     child = rng.random() < child_fraction
     if child:
@@ -201,6 +208,8 @@ def hand_shape(subject: int, child_fraction: float = 0.2) -> HandShape:
         float(rng.uniform(0.74, 0.80)),
     )
     tone = SKIN_TONES_BGR[rng.integers(len(SKIN_TONES_BGR))] + rng.normal(0, 6, 3)
+    if anthropometry == "ansur":  # after every uniform draw, so the other per-subject values stay the same
+        length, width, _ = ansur_hand_size(subject)
     return HandShape(
         subject=int(subject),
         length_mm=float(length),

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import InputError
 from ..frames import KNOWN_CAMERAS, CameraIntrinsics, RGBDFrame
 from ..geometry import xyz_to_uvd
+from .anthropometry import ANTHROPOMETRY_MODELS
 from .hand import (
     FINE_TO_COARSE,
     GESTURES_FINE,
@@ -73,6 +74,7 @@ class SceneConfig:
     hand_distance_mm: tuple[float, float] = (300.0, 700.0)
     n_subjects: int = 40
     child_fraction: float = 0.2
+    anthropometry: str = "uniform"  # subjects' hand sizes: "uniform" ranges or "ansur" (ANSUR II, adults)
     occluder_prob: float = 0.3  # an object between the camera and the hand
     desk_prob: float = 0.45
     palm_facing_prob: float = 0.6  # bias the palm towards the camera (a demo user shows the palm)
@@ -105,6 +107,10 @@ class SceneConfig:
             )
         if not 0.0 <= self.held_object_prob <= 1.0:
             raise InputError(f"held_object_prob must lie in [0, 1], got {self.held_object_prob}")
+        if self.anthropometry not in ANTHROPOMETRY_MODELS:
+            raise InputError(
+                f"anthropometry must be one of {', '.join(ANTHROPOMETRY_MODELS)}, got {self.anthropometry!r}"
+            )
 
     def to_dict(self) -> dict:
         return {
@@ -117,6 +123,7 @@ class SceneConfig:
             "hand_distance_mm": list(self.hand_distance_mm),
             "n_subjects": self.n_subjects,
             "child_fraction": self.child_fraction,
+            "anthropometry": self.anthropometry,
             "occluder_prob": self.occluder_prob,
             "desk_prob": self.desk_prob,
             "palm_facing_prob": self.palm_facing_prob,
@@ -376,7 +383,7 @@ class HandSynthesizer:
         """The k-th independent frame of this seed, without advancing anything."""
         rng = np.random.default_rng([self.seed, 0, int(k)])
         subject = int(rng.integers(self.config.n_subjects))
-        shape = hand_shape(subject, self.config.child_fraction)
+        shape = hand_shape(subject, self.config.child_fraction, self.config.anthropometry)
         kind = pick_kind(self.config.scene_kind, self.seed, 0, k)
         state, states2, ctx, _ = self._start(rng, shape, kind)
         return self._render(rng, shape, state, ctx, states2, sequence=-1, frame_index=k, timestamp_ms=0.0)
@@ -395,7 +402,7 @@ class HandSynthesizer:
         rng = np.random.default_rng([self.seed, 1, s])
         key_rng = np.random.default_rng([self.seed, 3, s])  # keyframes after the first, drawn on demand
         subject = int(rng.integers(self.config.n_subjects))
-        shape = hand_shape(subject, self.config.child_fraction)
+        shape = hand_shape(subject, self.config.child_fraction, self.config.anthropometry)
         two = self.config.two_hands
         kind = pick_kind(self.config.scene_kind, self.seed, 1, s)
         key_a, key_a2, ctx, grips = self._start(rng, shape, kind)

@@ -24,6 +24,7 @@ RECIPE_MODULES = (
     "train.recipes.diagnose",
     "train.gesture.recipe",
     "train.gesture.dynamic_recipe",
+    "train.size.recipe",
 )
 
 
