@@ -169,3 +169,20 @@ def test_static_and_dynamic_galleries_share_one_file_format_but_refuse_each_othe
         "dynamic.npz",
         "static.npz",
     ]
+
+
+def test_unseen_only_keeps_the_classes_the_embedding_never_saw_for_skeletons_and_windows():
+    from stream.app.gesture import _only_unseen
+    from stream.synth import motions
+
+    labels = np.array([vocab.TRAIN[0], *vocab.UNSEEN[:2], vocab.UNSEEN[0]])
+    x, kept = _only_unseen(np.arange(4), labels, vocab.UNSEEN, "classes")
+    assert x.tolist() == [1, 2, 3] and kept.tolist() == labels[1:].tolist()
+    windows = np.zeros((3, 8, 21, 3))
+    names = np.array([motions.TRAIN[0], motions.TRAIN[1], motions.UNSEEN[0]])
+    with pytest.raises(
+        InputError, match=rf"fewer than two motions .*\({motions.UNSEEN[0]}\); evaluate without"
+    ):
+        _only_unseen(windows, names, motions.UNSEEN, "motions")
+    with pytest.raises(InputError, match=r"fewer than two classes .*\(none\)"):
+        _only_unseen(np.arange(1), np.array([vocab.TRAIN[0]]), vocab.UNSEEN, "classes")

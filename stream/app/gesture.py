@@ -188,18 +188,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.unseen_only:
         from ..synth.gestures import UNSEEN
 
-        keep = np.isin(labels, UNSEEN)
-        joints, labels = joints[keep], labels[keep]
-        if len(np.unique(labels)) < 2:
-            raise InputError(
-                f"fewer than two classes the embedding never trained on ({', '.join(np.unique(labels)) or 'none'}); "
-                "evaluate without --unseen-only"
-            )
+        joints, labels = _only_unseen(joints, labels, UNSEEN, "classes")
     out = evaluate_engine(args.engine or "gesture", joints, labels, shots=args.shots, seed=args.seed)
     from ..synth.gestures import TRAIN
 
-    out["seen_in_training"] = sorted({str(c) for c in np.unique(labels)} & set(TRAIN))
-    print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
+    return _report_eval(out, labels, TRAIN, args.json)
+
+
+def _only_unseen(x: np.ndarray, labels: np.ndarray, unseen, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """The examples (skeletons or windows) of classes the embedding never trained on; evaluating needs two."""
+    keep = np.isin(labels, unseen)
+    x, labels = x[keep], labels[keep]
+    if len(np.unique(labels)) < 2:
+        raise InputError(
+            f"fewer than two {what} the embedding never trained on ({', '.join(np.unique(labels)) or 'none'}); "
+            "evaluate without --unseen-only"
+        )
+    return x, labels
+
+
+def _report_eval(out: dict, labels: np.ndarray, train, as_json: bool) -> int:
+    """Print an eval's figures, with the evaluated classes the embedding did train on named (its figures
+    on those are optimistic)."""
+    out["seen_in_training"] = sorted({str(c) for c in np.unique(labels)} & set(train))
+    print(json.dumps(out) if as_json else "\n".join(f"{k}: {v}" for k, v in out.items()))
     return 0
 
 
@@ -233,17 +245,9 @@ def _eval_dynamic(args) -> int:
         )
     windows, labels = load_motions(args.joints, need_labels=True)
     if args.unseen_only:
-        keep = np.isin(labels, UNSEEN)
-        windows, labels = windows[keep], labels[keep]
-        if len(np.unique(labels)) < 2:
-            raise InputError(
-                f"fewer than two motions the embedding never trained on ({', '.join(np.unique(labels)) or 'none'}); "
-                "evaluate without --unseen-only"
-            )
+        windows, labels = _only_unseen(windows, labels, UNSEEN, "motions")
     out = evaluate_dynamic_engine(args.engine or "dynamic_gesture", windows, labels, args.shots, args.seed)
-    out["seen_in_training"] = sorted({str(c) for c in np.unique(labels)} & set(TRAIN))
-    print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
-    return 0
+    return _report_eval(out, labels, TRAIN, args.json)
 
 
 if __name__ == "__main__":  # pragma: no cover
