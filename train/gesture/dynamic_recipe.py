@@ -28,6 +28,7 @@ from .recipe import (
     config_from_args,
     load_checkpoint,
     save_checkpoint,
+    train_to,
     training_manifest,
 )
 from .selection import METHODS
@@ -77,15 +78,7 @@ def pick_reject_distance(
 def train_main(args) -> int:
     from .dynamic import train_dynamic_embedding
 
-    cfg = _config(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model, metrics = train_dynamic_embedding(cfg)
-    save_checkpoint(model, cfg, metrics, out / "dynamic_gesture.pt")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(json.dumps(metrics["unseen"]))
-    print(f"checkpoint: {out / 'dynamic_gesture.pt'}")
-    return 0
+    return train_to(args.out, _config(args), train_dynamic_embedding, "dynamic_gesture.pt")
 
 
 def ship_main(args) -> int:

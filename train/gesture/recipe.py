@@ -126,19 +126,24 @@ def pick_reject_distance(emb: np.ndarray, labels: np.ndarray, shots: int = 5, se
     }
 
 
-def train_main(args) -> int:
-    from .train import train_gesture_embedding
-
-    cfg = _config(args)
-    out = Path(args.out)
+def train_to(out: str | Path, cfg, train, checkpoint: str) -> int:
+    """`train(cfg)` into the folder `out`: the checkpoint `ship` reads, metrics.json, and the unseen-class
+    figures printed (the `train` command of both gesture recipes)."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model, metrics = train_gesture_embedding(cfg)
-    ck = out / "gesture.pt"
+    model, metrics = train(cfg)
+    ck = out / checkpoint
     save_checkpoint(model, cfg, metrics, ck)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics["unseen"]))
     print(f"checkpoint: {ck}")
     return 0
+
+
+def train_main(args) -> int:
+    from .train import train_gesture_embedding
+
+    return train_to(args.out, _config(args), train_gesture_embedding, "gesture.pt")
 
 
 def ship_main(args) -> int:
