@@ -23,12 +23,11 @@ import torch
 from stream.gestures.dynamic import FRAMES, WINDOW_MS, window_features
 from stream.synth import motions
 
-from . import LOSSES
 from .dynamic_models import create_dynamic_model
 from .losses import QuadrupletLossConfig
 from .metrics import embedding_report
 from .selection import select_quadruplets, select_triplets
-from .train import log_step, optimizer_step, training_metrics, tuple_loss
+from .train import begin_training, log_step, optimizer_step, training_metrics, tuple_loss
 
 
 @dataclass
@@ -117,12 +116,7 @@ def evaluate(model: torch.nn.Module | None, cfg: DynamicTrainConfig, noise_mm: f
 
 
 def train_dynamic_embedding(cfg: DynamicTrainConfig, log=print) -> tuple[torch.nn.Module, dict]:
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"unknown loss {cfg.loss!r}; choose from {', '.join(LOSSES)}")
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    t0 = time.perf_counter()
+    rng, t0 = begin_training(cfg)
     fine_names, coarse_names = training_classes()
     model = create_dynamic_model(cfg.model, dim=cfg.dim, n_coarse=len(coarse_names), n_fine=len(fine_names))
     parts = [windows(motions.TRAIN, cfg.bank_per_class, cfg.seed, cfg)]

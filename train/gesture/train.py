@@ -99,13 +99,19 @@ def evaluate(model: torch.nn.Module | None, cfg: GestureTrainConfig, noise_mm: f
     return {"noise_mm": noise_mm} | embedding_report(emb, data["label"], shots=5)
 
 
-def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.nn.Module, dict]:
+def begin_training(cfg) -> tuple[np.random.Generator, float]:
+    """(the run's generator, its start time) once the loss is known and torch's threads and seed are set:
+    how both gesture embeddings start a run, so one seed gives one run."""
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; choose from {', '.join(LOSSES)}")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    t0 = time.perf_counter()
+    return rng, time.perf_counter()
+
+
+def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.nn.Module, dict]:
+    rng, t0 = begin_training(cfg)
     model = create_gesture_model(cfg.model, dim=cfg.dim, n_coarse=len(vocab.COARSE), n_fine=len(vocab.TRAIN))
     if model.input_kind == "depth":
         bank = rendered_crops(vocab.TRAIN, cfg.bank_per_class, cfg.seed, cfg)
