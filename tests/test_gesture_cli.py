@@ -136,3 +136,53 @@ def test_eval_on_a_synth_dataset(tmp_path, capsys):
     # the scene generator's vocabulary holds one class the embedding never saw: too few to evaluate alone
     assert cli(["gesture", "eval", "--data", str(data), "--unseen-only"]) == 2
     assert "fewer than two classes" in capsys.readouterr().err
+
+
+def test_static_and_dynamic_galleries_share_one_file_format_but_refuse_each_other(tmp_path):
+    from stream.gestures.dynamic import DynamicGallery, load_any_gallery
+
+    rng = np.random.default_rng(1)
+    g = Gallery()
+    g.add("fist", canonical_joints(np.stack([vocab.gesture_joints("fist", rng) for _ in range(2)])))
+    d = DynamicGallery()
+    d.add("swipe", rng.normal(size=(3, 8, 21, 3)))
+    gp, dp = g.save(tmp_path / "static.npz"), d.save(tmp_path / "dynamic.npz")
+    back = DynamicGallery.load(dp)
+    assert back.labels == d.labels and np.array_equal(back.joints, d.joints)
+    assert type(load_any_gallery(dp)) is DynamicGallery and type(load_any_gallery(gp)) is Gallery
+    with pytest.raises(InputError, match="is a gallery of static gestures"):
+        DynamicGallery.load(gp)
+    with pytest.raises(InputError, match=r"joints \(3, 8, 21, 3\) do not match 3 labels"):
+        Gallery.load(dp)
+    with pytest.raises(InputError, match="make one with `handstream gesture enroll`"):
+        Gallery.load(tmp_path / "none.npz")
+    with pytest.raises(InputError, match="make one with `handstream gesture enroll --dynamic`"):
+        DynamicGallery.load(tmp_path / "none.npz")
+    assert DynamicGallery.load(tmp_path / "none.npz", missing_ok=True).labels == []
+    assert Gallery.load(tmp_path / "none.npz", missing_ok=True).labels == []
+    for gallery in (g, d):
+        with pytest.raises(InputError, match="a gallery is an .npz file, got g.txt"):
+            gallery.save(tmp_path / "g.txt")
+        with pytest.raises(InputError, match="cannot write the gallery"):
+            gallery.save(tmp_path / "no" / "such" / "g.npz")
+    assert not (tmp_path / "g.txt").exists() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "dynamic.npz",
+        "static.npz",
+    ]
+
+
+def test_unseen_only_keeps_the_classes_the_embedding_never_saw_for_skeletons_and_windows():
+    from stream.app.gesture import _only_unseen
+    from stream.synth import motions
+
+    labels = np.array([vocab.TRAIN[0], *vocab.UNSEEN[:2], vocab.UNSEEN[0]])
+    x, kept = _only_unseen(np.arange(4), labels, vocab.UNSEEN, "classes")
+    assert x.tolist() == [1, 2, 3] and kept.tolist() == labels[1:].tolist()
+    windows = np.zeros((3, 8, 21, 3))
+    names = np.array([motions.TRAIN[0], motions.TRAIN[1], motions.UNSEEN[0]])
+    with pytest.raises(
+        InputError, match=rf"fewer than two motions .*\({motions.UNSEEN[0]}\); evaluate without"
+    ):
+        _only_unseen(windows, names, motions.UNSEEN, "motions")
+    with pytest.raises(InputError, match=r"fewer than two classes .*\(none\)"):
+        _only_unseen(np.arange(1), np.array([vocab.TRAIN[0]]), vocab.UNSEEN, "classes")

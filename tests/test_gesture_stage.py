@@ -149,3 +149,35 @@ def test_pipeline_measure_scores_against_the_sources_labels(capsys):
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["seed"] == 7 and row["frames"] == 12 and 0 <= row["correct"] <= row["named"] <= 12
     assert row["named"] >= 6  # a hand in every frame of this sequence: most frames are named
+
+
+def test_both_gesture_stages_take_gallery_and_rejection_distance_the_same_way(tmp_path):
+    import engines
+    from stream.gestures.dynamic import DynamicGallery
+    from stream.gestures.dynamic_stage import DynamicGestureStage
+    from stream.gestures.stage import GestureStage, stage_gallery, stage_reject_distance
+
+    with engines.load_engine("gesture", backend="onnxruntime") as eng:
+        src, g = stage_gallery(eng, None, Gallery, "gesture", "--gestures")  # shipped beside the engine
+        assert src.name == "gesture_gallery.npz" and g.labels
+        mine = Gallery()
+        assert stage_gallery(eng, mine, Gallery, "gesture", "--gestures") == (mine, mine)
+        assert stage_reject_distance(eng, None, "gesture") == float(eng.manifest.metrics["reject_distance"])
+        assert stage_reject_distance(eng, 0.25, "gesture") == 0.25
+        assert GestureStage(eng, reject_distance=0.25).recognizer.reject_distance == 0.25
+        eng.manifest.metrics.pop("reject_distance")
+        with pytest.raises(
+            InputError, match="the gesture engine's manifest has no reject_distance; pass one"
+        ):
+            GestureStage(eng)
+        with pytest.raises(InputError, match="not found"):
+            GestureStage(eng, gallery=tmp_path / "none.npz")
+    with engines.load_engine("dynamic_gesture", backend="onnxruntime", threads=1) as eng:
+        eng.manifest.metrics.pop("reject_distance")
+        with pytest.raises(InputError, match="dynamic gesture engine's manifest has no reject_distance"):
+            DynamicGestureStage(eng)
+        assert DynamicGestureStage(eng, reject_distance=0.5).reject_distance == 0.5
+        src, g = stage_gallery(eng, None, DynamicGallery, "dynamic gesture", "--dynamic-gestures")
+        assert src.name == "dynamic_gesture_gallery.npz" and type(g) is DynamicGallery
+        with pytest.raises(InputError, match="gallery of static gestures"):
+            DynamicGestureStage(eng, gallery=engines.registry.DEFAULT_DIR / "gesture_gallery.npz")

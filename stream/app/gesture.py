@@ -49,17 +49,20 @@ def _load_joints(path: str, need_labels: bool = False) -> tuple[np.ndarray, np.n
     return joints[keep], (labels[keep] if labels is not None else None)
 
 
-def _joints_from_source(args) -> np.ndarray:
-    """Run the pose pipeline over a source and keep the skeleton of every frame with a hand."""
+def track_from_source(args) -> tuple[np.ndarray, np.ndarray]:
+    """(times_ms (N,), joints (N, 21, 3)) of the smoothed skeleton over a source's frames with a hand: static
+    enrolling keeps the skeletons, dynamic enrolling cuts the track into performances by time."""
     from ..pipeline import build_pipeline, run_stream
     from ..sources import open_source
 
     source = open_source(args.source, frames=args.max_frames if args.source.startswith("synthetic") else None)
+    times: list[float] = []
     found: list[np.ndarray] = []
 
     class Collect:
         def write(self, result, frame=None):
             if result.hand_found and result.joints_xyz_mm is not None:
+                times.append(float(result.timestamp_ms))
                 found.append(np.asarray(result.joints_xyz_mm, np.float64))
             return True
 
@@ -70,7 +73,7 @@ def _joints_from_source(args) -> np.ndarray:
         run_stream(source, pipeline, [Collect()], max_frames=args.max_frames)
     if not found:
         raise InputError(f"{args.source}: no hand found in {args.max_frames} frames; nothing to enroll")
-    return np.stack(found)
+    return np.array(times), np.stack(found)
 
 
 def _synth_joints(directory: str) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         return _enroll_dynamic(args)
     if args.action == "enroll":
         args.max_frames = args.max_frames or 90
-        joints = _load_joints(args.joints)[0] if args.joints else _joints_from_source(args)
+        joints = _load_joints(args.joints)[0] if args.joints else track_from_source(args)[1]
         if len(joints) == 0:
             raise InputError(f"{args.joints}: no finite skeleton to enroll")
         gallery = Gallery.load(args.gallery, missing_ok=True)
@@ -185,24 +188,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.unseen_only:
         from ..synth.gestures import UNSEEN
 
-        keep = np.isin(labels, UNSEEN)
-        joints, labels = joints[keep], labels[keep]
-        if len(np.unique(labels)) < 2:
-            raise InputError(
-                f"fewer than two classes the embedding never trained on ({', '.join(np.unique(labels)) or 'none'}); "
-                "evaluate without --unseen-only"
-            )
+        joints, labels = _only_unseen(joints, labels, UNSEEN, "classes")
     out = evaluate_engine(args.engine or "gesture", joints, labels, shots=args.shots, seed=args.seed)
     from ..synth.gestures import TRAIN
 
-    out["seen_in_training"] = sorted({str(c) for c in np.unique(labels)} & set(TRAIN))
-    print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
+    return _report_eval(out, labels, TRAIN, args.json)
+
+
+def _only_unseen(x: np.ndarray, labels: np.ndarray, unseen, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """The examples (skeletons or windows) of classes the embedding never trained on; evaluating needs two."""
+    keep = np.isin(labels, unseen)
+    x, labels = x[keep], labels[keep]
+    if len(np.unique(labels)) < 2:
+        raise InputError(
+            f"fewer than two {what} the embedding never trained on ({', '.join(np.unique(labels)) or 'none'}); "
+            "evaluate without --unseen-only"
+        )
+    return x, labels
+
+
+def _report_eval(out: dict, labels: np.ndarray, train, as_json: bool) -> int:
+    """Print an eval's figures, with the evaluated classes the embedding did train on named (its figures
+    on those are optimistic)."""
+    out["seen_in_training"] = sorted({str(c) for c in np.unique(labels)} & set(train))
+    print(json.dumps(out) if as_json else "\n".join(f"{k}: {v}" for k, v in out.items()))
     return 0
 
 
 def _enroll_dynamic(args) -> int:
     from ..gestures.dynamic import DynamicGallery
-    from .gesture_dynamic import load_motions, track_from_source, windows_from_track
+    from .gesture_dynamic import load_motions, windows_from_track
 
     if args.joints:
         windows = load_motions(args.joints)[0]
@@ -230,17 +245,9 @@ def _eval_dynamic(args) -> int:
         )
     windows, labels = load_motions(args.joints, need_labels=True)
     if args.unseen_only:
-        keep = np.isin(labels, UNSEEN)
-        windows, labels = windows[keep], labels[keep]
-        if len(np.unique(labels)) < 2:
-            raise InputError(
-                f"fewer than two motions the embedding never trained on ({', '.join(np.unique(labels)) or 'none'}); "
-                "evaluate without --unseen-only"
-            )
+        windows, labels = _only_unseen(windows, labels, UNSEEN, "motions")
     out = evaluate_dynamic_engine(args.engine or "dynamic_gesture", windows, labels, args.shots, args.seed)
-    out["seen_in_training"] = sorted({str(c) for c in np.unique(labels)} & set(TRAIN))
-    print(json.dumps(out) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
-    return 0
+    return _report_eval(out, labels, TRAIN, args.json)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -45,32 +45,6 @@ def load_motions(path: str, need_labels: bool = False) -> tuple[np.ndarray, np.n
     return windows, (labels[keep] if labels is not None else None)
 
 
-def track_from_source(args) -> tuple[np.ndarray, np.ndarray]:
-    """(times_ms (N,), joints (N, 21, 3)) of the smoothed skeleton over a source's frames with a hand."""
-    from ..pipeline import build_pipeline, run_stream
-    from ..sources import open_source
-
-    source = open_source(args.source, frames=args.max_frames if args.source.startswith("synthetic") else None)
-    times: list[float] = []
-    found: list[np.ndarray] = []
-
-    class Collect:
-        def write(self, result, frame=None):
-            if result.hand_found and result.joints_xyz_mm is not None:
-                times.append(float(result.timestamp_ms))
-                found.append(np.asarray(result.joints_xyz_mm, np.float64))
-            return True
-
-        def close(self):
-            pass
-
-    with build_pipeline(backend=args.backend, overlay=False) as pipeline:
-        run_stream(source, pipeline, [Collect()], max_frames=args.max_frames)
-    if not found:
-        raise InputError(f"{args.source}: no hand found in {args.max_frames} frames; nothing to enroll")
-    return np.array(times), np.stack(found)
-
-
 def windows_from_track(times_ms: np.ndarray, joints: np.ndarray, after_ms: float = 100.0) -> np.ndarray:
     """(K, FRAMES, 21, 3): one window per performance found in the track (stream.gestures.dynamic.
     motion_segments), ending `after_ms` after the movement stops, as the runtime's window does."""

@@ -20,15 +20,13 @@ as DD-Net does (Yang et al. 2019).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
 from .canonical import FINGER_MCPS, INDEX_MCP, PINKY_MCP, WRIST
-from .gallery import Gallery
+from .gallery import Gallery, read_gallery_file, write_gallery_file
 
 WINDOW_MS = 1500.0
 FRAMES = 32
@@ -187,37 +185,16 @@ class DynamicGallery(Gallery):
 
     def save(self, path: str | Path) -> Path:
         """Write atomically, marked as a dynamic gallery (a static one cannot be mistaken for it)."""
-        path = Path(path)
-        if path.suffix != ".npz":
-            raise InputError(f"a gallery is an .npz file, got {path.name}")
-        try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, kind=self.kind, labels=np.array(self.labels, dtype=str), joints=self.joints)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise InputError(f"cannot write the gallery {path}: {exc.strerror or exc}") from None
-        return path
+        return write_gallery_file(
+            path, kind=self.kind, labels=np.array(self.labels, dtype=str), joints=self.joints
+        )
 
     @classmethod
     def load(cls, path: str | Path, missing_ok: bool = False) -> DynamicGallery:
         path = Path(path)
-        if not path.exists():
-            if missing_ok:
-                return cls()
-            raise InputError(
-                f"gallery {path} not found (make one with `handstream gesture enroll --dynamic`)"
-            )
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                kind = str(z["kind"]) if "kind" in z.files else "static"
-                labels = [str(x) for x in z["labels"]]
-                joints = np.asarray(z["joints"], np.float32)
-        except (OSError, KeyError, ValueError) as exc:
-            raise InputError(f"{path}: not a gesture gallery ({exc})") from None
+        if missing_ok and not path.exists():
+            return cls()
+        kind, labels, joints = read_gallery_file(path, "handstream gesture enroll --dynamic")
         if kind != cls.kind:
             raise InputError(f"{path} is a gallery of static gestures; dynamic gestures need their own")
         if joints.ndim != 4 or joints.shape[0] != len(labels) or joints.shape[2:] != (21, 3):

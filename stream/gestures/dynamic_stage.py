@@ -42,7 +42,7 @@ from .dynamic import (
     window_features,
 )
 from .gallery import UNKNOWN, nearest
-from .stage import default_gallery_path
+from .stage import default_gallery_path, stage_gallery, stage_reject_distance
 
 
 class DynamicMatcher:
@@ -112,21 +112,12 @@ class DynamicGestureStage(Stage):
         settle_motion: float = 0.15,
     ) -> None:
         super().__init__(engine, name)
-        if gallery is None:
-            gallery = default_gallery_path(engine)
-            if gallery is None:
-                raise InputError(
-                    "the dynamic gesture engine has no gallery beside it; pass one (--dynamic-gestures G.npz)"
-                )
-        g = gallery if isinstance(gallery, DynamicGallery) else DynamicGallery.load(gallery)
+        gallery, g = stage_gallery(engine, gallery, DynamicGallery, "dynamic gesture", "--dynamic-gestures")
         if not [n for n in g.names if n != REST]:
             raise InputError(f"the dynamic gesture gallery {gallery} has no gesture enrolled")
         g = with_rest(g, default_gallery_path(engine))
-        metrics = getattr(engine.manifest, "metrics", {}) or {}
         prep = getattr(engine.manifest, "preprocessing", {}) or {}
-        reject_distance = metrics.get("reject_distance") if reject_distance is None else reject_distance
-        if reject_distance is None:
-            raise InputError("the dynamic gesture engine's manifest has no reject_distance; pass one")
+        reject_distance = stage_reject_distance(engine, reject_distance, "dynamic gesture")
         if int(stride) < 1 or int(confirm) < 1 or refractory_ms < 0:
             raise InputError("dynamic gestures need stride >= 1, confirm >= 1 and refractory_ms >= 0")
         self.matcher = DynamicMatcher(

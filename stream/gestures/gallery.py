@@ -95,36 +95,51 @@ class Gallery:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (a temporary file in the same folder, then rename): a failed write keeps the old one."""
-        path = Path(path)
-        if path.suffix != ".npz":
-            raise InputError(f"a gallery is an .npz file, got {path.name}")
-        try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
-            with os.fdopen(fd, "wb") as f:
-                np.savez(
-                    f, format=GALLERY_FORMAT, labels=np.array(self.labels, dtype=str), joints=self.joints
-                )
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a gallery is an ordinary file
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise InputError(f"cannot write the gallery {path}: {exc.strerror or exc}") from None
-        return path
+        return write_gallery_file(
+            path, format=GALLERY_FORMAT, labels=np.array(self.labels, dtype=str), joints=self.joints
+        )
 
     @classmethod
     def load(cls, path: str | Path, missing_ok: bool = False) -> Gallery:
         path = Path(path)
-        if not path.exists():
-            if missing_ok:
-                return cls()
-            raise InputError(f"gallery {path} not found (make one with `handstream gesture enroll`)")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                labels = [str(x) for x in z["labels"]]
-                joints = np.asarray(z["joints"], np.float32)
-        except (OSError, KeyError, ValueError) as exc:
-            raise InputError(f"{path}: not a gesture gallery ({exc})") from None
+        if missing_ok and not path.exists():
+            return cls()
+        _, labels, joints = read_gallery_file(path, "handstream gesture enroll")
         if joints.shape != (len(labels), 21, 3):
             raise InputError(f"{path}: joints {joints.shape} do not match {len(labels)} labels")
         return cls(labels, joints)
+
+
+def write_gallery_file(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Write a gallery's arrays to `path` (.npz) atomically, a temporary file in the same folder then a rename,
+    so a failed write keeps the old gallery; static and dynamic galleries differ only in the arrays."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise InputError(f"a gallery is an .npz file, got {path.name}")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a gallery is an ordinary file
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"cannot write the gallery {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def read_gallery_file(path: Path, make_with: str) -> tuple[str, list[str], np.ndarray]:
+    """(kind, labels, joints) of a gallery file, kind "static" where the file carries no mark (static
+    galleries are unmarked); the caller checks the joints' shape. `make_with` is the command that makes
+    one, named when the file is missing."""
+    if not path.exists():
+        raise InputError(f"gallery {path} not found (make one with `{make_with}`)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            kind = str(z["kind"]) if "kind" in z.files else "static"
+            labels = [str(x) for x in z["labels"]]
+            joints = np.asarray(z["joints"], np.float32)
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"{path}: not a gesture gallery ({exc})") from None
+    return kind, labels, joints

@@ -31,6 +31,29 @@ def default_gallery_path(engine) -> Path | None:
     return p if p.is_file() else None
 
 
+def stage_gallery(
+    engine, gallery: str | Path | Gallery | None, cls: type[Gallery], what: str, option: str
+) -> tuple[str | Path | Gallery, Gallery]:
+    """(where it came from, the gallery) a stage names from: the one given, a file loaded as `cls`, or the
+    one shipped beside the engine. Static and dynamic stages differ only in the class, the engine's name in
+    the message (`what`) and the run option (`option`) that swaps in a user's own."""
+    if gallery is None:
+        gallery = default_gallery_path(engine)
+        if gallery is None:
+            raise InputError(f"the {what} engine has no gallery beside it; pass one ({option} G.npz)")
+    return gallery, gallery if isinstance(gallery, cls) else cls.load(gallery)
+
+
+def stage_reject_distance(engine, reject_distance: float | None, what: str) -> float:
+    """The rejection distance given, else the one the recipe wrote into the engine's manifest (chosen on
+    classes the embedding never saw); a stage cannot reject without one."""
+    if reject_distance is None:
+        reject_distance = (getattr(engine.manifest, "metrics", {}) or {}).get("reject_distance")
+    if reject_distance is None:
+        raise InputError(f"the {what} engine's manifest has no reject_distance; pass one")
+    return float(reject_distance)
+
+
 @register_stage("gesture", tasks=("gesture_embedding",))
 class GestureStage(Stage):
     """Names the gesture of the smoothed skeleton from a gallery of enrolled ones (1-NN with rejection,
@@ -50,17 +73,10 @@ class GestureStage(Stage):
         reject_distance: float | None = None,
     ) -> None:
         super().__init__(engine, name)
-        if gallery is None:
-            gallery = default_gallery_path(engine)
-            if gallery is None:
-                raise InputError("the gesture engine has no gallery beside it; pass one (--gestures G.npz)")
-        g = gallery if isinstance(gallery, Gallery) else Gallery.load(gallery)
+        gallery, g = stage_gallery(engine, gallery, Gallery, "gesture", "--gestures")
         if not g.labels:
             raise InputError(f"the gesture gallery {gallery} is empty")
-        if reject_distance is None:
-            reject_distance = engine.manifest.metrics.get("reject_distance")
-        if reject_distance is None:
-            raise InputError("the gesture engine's manifest has no reject_distance; pass one")
+        reject_distance = stage_reject_distance(engine, reject_distance, "gesture")
         if int(window) < 1:
             raise InputError(f"the gesture vote window must be >= 1, got {window}")
         self.recognizer = GestureRecognizer(engine, g, float(reject_distance), window=int(window))

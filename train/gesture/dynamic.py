@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +23,11 @@ import torch
 from stream.gestures.dynamic import FRAMES, WINDOW_MS, window_features
 from stream.synth import motions
 
-from . import LOSSES
 from .dynamic_models import create_dynamic_model
-from .losses import QuadrupletLossConfig, combined_loss, contrastive_loss, triplet_loss
+from .losses import QuadrupletLossConfig
 from .metrics import embedding_report
 from .selection import select_quadruplets, select_triplets
+from .train import begin_training, log_step, optimizer_step, training_metrics, tuple_loss
 
 
 @dataclass
@@ -115,40 +115,8 @@ def evaluate(model: torch.nn.Module | None, cfg: DynamicTrainConfig, noise_mm: f
     return {"noise_mm": noise_mm} | embedding_report(emb, data["label"], shots=5)
 
 
-def tuple_loss(
-    model, x: torch.Tensor, q: np.ndarray, coarse: np.ndarray, fine: np.ndarray, cfg
-) -> torch.Tensor:
-    """The configured loss on the pool's tuples `q` (rows of pool indices: R, P+, P-, N or R, P, N)."""
-    emb, coarse_logits, fine_logits = model.embed_and_logits(x[torch.from_numpy(q.reshape(-1))])
-    e = emb.reshape(len(q), q.shape[1], -1)
-    if cfg.loss == "quadruplet":
-        k = q.shape[1]
-        return combined_loss(
-            e[:, 0],
-            e[:, 1],
-            e[:, 2],
-            e[:, 3],
-            coarse_y=torch.from_numpy(coarse[q[:, 0]]),
-            fine_y=torch.from_numpy(fine[q[:, 0]]),
-            coarse_logits=coarse_logits[::k],
-            fine_logits=fine_logits[::k],
-            cfg=cfg.loss_cfg,
-            reduction="mean",
-        )
-    if cfg.loss == "triplet":
-        return triplet_loss(e[:, 0], e[:, 1], e[:, 2])
-    a = torch.cat([e[:, 0], e[:, 0]])
-    b = torch.cat([e[:, 1], e[:, 2]])
-    return contrastive_loss(a, b, torch.cat([torch.ones(len(q)), torch.zeros(len(q))]))
-
-
 def train_dynamic_embedding(cfg: DynamicTrainConfig, log=print) -> tuple[torch.nn.Module, dict]:
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"unknown loss {cfg.loss!r}; choose from {', '.join(LOSSES)}")
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    t0 = time.perf_counter()
+    rng, t0 = begin_training(cfg)
     fine_names, coarse_names = training_classes()
     model = create_dynamic_model(cfg.model, dim=cfg.dim, n_coarse=len(coarse_names), n_fine=len(fine_names))
     parts = [windows(motions.TRAIN, cfg.bank_per_class, cfg.seed, cfg)]
@@ -179,19 +147,9 @@ def train_dynamic_embedding(cfg: DynamicTrainConfig, log=print) -> tuple[torch.n
         else:
             q = select_triplets(None, fine[pool], cfg.tuples, cfg.selection, rng, dist)
         loss = tuple_loss(model, x, q, coarse[pool], fine[pool], cfg)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+        optimizer_step(opt, sched, loss)
         if step % 100 == 0 or step == cfg.steps - 1:
-            history.append((step, loss.item()))
-            log(f"step {step:5d}  loss {loss.item():.4f}  {time.perf_counter() - t0:.0f} s")
+            log_step(history, step, loss, t0, log)
     train_s = time.perf_counter() - t0
-    metrics = {
-        "config": {k: v for k, v in asdict(cfg).items() if k != "loss_cfg"}
-        | {"loss_cfg": asdict(cfg.loss_cfg)},
-        "train_s": round(train_s, 1),
-        "unseen": [evaluate(model, cfg, n) for n in cfg.eval_noise_mm],
-        "history": history,
-    }
-    return model, metrics
+    unseen = [evaluate(model, cfg, n) for n in cfg.eval_noise_mm]
+    return model, training_metrics(cfg, train_s, unseen, history)

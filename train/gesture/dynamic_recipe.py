@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -23,26 +22,22 @@ from stream.errors import InputError
 
 from ..recipes import register
 from . import LOSSES
+from .recipe import (
+    add_training_options,
+    best_threshold,
+    config_from_args,
+    load_checkpoint,
+    save_checkpoint,
+    train_to,
+    training_manifest,
+)
 from .selection import METHODS
 
 
 def _config(args):
     from .dynamic import DynamicTrainConfig
 
-    cfg = DynamicTrainConfig()
-    for f in fields(cfg):
-        v = getattr(args, f.name, None)
-        if v is not None and f.name != "loss_cfg":
-            setattr(cfg, f.name, v)
-    return cfg
-
-
-def _save(model, cfg, metrics, path: Path) -> None:
-    import torch
-
-    torch.save(
-        {"model": cfg.model, "dim": cfg.dim, "state_dict": model.state_dict(), "metrics": metrics}, path
-    )
+    return config_from_args(DynamicTrainConfig(), args)
 
 
 def pick_reject_distance(
@@ -71,13 +66,7 @@ def pick_reject_distance(
     pred, dist = nearest_class(g_emb, g_lab, q_emb)
     pred = np.where(pred == REST, UNKNOWN, pred)
     known = np.isin(q_lab, enrolled)
-    best = (-1.0, 0.0, 0.0, 0.0)
-    for t in np.quantile(dist, np.linspace(0.02, 1.0, 99)):
-        p = np.where(dist > t, UNKNOWN, pred)
-        acc = float((p[known] == q_lab[known]).mean())
-        rej = float((p[~known] == UNKNOWN).mean())
-        if (acc + rej) / 2 > best[0]:
-            best = ((acc + rej) / 2, float(t), acc, rej)
+    best = best_threshold(dist, pred, q_lab, known, np.linspace(0.02, 1.0, 99))
     return {
         "reject_distance": best[1],
         "open_set_balanced_accuracy": best[0],
@@ -89,20 +78,10 @@ def pick_reject_distance(
 def train_main(args) -> int:
     from .dynamic import train_dynamic_embedding
 
-    cfg = _config(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model, metrics = train_dynamic_embedding(cfg)
-    _save(model, cfg, metrics, out / "dynamic_gesture.pt")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(json.dumps(metrics["unseen"]))
-    print(f"checkpoint: {out / 'dynamic_gesture.pt'}")
-    return 0
+    return train_to(args.out, _config(args), train_dynamic_embedding, "dynamic_gesture.pt")
 
 
 def ship_main(args) -> int:
-    import torch
-
     from engines.export import export_onnx
     from stream.gestures.dynamic import FEATURES, DynamicGallery, window_features
     from stream.synth import motions
@@ -110,11 +89,8 @@ def ship_main(args) -> int:
     from .dynamic import DynamicTrainConfig, embed, training_classes, windows
     from .dynamic_models import create_dynamic_model
 
-    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     fine, coarse = training_classes()
-    model = create_dynamic_model(ck["model"], dim=ck["dim"], n_coarse=len(coarse), n_fine=len(fine))
-    model.load_state_dict(ck["state_dict"])
-    model.eval()
+    ck, model = load_checkpoint(args.checkpoint, create_dynamic_model, n_coarse=len(coarse), n_fine=len(fine))
     cfg = DynamicTrainConfig(**{k: v for k, v in ck["metrics"]["config"].items() if k != "loss_cfg"})
     cfg.cache = args.cache or ""
     # the default gallery: every built-in motion (trained and unseen alike), both hands, a little jitter,
@@ -164,12 +140,7 @@ def ship_main(args) -> int:
                 "joint_layout": "mediapipe21",
                 "num_joints": 21,
             },
-            "training": {
-                "model": ck["model"],
-                "model_kwargs": {"dim": ck["dim"]},
-                "config": ck["metrics"]["config"],
-                "train_s": ck["metrics"]["train_s"],
-            },
+            "training": training_manifest(ck),
             "metrics": {"unseen": ck["metrics"]["unseen"], **reject},
         },
         parity_inputs=parity,
@@ -209,7 +180,7 @@ def sweep_main(args) -> int:
                 cfg = _config(args)
                 cfg.model, cfg.loss, cfg.selection = model, loss, sel
                 m, metrics = train_dynamic_embedding(cfg, log=lambda *a: None)
-                _save(m, cfg, metrics, out.parent / f"{model}_{loss}_{sel}.pt")
+                save_checkpoint(m, cfg, metrics, out.parent / f"{model}_{loss}_{sel}.pt")
                 metrics.pop("history")
                 with out.open("a") as f:
                     f.write(json.dumps(metrics) + "\n")
@@ -400,15 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("train", "sweep"):
         p = sub.add_parser(name)
-        p.add_argument("--out", required=True)
-        p.add_argument("--steps", type=int, default=None)
-        p.add_argument("--dim", type=int, default=None)
-        p.add_argument("--lr", type=float, default=None)
-        p.add_argument("--noise-mm", dest="noise_mm", type=float, default=None)
-        p.add_argument("--seed", type=int, default=None)
-        p.add_argument("--threads", type=int, default=None)
-        p.add_argument("--bank-per-class", dest="bank_per_class", type=int, default=None)
-        p.add_argument("--pool-per-class", dest="pool_per_class", type=int, default=None)
+        add_training_options(p)
         p.add_argument("--eval-per-class", dest="eval_per_class", type=int, default=None)
         p.add_argument("--tuples", type=int, default=None, help="quadruplets (or triplets) per step")
         p.add_argument("--cache", default=None, help="folder for the generated windows")

@@ -25,10 +25,9 @@ from . import LOSSES
 from .selection import METHODS
 
 
-def _config(args):
-    from .train import GestureTrainConfig
-
-    cfg = GestureTrainConfig()
+def config_from_args(cfg, args):
+    """`cfg` (a training config dataclass) with every field the command line gave (not None) taken from
+    `args`; the loss's own settings (`loss_cfg`) are not a flag. Static and dynamic recipes share it."""
     for f in fields(cfg):
         v = getattr(args, f.name, None)
         if v is not None and f.name != "loss_cfg":
@@ -36,11 +35,78 @@ def _config(args):
     return cfg
 
 
+def _config(args):
+    from .train import GestureTrainConfig
+
+    return config_from_args(GestureTrainConfig(), args)
+
+
+def save_checkpoint(model, cfg, metrics: dict, path: Path) -> None:
+    """The checkpoint `ship` reads back: the model's name and size, its weights, and the training metrics."""
+    import torch
+
+    torch.save(
+        {"model": cfg.model, "dim": cfg.dim, "state_dict": model.state_dict(), "metrics": metrics}, path
+    )
+
+
+def load_checkpoint(path: str, create, **heads: int):
+    """(checkpoint dict, the model in eval mode) of a `save_checkpoint` file; `create` builds the net from
+    its name and size (`heads`: its class counts)."""
+    import torch
+
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    model = create(ck["model"], dim=ck["dim"], **heads)
+    model.load_state_dict(ck["state_dict"])
+    model.eval()
+    return ck, model
+
+
+def training_manifest(ck: dict) -> dict:
+    """The engine manifest's `training` section from a checkpoint: which net, its size, config and time."""
+    return {
+        "model": ck["model"],
+        "model_kwargs": {"dim": ck["dim"]},
+        "config": ck["metrics"]["config"],
+        "train_s": ck["metrics"]["train_s"],
+    }
+
+
+def best_threshold(
+    dist: np.ndarray, pred: np.ndarray, truth: np.ndarray, known: np.ndarray, quantiles: np.ndarray
+) -> tuple[float, float, float, float]:
+    """(balanced accuracy, distance, accuracy, rejection rate) at the quantile of `dist` that maximises the
+    mean of the accuracy on the `known` queries and the rejection rate of the others (the first on ties)."""
+    from stream.gestures import UNKNOWN
+
+    best = (-1.0, 0.0, 0.0, 0.0)
+    for t in np.quantile(dist, quantiles):
+        p = np.where(dist > t, UNKNOWN, pred)
+        acc = float((p[known] == truth[known]).mean())
+        rej = float((p[~known] == UNKNOWN).mean())
+        if (acc + rej) / 2 > best[0]:
+            best = ((acc + rej) / 2, float(t), acc, rej)
+    return best
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """The options `train` and `sweep` of both gesture recipes take (each config has these fields)."""
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--dim", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--noise-mm", dest="noise_mm", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--bank-per-class", dest="bank_per_class", type=int, default=None)
+    p.add_argument("--pool-per-class", dest="pool_per_class", type=int, default=None)
+
+
 def pick_reject_distance(emb: np.ndarray, labels: np.ndarray, shots: int = 5, seed: int = 0) -> dict:
     """A rejection distance from unseen classes: half the classes are enrolled (`shots` each), queries come
     from all classes; the distance that maximises the mean of (accuracy on enrolled classes' queries) and
     (rejection rate of the other classes' queries) -- open-set balanced accuracy."""
-    from stream.gestures import UNKNOWN, nearest_class
+    from stream.gestures import nearest_class
 
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
@@ -51,13 +117,7 @@ def pick_reject_distance(emb: np.ndarray, labels: np.ndarray, shots: int = 5, se
     query = np.setdiff1d(np.arange(len(labels)), gallery)
     pred, dist = nearest_class(emb[gallery], labels[gallery], emb[query])
     known = np.isin(labels[query], enrolled)
-    best = (-1.0, 0.0, 0.0, 0.0)
-    for t in np.quantile(dist, np.linspace(0.05, 1.0, 96)):
-        p = np.where(dist > t, UNKNOWN, pred)
-        acc = float((p[known] == labels[query][known]).mean())
-        rej = float((p[~known] == UNKNOWN).mean())
-        if (acc + rej) / 2 > best[0]:
-            best = ((acc + rej) / 2, float(t), acc, rej)
+    best = best_threshold(dist, pred, labels[query], known, np.linspace(0.05, 1.0, 96))
     return {
         "reject_distance": best[1],
         "open_set_balanced_accuracy": best[0],
@@ -66,26 +126,27 @@ def pick_reject_distance(emb: np.ndarray, labels: np.ndarray, shots: int = 5, se
     }
 
 
-def train_main(args) -> int:
-    import torch
-
-    from .train import train_gesture_embedding
-
-    cfg = _config(args)
-    out = Path(args.out)
+def train_to(out: str | Path, cfg, train, checkpoint: str) -> int:
+    """`train(cfg)` into the folder `out`: the checkpoint `ship` reads, metrics.json, and the unseen-class
+    figures printed (the `train` command of both gesture recipes)."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model, metrics = train_gesture_embedding(cfg)
-    ck = out / "gesture.pt"
-    torch.save({"model": cfg.model, "dim": cfg.dim, "state_dict": model.state_dict(), "metrics": metrics}, ck)
+    model, metrics = train(cfg)
+    ck = out / checkpoint
+    save_checkpoint(model, cfg, metrics, ck)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics["unseen"]))
     print(f"checkpoint: {ck}")
     return 0
 
 
-def ship_main(args) -> int:
-    import torch
+def train_main(args) -> int:
+    from .train import train_gesture_embedding
 
+    return train_to(args.out, _config(args), train_gesture_embedding, "gesture.pt")
+
+
+def ship_main(args) -> int:
     from engines.export import export_onnx
     from stream.gestures import Gallery, canonical_joints
     from stream.synth import gestures as vocab
@@ -93,12 +154,9 @@ def ship_main(args) -> int:
     from .models import create_gesture_model
     from .train import GestureTrainConfig, embed
 
-    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    model = create_gesture_model(
-        ck["model"], dim=ck["dim"], n_coarse=len(vocab.COARSE), n_fine=len(vocab.TRAIN)
+    ck, model = load_checkpoint(
+        args.checkpoint, create_gesture_model, n_coarse=len(vocab.COARSE), n_fine=len(vocab.TRAIN)
     )
-    model.load_state_dict(ck["state_dict"])
-    model.eval()
     cfg = GestureTrainConfig(**{k: v for k, v in ck["metrics"]["config"].items() if k != "loss_cfg"})
     held = vocab.gesture_dataset(vocab.UNSEEN, 60, cfg.eval_seed + 1, noise_mm=10.0)
     canon = canonical_joints(held["joints_xyz_mm"])
@@ -119,12 +177,7 @@ def ship_main(args) -> int:
                 "joint_layout": "mediapipe21",
                 "num_joints": 21,
             },
-            "training": {
-                "model": ck["model"],
-                "model_kwargs": {"dim": ck["dim"]},
-                "config": ck["metrics"]["config"],
-                "train_s": ck["metrics"]["train_s"],
-            },
+            "training": training_manifest(ck),
             "metrics": {"unseen": ck["metrics"]["unseen"], **reject},
         },
         parity_inputs=parity,
@@ -238,16 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("train", "sweep"):
         p = sub.add_parser(name)
-        p.add_argument("--out", required=True)
+        add_training_options(p)
         p.add_argument("--model", default=None, choices=("joint_mlp", "depth_cnn"))
-        p.add_argument("--steps", type=int, default=None)
-        p.add_argument("--dim", type=int, default=None)
-        p.add_argument("--lr", type=float, default=None)
-        p.add_argument("--noise-mm", dest="noise_mm", type=float, default=None)
-        p.add_argument("--seed", type=int, default=None)
-        p.add_argument("--threads", type=int, default=None)
-        p.add_argument("--bank-per-class", dest="bank_per_class", type=int, default=None)
-        p.add_argument("--pool-per-class", dest="pool_per_class", type=int, default=None)
         p.add_argument("--tuples", type=int, default=None, help="quadruplets (or triplets) per step")
         p.add_argument(
             "--crop-cache", dest="crop_cache", default=None, help="folder for rendered depth crops"

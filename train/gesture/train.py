@@ -99,13 +99,19 @@ def evaluate(model: torch.nn.Module | None, cfg: GestureTrainConfig, noise_mm: f
     return {"noise_mm": noise_mm} | embedding_report(emb, data["label"], shots=5)
 
 
-def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.nn.Module, dict]:
+def begin_training(cfg) -> tuple[np.random.Generator, float]:
+    """(the run's generator, its start time) once the loss is known and torch's threads and seed are set:
+    how both gesture embeddings start a run, so one seed gives one run."""
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; choose from {', '.join(LOSSES)}")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    t0 = time.perf_counter()
+    return rng, time.perf_counter()
+
+
+def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.nn.Module, dict]:
+    rng, t0 = begin_training(cfg)
     model = create_gesture_model(cfg.model, dim=cfg.dim, n_coarse=len(vocab.COARSE), n_fine=len(vocab.TRAIN))
     if model.input_kind == "depth":
         bank = rendered_crops(vocab.TRAIN, cfg.bank_per_class, cfg.seed, cfg)
@@ -139,44 +145,68 @@ def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.n
             q = select_quadruplets(None, coarse[pool], fine[pool], cfg.tuples, cfg.selection, rng, dist)
         else:
             q = select_triplets(None, fine[pool], cfg.tuples, cfg.selection, rng, dist)
-        emb, coarse_logits, fine_logits = model.embed_and_logits(x[torch.from_numpy(q.reshape(-1))])
-        e = emb.reshape(len(q), q.shape[1], -1)
-        if cfg.loss == "quadruplet":
-            k = q.shape[1]
-            loss = combined_loss(
-                e[:, 0],
-                e[:, 1],
-                e[:, 2],
-                e[:, 3],
-                coarse_y=torch.from_numpy(coarse[pool][q[:, 0]]),
-                fine_y=torch.from_numpy(fine[pool][q[:, 0]]),
-                coarse_logits=coarse_logits[::k],
-                fine_logits=fine_logits[::k],
-                cfg=cfg.loss_cfg,
-                reduction="mean",
-            )
-        elif cfg.loss == "triplet":
-            loss = triplet_loss(e[:, 0], e[:, 1], e[:, 2])
-        else:
-            a = torch.cat([e[:, 0], e[:, 0]])
-            b = torch.cat([e[:, 1], e[:, 2]])
-            same = torch.cat([torch.ones(len(q)), torch.zeros(len(q))])
-            loss = contrastive_loss(a, b, same)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+        loss = tuple_loss(model, x, q, coarse[pool], fine[pool], cfg)
+        optimizer_step(opt, sched, loss)
         if step % 250 == 0 or step == cfg.steps - 1:
-            history.append((step, loss.item()))
-            log(f"step {step:5d}  loss {loss.item():.4f}  {time.perf_counter() - t0:.0f} s")
+            log_step(history, step, loss, t0, log)
     train_s = time.perf_counter() - t0
-    metrics = {
+    unseen = (
+        [evaluate(model, cfg, n) for n in cfg.eval_noise_mm]
+        if model.input_kind == "joints"
+        else [evaluate(model, cfg, None)]
+    )
+    return model, training_metrics(cfg, train_s, unseen, history)
+
+
+def tuple_loss(
+    model, x: torch.Tensor, q: np.ndarray, coarse: np.ndarray, fine: np.ndarray, cfg
+) -> torch.Tensor:
+    """The configured loss on the pool's tuples `q` (rows of pool indices: R, P+, P-, N or R, P, N); the
+    static and the dynamic embeddings train with it alike (`coarse`, `fine`: the pool's class indices)."""
+    emb, coarse_logits, fine_logits = model.embed_and_logits(x[torch.from_numpy(q.reshape(-1))])
+    e = emb.reshape(len(q), q.shape[1], -1)
+    if cfg.loss == "quadruplet":
+        k = q.shape[1]
+        return combined_loss(
+            e[:, 0],
+            e[:, 1],
+            e[:, 2],
+            e[:, 3],
+            coarse_y=torch.from_numpy(coarse[q[:, 0]]),
+            fine_y=torch.from_numpy(fine[q[:, 0]]),
+            coarse_logits=coarse_logits[::k],
+            fine_logits=fine_logits[::k],
+            cfg=cfg.loss_cfg,
+            reduction="mean",
+        )
+    if cfg.loss == "triplet":
+        return triplet_loss(e[:, 0], e[:, 1], e[:, 2])
+    a = torch.cat([e[:, 0], e[:, 0]])
+    b = torch.cat([e[:, 1], e[:, 2]])
+    return contrastive_loss(a, b, torch.cat([torch.ones(len(q)), torch.zeros(len(q))]))
+
+
+def optimizer_step(opt: torch.optim.Optimizer, sched, loss: torch.Tensor) -> None:
+    """One optimiser and one schedule step on `loss`."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+
+
+def log_step(history: list, step: int, loss: torch.Tensor, t0: float, log) -> None:
+    """Keep (step, loss) in the history and log it with the seconds since `t0`."""
+    history.append((step, loss.item()))
+    log(f"step {step:5d}  loss {loss.item():.4f}  {time.perf_counter() - t0:.0f} s")
+
+
+def training_metrics(cfg, train_s: float, unseen: list[dict], history: list) -> dict:
+    """The metrics a training run returns (and its checkpoint keeps): its config with the loss's own
+    settings, its time, the unseen-class evaluations and the loss history."""
+    return {
         "config": {k: v for k, v in asdict(cfg).items() if k != "loss_cfg"}
         | {"loss_cfg": asdict(cfg.loss_cfg)},
         "train_s": round(train_s, 1),
-        "unseen": [evaluate(model, cfg, n) for n in cfg.eval_noise_mm]
-        if model.input_kind == "joints"
-        else [evaluate(model, cfg, None)],
+        "unseen": unseen,
         "history": history,
     }
-    return model, metrics
