@@ -26,8 +26,7 @@ from stream.synth import motions
 from .dynamic_models import create_dynamic_model
 from .losses import QuadrupletLossConfig
 from .metrics import embedding_report
-from .selection import select_quadruplets, select_triplets
-from .train import begin_training, log_step, optimizer_step, training_metrics, tuple_loss
+from .train import begin_training, log_step, optimizer_step, pool_loss, training_metrics
 
 
 @dataclass
@@ -135,18 +134,7 @@ def train_dynamic_embedding(cfg: DynamicTrainConfig, log=print) -> tuple[torch.n
         x = torch.from_numpy(
             jittered_features(bank["windows_xyz_mm"][pool], rng, cfg.noise_mm, cfg.window_ms)
         )
-        dist = None
-        if cfg.selection != "random":
-            model.eval()
-            with torch.no_grad():
-                e = model(x)
-                dist = torch.cdist(e, e).numpy()
-        model.train()
-        if cfg.loss == "quadruplet":
-            q = select_quadruplets(None, coarse[pool], fine[pool], cfg.tuples, cfg.selection, rng, dist)
-        else:
-            q = select_triplets(None, fine[pool], cfg.tuples, cfg.selection, rng, dist)
-        loss = tuple_loss(model, x, q, coarse[pool], fine[pool], cfg)
+        loss = pool_loss(model, x, coarse[pool], fine[pool], cfg, rng)
         optimizer_step(opt, sched, loss)
         if step % 100 == 0 or step == cfg.steps - 1:
             log_step(history, step, loss, t0, log)

@@ -134,18 +134,7 @@ def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.n
     for step in range(cfg.steps):
         pool = np.concatenate([rng.choice(ix, cfg.pool_per_class, replace=False) for ix in by_class])
         x = torch.from_numpy(inputs(pool))
-        if cfg.selection == "random":
-            dist = None
-        else:
-            model.eval()
-            with torch.no_grad():
-                dist = torch.cdist(model(x), model(x)).numpy()
-        model.train()
-        if cfg.loss == "quadruplet":
-            q = select_quadruplets(None, coarse[pool], fine[pool], cfg.tuples, cfg.selection, rng, dist)
-        else:
-            q = select_triplets(None, fine[pool], cfg.tuples, cfg.selection, rng, dist)
-        loss = tuple_loss(model, x, q, coarse[pool], fine[pool], cfg)
+        loss = pool_loss(model, x, coarse[pool], fine[pool], cfg, rng)
         optimizer_step(opt, sched, loss)
         if step % 250 == 0 or step == cfg.steps - 1:
             log_step(history, step, loss, t0, log)
@@ -156,6 +145,23 @@ def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.n
         else [evaluate(model, cfg, None)]
     )
     return model, training_metrics(cfg, train_s, unseen, history)
+
+
+def pool_loss(model, x: torch.Tensor, coarse: np.ndarray, fine: np.ndarray, cfg, rng) -> torch.Tensor:
+    """One training step's loss on a pool: select the tuples by `cfg.selection` (the hard rules look at the
+    pool's embedding distances, computed once without gradients) and score them with `cfg.loss`."""
+    dist = None
+    if cfg.selection != "random":
+        model.eval()
+        with torch.no_grad():
+            e = model(x)
+            dist = torch.cdist(e, e).numpy()
+    model.train()
+    if cfg.loss == "quadruplet":
+        q = select_quadruplets(None, coarse, fine, cfg.tuples, cfg.selection, rng, dist)
+    else:
+        q = select_triplets(None, fine, cfg.tuples, cfg.selection, rng, dist)
+    return tuple_loss(model, x, q, coarse, fine, cfg)
 
 
 def tuple_loss(
