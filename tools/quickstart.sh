@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command per job on a fresh machine with Python 3.11 + pip:
-#   bash tools/quickstart.sh demo   -> sets up the runtime (numpy, OpenCV, ONNX Runtime) and runs the demo
+#   bash tools/quickstart.sh demo   -> sets up the runtime (numpy, OpenCV, ONNX Runtime, numba) and runs the demo
 #   bash tools/quickstart.sh test   -> sets up runtime + test/training tooling + librealsense, runs lint and tests
 # Everything the project needs is installed here (pip packages and, for pyrealsense2, libusb-1.0-0).
 set -euo pipefail
