@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from .kernels import HAVE_NUMBA, _njit
+from .kernels import HAVE_NUMBA, njit
 
 __all__ = ["HAVE_NUMBA", "nearest_row", "settled", "window_features_into"]
 
@@ -28,7 +28,7 @@ _TIPS = (0, 4, 8, 12, 16, 20)  # the wrist and the five fingertips: what motion_
 _MCPS = (5, 9, 13, 17)
 
 
-@_njit
+@njit
 def _resample(t, j, end_ms, window_ms, out):
     """stream.gestures.dynamic.resample_track into `out` (frames, 21, 3) float64."""
     frames, n = out.shape[0], t.shape[0]
@@ -52,7 +52,7 @@ def _resample(t, j, end_ms, window_ms, out):
                 out[i, p, c] = (1.0 - a) * j[kk, p, c] + a * j[kk + 1, p, c]
 
 
-@_njit
+@njit
 def _motion_extent(w):
     """stream.gestures.dynamic.motion_extent of a (T, 21, 3) window."""
     T = w.shape[0]
@@ -74,7 +74,7 @@ def _motion_extent(w):
     return total / len(_TIPS) / max(palm, 1e-12)
 
 
-@_njit
+@njit
 def _polar(m, out):
     """The orthogonal polar factor of 3x3 `m` (`u @ vt` of its SVD) into `out`; False where Newton's
     iteration does not converge (a near-singular `m`)."""
@@ -108,7 +108,7 @@ def _polar(m, out):
     return change < 1e-12
 
 
-@_njit
+@njit
 def window_features_into(times, joints, end_ms, window_ms, min_motion, feats):
     """The window of the track (times (N,), joints (N, 21, 3) float64) ending at `end_ms`, resampled to
     feats.shape[0] samples: (motion extent, ok). When the extent reaches `min_motion`, `feats` (T, 69)
@@ -179,7 +179,7 @@ def window_features_into(times, joints, end_ms, window_ms, min_motion, feats):
     return extent, True
 
 
-@_njit
+@njit
 def settled(times, joints, t, settle_ms, settle_motion):
     """DynamicGestureStage._settled on the track's arrays: whether the mean wrist and fingertip positions of
     the last `settle_ms` and of the `settle_ms` before lie less than `settle_motion` palm lengths apart."""
@@ -221,7 +221,7 @@ def settled(times, joints, t, settle_ms, settle_motion):
     return moved < settle_motion * max(palm, 1e-9)
 
 
-@_njit
+@njit
 def nearest_row(emb, gallery_t, gallery_sq):
     """(row, distance) of the enrolled embedding nearest to `emb` (d,), the gallery given transposed (d, N)
     in float64 with its squared norms: stream.gestures.gallery.nearest for one query."""

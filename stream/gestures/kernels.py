@@ -30,7 +30,7 @@ except ImportError:  # the numpy path runs instead
 HAVE_NUMBA = numba is not None
 
 
-def _njit(fn):
+def njit(fn):
     """numba's compiled function, or the plain Python one when numba is missing (then never called on the
     per-frame path: the recogniser checks HAVE_NUMBA)."""
     if numba is None:
@@ -82,7 +82,7 @@ def new_votes(window: int) -> np.ndarray:
     return np.zeros(int(window) + 2, np.int64)
 
 
-@_njit
+@njit
 def _canonical(j, out):
     """(21, 3) float64 joints -> `out` (63,) float32 as stream.gestures.canonical.canonical_hand computes
     them; False when a coordinate is not finite."""
@@ -130,7 +130,7 @@ def _canonical(j, out):
     return True
 
 
-@_njit
+@njit
 def _embed(x, params, meta, emb):
     """The dense layers and L2 normalisation on canonical coordinates `x` (63,) float32 -> `emb` (dim,)."""
     n_in, n_layers, l2 = meta[0], meta[1], meta[2]
@@ -174,7 +174,7 @@ def _embed(x, params, meta, emb):
             emb[o] = h[o]
 
 
-@_njit
+@njit
 def embed_canonical(c, params, meta, emb):
     """(21, 3) float32 canonical joints -> `emb` (dim,) float32: the gallery's and the parity check's entry."""
     x = np.empty(63, np.float32)
@@ -184,7 +184,7 @@ def embed_canonical(c, params, meta, emb):
     _embed(x, params, meta, emb)
 
 
-@_njit
+@njit
 def _nearest(emb, params, meta):
     """(row, squared distance) of the gallery example nearest to `emb`; the first of equals, as argmin."""
     dim, n, gal, sq = meta[3], meta[4], meta[5], meta[6]
@@ -207,7 +207,7 @@ def _nearest(emb, params, meta):
     return best, best_d2 + ee
 
 
-@_njit
+@njit
 def _vote(votes, cls):
     """Add `cls` (-1 = unknown) to the last-`window` votes; the majority (the first seen of equals, as a dict
     counts them), -2 when it is unknown or holds under half of the votes."""
@@ -233,7 +233,7 @@ def _vote(votes, cls):
     return best
 
 
-@_njit
+@njit
 def gesture_step(joints, params, meta, votes, reject_distance):
     """One frame: (21, 3) float64 joints in any unit -> (nearest gallery row, its distance, voted class).
     Row -1 when a joint is not finite (nothing voted); voted class -2 when no gesture holds the vote."""

@@ -43,10 +43,13 @@ class GestureRecognizer:
         self._out = engine.output_names[0]
         self._dense = compile_dense(engine)  # None: not a plain dense graph, ONNX Runtime runs it
         self.labels = [str(x) for x in gallery.labels]
+        self.names = list(dict.fromkeys(self.labels))  # the kernel's vote is an index into these
         self.reject_distance = float(reject_distance)
         self.embeddings = np.concatenate([self.embed(c) for c in gallery.joints[:, None]]).astype(np.float32)
         self._sq = (self.embeddings.astype(np.float64) ** 2).sum(1).astype(np.float32)  # |g|^2 per row
         self.window = int(window)
+        if self.window < 1:
+            raise ValueError(f"the vote window must be >= 1, got {window}")
         self._votes: deque[str] = deque(maxlen=self.window)
         self._kernel = self._compile_kernel(gallery) if use_kernel else None
         self._ring = kernels.new_votes(self.window)
@@ -56,8 +59,7 @@ class GestureRecognizer:
         when it cannot run this engine or disagrees with the numpy embeddings."""
         if not kernels.HAVE_NUMBA or self._dense is None:
             return None
-        names = list(dict.fromkeys(self.labels))
-        classes = np.array([names.index(x) for x in self.labels], np.int64)
+        classes = np.array([self.names.index(x) for x in self.labels], np.int64)
         try:
             params, meta = kernels.pack(self._dense, self.embeddings, classes)
         except ValueError:
@@ -67,7 +69,6 @@ class GestureRecognizer:
             kernels.embed_canonical(np.ascontiguousarray(c), params, meta, emb)
             if not np.allclose(emb, ref, atol=KERNEL_ATOL, rtol=0.0):
                 return None
-        self._names = names
         # compiles the per-frame entry on a real skeleton, with votes thrown away
         kernels.gesture_step(
             np.asarray(gallery.joints[0], np.float64), params, meta, kernels.new_votes(1), 1.0
@@ -104,9 +105,8 @@ class GestureRecognizer:
             self.reset()
             return None, None
         j = joints_xyz_mm
-        if (
-            not isinstance(j, np.ndarray) or j.dtype != np.float64 or not j.flags.c_contiguous
-        ):  # the one layout compiled at set-up
+        # float64 C-contiguous: the one layout compiled at set-up
+        if not isinstance(j, np.ndarray) or j.dtype != np.float64 or not j.flags.c_contiguous:
             j = np.ascontiguousarray(j, np.float64)
         if j.shape != (21, 3):
             raise ValueError(f"expected (21, 3) joints, got {j.shape}")
@@ -116,7 +116,7 @@ class GestureRecognizer:
         if row < 0:
             self.reset()
             return None, None
-        return (None if cls < 0 else self._names[cls]), dist
+        return (None if cls < 0 else self.names[cls]), dist
 
     def numpy_step(self, joints_xyz_mm: np.ndarray | None) -> tuple[str | None, float | None]:
         """`__call__` by numpy calls: the reference for the kernel, and the path without numba."""
