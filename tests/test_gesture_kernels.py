@@ -125,3 +125,26 @@ def test_without_numba_the_recogniser_runs_numpy(engine, monkeypatch):
     names = [rec(vocab.gesture_joints("fist", rng, noise_mm=2.0).astype(np.float64))[0] for _ in range(5)]
     assert names[-1] == "fist"
     assert rec(None) == (None, None)
+
+
+@needs_numba
+def test_in_the_running_pipeline_the_kernel_answers_as_the_numpy_path(engine):
+    """Generator frames through segmentation, the pose engine and One Euro: the stage (the kernel) names each
+    frame as a numpy-path recogniser fed the same smoothed skeletons does."""
+    from stream.pipeline import build_pipeline
+    from stream.sources.synthetic import SyntheticSource
+
+    ref = GestureStage(engine).recognizer
+    compared = named = 0
+    with build_pipeline(backend="onnxruntime", models="pose,gesture", overlay=False, threads=1) as p:
+        stage = next(s for s in p.stages if s.name == "gesture")
+        assert stage.recognizer.runs_kernel
+        for frame in SyntheticSource(n_frames=40, seed=7):
+            r = p.process(frame)
+            want = ref.numpy_step(r.joints_xyz_mm)
+            assert r.fields["gesture"] == want[0]
+            if want[1] is not None:
+                assert abs(r.fields["gesture_distance"] - want[1]) < 1e-5
+                compared += 1
+            named += want[0] is not None
+    assert compared >= 30 and named >= 10

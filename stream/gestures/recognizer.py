@@ -69,10 +69,15 @@ class GestureRecognizer:
             kernels.embed_canonical(np.ascontiguousarray(c), params, meta, emb)
             if not np.allclose(emb, ref, atol=KERNEL_ATOL, rtol=0.0):
                 return None
-        # compiles the per-frame entry on a real skeleton, with votes thrown away
-        kernels.gesture_step(
-            np.asarray(gallery.joints[0], np.float64), params, meta, kernels.new_votes(1), 1.0
-        )
+        # the per-frame entry (canonical frame included), compiled on the gallery's skeletons, whose nearest
+        # squared distances it must give as the numpy path does (squared: each is its own nearest, at ~0,
+        # where a square root would magnify float32 rounding); its votes are thrown away
+        for c in np.asarray(gallery.joints, np.float64):
+            _, dist, _ = kernels.gesture_step(c, params, meta, kernels.new_votes(1), 1.0)
+            e = self.embed(canonical_hand(c)[None])[0]
+            ref = max(float((self._sq - 2.0 * self.embeddings.dot(e)).min() + e.dot(e)), 0.0)
+            if not abs(dist * dist - ref) <= KERNEL_ATOL:
+                return None
         return params, meta
 
     @property
