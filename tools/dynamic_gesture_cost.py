@@ -1,7 +1,9 @@
 """What the dynamic_gesture stage costs per frame, on one thread: a synthetic hand performing motions at
 30 fps goes through the stage (shipped engine and gallery); the medians of frames that only append to the
 track and of frames that evaluate a window (resample, features, engine, nearest enrolled example), the
-engine alone, and the mean over all frames.
+engine alone, and the mean over all frames. With numba, for both paths: the compiled kernels
+(stream/gestures/dynamic_kernels.py) and the numpy path, two copies of the stage fed the same frames
+alternately; times are this thread's CPU time.
 
     OMP_NUM_THREADS=1 python tools/dynamic_gesture_cost.py [--tracks 10] [--stride 3]
 """
@@ -9,6 +11,7 @@ engine alone, and the mean over all frames.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -37,43 +40,49 @@ def main() -> int:
 
     cam = camera("d435_320x240")
     rng = np.random.default_rng(args.seed)
-    append, evaluate, every = [], [], []
     with engines.load_engine("dynamic_gesture", backend="onnxruntime", threads=1) as eng:
-        stage = DynamicGestureStage(eng, stride=args.stride)
+        stages = {"kernel": DynamicGestureStage(eng, stride=args.stride)}
+        if not stages["kernel"].matcher.runs_kernel:
+            stages = {"numpy": stages.pop("kernel")}
+        else:
+            stages["numpy"] = DynamicGestureStage(eng, stride=args.stride)
+            stages["numpy"].matcher = copy.copy(stages["numpy"].matcher)
+            stages["numpy"].matcher.runs_kernel = False
+        times_of = {k: ([], [], []) for k in stages}  # append, evaluate, every
         x = rng.normal(size=(1, FRAMES, FEATURES)).astype(np.float32)
         for _ in range(20):
             eng.infer(x)
         engine_ms = []
         for _ in range(300):
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             eng.infer(x)
-            engine_ms.append((time.perf_counter() - t0) * 1e3)
+            engine_ms.append((time.thread_time() - t0) * 1e3)
         for _ in range(args.tracks):
             names = [str(n) for n in rng.choice(motions.FINE, size=4)]
             times, joints, _ = motions.performance(names, rng, noise_mm=2.0)
-            stage.reset()
+            for stage in stages.values():
+                stage.reset()
             for i, (t, j) in enumerate(zip(times, joints)):
-                st = FrameState(RGBDFrame(i, float(t), np.zeros(cam.shape, np.uint16), cam))
-                st.joints_mm = j.astype(np.float64)
-                t0 = time.perf_counter()
-                stage.run(st)
-                ms = (time.perf_counter() - t0) * 1e3
-                every.append(ms)
-                (evaluate if st.fields["dynamic_gesture_distance"] is not None else append).append(ms)
-    print(
-        json.dumps(
-            {
-                "frames": len(every),
-                "evaluated_frames": len(evaluate),
-                "stride": args.stride,
-                "engine_ms_median": round(float(np.median(engine_ms)), 4),
-                "append_ms_median": round(float(np.median(append)), 4),
-                "evaluate_ms_median": round(float(np.median(evaluate)), 4) if evaluate else None,
-                "per_frame_ms_mean": round(float(np.mean(every)), 4),
-                "per_frame_ms_median": round(float(np.median(every)), 4),
-            }
-        )
-    )
+                for path, stage in stages.items():
+                    append, evaluate, every = times_of[path]
+                    st = FrameState(RGBDFrame(i, float(t), np.zeros(cam.shape, np.uint16), cam))
+                    st.joints_mm = j.astype(np.float64)
+                    t0 = time.thread_time()
+                    stage.run(st)
+                    ms = (time.thread_time() - t0) * 1e3
+                    every.append(ms)
+                    (evaluate if st.fields["dynamic_gesture_distance"] is not None else append).append(ms)
+    out = {"stride": args.stride, "engine_ms_median": round(float(np.median(engine_ms)), 4)}
+    for path, (append, evaluate, every) in times_of.items():
+        out[path] = {
+            "frames": len(every),
+            "evaluated_frames": len(evaluate),
+            "append_ms_median": round(float(np.median(append)), 4),
+            "evaluate_ms_median": round(float(np.median(evaluate)), 4) if evaluate else None,
+            "per_frame_ms_mean": round(float(np.mean(every)), 4),
+            "per_frame_ms_median": round(float(np.median(every)), 4),
+        }
+    print(json.dumps(out))
     return 0
 
 

@@ -30,7 +30,9 @@ import numpy as np
 from ..errors import InputError
 from ..stage_registry import register_stage
 from ..stages import FrameState, Stage
+from . import dynamic_kernels
 from .dynamic import (
+    FEATURES,
     FRAMES,
     MIN_COVERAGE,
     REST,
@@ -44,18 +46,44 @@ from .dynamic import (
 from .gallery import UNKNOWN, nearest
 from .stage import default_gallery_path, stage_gallery, stage_reject_distance
 
+KERNEL_ATOL = 1e-5  # the kernel's features of the gallery's windows against the numpy path's, at set-up
+
 
 class DynamicMatcher:
-    """The read-only part shared by every hand's copy of the stage: the engine and the embedded gallery."""
+    """The read-only part shared by every hand's copy of the stage: the engine and the embedded gallery.
 
-    def __init__(self, engine, gallery: DynamicGallery, window_ms: float, frames: int) -> None:
+    With numba the numpy work of an evaluation (resampling, the motion test, the features, the nearest
+    example) runs as compiled calls (stream/gestures/dynamic_kernels.py), compiled and checked against the
+    numpy features of the gallery's windows here, at set-up; without numba, or where they disagree, the
+    numpy path (the reference) runs."""
+
+    def __init__(
+        self, engine, gallery: DynamicGallery, window_ms: float, frames: int, use_kernel: bool = True
+    ) -> None:
         self.engine = engine
         self._out = engine.output_names[0]
         self.labels = np.array(gallery.labels)
         self.window_ms, self.frames = float(window_ms), int(frames)
-        feats = window_features(resample_windows(gallery.joints, self.frames))
+        windows = resample_windows(gallery.joints, self.frames)
+        feats = window_features(windows)
         self.embeddings = np.concatenate([self.embed(f) for f in feats]).astype(np.float64)
         self.sq = (self.embeddings**2).sum(1)
+        self._gallery_t = np.ascontiguousarray(self.embeddings.T)
+        self.runs_kernel = use_kernel and dynamic_kernels.HAVE_NUMBA and self._kernel_agrees(windows, feats)
+
+    def _kernel_agrees(self, windows: np.ndarray, feats: np.ndarray) -> bool:
+        """Compiles the kernels on the gallery's windows (each given as a track sampled at its own window's
+        times) and checks their features against the numpy ones."""
+        times = np.linspace(0.0, self.window_ms, self.frames)
+        out = np.empty((self.frames, feats.shape[-1]), np.float32)
+        for w, ref in zip(windows, feats):
+            j = np.ascontiguousarray(w, np.float64)
+            _, ok = dynamic_kernels.window_features_into(times, j, self.window_ms, self.window_ms, -1.0, out)
+            if not ok or not np.allclose(out, ref, atol=KERNEL_ATOL, rtol=0.0):
+                return False
+        dynamic_kernels.settled(times, j, self.window_ms, 150.0, 0.15)
+        dynamic_kernels.nearest_row(np.zeros(len(self._gallery_t), np.float32), self._gallery_t, self.sq)
+        return True
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         """(T, 69) features -> (1, d) embedding."""
@@ -66,6 +94,23 @@ class DynamicMatcher:
     ) -> tuple[str, float | None]:
         """(nearest enrolled name, distance) of the window of the track that ends at `end_ms`; (REST, None)
         without embedding it when the hand moved less than `min_motion` palm lengths (motion_extent)."""
+        if self.runs_kernel:
+            feats = np.empty((self.frames, FEATURES), np.float32)
+            extent, ok = dynamic_kernels.window_features_into(
+                times_ms, joints, float(end_ms), self.window_ms, float(min_motion), feats
+            )
+            if extent < min_motion:
+                return REST, None
+            if ok:
+                e = self.embed(feats)[0]
+                row, dist = dynamic_kernels.nearest_row(e, self._gallery_t, self.sq)
+                return str(self.labels[row]), dist
+        return self.numpy_call(times_ms, joints, end_ms, min_motion)
+
+    def numpy_call(
+        self, times_ms: np.ndarray, joints: np.ndarray, end_ms: float, min_motion: float = 0.0
+    ) -> tuple[str, float | None]:
+        """`__call__` by numpy calls: the reference for the kernels, and the path without numba."""
         w = resample_track(times_ms, joints, end_ms, self.window_ms, self.frames)
         if motion_extent(w) < min_motion:
             return REST, None
@@ -162,9 +207,10 @@ class DynamicGestureStage(Stage):
         self._frames += 1
         if t < self._quiet_until or t - self._times[0] < MIN_COVERAGE * window or self._frames % self.stride:
             return
-        if self.settle_ms > 0 and not self._settled(t):
+        times, joints = np.fromiter(self._times, np.float64, len(self._times)), np.array(self._joints)
+        if self.settle_ms > 0 and not self._settled(t, times, joints):
             return
-        label, dist = self.matcher(np.array(self._times), np.array(self._joints), t, self.min_motion)
+        label, dist = self.matcher(times, joints, t, self.min_motion)
         st.fields["dynamic_gesture_distance"] = dist
         label = UNKNOWN if label == REST or dist is None or dist > self.reject_distance else label
         n = self._streak[1] + 1 if label == self._streak[0] else 1
@@ -175,18 +221,25 @@ class DynamicGestureStage(Stage):
             self._quiet_until = t + self.refractory_ms
             self._forget_window()
 
-    def _settled(self, t: float) -> bool:
+    def _settled(self, t: float, times: np.ndarray | None = None, joints: np.ndarray | None = None) -> bool:
         """Whether the hand has come to rest: the mean positions of the wrist and fingertips over the last
         `settle_ms` and over the `settle_ms` before moved less than `settle_motion` palm lengths apart
-        (means, so a pose engine's jitter averages out). A double tap is not judged between its taps."""
-        times = np.fromiter(self._times, np.float64, len(self._times))
+        (means, so a pose engine's jitter averages out). A double tap is not judged between its taps.
+        `times` and `joints` are the track's arrays, made from the deques when not given."""
+        if times is None or joints is None:
+            times, joints = np.fromiter(self._times, np.float64, len(self._times)), np.array(self._joints)
+        if self.matcher.runs_kernel:
+            return bool(dynamic_kernels.settled(times, joints, t, self.settle_ms, self.settle_motion))
+        return self._settled_numpy(t, times, joints)
+
+    def _settled_numpy(self, t: float, times: np.ndarray, j: np.ndarray) -> bool:
+        """`_settled` by numpy calls: the reference for the kernel."""
         recent, before = (
             times > t - self.settle_ms,
             (times > t - 2 * self.settle_ms) & (times <= t - self.settle_ms),
         )
         if not recent.any() or not before.any():
             return True
-        j = np.array(self._joints)
         pts = j[:, [0, 4, 8, 12, 16, 20]]
         palm = np.linalg.norm(j[-1, [5, 9, 13, 17]] - j[-1, 0], axis=-1).mean()
         moved = np.linalg.norm(pts[recent].mean(0) - pts[before].mean(0), axis=-1).mean()
