@@ -121,6 +121,11 @@ class HandModel:
     point_weights: np.ndarray
     point_offsets: np.ndarray
     radii32: np.ndarray  # (K,) float32, for the nearest-sphere search
+    # point_weights as compressed rows (the compiled kernels walk each point's few joints): row p's joints
+    # are point_index[point_ptr[p]:point_ptr[p + 1]] with weights point_value[...]
+    point_ptr: np.ndarray
+    point_index: np.ndarray
+    point_value: np.ndarray
 
     @property
     def size_mm(self) -> np.ndarray:
@@ -191,7 +196,18 @@ def build_model(shape: HandShape, spacing: float = 1.5) -> HandModel:
         point_weights=np.ascontiguousarray(pw[:, :21]),
         point_offsets=pw[:, 21:] @ anchor_xyz,
         radii32=np.array(radii, dtype=np.float32)[keep],
+        **_compressed_rows(pw[:, :21]),
     )
+
+
+def _compressed_rows(w: np.ndarray) -> dict[str, np.ndarray]:
+    """The non-zero entries of a (P, 21) weight matrix row by row (CSR)."""
+    rows, cols = np.nonzero(w)
+    return {
+        "point_ptr": np.searchsorted(rows, np.arange(len(w) + 1)).astype(np.int64),
+        "point_index": cols.astype(np.int64),
+        "point_value": np.ascontiguousarray(w[rows, cols], dtype=np.float64),
+    }
 
 
 @dataclass(frozen=True, eq=False)

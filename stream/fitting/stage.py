@@ -25,7 +25,7 @@ import numpy as np
 
 from ..stage_registry import register_stage
 from ..stages import FrameState, Stage
-from .fit import FitConfig, FitResult, fit_hand, observe
+from .fit import FitConfig, FitResult, compile_kernels, fit_hand, observe
 from .ik import estimate_size
 from .model import HandModel, build_model, default_shape
 
@@ -51,9 +51,13 @@ class FitStage(Stage):
         shape_frames: int = 15,
         temporal: bool = True,
         warm_start: bool = False,
+        compiled: bool = True,
     ) -> None:
         super().__init__(None, name)
         self.config = config or FitConfig()
+        # the numba kernels are compiled (or loaded from numba's cache) here, never on a stream's first
+        # frame; compiled=False, or numba missing: the numpy reference
+        self.compiled = bool(compiled) and compile_kernels()
         self.shape_frames = max(1, int(shape_frames))
         self.temporal = bool(temporal)
         self.warm_start = bool(warm_start)
@@ -74,7 +78,7 @@ class FitStage(Stage):
             return
         model = self._model_for(st, engine)
         left = st.fields.get("handedness") == "left"
-        obs = observe(st.crop, st.frame.depth_mm, self.config.points, mirror=left)
+        obs = observe(st.crop, st.frame.depth_mm, self.config.points, mirror=left, compiled=self.compiled)
         st.fields["joints_engine_mm"] = engine
         if obs is None:  # too few hand pixels to fit to: the engine's joints stand
             self._warm = None
@@ -86,6 +90,7 @@ class FitStage(Stage):
             self.config,
             self._previous if self.temporal else None,
             self._start(engine, left),
+            compiled=self.compiled,
         )
         self._previous = res.joints
         self._warm = (left, res)
