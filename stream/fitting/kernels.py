@@ -260,12 +260,12 @@ def _kinematics(
 
 
 @numba.njit(**_JIT)
-def _add_row(
-    p, vx, vy, vz, w, r, points, trans, pw_ptr, pw_idx, pw_val, jd, row, mark, nz, hess, grad
-) -> None:
+def _add_row(p, vx, vy, vz, w, r, points, trans, pw_ptr, pw_idx, pw_val, jd, row, acc, acc_g) -> None:
     """One residual r (already weighted) with direction v at point p, row weight w: its Jacobian row
-    w ((p - wrist) x v, v, v . dp/dangle) added to J^T J (upper triangle) and J^T r, touching only the
-    row's non-zero entries."""
+    w ((p - wrist) x v, v, v . dp/dangle) added to J^T J and J^T r. A point moves with the 4 angles of at
+    most one chain (checked by build_model), so a row has 10 entries: rotation, translation and that
+    chain's dofs; it goes to the chain's (10, 10) block of acc (block 5: no chain), which `_scatter`
+    adds into the 26 x 26 system once (direct indices here, so the compiler can unroll the products)."""
     x = points[p, 0] - trans[0]
     y = points[p, 1] - trans[1]
     z = points[p, 2] - trans[2]
@@ -273,7 +273,8 @@ def _add_row(
     row[1] = w * (z * vx - x * vz)
     row[2] = w * (x * vy - y * vx)
     row[3], row[4], row[5] = w * vx, w * vy, w * vz
-    k = 6
+    row[6] = row[7] = row[8] = row[9] = 0.0
+    c = 5
     for e in range(pw_ptr[p], pw_ptr[p + 1]):
         j = pw_idx[e]
         if j < 2 or (j - 1) % 4 == 0:  # the wrist and the chains' base joints do not move with the angles
@@ -281,25 +282,31 @@ def _add_row(
         c = (j - 1) // 4
         s = w * pw_val[e]
         for d in range(4):
-            q = 6 + _DOF_I[d, c]
-            if not mark[q]:
-                mark[q] = True
-                row[q] = 0.0
-                nz[k] = q
-                k += 1
-            row[q] += s * (vx * jd[j, d, 0] + vy * jd[j, d, 1] + vz * jd[j, d, 2])
-    for a in range(k):
-        ia = nz[a]
-        ra = row[ia]
-        grad[ia] += ra * r
-        for b in range(a, k):
-            ib = nz[b]
-            if ia <= ib:
-                hess[ia, ib] += ra * row[ib]
-            else:
-                hess[ib, ia] += ra * row[ib]
-    for a in range(6, k):
-        mark[nz[a]] = False
+            row[6 + d] += s * (vx * jd[j, d, 0] + vy * jd[j, d, 1] + vz * jd[j, d, 2])
+    for a in range(10):
+        ra = row[a]
+        acc_g[c, a] += ra * r
+        for b in range(a, 10):
+            acc[c, a, b] += ra * row[b]
+
+
+@numba.njit(**_JIT)
+def _scatter(acc, acc_g, hess, grad) -> None:
+    """The per-chain blocks of `_add_row` into J^T J (upper triangle) and J^T r."""
+    for c in range(6):
+        for a in range(10):
+            ia = a if a < 6 or c == 5 else 6 + _DOF_I[a - 6, c]
+            if a >= 6 and c == 5:
+                continue
+            grad[ia] += acc_g[c, a]
+            for b in range(a, 10):
+                if b >= 6 and c == 5:
+                    continue
+                ib = b if b < 6 else 6 + _DOF_I[b - 6, c]
+                if ia <= ib:
+                    hess[ia, ib] += acc[c, a, b]
+                else:
+                    hess[ib, ia] += acc[c, a, b]
 
 
 @numba.njit(**_JIT)
@@ -337,9 +344,9 @@ def _terms(
     huber, outlier, forearm, w_data = cfg[0], cfg[1], cfg[2], cfg[3]
     w_sil, w_free, margin = cfg[4], cfg[5], cfg[8]
     n_sph = model_radii.shape[0]
-    row = np.zeros(N_PARAMS)
-    mark = np.zeros(N_PARAMS, dtype=np.bool_)
-    nz = np.arange(N_PARAMS)
+    row = np.zeros(10)
+    acc = np.zeros((6, 10, 10))
+    acc_g = np.zeros((6, 10))
     energy = 0.0
     ess = 0.0
     # nearest sphere surface in float32 about the observation's origin, as the reference's (N, K) block; the
@@ -366,11 +373,12 @@ def _terms(
         psq = r0 * r0 + r1 * r1 + r2 * r2
         for k in range(n_sph):
             d2 = q0 * cx[k] + q1 * cy[k] + q2 * cz[k] + psq + csq[k]
-            surf[k] = np.sqrt(max(d2, tiny)) - radii32[k]
-        kb = 0
+            d2 = tiny if d2 < tiny else d2  # np.maximum (NaN stays NaN)
+            surf[k] = np.float32(math.sqrt(d2)) - radii32[k]  # a float32 sqrt rounded once, as numpy's
+        kb, best = 0, surf[0]
         for k in range(1, n_sph):
-            if surf[k] < surf[kb]:
-                kb = k
+            if surf[k] < best:
+                kb, best = k, surf[k]
         nx = pts[i, 0] - points[kb, 0]
         ny = pts[i, 1] - points[kb, 1]
         nzz = pts[i, 2] - points[kb, 2]
@@ -403,10 +411,8 @@ def _terms(
                 pw_val,
                 jd,
                 row,
-                mark,
-                nz,
-                hess,
-                grad,
+                acc,
+                acc_g,
             )
     # silhouette and free space at each sphere centre's crop pixel
     ws = w_sil * mm_per_px
@@ -442,10 +448,8 @@ def _terms(
                     pw_val,
                     jd,
                     row,
-                    mark,
-                    nz,
-                    hess,
-                    grad,
+                    acc,
+                    acc_g,
                 )
         gap = cz - model_radii[k] - (depth_mm[f] - np.float32(margin))
         if gap < 0:  # NaN (off the hand) compares False
@@ -465,10 +469,8 @@ def _terms(
                     pw_val,
                     jd,
                     row,
-                    mark,
-                    nz,
-                    hess,
-                    grad,
+                    acc,
+                    acc_g,
                 )
     # joint terms: x, y, z of every joint towards each target (the engine's joints; the last fit's)
     for t in range(targets.shape[0]):
@@ -495,11 +497,11 @@ def _terms(
                         pw_val,
                         jd,
                         row,
-                        mark,
-                        nz,
-                        hess,
-                        grad,
+                        acc,
+                        acc_g,
                     )
+    if build:
+        _scatter(acc, acc_g, hess, grad)
     return energy, math.sqrt(ess / n_pts)
 
 

@@ -203,6 +203,11 @@ def build_model(shape: HandShape, spacing: float = 1.5) -> HandModel:
 def _compressed_rows(w: np.ndarray) -> dict[str, np.ndarray]:
     """The non-zero entries of a (P, 21) weight matrix row by row (CSR)."""
     rows, cols = np.nonzero(w)
+    moving = (cols >= 2) & ((cols - 1) % 4 != 0)  # the wrist and the chains' base joints are rigid
+    chains = np.zeros((len(w), 5), dtype=bool)
+    chains[rows[moving], (cols[moving] - 1) // 4] = True
+    if chains.sum(1).max(initial=0) > 1:  # the kernels' rows hold one chain's angles (kernels._add_row)
+        raise ValueError("a model point moves with two chains")
     return {
         "point_ptr": np.searchsorted(rows, np.arange(len(w) + 1)).astype(np.int64),
         "point_index": cols.astype(np.int64),
