@@ -57,6 +57,7 @@ def _same_fit(a, b, tol_mm: float = 1e-6) -> None:
     np.testing.assert_allclose(a.pose, b.pose, rtol=0, atol=1e-8)
     np.testing.assert_allclose(a.rot, b.rot, rtol=0, atol=1e-9)
     assert a.data_rms_mm == pytest.approx(b.data_rms_mm, rel=1e-6)
+    assert a.energy == pytest.approx(b.energy, rel=1e-6) and a.energy > 0
 
 
 @pytest.mark.parametrize("seed", [3, 5, 11, 17])

@@ -45,12 +45,14 @@ from .model import (
 class FitConfig:
     """Weights are in residual mm per unit (a data point's mm counts 1)."""
 
-    iterations: int = 3
-    # when tracking, the last frame's fit is the start: no inverse kinematics, and fewer steps from a start
-    # that is already fitted; unless the engine's wrist is this far from the last fit's (the hand jumped)
+    # 6 steps x 256 points: chosen on the tuning set (seed 77) within the 1 ms a hand the compiled fit
+    # has (3 x 128 was the numpy fit's budget; BENCHMARKS.md, "Model fitting")
+    iterations: int = 6
+    # when tracking, the last frame's fit is a second start: no inverse kinematics, and fewer steps from a
+    # start that is already fitted; unless the engine's wrist is this far from the last fit's (the hand jumped)
     tracking_iterations: int = 2
     tracking_jump_mm: float = 30.0
-    points: int = 128
+    points: int = 256
     huber_mm: float = 8.0
     outlier_mm: float = 30.0  # data points farther than this from the model are not the hand
     forearm_frac: float = 0.06  # data points this far (x hand length) behind the wrist are the forearm
@@ -97,7 +99,7 @@ class Observation:
 def observe(
     crop,
     depth_mm: np.ndarray | None = None,
-    n_points: int = 128,
+    n_points: int = FitConfig.points,
     mirror: bool = False,
     slack_px: float = 1.5,
     compiled: bool = True,
@@ -188,6 +190,9 @@ class FitResult:
     trans: np.ndarray
     pose: np.ndarray  # (20,) radians, within limits
     data_rms_mm: float  # RMS point-to-surface distance of the data points at the last iteration
+    # the energy (sum of squared weighted residuals, mm^2) at the result: fits of one frame from several
+    # starts compare by it
+    energy: float = math.nan
 
 
 _DIAG = np.diag_indices(N_PARAMS)
@@ -261,10 +266,15 @@ def _fit_numpy(
         rot = rotation_update(step[0:3]) @ rot
         trans = trans + step[3:6]
         pose = np.minimum(np.maximum(pose + step[6:], _LO), _HI)
-    joints = pose_joints(model, rot, trans, pose)
+    posed = pose_model(model, rot, trans, pose)
+    _, _, _, res, _ = _terms(model, obs, posed, cfg)
+    flat = posed.joints.reshape(-1)
+    res += [w * (flat - target) for w, target in joint_terms if w > 0]
+    r = np.concatenate(res)
+    joints = posed.joints.copy()
     if obs.mirror < 0:
         joints = joints * _MIRROR
-    return FitResult(joints, rot, trans, pose, rms)
+    return FitResult(joints, rot, trans, pose, rms, float(r @ r))
 
 
 def _terms(model: HandModel, obs: Observation, posed, cfg: FitConfig) -> tuple:
@@ -352,13 +362,13 @@ def _fit_compiled(
         targets, target_w = _c(prior[None]), np.array([cfg.w_prior])
     else:
         targets, target_w = _c(np.stack([prior, prev])), np.array([cfg.w_prior, cfg.w_temporal])
-    rot, trans, pose, joints, rms, _ = _kernels.gauss_newton_kernel(
+    rot, trans, pose, joints, rms, energy = _kernels.gauss_newton_kernel(
         *_model_args(model), *_obs_args(obs), targets, target_w, _config_array(cfg), rot, trans, pose,
         iterations,
     )  # fmt: skip
     if obs.mirror < 0:
         joints = joints * _MIRROR
-    return FitResult(joints, rot, trans, pose, float(rms))
+    return FitResult(joints, rot, trans, pose, float(rms), float(energy))
 
 
 def _c(a: np.ndarray, dtype=np.float64) -> np.ndarray:
