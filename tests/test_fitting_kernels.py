@@ -136,7 +136,12 @@ def test_the_inverse_kinematics_kernel_is_the_references():
 def _signatures() -> dict[str, int]:
     return {
         name: len(getattr(kernels, name).signatures)
-        for name in ("gauss_newton_kernel", "inverse_kinematics_kernel", "observe_kernel")
+        for name in (
+            "gauss_newton_kernel",
+            "inverse_kinematics_kernel",
+            "observe_kernel",
+            "finish_observation_kernel",
+        )
     }
 
 

@@ -149,21 +149,26 @@ def observe(
     # the sensor drops depth along silhouettes and across thin fingers, so the measured hand is smaller
     # than the hand: the silhouette term only counts what lies beyond a pixel's slack
     dist = cv2.distanceTransform(off_u8, cv2.DIST_L2, 3)
-    dist = np.maximum(dist - np.float32(slack_px), np.float32(0.0))
-    gu = cv2.Sobel(dist, cv2.CV_32F, 1, 0, ksize=1, scale=0.5)  # central differences
-    gv = cv2.Sobel(dist, cv2.CV_32F, 0, 1, ksize=1, scale=0.5)
-    origin = pts.mean(0)
-    rel = (pts - origin).astype(np.float32)
+    if compiled and _kernels is not None:
+        dist, gu, gv, origin, m2, sq = _kernels.finish_observation_kernel(dist, float(slack_px), pts)
+    else:
+        dist = np.maximum(dist - np.float32(slack_px), np.float32(0.0))
+        gu = cv2.Sobel(dist, cv2.CV_32F, 1, 0, ksize=1, scale=0.5).ravel()  # central differences
+        gv = cv2.Sobel(dist, cv2.CV_32F, 0, 1, ksize=1, scale=0.5).ravel()
+        dist = dist.ravel()
+        origin = pts.mean(0)
+        rel = (pts - origin).astype(np.float32)
+        m2, sq = -2.0 * rel, (rel * rel).sum(1, keepdims=True)
     return Observation(
         points=pts,
         origin=origin,
-        points_m2=-2.0 * rel,
-        points_sq=(rel * rel).sum(1, keepdims=True),
+        points_m2=m2,
+        points_sq=sq,
         depth_mm=depth_obs,
         raw_mm=raw,
-        dist_px=dist.ravel(),
-        grad_u=gu.ravel(),
-        grad_v=gv.ravel(),
+        dist_px=dist,
+        grad_u=gu,
+        grad_v=gv,
         proj=proj,
         mm_per_px=crop.cube_mm / crop.size,
         size=size,
@@ -438,4 +443,5 @@ def compile_kernels() -> bool:
     )
     fit_hand(model, obs, joints, FitConfig(iterations=1), previous=joints)
     _kernels.observe_kernel(np.ones((size, size), dtype=np.float32), 100.0, 400.0, obs.proj, 128, False)
+    _kernels.finish_observation_kernel(np.ones((size, size), dtype=np.float32), 1.5, points)
     return True

@@ -666,3 +666,46 @@ def observe_kernel(
         pts[k, 1] = (sel // size - proj[3]) * z / proj[2]
         pts[k, 2] = z
     return count, pts, obs, off
+
+
+@numba.njit(**_JIT)
+def finish_observation_kernel(
+    dist: np.ndarray, slack_px: float, pts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """fit.observe's last part: the distance to the hand less its slack (S * S,) with its central differences
+    along columns and rows (OpenCV's Sobel, ksize 1, scale 0.5, reflected border: 0 on the edges), and the
+    points' float32 search terms about their mean: (dist, grad_u, grad_v, origin, -2 (p - origin),
+    |p - origin|^2), each in the reference's arithmetic and order."""
+    size = dist.shape[0]
+    s32 = np.float32(slack_px)
+    zero = np.float32(0.0)
+    half = np.float32(0.5)
+    d = np.empty((size, size), dtype=np.float32)
+    for r in range(size):
+        for c in range(size):
+            v = dist[r, c] - s32
+            d[r, c] = v if v > zero else zero
+    gu = np.zeros((size, size), dtype=np.float32)
+    gv = np.zeros((size, size), dtype=np.float32)
+    for r in range(size):
+        for c in range(1, size - 1):
+            gu[r, c] = d[r, c + 1] * half - d[r, c - 1] * half
+    for r in range(1, size - 1):
+        for c in range(size):
+            gv[r, c] = d[r + 1, c] * half - d[r - 1, c] * half
+    n = pts.shape[0]
+    origin = np.zeros(3)
+    for i in range(n):
+        for a in range(3):
+            origin[a] += pts[i, a]
+    for a in range(3):
+        origin[a] /= n
+    m2 = np.empty((n, 3), dtype=np.float32)
+    sq = np.empty((n, 1), dtype=np.float32)
+    for i in range(n):
+        r0 = np.float32(pts[i, 0] - origin[0])
+        r1 = np.float32(pts[i, 1] - origin[1])
+        r2 = np.float32(pts[i, 2] - origin[2])
+        m2[i, 0], m2[i, 1], m2[i, 2] = np.float32(-2.0) * r0, np.float32(-2.0) * r1, np.float32(-2.0) * r2
+        sq[i, 0] = r0 * r0 + r1 * r1 + r2 * r2
+    return d.ravel(), gu.ravel(), gv.ravel(), origin, m2, sq
