@@ -48,9 +48,10 @@ class FitConfig:
     # 6 steps x 256 points: chosen on the tuning set (seed 77) within the 1 ms a hand the compiled fit
     # has (3 x 128 was the numpy fit's budget; BENCHMARKS.md, "Model fitting")
     iterations: int = 6
-    # when tracking, the last frame's fit is a second start: no inverse kinematics, and fewer steps from a
-    # start that is already fitted; unless the engine's wrist is this far from the last fit's (the hand jumped)
-    tracking_iterations: int = 2
+    # when tracking, the last frame's fit is a second start: no inverse kinematics, and one step from a start
+    # that is already fitted (two were no better on generator sequences); unless the engine's wrist is this
+    # far from the last fit's (the hand jumped)
+    tracking_iterations: int = 1
     tracking_jump_mm: float = 30.0
     points: int = 256
     huber_mm: float = 8.0
