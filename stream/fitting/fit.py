@@ -1,8 +1,8 @@
 """Fit the articulated hand model to the observed depth: the network proposes, the model disposes.
 
 Model-based tracking in the manner of Tagliasacchi et al. 2015 / Tkach et al. 2016 (sphere-mesh hands, ICP
-on depth plus a silhouette term), cut down to a per-frame budget of about a millisecond in numpy: the
-engine's joints initialise the model by inverse kinematics, then a few damped Gauss-Newton steps minimise
+on depth plus a silhouette term), cut down to a per-frame budget of under a millisecond: the engine's
+joints initialise the model by inverse kinematics, then a few damped Gauss-Newton steps minimise
 
     data       observed hand points (the crop's hand pixels, back-projected, subsampled) to the nearest
                model sphere's surface, Huber-weighted (a stray forearm pixel must not drag a finger);
@@ -16,6 +16,9 @@ engine's joints initialise the model by inverse kinematics, then a few damped Ga
 over the global rotation (about the wrist), translation and the 20 joint angles, with analytic Jacobians.
 Angles are projected onto the joint limits after every step, and the bone lengths are the model's, so the
 skeleton out is always anatomically valid and keeps one user's proportions.
+
+The numpy code here is the reference; `observe` and `fit_hand` run the same arithmetic compiled with numba
+(kernels.py) unless told `compiled=False` or numba does not import.
 """
 
 from __future__ import annotations
