@@ -1,11 +1,13 @@
-"""Compiled kernels of the fit: inverse kinematics and the whole Gauss-Newton descent, one call each.
+"""Compiled kernels of the fit: the observation's per-pixel parts, inverse kinematics and the whole
+Gauss-Newton descent, one call each.
 
 The numpy code (ik.py, model.py, fit.py) stays the reference and the fallback: these kernels compute the
-same energy and the same steps with scalar loops, because at these sizes (5 chains, ~100 spheres, 128
-points, 26 parameters) numpy's per-call cost, not arithmetic, was the whole cost (~400 calls a fit). What
-differs from the reference only in rounding: J^T J and J^T r are accumulated row by row from sparse rows
-(no dense Jacobian), the 26 x 26 system is solved by Cholesky instead of LU, and the global frame of the
-inverse kinematics is Horn's quaternion solution instead of an SVD (both give the optimal proper rotation).
+same observation (bit for bit), energy and steps with scalar loops, because at these sizes (5 chains, ~85
+spheres, 256 points, 26 parameters) numpy's per-call cost, not arithmetic, was the whole cost (~400 calls a
+fit). What differs from the reference only in rounding: J^T J and J^T r are accumulated row by row from
+sparse rows (no dense Jacobian), the 26 x 26 system is solved by Cholesky instead of LU, and the global
+frame of the inverse kinematics is Horn's quaternion solution instead of an SVD (both give the optimal
+proper rotation).
 """
 
 from __future__ import annotations
