@@ -522,9 +522,9 @@ def build_pipeline(
     shipped) so a left hand is mirrored into the right-hand pose engine; 1: one hand, as before. `fit`:
     True (`--fit`) fits the articulated hand model to the depth after the pose engine (the "fit" stage,
     stream/fitting) whenever a pose engine drives the skeleton; False (`--no-fit`) never, even when `models`
-    names it; None: when `models` names "fit". Not on by default: it takes the held-out mean error from
-    14.6 to 11.9-12.6 mm but costs ~2.7 ms of CPU a hand on the 2-core VM, over its 1 ms budget
-    (BENCHMARKS.md, "Model fitting")."""
+    names it; None (the default): as True. On by default since it became a compiled kernel: within its
+    1 ms of CPU a hand on the 2-core VM it lowers the held-out mean error and keeps one user's bone
+    lengths (BENCHMARKS.md, "Model fitting")."""
     import engines as engines_pkg
 
     if not 1 <= int(max_hands) <= MAX_HANDS:
@@ -606,7 +606,7 @@ def _assemble(
         chosen.append((name, cls, e))
     pose_e = next((e for _, cls, e in chosen if cls is PoseStage), None)
     fit_cls = stage_class("fit")
-    if fit is True and pose_e is not None and fit_cls not in used:
+    if fit is not False and pose_e is not None and fit_cls not in used:
         chosen.append(("fit", fit_cls, None))
     pre = dict(pose_e.manifest.preprocessing) if pose_e is not None else {}
     if pose_e is None and loaded:

@@ -54,7 +54,7 @@ def test_tiny_bench_writes_json_markdown_and_plots(clip_npz, tmp_path, capsys):
     assert 0 < e2e["min"] <= e2e["p50"] <= e2e["p95"] <= e2e["p99"] <= e2e["max"]
     # the runtime's own stages, in its order; capture/decode is timed on the capture thread, beside them
     # (two hands by default, as `handstream run`: the handedness stage runs before the pose engine)
-    assert list(pipe["stages_ms"]) == ["preprocess", "handedness", "pose", "smooth"]
+    assert list(pipe["stages_ms"]) == ["preprocess", "handedness", "pose", "fit", "smooth"]
     assert r["input"]["max_hands"] == 2
     assert pipe["off_path_ms"][CAPTURE_KEY]["n"] == 6 and pipe["off_path_ms"][CAPTURE_KEY]["p50"] > 0
     # end-to-end is timed outside the stages' own timers, so per frame it is never below their sum
@@ -66,7 +66,15 @@ def test_tiny_bench_writes_json_markdown_and_plots(clip_npz, tmp_path, capsys):
     assert "memory" in pmem["description"] and pmem["end_to_end_ms"]["n"] == 6
     replay = r["replay"]  # run_stream + OverlayStage + VideoSink: a real mp4, read back
     assert replay["frames"] == 6 and replay["video_frames"] == 6 and replay["video_bytes"] > 1000
-    assert list(replay["stages_ms"]) == ["preprocess", "handedness", "pose", "smooth", "overlay", "sinks"]
+    assert list(replay["stages_ms"]) == [
+        "preprocess",
+        "handedness",
+        "pose",
+        "fit",
+        "smooth",
+        "overlay",
+        "sinks",
+    ]
     assert replay["off_path_ms"][CAPTURE_KEY]["n"] == 6 and replay["fps"] > 0
     mem = r["replay_memory"]  # the same frames from memory, encoder inline
     assert mem["video_frames"] == 6 and "memory" in mem["description"]

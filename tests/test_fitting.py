@@ -13,7 +13,7 @@ import pytest
 
 from stream.cli import main as cli
 from stream.errors import InputError
-from stream.fitting.fit import fit_hand, observe
+from stream.fitting.fit import FitConfig, fit_hand, observe
 from stream.fitting.ik import estimate_size, inverse_kinematics
 from stream.fitting.model import (
     LIMITS_RAD,
@@ -173,8 +173,9 @@ def test_the_stage_is_registered_and_runs_between_pose_and_smoothing():
         with build_pipeline(backend="onnxruntime", overlay=False, **kw) as p:
             return [s.name for s in p.stages]
 
-    assert names(models="pose") == ["preprocess", "pose", "smooth"]  # off by default (over budget)
+    assert names(models="pose") == ["preprocess", "pose", "fit", "smooth"]  # on by default
     assert names(models="pose", fit=True) == ["preprocess", "pose", "fit", "smooth"]
+    assert names(models="pose", fit=False) == ["preprocess", "pose", "smooth"]  # --no-fit
     assert names(models="fit,pose") == ["preprocess", "pose", "fit", "smooth"]  # ordered by its reads
     assert names(models="pose,fit", fit=False) == ["preprocess", "pose", "smooth"]  # --no-fit wins
 
@@ -220,8 +221,11 @@ def test_a_run_keeps_bone_lengths_and_records_the_engines_joints(tmp_path, capsy
     assert _bones(eng).std(0).max() > 0.5  # the engine's bones wander: the fit is what holds them
     assert not np.allclose(raw, eng)
     assert "fit" in recs[0]["stage_ms"]
-    # without --fit, and with --no-fit even when --models names it: the engine's joints, no fit fields
-    for extra in ([], ["--no-fit", "--models", "pose,fit"]):
+    # by default the fit runs; --no-fit leaves it out, even when --models names it
+    assert cli([*base, "--frames", "5"]) == 0
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert "fit" in recs[0]["stage_ms"] and all("joints_engine_xyz_mm" in r for r in recs)
+    for extra in (["--no-fit"], ["--no-fit", "--models", "pose,fit"]):
         assert cli([*base, "--frames", "5", *extra]) == 0
         recs = [json.loads(line) for line in out.read_text().splitlines()]
         assert len(recs) == 5 and all("joints_engine_xyz_mm" not in r for r in recs)
@@ -263,23 +267,29 @@ def test_a_left_hand_is_fitted_as_the_mirrored_right_hand():
     assert np.abs(outs[0] - start).mean() > 1.0  # the fit did move the joints
 
 
-def test_a_warm_start_on_a_static_frame_goes_on_from_the_cold_fit():
-    """Tracking starts from the last fit (no inverse kinematics, fewer steps): on the same frame again it
-    continues the cold fit's descent (three steps from the engine's joints do not converge): the data fit
-    improves and the joints come no farther from the truth; the stage takes that path from its second frame."""
+def test_a_tracked_hand_keeps_the_lower_energy_of_its_last_fit_and_the_engines_start():
+    """Tracking fits from the last fit too (no inverse kinematics, fewer steps) and keeps whichever of that
+    and the cold fit from the engine's joints has the lower energy: on the same frame again the warm fit
+    continues the cold fit's descent, so its energy is lower and the stage takes it from the second frame;
+    with keep_cold=False the warm fit alone; with warm_start=False the cold fit every frame."""
     from stream.fitting.stage import FitStage
 
     smp, crop = _rendered_frame(8)
     gt = smp.joints_xyz_mm.astype(np.float64)
     engine = gt + np.random.default_rng(8).normal(0, 6.0, (21, 3))
-    stage = FitStage(warm_start=True)
-    outs = []
-    for _ in range(2):
-        st = FrameState(smp.frame)
-        st.crop, st.joints_raw_mm = crop, engine
-        st.fields["hand_size_mm"] = smp.hand_size_mm
-        stage.run(st)
-        outs.append(st.joints_raw_mm)
+
+    def two_frames(stage: FitStage) -> list[np.ndarray]:
+        outs = []
+        for _ in range(2):
+            st = FrameState(smp.frame)
+            st.crop, st.joints_raw_mm = crop, engine
+            st.fields["hand_size_mm"] = smp.hand_size_mm
+            stage.run(st)
+            outs.append(st.joints_raw_mm)
+        return outs
+
+    stage = FitStage()
+    outs = two_frames(stage)
     model = stage._model  # the calibrated size on the stage's grid
     obs = observe(crop, smp.frame.depth_mm)
     cold = fit_hand(model, obs, engine)
@@ -288,15 +298,24 @@ def test_a_warm_start_on_a_static_frame_goes_on_from_the_cold_fit():
     def err(j: np.ndarray) -> float:
         return float(np.linalg.norm(j - gt, axis=1).mean())
 
-    assert warm.data_rms_mm < cold.data_rms_mm
+    assert warm.energy < cold.energy and warm.data_rms_mm <= cold.data_rms_mm + 0.05
     assert err(warm.joints) < err(cold.joints) + 0.5
     assert np.all(warm.pose >= LIMITS_RAD[:, 0]) and np.all(warm.pose <= LIMITS_RAD[:, 1])
     np.testing.assert_allclose(_bones(warm.joints), _bones(cold.joints), atol=1e-9)
     assert stage._warm is not None and stage._warm[0] is False
     np.testing.assert_allclose(outs[0], cold.joints, atol=1e-6)  # the first frame is the cold fit
-    np.testing.assert_allclose(outs[1], warm.joints, atol=1e-6)  # the second starts from it
+    np.testing.assert_allclose(outs[1], warm.joints, atol=1e-6)  # the second: the lower energy, warm
+    np.testing.assert_allclose(two_frames(FitStage(keep_cold=False))[1], warm.joints, atol=1e-6)
+    np.testing.assert_allclose(two_frames(FitStage(warm_start=False))[1], cold.joints, atol=1e-6)
+    # the stage keeps the cold fit where it has the lower energy: a last fit far off on the same frame
+    far = fit_hand(model, obs, engine + 25.0, FitConfig(iterations=1))
+    stage._warm = (False, far)
+    st = FrameState(smp.frame)
+    st.crop, st.joints_raw_mm = crop, engine
+    st.fields["hand_size_mm"] = smp.hand_size_mm
+    stage.run(st)
+    np.testing.assert_allclose(st.joints_raw_mm, cold.joints, atol=1e-6)
     # a jump (the engine's wrist far from the last fit's) starts over from the engine's joints
     assert stage._start(engine + 50.0, False) is None and stage._start(engine, True) is None
     stage.reset()
     assert stage._warm is None
-    assert FitStage()._start(engine, False) is None  # off unless asked for (BENCHMARKS: not within 0.3 mm)

@@ -32,7 +32,7 @@ def test_process_gives_one_frozen_result_per_frame(pipe, frames):
     r = next(r for r in results if r.hand_found)
     j = pipe.engines[0].manifest.num_joints
     assert isinstance(r, FrameResult) and r.joints_xyz_mm.shape == (j, 3) and r.joints_uvd.shape == (j, 3)
-    assert list(r.stage_ms) == ["preprocess", "pose", "smooth"]
+    assert list(r.stage_ms) == ["preprocess", "pose", "fit", "smooth"]  # the hand-model fit is on by default
     assert all(v >= 0 for v in r.stage_ms.values()) and r.latency_ms >= r.total_ms * 0.5
     with pytest.raises(AttributeError):
         r.hand_found = False  # frozen
@@ -114,7 +114,7 @@ def test_other_engines_selected_by_name_report_raw_outputs(frames):
     with build_pipeline(backend="onnxruntime", models=["pose", second], overlay=False) as p:
         names = [s.name for s in p.stages]
         results = [p.process(f) for f in frames[:4]]
-    assert names == ["preprocess", "pose", "pose_2", "smooth"]
+    assert names == ["preprocess", "pose", "pose_2", "fit", "smooth"]
     r = next(r for r in results if r.hand_found)
     assert set(r.outputs) == {"pose", "pose_2"}
     np.testing.assert_allclose(r.outputs["pose_2"], r.outputs["pose"], rtol=1e-5, atol=1e-5)

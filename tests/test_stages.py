@@ -91,7 +91,7 @@ def test_registered_stage_assembled_by_name_records_its_field(registered, tmp_pa
     out = tmp_path / "r.jsonl"
     # named before pose: the builder runs it after smooth, which writes the joints it reads
     with build_pipeline(backend="onnxruntime", models="spread,pose", overlay=False) as p:
-        assert [s.name for s in p.stages] == ["preprocess", "pose", "smooth", "spread"]
+        assert [s.name for s in p.stages] == ["preprocess", "pose", "fit", "smooth", "spread"]
         run_stream(SyntheticSource(n_frames=8, seed=4), p, [JsonlSink(out)])
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     hands = [r for r in recs if r["hand_found"]]
@@ -109,7 +109,7 @@ def test_registered_stage_draws_on_the_overlay(registered, frames):
     with build_pipeline(backend="onnxruntime", models="pose", overlay=True) as p:
         plain = [p.process(f) for f in frames]
     r = next(r for r in with_label if r.hand_found)
-    assert r.fields["spread_mm"] > 0 and r.record_fields == {"spread_mm": round(r.fields["spread_mm"], 2)}
+    assert r.fields["spread_mm"] > 0 and r.record_fields["spread_mm"] == round(r.fields["spread_mm"], 2)
     h, w = frames[r.index].intrinsics.height, frames[r.index].intrinsics.width
     a, b = r.image, plain[r.index].image
     assert a.shape == b.shape == (h, 2 * w, 3)
@@ -129,10 +129,10 @@ def test_contract_violation_is_one_line_at_build_time(registered, frames):
     assert "needs_embedding" in msg and "gesture_embedding" in msg and "\n" not in msg
     # an explicit chain in the wrong order is refused by Pipeline itself, before any frame
     with build_pipeline(backend="onnxruntime", models="pose", overlay=False) as p:
-        pre, pose, smooth = p.stages
+        pre, pose, fit, smooth = p.stages
         with pytest.raises(InputError, match="'spread' reads joints_mm, which no earlier stage writes"):
-            Pipeline([pre, pose, SpreadStage(name="spread"), smooth])
-        Pipeline([pre, pose, smooth, SpreadStage(name="spread")]).process(frames[0])  # right order runs
+            Pipeline([pre, pose, fit, SpreadStage(name="spread"), smooth])
+        Pipeline([pre, pose, fit, smooth, SpreadStage(name="spread")]).process(frames[0])  # right order runs
 
 
 def test_contract_violation_from_the_cli_is_one_line(registered, capsys):
@@ -182,7 +182,7 @@ def test_engine_path_runs_in_the_stage_its_task_names(registered, tmp_path, fram
     path = _engine_with_task(tmp_path, "scorer", "crop-score")
     assert stage_for_task("crop-score") is CropMean and stage_for_task("pose").kind == "pose"
     with build_pipeline(backend="onnxruntime", models=["pose", str(path)], overlay=False) as p:
-        assert [s.name for s in p.stages] == ["preprocess", "pose", "crop_mean", "smooth"]
+        assert [s.name for s in p.stages] == ["preprocess", "pose", "crop_mean", "fit", "smooth"]
         results = [p.process(f) for f in frames[:4]]
     r = next(r for r in results if r.hand_found)
     # the same network as the pose engine on the same crop: its mean output is the pose stage's
@@ -202,7 +202,7 @@ def test_engine_path_runs_in_the_stage_its_task_names(registered, tmp_path, fram
     folder.mkdir()
     mine = _engine_with_task(folder, "mine", "pose")
     with build_pipeline(backend="onnxruntime", models=str(mine), overlay=False) as p:
-        assert [s.name for s in p.stages] == ["preprocess", "pose", "smooth"]
+        assert [s.name for s in p.stages] == ["preprocess", "pose", "fit", "smooth"]
     with pytest.raises(InputError, match="runs no engine"):
         build_pipeline(backend="onnxruntime", models=f"spread={mine}", overlay=False)
 

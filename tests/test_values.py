@@ -156,7 +156,7 @@ def test_runstats_same_shape_and_no_per_frame_lists():
 def test_run_stream_keeps_samples_only_when_asked():
     with build_pipeline(backend="onnxruntime", overlay=False) as pipe:
         stats = run_stream(SyntheticSource(n_frames=3, seed=1), pipe, keep_samples=True)
-    assert set(stats.samples) == {"preprocess", "pose", "smooth", "latency"}
+    assert set(stats.samples) == {"preprocess", "pose", "fit", "smooth", "latency"}
     assert all(len(v) == 3 for v in stats.samples.values())
     assert stats.pacing is None
 

@@ -109,7 +109,7 @@ def evaluate_fit(data_dir: str | Path, limit: int = 0, sweep: bool = False) -> d
     seg = HandSegmenter()
     variants = {"fit_calibrated": (FitConfig(), True), "fit_estimated": (FitConfig(), False)}
     if sweep:
-        for it in (1, 2, 3, 4):
+        for it in (1, 2, 3, 4, 6, 8):
             for pts in (64, 128, 256):
                 variants[f"sweep_it{it}_pts{pts}"] = (replace(FitConfig(), iterations=it, points=pts), True)
     stages = {k: _fit_stage(cfg) for k, (cfg, _) in variants.items()}

@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="fit the articulated hand model to the depth after the pose engine (stream/fitting): valid "
-        "joints, constant bone lengths, ~2.7 ms CPU a hand on the 2-core VM; off unless --fit "
-        "(BENCHMARKS.md, Model fitting)",
+        "joints, constant bone lengths, under 1 ms CPU a hand on the 2-core VM; on by default, --no-fit "
+        "leaves it out (BENCHMARKS.md, Model fitting)",
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="handstream: %(message)s")

@@ -150,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="fit the articulated hand model to the depth after the pose engine (stream/fitting): valid "
-        "joints, constant bone lengths, ~2.7 ms CPU a hand on the 2-core VM; off unless --fit or --models "
-        "pose,fit (BENCHMARKS.md, Model fitting)",
+        "joints, constant bone lengths, under 1 ms CPU a hand on the 2-core VM; on by default whenever a "
+        "pose engine drives the skeleton, --no-fit leaves it out (BENCHMARKS.md, Model fitting)",
     )
     ap.add_argument("--min-cutoff", type=float, default=None, help="One Euro min cutoff (Hz)")
     ap.add_argument("--beta", type=float, default=None, help="One Euro speed coefficient (1/mm)")

@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         "--fit",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="time the pose path with the hand-model fit after the pose engine (off by default)",
+        help="time the pose path with the hand-model fit after the pose engine (on by default; --no-fit: without)",
     )
     p.add_argument(
         "--no-recording",

@@ -1,6 +1,7 @@
 """Model-based refinement of the pose engine's joints: the articulated hand of stream.synth fitted to the
 observed depth (model.py: kinematics and Jacobians; ik.py: initialisation from joints; fit.py: the energy
-and its Gauss-Newton steps; stage.py: the `fit` stage of the pipeline). Numpy and OpenCV only."""
+and its Gauss-Newton steps; stage.py: the `fit` stage of the pipeline; kernels.py: the same fit compiled with
+numba, which the stage runs, the numpy code staying the reference and the fallback)."""
 
 from .fit import FitConfig, FitResult, Observation, fit_hand, observe
 from .ik import estimate_size, inverse_kinematics

@@ -1,8 +1,8 @@
 """Fit the articulated hand model to the observed depth: the network proposes, the model disposes.
 
 Model-based tracking in the manner of Tagliasacchi et al. 2015 / Tkach et al. 2016 (sphere-mesh hands, ICP
-on depth plus a silhouette term), cut down to a per-frame budget of about a millisecond in numpy: the
-engine's joints initialise the model by inverse kinematics, then a few damped Gauss-Newton steps minimise
+on depth plus a silhouette term), cut down to a per-frame budget of under a millisecond: the engine's
+joints initialise the model by inverse kinematics, then a few damped Gauss-Newton steps minimise
 
     data       observed hand points (the crop's hand pixels, back-projected, subsampled) to the nearest
                model sphere's surface, Huber-weighted (a stray forearm pixel must not drag a finger);
@@ -16,10 +16,14 @@ engine's joints initialise the model by inverse kinematics, then a few damped Ga
 over the global rotation (about the wrist), translation and the 20 joint angles, with analytic Jacobians.
 Angles are projected onto the joint limits after every step, and the bone lengths are the model's, so the
 skeleton out is always anatomically valid and keeps one user's proportions.
+
+The numpy code here is the reference; `observe` and `fit_hand` run the same arithmetic compiled with numba
+(kernels.py) unless told `compiled=False` or numba does not import.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -31,6 +35,8 @@ from .model import (
     LIMITS_RAD,
     N_PARAMS,
     HandModel,
+    build_model,
+    default_shape,
     point_rows,
     pose_joints,
     pose_model,
@@ -42,12 +48,15 @@ from .model import (
 class FitConfig:
     """Weights are in residual mm per unit (a data point's mm counts 1)."""
 
-    iterations: int = 3
-    # when tracking, the last frame's fit is the start: no inverse kinematics, and fewer steps from a start
-    # that is already fitted; unless the engine's wrist is this far from the last fit's (the hand jumped)
-    tracking_iterations: int = 2
+    # 6 steps x 256 points: chosen on the tuning set (seed 77) within the 1 ms a hand the compiled fit
+    # has (3 x 128 was the numpy fit's budget; BENCHMARKS.md, "Model fitting")
+    iterations: int = 6
+    # when tracking, the last frame's fit is a second start: no inverse kinematics, and one step from a start
+    # that is already fitted (two were no better on generator sequences); unless the engine's wrist is this
+    # far from the last fit's (the hand jumped)
+    tracking_iterations: int = 1
     tracking_jump_mm: float = 30.0
-    points: int = 128
+    points: int = 256
     huber_mm: float = 8.0
     outlier_mm: float = 30.0  # data points farther than this from the model are not the hand
     forearm_frac: float = 0.06  # data points this far (x hand length) behind the wrist are the forearm
@@ -92,63 +101,95 @@ class Observation:
 
 
 def observe(
-    crop, depth_mm: np.ndarray | None = None, n_points: int = 128, mirror: bool = False, slack_px: float = 1.5
+    crop,
+    depth_mm: np.ndarray | None = None,
+    n_points: int = FitConfig.points,
+    mirror: bool = False,
+    slack_px: float = 1.5,
+    compiled: bool = True,
 ) -> Observation | None:
     """The observation of a CubeCrop (stream.preprocess) cut from the frame's `depth_mm`: None when it holds
     too few hand pixels. Without the frame, every pixel off the hand counts as seen-through background.
-    The points are an even stride through the hand's pixels (deterministic, no sorting or random draw)."""
+    The points are an even stride through the hand's pixels (deterministic, no sorting or random draw).
+    `compiled`: the per-pixel part by a numba kernel when numba imports; False: numpy (the reference)."""
     d = crop.depth
     size = int(d.shape[0])
-    off_hand = d >= 1.0
-    flat = np.flatnonzero(~off_hand)
-    if len(flat) < 20:
-        return None
-    n = min(n_points, len(flat))
-    pick = (np.arange(n) * ((len(flat) - 1) / max(n - 1, 1))).astype(np.intp)
-    pick[-1] = len(flat) - 1
-    sel = flat[pick]
     a, intr = crop.image_to_crop, crop.intrinsics
     proj = np.array(
         [a[0, 0] * intr.fx, a[0, 0] * intr.cx + a[0, 2], a[1, 1] * intr.fy, a[1, 1] * intr.cy + a[1, 2]]
     )
-    z = d.ravel()[sel].astype(np.float64) * crop.half_mm + crop.com_xyz_mm[2]
-    pts = np.empty((n, 3))
-    pts[:, 0] = (sel % size - proj[1]) * z / proj[0]
-    pts[:, 1] = (sel // size - proj[3]) * z / proj[2]
-    pts[:, 2] = z
-    hand_mm = d * np.float32(crop.half_mm) + np.float32(crop.com_xyz_mm[2])
+    if compiled and _kernels is not None and d.dtype == np.float32 and d.flags.c_contiguous:
+        count, pts, depth_obs, off_u8 = _kernels.observe_kernel(
+            d, float(crop.half_mm), float(crop.com_xyz_mm[2]), proj, int(n_points), bool(mirror)
+        )
+        if count < 20:
+            return None
+    else:
+        off_hand = d >= 1.0
+        flat = np.flatnonzero(~off_hand)
+        if len(flat) < 20:
+            return None
+        n = min(n_points, len(flat))
+        pick = (np.arange(n) * ((len(flat) - 1) / max(n - 1, 1))).astype(np.intp)
+        pick[-1] = len(flat) - 1
+        sel = flat[pick]
+        z = d.ravel()[sel].astype(np.float64) * crop.half_mm + crop.com_xyz_mm[2]
+        pts = np.empty((n, 3))
+        pts[:, 0] = (sel % size - proj[1]) * z / proj[0]
+        pts[:, 1] = (sel // size - proj[3]) * z / proj[2]
+        pts[:, 2] = z
+        if mirror:
+            pts[:, 0] *= -1.0
+        hand_mm = d * np.float32(crop.half_mm) + np.float32(crop.com_xyz_mm[2])
+        depth_obs = np.where(off_hand, np.float32(np.nan), hand_mm).ravel()
+        off_u8 = off_hand.view(np.uint8)
     if depth_mm is None:
         raw = np.full(size * size, np.inf, dtype=np.float32)
     else:
         # only read off the hand (where the silhouette term looks): what lies behind a sphere there
         src = depth_mm if depth_mm.dtype in (np.uint16, np.float32) else depth_mm.astype(np.float32)
-        raw = cv2.warpAffine(src, crop.image_to_crop, (size, size), flags=cv2.INTER_NEAREST).ravel()
-    depth_obs = np.where(off_hand, np.float32(np.nan), hand_mm).ravel()
+        raw = cv2.warpAffine(src, crop.image_to_crop, (size, size), flags=cv2.INTER_NEAREST)
+        raw = raw.ravel().astype(np.float32, copy=False)  # one dtype for the compiled kernels
     # the sensor drops depth along silhouettes and across thin fingers, so the measured hand is smaller
     # than the hand: the silhouette term only counts what lies beyond a pixel's slack
-    dist = cv2.distanceTransform(off_hand.view(np.uint8), cv2.DIST_L2, 3)
-    dist = np.maximum(dist - np.float32(slack_px), np.float32(0.0))
-    gu = cv2.Sobel(dist, cv2.CV_32F, 1, 0, ksize=1, scale=0.5)  # central differences
-    gv = cv2.Sobel(dist, cv2.CV_32F, 0, 1, ksize=1, scale=0.5)
-    if mirror:
-        pts[:, 0] *= -1.0
-    origin = pts.mean(0)
-    rel = (pts - origin).astype(np.float32)
+    dist = cv2.distanceTransform(off_u8, cv2.DIST_L2, 3)
+    if compiled and _kernels is not None:
+        dist, gu, gv, origin, m2, sq = _kernels.finish_observation_kernel(dist, float(slack_px), pts)
+    else:
+        dist = np.maximum(dist - np.float32(slack_px), np.float32(0.0))
+        gu = cv2.Sobel(dist, cv2.CV_32F, 1, 0, ksize=1, scale=0.5).ravel()  # central differences
+        gv = cv2.Sobel(dist, cv2.CV_32F, 0, 1, ksize=1, scale=0.5).ravel()
+        dist = dist.ravel()
+        origin = pts.mean(0)
+        rel = (pts - origin).astype(np.float32)
+        m2, sq = -2.0 * rel, (rel * rel).sum(1, keepdims=True)
     return Observation(
         points=pts,
         origin=origin,
-        points_m2=-2.0 * rel,
-        points_sq=(rel * rel).sum(1, keepdims=True),
+        points_m2=m2,
+        points_sq=sq,
         depth_mm=depth_obs,
         raw_mm=raw,
-        dist_px=dist.ravel(),
-        grad_u=gu.ravel(),
-        grad_v=gv.ravel(),
+        dist_px=dist,
+        grad_u=gu,
+        grad_v=gv,
         proj=proj,
         mm_per_px=crop.cube_mm / crop.size,
         size=size,
         mirror=-1.0 if mirror else 1.0,
     )
+
+
+def _load_kernels():
+    """The compiled kernels, or None where numba does not import (the numpy reference then runs)."""
+    try:
+        from . import kernels
+    except ImportError:
+        return None
+    return kernels
+
+
+_kernels = _load_kernels()
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,6 +199,9 @@ class FitResult:
     trans: np.ndarray
     pose: np.ndarray  # (20,) radians, within limits
     data_rms_mm: float  # RMS point-to-surface distance of the data points at the last iteration
+    # the energy (sum of squared weighted residuals, mm^2) at the result: fits of one frame from several
+    # starts compare by it
+    energy: float = math.nan
 
 
 _DIAG = np.diag_indices(N_PARAMS)
@@ -174,16 +218,31 @@ def fit_hand(
     config: FitConfig = FitConfig(),
     previous: np.ndarray | None = None,
     warm: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    compiled: bool = True,
 ) -> FitResult:
     """Fit `model` to `obs`, starting from the inverse kinematics of the engine's joints (camera mm), or,
     when tracking, from `warm` (rot, trans, pose of the last frame's FitResult) for
-    `config.tracking_iterations` steps. `previous`: the last frame's fitted joints, for the temporal term."""
+    `config.tracking_iterations` steps. `previous`: the last frame's fitted joints, for the temporal term.
+    `compiled`: the numba kernels (kernels.py) when numba imports; False: the numpy reference."""
     prior = np.asarray(engine_joints, dtype=np.float64)
     prev = None if previous is None or config.w_temporal <= 0 else np.asarray(previous, dtype=np.float64)
     if obs.mirror < 0:
         prior = prior * _MIRROR
         prev = None if prev is None else prev * _MIRROR
-    cfg = config
+    if compiled and _kernels is not None:
+        return _fit_compiled(model, obs, prior, prev, config, warm)
+    return _fit_numpy(model, obs, prior, prev, config, warm)
+
+
+def _fit_numpy(
+    model: HandModel,
+    obs: Observation,
+    prior: np.ndarray,
+    prev: np.ndarray | None,
+    cfg: FitConfig,
+    warm: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+) -> FitResult:
+    """The reference: numpy, one array operation per term (the compiled kernels must agree with it)."""
     if warm is None:
         rot, trans, pose = inverse_kinematics(model, prior)
         iterations = cfg.iterations
@@ -216,10 +275,15 @@ def fit_hand(
         rot = rotation_update(step[0:3]) @ rot
         trans = trans + step[3:6]
         pose = np.minimum(np.maximum(pose + step[6:], _LO), _HI)
-    joints = pose_joints(model, rot, trans, pose)
+    posed = pose_model(model, rot, trans, pose)
+    _, _, _, res, _ = _terms(model, obs, posed, cfg)
+    flat = posed.joints.reshape(-1)
+    res += [w * (flat - target) for w, target in joint_terms if w > 0]
+    r = np.concatenate(res)
+    joints = posed.joints.copy()
     if obs.mirror < 0:
         joints = joints * _MIRROR
-    return FitResult(joints, rot, trans, pose, rms)
+    return FitResult(joints, rot, trans, pose, rms, float(r @ r))
 
 
 def _terms(model: HandModel, obs: Observation, posed, cfg: FitConfig) -> tuple:
@@ -278,3 +342,110 @@ def _terms(model: HandModel, obs: Observation, posed, cfg: FitConfig) -> tuple:
         res.append(cfg.w_free_space * gap[viol])
     rms = math.sqrt(float(e @ e) / len(e))
     return vecs, idxs, wts, res, rms
+
+
+@functools.lru_cache(maxsize=16)
+def _config_array(cfg: FitConfig) -> np.ndarray:
+    """The config's scalars in kernels.CONFIG_FIELDS order (a FitConfig is frozen, so this is cached)."""
+    return np.array([float(getattr(cfg, f)) for f in _kernels.CONFIG_FIELDS])
+
+
+def _fit_compiled(
+    model: HandModel,
+    obs: Observation,
+    prior: np.ndarray,
+    prev: np.ndarray | None,
+    cfg: FitConfig,
+    warm: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+) -> FitResult:
+    """fit_hand by the numba kernels: inverse kinematics, then all steps, in two calls."""
+    if warm is None:
+        rot, trans, pose = _kernels.inverse_kinematics_kernel(
+            _c(model.rest_joints), _c(model.rest_xyz_by_chain), _c(prior)
+        )
+        iterations = cfg.iterations
+    else:
+        rot, trans, pose = (_c(a) for a in warm)
+        iterations = cfg.tracking_iterations
+    if prev is None:
+        targets, target_w = _c(prior[None]), np.array([cfg.w_prior])
+    else:
+        targets, target_w = _c(np.stack([prior, prev])), np.array([cfg.w_prior, cfg.w_temporal])
+    rot, trans, pose, joints, rms, energy = _kernels.gauss_newton_kernel(
+        *_model_args(model), *_obs_args(obs), targets, target_w, _config_array(cfg), rot, trans, pose,
+        iterations,
+    )  # fmt: skip
+    if obs.mirror < 0:
+        joints = joints * _MIRROR
+    return FitResult(joints, rot, trans, pose, float(rms), float(energy))
+
+
+def _c(a: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """C-contiguous of one dtype: a kernel is compiled once per argument layout and dtype (at set-up), so
+    a view or another dtype must not reach it (a compile on a stream's frame)."""
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _model_args(model: HandModel) -> tuple:
+    return (
+        _c(model.rest_joints),
+        _c(model.bone_mm),
+        _c(model.rest_xyz_by_chain),
+        _c(model.point_ptr, np.int64),
+        _c(model.point_index, np.int64),
+        _c(model.point_value),
+        _c(model.point_offsets),
+        _c(model.radii),
+        _c(model.radii32, np.float32),
+        float(model.shape.length_mm),
+    )
+
+
+def _obs_args(obs: Observation) -> tuple:
+    f32 = np.float32
+    return (
+        _c(obs.points),
+        _c(obs.origin),
+        _c(obs.depth_mm, f32),
+        _c(obs.raw_mm, f32),
+        _c(obs.dist_px, f32),
+        _c(obs.grad_u, f32),
+        _c(obs.grad_v, f32),
+        _c(obs.proj),
+        float(obs.mm_per_px),
+        int(obs.size),
+        float(obs.mirror),
+    )
+
+
+@functools.cache
+def compile_kernels() -> bool:
+    """Compile the kernels (or load them from numba's cache) on a small made-up hand, so that a stream's
+    first frame does not pay for it: a stage calls this when it is set up. False: numba is missing and
+    the numpy reference runs."""
+    if _kernels is None:
+        return False
+    model = build_model(default_shape(185.0, 83.0))
+    joints = pose_joints(model, np.eye(3), np.array([0.0, 0.0, 400.0]), np.zeros(N_PARAMS - 6))
+    points = joints - np.array([0.0, 0.0, 10.0])  # the skin in front of the bones
+    size = 8
+    origin = points.mean(0)
+    rel = (points - origin).astype(np.float32)
+    obs = Observation(
+        points=points,
+        origin=origin,
+        points_m2=-2.0 * rel,
+        points_sq=(rel * rel).sum(1, keepdims=True),
+        depth_mm=np.full(size * size, 400.0, dtype=np.float32),
+        raw_mm=np.full(size * size, np.inf, dtype=np.float32),
+        dist_px=np.ones(size * size, dtype=np.float32),
+        grad_u=np.zeros(size * size, dtype=np.float32),
+        grad_v=np.zeros(size * size, dtype=np.float32),
+        proj=np.array([10.0, 4.0, 10.0, 4.0]),
+        mm_per_px=30.0,
+        size=size,
+    )
+    fit_hand(model, obs, joints, FitConfig(iterations=1), previous=joints)
+    _kernels.observe_kernel(np.ones((size, size), dtype=np.float32), 100.0, 400.0, obs.proj, 128, False)
+    _kernels.finish_observation_kernel(np.ones((size, size), dtype=np.float32), 1.5, points)
+    return True

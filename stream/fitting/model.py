@@ -121,6 +121,11 @@ class HandModel:
     point_weights: np.ndarray
     point_offsets: np.ndarray
     radii32: np.ndarray  # (K,) float32, for the nearest-sphere search
+    # point_weights as compressed rows (the compiled kernels walk each point's few joints): row p's joints
+    # are point_index[point_ptr[p]:point_ptr[p + 1]] with weights point_value[...]
+    point_ptr: np.ndarray
+    point_index: np.ndarray
+    point_value: np.ndarray
 
     @property
     def size_mm(self) -> np.ndarray:
@@ -191,7 +196,23 @@ def build_model(shape: HandShape, spacing: float = 1.5) -> HandModel:
         point_weights=np.ascontiguousarray(pw[:, :21]),
         point_offsets=pw[:, 21:] @ anchor_xyz,
         radii32=np.array(radii, dtype=np.float32)[keep],
+        **_compressed_rows(pw[:, :21]),
     )
+
+
+def _compressed_rows(w: np.ndarray) -> dict[str, np.ndarray]:
+    """The non-zero entries of a (P, 21) weight matrix row by row (CSR)."""
+    rows, cols = np.nonzero(w)
+    moving = (cols >= 2) & ((cols - 1) % 4 != 0)  # the wrist and the chains' base joints are rigid
+    chains = np.zeros((len(w), 5), dtype=bool)
+    chains[rows[moving], (cols[moving] - 1) // 4] = True
+    if chains.sum(1).max(initial=0) > 1:  # the kernels' rows hold one chain's angles (kernels._add_row)
+        raise ValueError("a model point moves with two chains")
+    return {
+        "point_ptr": np.searchsorted(rows, np.arange(len(w) + 1)).astype(np.int64),
+        "point_index": cols.astype(np.int64),
+        "point_value": np.ascontiguousarray(w[rows, cols], dtype=np.float64),
+    }
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,9 +1,9 @@
 """The fit stage: the pose engine's joints -> the articulated hand model fitted to the depth, every frame.
 
-Runs after the pose engine and before smoothing, when asked for (`handstream run --fit`, `--models
-pose,fit`, `build_pipeline(fit=True)`): it is not in the default chain because it costs more than its 1 ms
-budget on the 2-core VM (BENCHMARKS.md, "Model fitting"). It reads the engine's joints (`joints_raw_mm`) and the
-normalized crop they came from, fits the model (fit.py) and writes the fitted joints back into
+Runs after the pose engine and before smoothing, by default whenever a pose engine drives the skeleton
+(`--no-fit`, `build_pipeline(fit=False)` leave it out): compiled with numba (kernels.py), it fits within its
+1 ms of CPU a hand on the 2-core VM (BENCHMARKS.md, "Model fitting"). It reads the engine's joints
+(`joints_raw_mm`) and the normalized crop they came from, fits the model (fit.py) and writes the fitted joints back into
 `joints_raw_mm`, so smoothing, the record's `joints_xyz_mm` and every later stage see an anatomically valid
 skeleton with one user's bone lengths. The engine's own joints stay in the record as
 `joints_engine_xyz_mm`.
@@ -14,9 +14,11 @@ of a track (their median) and then held, so the bone lengths stay constant. `res
 a new sequence) starts the estimate over. Left hands (`fields["handedness"] == "left"`) are fitted as
 mirrored right hands.
 
-Start: every frame from the inverse kinematics of the engine's joints. `warm_start=True` starts a tracked
-hand from its last fit instead (fewer steps, no inverse kinematics; cold again after a jump, a lost hand or a
-change of handedness): cheaper, but on generator sequences less accurate than the cold start, so off.
+Start: the inverse kinematics of the engine's joints. A tracked hand (`warm_start`, on) is also fitted from
+its last fit (`FitConfig.tracking_iterations` steps; not after a jump, a lost hand or a change of
+handedness) and the fit of lower energy is kept: the last fit alone drifts where the depth is ambiguous,
+the engine's start alone forgets what the last frame settled, and the pair beat either on generator
+sequences. `keep_cold=False` keeps only the warm fit (cheaper, less accurate).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from ..stage_registry import register_stage
 from ..stages import FrameState, Stage
-from .fit import FitConfig, FitResult, fit_hand, observe
+from .fit import FitConfig, FitResult, compile_kernels, fit_hand, observe
 from .ik import estimate_size
 from .model import HandModel, build_model, default_shape
 
@@ -50,13 +52,19 @@ class FitStage(Stage):
         config: FitConfig | None = None,
         shape_frames: int = 15,
         temporal: bool = True,
-        warm_start: bool = False,
+        warm_start: bool = True,
+        compiled: bool = True,
+        keep_cold: bool = True,
     ) -> None:
         super().__init__(None, name)
         self.config = config or FitConfig()
+        # the numba kernels are compiled (or loaded from numba's cache) here, never on a stream's first
+        # frame; compiled=False, or numba missing: the numpy reference
+        self.compiled = bool(compiled) and compile_kernels()
         self.shape_frames = max(1, int(shape_frames))
         self.temporal = bool(temporal)
         self.warm_start = bool(warm_start)
+        self.keep_cold = bool(keep_cold)
         self._models: dict[tuple[int, int], HandModel] = {}
         self.reset()
 
@@ -74,19 +82,17 @@ class FitStage(Stage):
             return
         model = self._model_for(st, engine)
         left = st.fields.get("handedness") == "left"
-        obs = observe(st.crop, st.frame.depth_mm, self.config.points, mirror=left)
+        obs = observe(st.crop, st.frame.depth_mm, self.config.points, mirror=left, compiled=self.compiled)
         st.fields["joints_engine_mm"] = engine
         if obs is None:  # too few hand pixels to fit to: the engine's joints stand
             self._warm = None
             return
-        res = fit_hand(
-            model,
-            obs,
-            engine,
-            self.config,
-            self._previous if self.temporal else None,
-            self._start(engine, left),
-        )
+        previous = self._previous if self.temporal else None
+        warm = self._start(engine, left)
+        res = fit_hand(model, obs, engine, self.config, previous, warm, compiled=self.compiled)
+        if warm is not None and self.keep_cold:  # two hypotheses: the last fit's and the engine's
+            cold = fit_hand(model, obs, engine, self.config, previous, compiled=self.compiled)
+            res = cold if cold.energy < res.energy else res
         self._previous = res.joints
         self._warm = (left, res)
         st.joints_raw_mm = res.joints
