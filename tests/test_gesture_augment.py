@@ -51,3 +51,20 @@ def test_flexion_noise_bends_fingers_without_changing_their_bones(hands):
     tips = np.linalg.norm(out[:, CHAINS[:, 4]] - hands[:, CHAINS[:, 4]], axis=-1)
     assert tips.mean() > 0.1  # fingertips moved by a tenth of the palm length or more on average
     np.testing.assert_allclose(out[:, CHAINS[1:, 1]], hands[:, CHAINS[1:, 1]], atol=1e-5)  # MCPs stay
+
+
+def test_the_recipe_flags_reach_the_training_config_and_refuse_a_reversed_range():
+    import argparse
+
+    pytest.importorskip("torch", reason="the training config lives beside the torch trainer")
+    from train.gesture.recipe import add_hand_model_options, config_from_args
+    from train.gesture.train import GestureTrainConfig, hand_model_augment
+
+    ap = argparse.ArgumentParser()
+    add_hand_model_options(ap)
+    args = ap.parse_args(["--aug-mcp-shift", "0,0.45", "--aug-angle-deg", "30"])
+    aug = hand_model_augment(config_from_args(GestureTrainConfig(), args))
+    assert aug == HandModelAugment(mcp_shift=(0.0, 0.45), angle_deg=30.0) and aug.active
+    assert not hand_model_augment(GestureTrainConfig()).active  # the shipped recipe: off
+    with pytest.raises(SystemExit):
+        ap.parse_args(["--aug-bone-ratio", "1.4,0.6"])

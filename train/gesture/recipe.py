@@ -3,6 +3,8 @@ rejection distance, write the default gallery of the built-in gestures beside it
 selection rule. Defaults are train.gesture.train.GestureTrainConfig's; flags override them.
 
     handstream train gesture train --out runs/gesture [--loss quadruplet --selection method2 --steps 1500]
+        [--aug-bone-ratio 0.6,1.4 --aug-mcp-shift 0,0.45 --aug-tip-scale 0.8,1.2 --aug-angle-deg 30]
+        (another capture system's hand model imitated: train.gesture.augment; off by default)
     handstream train gesture ship --checkpoint runs/gesture/gesture.pt --out engines/default
     handstream train gesture sweep --out runs/gesture/sweep.jsonl [--model depth_cnn --steps 600]
     handstream train gesture table runs/gesture/sweep.jsonl      # the BENCHMARKS.md table
