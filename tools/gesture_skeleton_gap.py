@@ -4,7 +4,7 @@ Reads what tools/gesture_other_skeletons.py saved (OUT/frames.npz: labels and th
 OUT/landmarks.npz: MediaPipe's landmarks of the same frames), so MediaPipe need not run again, and reports:
 
 1. canonicalisations that ignore bone proportions and joint placement, through the shipped engine and as
-   raw nearest neighbours: our canonical frame; "standard bones" (each bone's direction in the canonical
+   raw nearest neighbours (and frame-free features: bend angles, signed or not, and pairwise distances): our canonical frame; "standard bones" (each bone's direction in the canonical
    frame re-chained from the wrist with the generator's mean bone lengths); the model fitter's inverse
    kinematics (stream.fitting) re-posed on one standard hand, which also clips angles to the anatomical
    limits (right hands only: the rendered frames are right hands);
@@ -170,6 +170,19 @@ def estimate_gap(d: dict, embed) -> dict:
     uv = np.stack([cam.fx * t[..., 0] / t[..., 2] + cam.cx, cam.fy * t[..., 1] / t[..., 2] + cam.cy], -1)
     img_err = np.linalg.norm(image_plane(d["mp_image"]) - image_plane(uv), axis=-1)
     r1 = lambda c: scores(embed(canonical_joints(c)), lab)[0]  # noqa: E731
+    e = embed(mp)
+    dd = ((e[:, None] - e[None]) ** 2).sum(-1)
+    np.fill_diagonal(dd, np.inf)
+    nearest = lab[dd.argmin(1)]
+    per_class = {}
+    for c in np.unique(lab):
+        wrong = list(nearest[(lab == c) & (nearest != c)])
+        per_class[str(c)] = {
+            "frames": int((lab == c).sum()),
+            "r1": round(float((nearest[lab == c] == c).mean()), 2),
+            "signed_bend_error_deg": round(float(err[lab == c].mean()), 1),
+            "most_taken_for": max(set(wrong), key=wrong.count) if wrong else None,
+        }
     return {
         "signed_bend_error_deg_mcp_pip_dip": {f: np.round(err[:, i].mean(0), 1).tolist() for i, f in enumerate(FINGERS)},
         "signed_bend_error_deg_mean": round(float(err.mean()), 1),
@@ -180,6 +193,7 @@ def estimate_gap(d: dict, embed) -> dict:
         "sign_free_bend_sd_within_class_deg": {"truth": spread(u_tr), "mediapipe": spread(u_mp)},
         "fingertip_distance_palm_lengths": dict(zip(FINGERS, np.round(np.linalg.norm(mp[:, TIPS] - tr[:, TIPS], axis=-1).mean(0).astype(np.float64), 2).tolist())),
         "image_plane_distance_palm_lengths": {"mean": round(float(img_err.mean()), 3), "fingertips": round(float(img_err[:, TIPS].mean()), 3)},
+        "mediapipe_per_class": per_class,
         "r1_truth_with_one_mediapipe_finger": {f: r1(swap_fingers(tr, mp, [i])) for i, f in enumerate(FINGERS)},
         "r1_mediapipe_with_one_true_finger": {f: r1(swap_fingers(mp, tr, [i])) for i, f in enumerate(FINGERS)},
         "r1_mediapipe_lengths_true_directions": r1(swap_fingers(mp, tr, range(5))),
@@ -221,6 +235,17 @@ def main(argv: list[str] | None = None) -> int:
                 "engine": scores(shipped(c), lab),
                 "raw_nearest_neighbour": scores(c.reshape(len(c), -1), lab),
             }
+    iu = np.triu_indices(21, 1)
+    features = {  # frame-free descriptions of a canonical skeleton, compared by raw nearest neighbour
+        "sign_free_bends": lambda c: np.radians(bend(c)[0]).reshape(len(c), -1),
+        "signed_bends": lambda c: np.radians(bend(c)[1]).reshape(len(c), -1),
+        "pairwise_distances": lambda c: np.linalg.norm(c[:, iu[0]] - c[:, iu[1]], axis=-1),
+    }
+    report["raw_features"] = {
+        f"{fname} {s}": scores(fn(canonical_joints(d[s])), lab)
+        for fname, fn in features.items()
+        for s in sources
+    }
     for name in [a.engine, *a.checkpoint]:
         embed = shipped if name == a.engine else checkpoint_embedder(name)
         for s in sources:
