@@ -3,6 +3,8 @@ rejection distance, write the default gallery of the built-in gestures beside it
 selection rule. Defaults are train.gesture.train.GestureTrainConfig's; flags override them.
 
     handstream train gesture train --out runs/gesture [--loss quadruplet --selection method2 --steps 1500]
+        [--aug-bone-ratio 0.6,1.4 --aug-mcp-shift 0,0.45 --aug-tip-scale 0.8,1.2 --aug-angle-deg 30]
+        (another capture system's hand model imitated: train.gesture.augment; off by default)
     handstream train gesture ship --checkpoint runs/gesture/gesture.pt --out engines/default
     handstream train gesture sweep --out runs/gesture/sweep.jsonl [--model depth_cnn --steps 600]
     handstream train gesture table runs/gesture/sweep.jsonl      # the BENCHMARKS.md table
@@ -100,6 +102,30 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--bank-per-class", dest="bank_per_class", type=int, default=None)
     p.add_argument("--pool-per-class", dest="pool_per_class", type=int, default=None)
+
+
+def _range(text: str) -> tuple[float, float]:
+    """'LO,HI' -> (LO, HI), for the hand-model augmentation's ranges."""
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (two numbers), got {text!r}") from None
+    if lo > hi:
+        raise argparse.ArgumentTypeError(f"LO must not exceed HI, got {text!r}")
+    return lo, hi
+
+
+def add_hand_model_options(p: argparse.ArgumentParser) -> None:
+    """The static embedding's hand-model augmentation (train.gesture.augment): skeletons as another capture
+    system's hand model places its joints."""
+    p.add_argument("--aug-bone-ratio", dest="aug_bone_ratio", type=_range, default=None, metavar="LO,HI",
+                   help="per-sample length ratio of each phalanx type")  # fmt: skip
+    p.add_argument("--aug-mcp-shift", dest="aug_mcp_shift", type=_range, default=None, metavar="LO,HI",
+                   help="MCPs moved this fraction along the proximal phalanx")  # fmt: skip
+    p.add_argument("--aug-tip-scale", dest="aug_tip_scale", type=_range, default=None, metavar="LO,HI",
+                   help="the last bone's length ratio (where the fingertip sits)")  # fmt: skip
+    p.add_argument("--aug-angle-deg", dest="aug_angle_deg", type=float, default=None,
+                   help="per-finger, per-joint flexion noise (sd, degrees)")  # fmt: skip
 
 
 def pick_reject_distance(emb: np.ndarray, labels: np.ndarray, shots: int = 5, seed: int = 0) -> dict:
@@ -292,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("train", "sweep"):
         p = sub.add_parser(name)
         add_training_options(p)
+        add_hand_model_options(p)
         p.add_argument("--model", default=None, choices=("joint_mlp", "depth_cnn"))
         p.add_argument("--tuples", type=int, default=None, help="quadruplets (or triplets) per step")
         p.add_argument(

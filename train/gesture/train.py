@@ -24,6 +24,7 @@ from stream.gestures.canonical import canonical_joints
 from stream.synth import gestures as vocab
 
 from . import LOSSES
+from .augment import HandModelAugment, augment_hand_model
 from .losses import QuadrupletLossConfig, combined_loss, contrastive_loss, triplet_loss
 from .metrics import embedding_report
 from .models import create_gesture_model
@@ -44,6 +45,11 @@ class GestureTrainConfig:
     weight_decay: float = 1e-4
     bank_per_class: int = 400
     noise_mm: float = 12.0  # each sample gets Gaussian noise of sd uniform in [0, noise_mm]
+    # another capture system's hand model (train.gesture.augment; all off: our own hand model only)
+    aug_bone_ratio: tuple[float, float] = (1.0, 1.0)
+    aug_mcp_shift: tuple[float, float] = (0.0, 0.0)
+    aug_tip_scale: tuple[float, float] = (1.0, 1.0)
+    aug_angle_deg: float = 0.0
     seed: int = 0
     threads: int = 1
     eval_per_class: int = 60
@@ -54,12 +60,23 @@ class GestureTrainConfig:
     loss_cfg: QuadrupletLossConfig = field(default_factory=QuadrupletLossConfig)
 
 
-def noisy_canonical(joints: np.ndarray, rng: np.random.Generator, noise_mm: float) -> np.ndarray:
-    """Canonical joints of `joints` (N, 21, 3) after per-sample Gaussian noise of sd U(0, noise_mm)."""
+def noisy_canonical(
+    joints: np.ndarray, rng: np.random.Generator, noise_mm: float, aug: HandModelAugment | None = None
+) -> np.ndarray:
+    """Canonical joints of `joints` (N, 21, 3) after per-sample Gaussian noise of sd U(0, noise_mm), then
+    placed as another hand model would place them (`aug`, train.gesture.augment)."""
     if noise_mm > 0:
         sd = rng.uniform(0.0, noise_mm, size=(len(joints), 1, 1))
         joints = joints + rng.normal(size=joints.shape) * sd
-    return canonical_joints(joints)
+    c = canonical_joints(joints)
+    return c if aug is None else augment_hand_model(c, rng, aug)
+
+
+def hand_model_augment(cfg: GestureTrainConfig) -> HandModelAugment:
+    """The config's hand-model augmentation (train.gesture.augment)."""
+    return HandModelAugment(
+        tuple(cfg.aug_bone_ratio), tuple(cfg.aug_mcp_shift), tuple(cfg.aug_tip_scale), cfg.aug_angle_deg
+    )
 
 
 def embed(model: torch.nn.Module, x: np.ndarray, batch: int = 1024) -> np.ndarray:
@@ -118,7 +135,8 @@ def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.n
         inputs = lambda idx: bank["crops"][idx]  # noqa: E731 - the renderer's sensor noise is the noise
     else:
         bank = vocab.gesture_dataset(vocab.TRAIN, cfg.bank_per_class, cfg.seed, noise_mm=0.0)
-        inputs = lambda idx: noisy_canonical(bank["joints_xyz_mm"][idx], rng, cfg.noise_mm)  # noqa: E731
+        aug = hand_model_augment(cfg)
+        inputs = lambda idx: noisy_canonical(bank["joints_xyz_mm"][idx], rng, cfg.noise_mm, aug)  # noqa: E731
     fine_names = list(vocab.TRAIN)
     coarse_names = list(vocab.COARSE)
     fine = np.array([fine_names.index(f) for f in bank["label"]])
