@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..compiled import announce_compile
 from .ik import inverse_kinematics
 from .model import (
     LIMITS_RAD,
@@ -425,6 +426,7 @@ def compile_kernels() -> bool:
     the numpy reference runs."""
     if _kernels is None:
         return False
+    announce_compile(_kernels.__file__, "model-fitting")
     model = build_model(default_shape(185.0, 83.0))
     joints = pose_joints(model, np.eye(3), np.array([0.0, 0.0, 400.0]), np.zeros(N_PARAMS - 6))
     points = joints - np.array([0.0, 0.0, 10.0])  # the skin in front of the bones

@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..compiled import announce_compile
 from ..errors import InputError
 from ..stage_registry import register_stage
 from ..stages import FrameState, Stage
@@ -74,6 +75,7 @@ class DynamicMatcher:
     def _kernel_agrees(self, windows: np.ndarray, feats: np.ndarray) -> bool:
         """Compiles the kernels on the gallery's windows (each given as a track sampled at its own window's
         times) and checks their features against the numpy ones."""
+        announce_compile(dynamic_kernels.__file__, "dynamic-gesture")
         times = np.linspace(0.0, self.window_ms, self.frames)
         out = np.empty((self.frames, feats.shape[-1]), np.float32)
         for w, ref in zip(windows, feats):

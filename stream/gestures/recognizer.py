@@ -26,6 +26,7 @@ import numpy as np
 
 from engines.backends.dense import compile_dense
 
+from ..compiled import announce_compile
 from . import kernels
 from .canonical import canonical_hand
 from .gallery import UNKNOWN, Gallery
@@ -64,6 +65,7 @@ class GestureRecognizer:
             params, meta = kernels.pack(self._dense, self.embeddings, classes)
         except ValueError:
             return None
+        announce_compile(kernels.__file__, "gesture")
         emb = np.empty(self.embeddings.shape[1], np.float32)
         for c, ref in zip(np.asarray(gallery.joints, np.float32), self.embeddings):
             kernels.embed_canonical(np.ascontiguousarray(c), params, meta, emb)
