@@ -95,10 +95,16 @@ class SegmenterConfig:
     min_confidence: float = 0.25
     second_hand_min_confidence: float = 0.7
     second_hand_max_depth_gap_mm: float = 250.0  # both hands of one user lie within ~arm's reach in depth
+    # learned: a piece of a hand's mask that holds another heatmap peak of at least this (and not the
+    # hand's own) is the other hand's and is left out (refine.split_at_peaks; >= 1 = off)
+    split_peak_presence: float = 0.15
     com_depth_offset_mm: float = 10.0  # the visible surface lies ~half a hand's thickness before its centre
     near_slack_mm: float = 60.0  # candidates this much behind the nearest one are not penalized ...
     near_falloff_mm: float = 250.0  # ... farther ones lose half their confidence every this many mm
     track_radius_mm: float = 120.0
+    # a hand of a two-hand frame that is then missed is still tracked at its last place for this many
+    # frames (tracking.lost_hands; 0 = off)
+    lost_hand_frames: int = 5
     track_window_mm: float = 300.0  # tracking searches +- this around the previous hand first (0 = off)
     # learned, tracking: a peak more than this behind every previous hand loses confidence
     # (tracking.jump_score: divided by 1 + excess / track_jump_falloff_mm), so a tracked hand is not traded

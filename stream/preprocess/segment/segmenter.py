@@ -111,10 +111,10 @@ class HandSegmenter:
             c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
             tracked = near_previous(c_xyz, prev_coms, cfg.track_radius_mm)
             score = jump_score(pk.score, c_xyz, prev_coms, cfg.track_jump_mm, cfg.track_jump_falloff_mm)
-            cands.append((score, pk.score, c_xyz, tracked))
+            cands.append((score, pk.score, c_xyz, tracked, pk.frame_uv))
         cands.sort(key=lambda c: -c[0])
         hands: list[HandDetection] = []
-        for score, raw, c_xyz, tracked in cands:
+        for score, raw, c_xyz, tracked, uv in cands:
             # the first hand must pass with its tracking score; a second hand is judged on its own peak (the
             # user's other hand may lie behind the tracked one: the depth-gap rule below bounds it)
             if hands:
@@ -122,7 +122,11 @@ class HandSegmenter:
             need = cfg.presence_threshold if not hands else cfg.second_hand_threshold
             if score < tracked_threshold(need, tracked):
                 continue
-            h = learned_hand(cfg, depth, intr, out, score, c_xyz, hands)
+            # the other peaks that may be hands: a mask piece holding one of them is that hand's
+            others = [
+                pk.frame_uv for pk in peaks if pk.frame_uv is not uv and pk.score >= cfg.split_peak_presence
+            ]
+            h = learned_hand(cfg, depth, intr, out, score, c_xyz, hands, others)
             if h is None:
                 continue
             h = look_behind(cfg, depth, intr, out, score, h, hands)
