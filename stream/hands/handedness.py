@@ -40,11 +40,19 @@ class HandednessStage(Stage):
     engine = "handedness"
     needs_engine = True
 
-    def __init__(self, engine, name: str = "handedness") -> None:
+    def __init__(self, engine, name: str = "handedness", synthesis: bool = True) -> None:
+        """`synthesis`: add the analysis-by-synthesis cue (`stream.hands.synthesis`: the shipped pose
+        engine on the crop and its mirror), combined with the engine's P(left) by `COMBINE`; its weights
+        were fitted with the shipped engines, so it applies only when this engine is the shipped one."""
         super().__init__(engine, name)
         self._out = engine.output_names[0]
         pre = dict(getattr(engine.manifest, "preprocessing", {}) or {})
         self.size = int(pre.get("crop_size") or 64)
+        self.pose = None
+        if synthesis and getattr(engine.manifest, "name", "") == "handedness" and self.size == 64:
+            from engines.registry import load_engine
+
+            self.pose = load_engine("pose", backend=getattr(engine, "backend", "onnxruntime"), threads=1)
 
     def run(self, st: FrameState) -> None:
         crop = st.crop
@@ -60,6 +68,10 @@ class HandednessStage(Stage):
         )
         if not np.isfinite(p_left):
             return
+        if self.pose is not None:
+            from .synthesis import chirality_features
+
+            p_left = combine(p_left, chirality_features(self.pose, x))
         side = side_of(p_left)
         st.fields["handedness"] = side.label
         st.fields["handedness_score"] = side.score
@@ -71,6 +83,19 @@ class HandednessStage(Stage):
             "handedness": st.fields["handedness"],
             "handedness_score": round(float(st.fields["handedness_score"]), 3),
         }
+
+
+# P(left) from the engine's logit and the three analysis-by-synthesis measures (x10), by a logistic fit
+# on 3 000 training crops (/work/runs-hands/train_crops.npz, seed 100): [engine logit, off-hand share,
+# depth misfit, in front of the surface, bias]. Held-out crops (seed 4242, 2 843): 70.8 % -> 73.8 %.
+COMBINE = np.array([1.519, 1.74, 8.08, 8.14, -0.031])
+
+
+def combine(p_left: float, features: np.ndarray) -> float:
+    """P(left) from the engine's P(left) and `chirality_features` (see COMBINE)."""
+    p = float(np.clip(p_left, 1e-4, 1 - 1e-4))
+    z = COMBINE[0] * np.log(p / (1 - p)) + float(COMBINE[1:4] @ np.asarray(features)) + COMBINE[4]
+    return float(1.0 / (1.0 + np.exp(-z)))
 
 
 @dataclass(frozen=True)
