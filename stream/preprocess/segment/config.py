@@ -31,6 +31,14 @@ class SegmenterConfig:
     detector_threads: int = 1
     presence_threshold: float = 0.4  # learned: a heatmap peak at least this high is a hand
     second_hand_threshold: float = 0.5  # learned: the second hand's peak
+    # learned: a weaker second peak (>= this, not tracked) is a hand only when its mask is as large as a
+    # hand seen whole (>= weak_second_min_area_cm2), has fingers (solidity < weak_second_max_solidity) and
+    # lies within weak_second_max_depth_gap_mm of the first in depth: what the detector fires on weakly in
+    # one-hand scenes (distractors, forearm ends) is small, convex or farther (>= second_hand_threshold: off)
+    weak_second_threshold: float = 0.4
+    weak_second_min_area_cm2: float = 50.0
+    weak_second_max_solidity: float = 0.9
+    weak_second_max_depth_gap_mm: float = 150.0
     mask_logit_threshold: float = -2.0  # learned: predicted-mask pixels above this logit (then depth-gated)
     # learned: the coarse predicted mask (1/8 of the frame's width) misses thin fingers and cuts
     # fingertips; it grows at full resolution by up to this many mm (pixels at the hand's depth) into the
