@@ -26,8 +26,12 @@ LEFT, RIGHT = "left", "right"
 # one is mirrored into the pose engine, which costs as much as a left hand not mirrored: at 0.5 one track
 # in eight of the generator's lone right hands went that way (11.5 -> 15.1 mm mean joint error), at 0.3
 # still three in eight on another seed (17.8 -> 27.0 mm); at 0.1 none, and lone left hands go through the
-# pose engine unmirrored, as before there was a handedness (train/handedness/evaluate.py, BENCHMARKS.md)
-LONE_PRIOR_LEFT = 0.1
+# pose engine unmirrored, as before there was a handedness (train/handedness/evaluate.py, BENCHMARKS.md).
+# With the analysis-by-synthesis cue (`COMBINE`) the P(left) is more decisive: 2.6 % of held-out right-hand
+# crops reach 0.9 against 0.7 % for the engine alone, and 0.5 % reach 0.97; so a hand alone is called left
+# at a mean P(left) of 0.97 (prior 0.03), which calls more lone left hands left than 0.9 did for the engine
+# alone (10.8 % of left crops reach it, against 8.6 %)
+LONE_PRIOR_LEFT = 0.03
 
 
 @register_stage("handedness", tasks=("handedness",))
