@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stream.frames import KNOWN_CAMERAS
-from stream.hands.synthesis import chirality_features, skeleton_fit
+from stream.hands.synthesis import chirality_features, fit_difference, skeleton_fit
 from stream.synth import HandSynthesizer, SceneConfig
 
 CAM = KNOWN_CAMERAS["d435_320x240"]
@@ -27,6 +27,10 @@ def test_skeleton_fit_prefers_joints_on_the_surface():
     f_on, f_front, f_off = skeleton_fit(crop, on), skeleton_fit(crop, front), skeleton_fit(crop, off)
     assert f_on[0] == 0 and f_off[0] == 1.0
     assert f_on[1] < f_front[1] and f_on[2] == 0 and f_front[2] > 0.25
+    bad = on.copy()
+    bad[3, 0] = np.nan  # an engine's non-finite joint is no evidence either way, never a NaN P(left)
+    assert np.all(fit_difference(crop, bad, on) == 0)
+    assert fit_difference(crop, on, off)[0] == -1.0  # the own skeleton on the hand, the mirror one beside it
 
 
 @pytest.fixture(scope="module")

@@ -44,4 +44,12 @@ def chirality_features(pose_engine, crop: np.ndarray) -> np.ndarray:
     name = "joints" if "joints" in pose_engine.output_names else pose_engine.output_names[0]
     own = np.asarray(pose_engine.infer(x.reshape(1, 1, s, s))[name]).reshape(-1, 3)
     mir = np.asarray(pose_engine.infer(m.reshape(1, 1, s, s))[name]).reshape(-1, 3)
-    return skeleton_fit(x, own) - skeleton_fit(m, mir)
+    return fit_difference(x, own, mir)
+
+
+def fit_difference(crop: np.ndarray, own: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+    """`skeleton_fit` of the crop's own skeleton minus that of the mirrored crop's; zeros (no evidence)
+    when either skeleton holds a non-finite joint (the pose stage reports that frame as no hand)."""
+    if not (np.all(np.isfinite(own)) and np.all(np.isfinite(mirrored))):
+        return np.zeros(3)
+    return skeleton_fit(crop, own) - skeleton_fit(np.ascontiguousarray(crop[:, ::-1]), mirrored)
