@@ -56,7 +56,11 @@ class HandednessStage(Stage):
         if synthesis and getattr(engine.manifest, "name", "") == "handedness" and self.size == 64:
             from engines.registry import load_engine
 
-            self.pose = load_engine("pose", backend=getattr(engine, "backend", "onnxruntime"), threads=1)
+            # the shipped pose engine on this engine's backend; the torch backend needs a checkpoint the
+            # shipped engines do not carry, so it gets ONNX Runtime
+            backend = getattr(engine, "backend", "onnxruntime")
+            backend = backend if backend in ("onnxruntime", "tensorrt") else "onnxruntime"
+            self.pose = load_engine("pose", backend=backend, threads=1)
 
     def run(self, st: FrameState) -> None:
         crop = st.crop
