@@ -61,7 +61,7 @@ def test_first_hand_mask_holds_one_hand_when_the_other_crosses_it(crossing_frame
 
     before, after = other_share(1.0), other_share(SegmenterConfig().split_peak_presence)
     # measured: 11-37 % of the first mask on the left hand without the split, 1-6 % with it
-    assert max(after) < 0.1 and min(before) > 0.1, (before, after)
+    assert max(after) < 0.1 and np.mean(before) > 0.2, (before, after)
 
 
 def det(x: float) -> HandDetection:
