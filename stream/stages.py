@@ -116,9 +116,11 @@ class PreprocessStage(Stage):
         self.crop_size = int(crop_size)
         self.segmenter = segmenter or HandSegmenter()
         self._prev = None
+        self._lost: tuple = ()  # hands of two-hand frames missed since (segment.tracking.lost_hands)
 
     def reset(self) -> None:
         self._prev = None
+        self._lost = ()
 
     def run(self, st: FrameState) -> None:
         from .preprocess import crop_cube
@@ -128,7 +130,12 @@ class PreprocessStage(Stage):
             st.reason = "no depth in this frame"
             self._prev = None
             return
-        seg = self.segmenter.segment(f.depth_mm, f.intrinsics, self._prev)
+        from .preprocess.segment.tracking import lost_hands, with_lost
+
+        cfg = self.segmenter.config
+        seg = self.segmenter.segment(f.depth_mm, f.intrinsics, with_lost(self._prev, self._lost))
+        if cfg.lost_hand_frames > 0:
+            self._lost = lost_hands(self._prev, self._lost, seg, cfg.track_radius_mm, cfg.lost_hand_frames)
         st.segmentation = seg
         if not seg.found:
             self._prev = None

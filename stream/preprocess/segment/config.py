@@ -31,6 +31,14 @@ class SegmenterConfig:
     detector_threads: int = 1
     presence_threshold: float = 0.4  # learned: a heatmap peak at least this high is a hand
     second_hand_threshold: float = 0.5  # learned: the second hand's peak
+    # learned: a weaker second peak (>= this, not tracked) is a hand only when its mask is as large as a
+    # hand seen whole (>= weak_second_min_area_cm2), has fingers (solidity < weak_second_max_solidity) and
+    # lies within weak_second_max_depth_gap_mm of the first in depth: what the detector fires on weakly in
+    # one-hand scenes (distractors, forearm ends) is small, convex or farther (>= second_hand_threshold: off)
+    weak_second_threshold: float = 0.4
+    weak_second_min_area_cm2: float = 50.0
+    weak_second_max_solidity: float = 0.9
+    weak_second_max_depth_gap_mm: float = 150.0
     mask_logit_threshold: float = -2.0  # learned: predicted-mask pixels above this logit (then depth-gated)
     # learned: the coarse predicted mask (1/8 of the frame's width) misses thin fingers and cuts
     # fingertips; it grows at full resolution by up to this many mm (pixels at the hand's depth) into the
@@ -95,10 +103,16 @@ class SegmenterConfig:
     min_confidence: float = 0.25
     second_hand_min_confidence: float = 0.7
     second_hand_max_depth_gap_mm: float = 250.0  # both hands of one user lie within ~arm's reach in depth
+    # learned: a piece of a hand's mask that holds another heatmap peak of at least this (and not the
+    # hand's own) is the other hand's and is left out (refine.split_at_peaks; >= 1 = off)
+    split_peak_presence: float = 0.15
     com_depth_offset_mm: float = 10.0  # the visible surface lies ~half a hand's thickness before its centre
     near_slack_mm: float = 60.0  # candidates this much behind the nearest one are not penalized ...
     near_falloff_mm: float = 250.0  # ... farther ones lose half their confidence every this many mm
     track_radius_mm: float = 120.0
+    # a hand of a two-hand frame that is then missed is still tracked at its last place for this many
+    # frames (tracking.lost_hands; 0 = off)
+    lost_hand_frames: int = 5
     track_window_mm: float = 300.0  # tracking searches +- this around the previous hand first (0 = off)
     # learned, tracking: a peak more than this behind every previous hand loses confidence
     # (tracking.jump_score: divided by 1 + excess / track_jump_falloff_mm), so a tracked hand is not traded

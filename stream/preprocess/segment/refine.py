@@ -35,7 +35,7 @@ from .scoring import Candidate
 if TYPE_CHECKING:
     from ..detect import DetectorOutput
 
-__all__ = ["grow_mask", "learned_hand", "look_behind", "refine_candidate", "solidity"]
+__all__ = ["grow_mask", "learned_hand", "look_behind", "refine_candidate", "solidity", "split_at_peaks"]
 
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
@@ -98,8 +98,13 @@ def learned_hand(
     score: float,
     c_xyz: np.ndarray,
     taken: list[HandDetection],
+    others_uv: list[tuple[float, float]] | None = None,
 ) -> HandDetection | None:
-    """Full-resolution mask inside the cube-sized ROI around a peak, and its centre of mass."""
+    """Full-resolution mask inside the cube-sized ROI around a peak, and its centre of mass.
+
+    `others_uv`: frame pixels of the frame's other hand peaks. The cube around one hand often holds the
+    other hand of the pair, and the detector's mask covers it too: a piece of the mask that holds another
+    peak and not this one is that hand's, and is left out (`split_at_peaks`)."""
     H, W = depth.shape
     half = cfg.known_cube_mm / 2.0
     z = float(c_xyz[2])
@@ -156,6 +161,12 @@ def learned_hand(
         m8[other.mask[y0:y1, x0:x1]] = 0
         if core8 is not m8:
             core8[other.mask[y0:y1, x0:x1]] = 0
+    if others_uv:
+        own_uv = (intr.fx * c_xyz[0] / z + intr.cx - x0, intr.fy * c_xyz[1] / z + intr.cy - y0)
+        rel = [(u - x0, v - y0) for u, v in others_uv]
+        m8 = split_at_peaks(m8, vals, own_uv, rel, cfg.depth_jump_mm)
+        if core8 is not m8:
+            core8 = cv2.bitwise_and(core8, m8)
     n_px = cv2.countNonZero(m8)
     if n_px == 0:
         return None
@@ -191,6 +202,54 @@ def learned_hand(
         palm_uvd=palm_uvd,
         palm_xyz_mm=None if palm_uvd is None else uvd_to_xyz(palm_uvd, intr),
     )
+
+
+def split_at_peaks(
+    m8: np.ndarray,
+    depth: np.ndarray,
+    own_uv: tuple[float, float],
+    others_uv: list[tuple[float, float]],
+    jump_mm: float,
+    reach_px: int = 3,
+) -> np.ndarray:
+    """`m8` (0/255) without its pieces that hold another peak and not this one (`own_uv`): two hands side
+    by side, or one across the other, are one mask when both lie in one cube, and the centre of mass of
+    both falls between them. Pieces are 4-connected after cutting the mask where neighbouring depths jump
+    by more than `jump_mm` (a hand lying over the other hand or its forearm). A piece holds a peak when
+    one of its pixels lies within `reach_px` of it (a coarse peak can sit a few pixels off the hand).
+    Returns `m8` itself when nothing is removed."""
+    d = depth.astype(np.float32)
+    edge = np.zeros(m8.shape, dtype=bool)
+    dv = np.abs(d[1:] - d[:-1]) > jump_mm
+    dh = np.abs(d[:, 1:] - d[:, :-1]) > jump_mm
+    edge[1:] |= dv
+    edge[:-1] |= dv
+    edge[:, 1:] |= dh
+    edge[:, :-1] |= dh
+    inner = np.where(edge, np.uint8(0), m8)
+    n, labels = cv2.connectedComponents(inner, connectivity=4)
+    if n <= 2:
+        return m8  # one piece (or none): nothing to split
+
+    def pieces_at(uv: tuple[float, float]) -> set[int]:
+        u, v = int(round(uv[0])), int(round(uv[1]))
+        win = labels[
+            max(v - reach_px, 0) : max(v + reach_px + 1, 0), max(u - reach_px, 0) : max(u + reach_px + 1, 0)
+        ]
+        return set(np.unique(win).tolist()) - {0}
+
+    own = pieces_at(own_uv)
+    drop = set()
+    for uv in others_uv:
+        drop |= pieces_at(uv) - own
+    if not drop:
+        return m8
+    gone = np.isin(labels, list(drop)).view(np.uint8)
+    # the cut pixels along a dropped piece's border go with it
+    gone = cv2.bitwise_and(cv2.dilate(gone, _CROSS), edge.view(np.uint8)) | gone
+    out = m8.copy()
+    out[gone > 0] = 0
+    return out
 
 
 def grow_mask(

@@ -94,7 +94,8 @@ class HandSegmenter:
         if not ((x >= lo_m) & (x <= hi_m)).any():
             return Segmentation(reason="nothing in range")
         prev_coms = previous_centres(prev)
-        low = tracked_threshold(min(cfg.presence_threshold, cfg.second_hand_threshold), bool(prev_coms))
+        second = min(cfg.second_hand_threshold, cfg.weak_second_threshold)
+        low = tracked_threshold(min(cfg.presence_threshold, second), bool(prev_coms))
         peaks = det.peaks(out, min(low, cfg.object_swap_presence), cfg.max_hands + 2)
         if not peaks:
             return self._classic_fallback(depth, intr, prev, out)
@@ -111,21 +112,32 @@ class HandSegmenter:
             c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
             tracked = near_previous(c_xyz, prev_coms, cfg.track_radius_mm)
             score = jump_score(pk.score, c_xyz, prev_coms, cfg.track_jump_mm, cfg.track_jump_falloff_mm)
-            cands.append((score, pk.score, c_xyz, tracked))
+            cands.append((score, pk.score, c_xyz, tracked, pk.frame_uv))
         cands.sort(key=lambda c: -c[0])
         hands: list[HandDetection] = []
-        for score, raw, c_xyz, tracked in cands:
+        for score, raw, c_xyz, tracked, uv in cands:
             # the first hand must pass with its tracking score; a second hand is judged on its own peak (the
             # user's other hand may lie behind the tracked one: the depth-gap rule below bounds it)
             if hands:
                 score = raw
-            need = cfg.presence_threshold if not hands else cfg.second_hand_threshold
+            need = cfg.presence_threshold if not hands else second
             if score < tracked_threshold(need, tracked):
                 continue
-            h = learned_hand(cfg, depth, intr, out, score, c_xyz, hands)
+            # the other peaks that may be hands: a mask piece holding one of them is that hand's
+            others = [
+                pk.frame_uv for pk in peaks if pk.frame_uv is not uv and pk.score >= cfg.split_peak_presence
+            ]
+            h = learned_hand(cfg, depth, intr, out, score, c_xyz, hands, others)
             if h is None:
                 continue
             h = look_behind(cfg, depth, intr, out, score, h, hands)
+            if (
+                hands
+                and not tracked
+                and score < cfg.second_hand_threshold
+                and not weak_hand(cfg, h, hands[0], intr)
+            ):
+                continue
             if hands and (
                 abs(h.com_xyz_mm[2] - hands[0].com_xyz_mm[2]) > cfg.second_hand_max_depth_gap_mm
                 or any(np.linalg.norm(h.com_xyz_mm - o.com_xyz_mm) < 80.0 for o in hands)
@@ -296,6 +308,18 @@ class HandSegmenter:
             return Segmentation(reason="no hand shape", debug={"best_score": max(c.score for c in cands)})
         hands = tuple(refine_candidate(cfg, c, depth, intr, s, o) for c in chosen)
         return Segmentation(hands=hands)
+
+
+def weak_hand(cfg: SegmenterConfig, h: HandDetection, first: HandDetection, intr: CameraIntrinsics) -> bool:
+    """Whether a second hand from a weak peak (see `SegmenterConfig.weak_second_threshold`) looks like one:
+    a hand-sized mask with fingers, near the first hand in depth."""
+    z = float(h.com_xyz_mm[2])
+    area_cm2 = np.count_nonzero(h.mask) * (z / intr.fx) * (z / intr.fy) / 100.0
+    return (
+        area_cm2 >= cfg.weak_second_min_area_cm2
+        and abs(z - float(first.com_xyz_mm[2])) <= cfg.weak_second_max_depth_gap_mm
+        and solidity(h.mask, h.bbox_xywh) < cfg.weak_second_max_solidity
+    )
 
 
 def why_nothing(depth: np.ndarray, cfg: SegmenterConfig) -> str:

@@ -24,11 +24,13 @@ from ...frames import CameraIntrinsics
 from .measure import view_window
 
 if TYPE_CHECKING:
-    from .config import Segmentation
+    from .config import HandDetection, Segmentation
     from .scoring import Candidate
 
 __all__ = [
     "jump_score",
+    "lost_hands",
+    "with_lost",
     "near_previous",
     "previous_centres",
     "tracked_candidates",
@@ -42,6 +44,42 @@ Window = tuple[int, int, int, int]
 def previous_centres(prev: Segmentation | None) -> list[np.ndarray]:
     """The previous frame's hand centres (camera mm); empty when there is no previous hand."""
     return [h.com_xyz_mm for h in prev.hands] if prev is not None and prev.found else []
+
+
+def lost_hands(
+    prev: Segmentation | None,
+    lost: tuple[tuple[HandDetection, int], ...],
+    now: Segmentation,
+    radius_mm: float,
+    max_age: int,
+) -> tuple[tuple[HandDetection, int], ...]:
+    """The hands of a two-hand frame not found since, with the frames they have been missing (at most
+    `max_age`): `prev` the previous frame's result, `lost` what was lost before it, `now` this frame's.
+    A second hand is often missed for a frame or two (a weak peak, a hand across the other); as MediaPipe
+    looks again where the previous frame's hand was, its last place still lowers the bar for a peak there
+    (`tracked_threshold`). Only hands of two-hand frames are kept: a hand alone that vanishes is not
+    looked for, as before."""
+    recent = [(h, 0) for h in prev.hands] if prev is not None and len(prev.hands) >= 2 else []
+    out = []
+    found = now.hands if now.found else ()
+    for h, age in recent + list(lost):
+        if age + 1 > max_age or any(np.linalg.norm(h.com_xyz_mm - f.com_xyz_mm) < radius_mm for f in found):
+            continue
+        if any(np.linalg.norm(h.com_xyz_mm - o.com_xyz_mm) < radius_mm for o, _ in out):
+            continue  # the same place twice: keep the most recent
+        out.append((h, age + 1))
+    return tuple(out)
+
+
+def with_lost(prev: Segmentation | None, lost: tuple[tuple[HandDetection, int], ...]) -> Segmentation | None:
+    """`prev` with the recently lost hands of `lost_hands` after its own: the previous hands the
+    segmenter tracks."""
+    if not lost:
+        return prev
+    from .config import Segmentation
+
+    own = prev.hands if prev is not None and prev.found else ()
+    return Segmentation(hands=own + tuple(h for h, _ in lost))
 
 
 def near_previous(xyz: np.ndarray, prev_coms: list[np.ndarray], radius_mm: float) -> bool:
