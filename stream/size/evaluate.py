@@ -36,14 +36,20 @@ def evaluate_size(
 
     intr = CameraIntrinsics.from_dict(meta["intrinsics"])
     n = len(a["depth_mm"]) if not limit else min(int(limit), len(a["depth_mm"]))
+    options = {}
     if engine == "fit":
         models = ["pose", "size_fit"]
+        # measure every frame (the stage alone stops after a track's first second), so that the per-frame
+        # figures cover the same frames as an engine's; the calibrated figure reads the size held after 1 s
+        options = {"size_fit": {"frames": n}}
     else:
         models = ["size" if engine == "default" else f"size={engine}"]
     pred = np.full((n, 2), np.nan)
     held = np.full((n, 2), np.nan)  # the stage's calibrated size after each frame
     fps = float(meta.get("fps") or 30.0)
-    with build_pipeline(backend=backend, models=models, overlay=False, smoothing=False, threads=1) as pipe:
+    with build_pipeline(
+        backend=backend, models=models, overlay=False, smoothing=False, threads=1, stage_options=options
+    ) as pipe:
         last = None
         for i in range(n):
             seq = int(a["sequence"][i])
