@@ -157,3 +157,20 @@ def test_calibrate_measures_with_size_fit_by_default_and_the_net_on_request(tmp_
     assert cli(["calibrate", "--source", "synthetic:5", "--frames", "4", "--seconds", "1", "--models", "size",
                 "--out", str(net)]) == 0  # fmt: skip
     assert json.loads(net.read_text())["hand_size_mm"] != doc["hand_size_mm"]
+
+
+def test_size_fit_with_a_user_file_fixes_the_size_and_fits_nothing(tmp_path):
+    from stream.size import save_user
+    from stream.size.fit_stage import SizeFitStage
+
+    user = save_user(tmp_path / "u.json", [201.5, 90.25], 0.9, 30, "test")
+    stage = SizeFitStage(user=user)
+    assert stage.fitter is None
+    frames = list(SyntheticSource(n_frames=3, seed=2))
+    with build_pipeline(backend="onnxruntime", models="pose,size_fit", overlay=False,
+                        stage_options={"size_fit": {"user": user}}) as p:  # fmt: skip
+        res = [p.process(f) for f in frames]
+    hands = [r for r in res if "hand_size_mm" in r.fields]
+    assert hands and all(r.fields["hand_size_confidence"] == 1.0 for r in hands)
+    assert all(np.allclose(r.fields["hand_size_mm"], [201.5, 90.25]) for r in hands)
+    assert not any("hand_size_frame_mm" in r.fields for r in res)

@@ -47,11 +47,13 @@ class SizeFitStage(Stage):
         self.user = None if user is None else (load_user(user) if not isinstance(user, np.ndarray) else user)
         self.frames = max(1, int(frames))
         self.lost_frames = int(lost_frames)
-        self.fitter = SizeFitter(config)  # its models are built here, before the first frame
+        # the candidate models are built here, before the first frame; a fixed user size needs none
+        self.fitter = SizeFitter(config) if self.user is None else None
         self.reset()
 
     def reset(self) -> None:
-        self.fitter = self.fitter.fork()  # fresh sums, the same (read-only) models
+        if self.fitter is not None:
+            self.fitter = self.fitter.fork()  # fresh sums, the same (read-only) models
         self._missing = 0
         self._size: np.ndarray | None = None
         self._confidence = 0.0
@@ -59,7 +61,7 @@ class SizeFitStage(Stage):
     def run(self, st: FrameState) -> None:
         if st.crop is None or st.joints_raw_mm is None:
             self._missing += 1
-            if self._missing >= self.lost_frames and self.fitter.frames:
+            if self._missing >= self.lost_frames and self.fitter is not None and self.fitter.frames:
                 self.reset()
             return
         self._missing = 0
