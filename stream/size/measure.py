@@ -65,7 +65,7 @@ class SizeFitConfig:
         return np.stack(np.broadcast_arrays(lengths[:, None], widths), axis=-1)
 
 
-N_TERMS = 4  # data, silhouette, free space, prior: each the sum of squared weighted residuals (mm^2)
+N_TERMS = 4  # data, silhouette, free space, prior: each a sum of squared residuals (mm^2), unweighted
 
 
 def score_terms(
