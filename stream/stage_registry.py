@@ -28,6 +28,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "stream.hands.handedness",
     "stream.fitting.stage",
     "stream.size.stage",
+    "stream.size.fit_stage",
 )
 
 # What every frame carries before the first stage runs.

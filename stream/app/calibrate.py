@@ -1,9 +1,11 @@
 """`handstream calibrate`: watch the user's hand for a few seconds and write their hand size (user.json).
 
-Hold the open hand still, palm to the camera, the whole length in view. Runs the size stage (the size engine
-per frame, a robust running estimate over the frames) on a source, stops after `--seconds` of frames with a
-hand, prints the hand length and palm width with the confidence and writes them to `--out`, which
-`handstream run --user user.json` reads to fix the hand size.
+Hold the open hand still, palm to the camera, the whole length in view. Measures with the size_fit stage by
+default (hand models of several sizes fitted to the depth after the pose engine, their energies averaged
+over the frames: stream/size/measure.py), or with the size engine (`--models size`: the net per frame, a
+running median over the frames) on a source, stops after `--seconds` of frames with a hand, prints the hand
+length and palm width with the confidence and writes them to `--out`, which `handstream run --user
+user.json` reads to fix the hand size.
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="seconds of frames with a hand to calibrate on (default 3)",
     )
-    ap.add_argument("--models", default="size", help="the size engine: size (shipped) or size=PATH")
+    ap.add_argument(
+        "--models",
+        default="size_fit",
+        help="how to measure: size_fit (hand models fitted to the depth after the pose engine; default), "
+        "size (the shipped size engine) or size=PATH",
+    )
     ap.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"))
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     return ap
@@ -64,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     from ..size import save_user
 
     names = parse_models(args.models)
-    if len(names) != 1 or names[0].split("=")[0] != "size":
-        raise InputError(f"--models must be size or size=PATH, got {args.models!r}")
+    if names == ["size_fit"]:
+        names = ["pose", "size_fit"]
+    elif len(names) != 1 or names[0].split("=")[0] != "size":
+        raise InputError(f"--models must be size_fit, size or size=PATH, got {args.models!r}")
     check_outputs([("--out", args.out)], source_inputs(args))
     source = source_from_args(args)
     with build_pipeline(
@@ -75,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         prepare_file(args.out, "--out")
         fps = float(source.fps or 30.0)
         sink = _Calibration(max(1, int(round(args.seconds * fps))))
+        for stage in pipeline.stages:
+            if (
+                stage.kind == "size_fit"
+            ):  # measure over every calibration frame, not only its default first second
+                stage.frames = sink.frames_needed
         run_stream(source, pipeline, [sink])
     if sink.size is None:
         raise InputError(f"{source.name}: no hand seen; nothing to calibrate (show the hand to the camera)")

@@ -2,13 +2,14 @@
 the user file (`handstream calibrate` writes it, `handstream run --user` reads it) and the study's metrics."""
 
 from .calibrator import SizeCalibrator
-from .metrics import calibrated_errors, grouped_folds, mae, mape, sequence_spread
+from .metrics import calibrated_errors, grouped_folds, held_errors, mae, mape, sequence_spread
 from .user import load_user, save_user
 
 __all__ = [
     "SizeCalibrator",
     "calibrated_errors",
     "grouped_folds",
+    "held_errors",
     "load_user",
     "mae",
     "mape",

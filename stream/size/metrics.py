@@ -56,6 +56,19 @@ def calibrated_errors(
     return np.array(errs).reshape(-1, 2)
 
 
+def held_errors(held: np.ndarray, true: np.ndarray, sequence: np.ndarray, frames: int) -> np.ndarray:
+    """(S, 2) absolute errors of the size a stage held after the first `frames` frames of each sequence
+    (`held`: the stage's calibrated size after every frame, NaN where it had none yet): what a user
+    calibrated for that long gets, whichever way the stage combines its frames."""
+    errs = []
+    for s in np.unique(sequence):
+        idx = np.flatnonzero(sequence == s)[:frames]
+        ok = idx[np.isfinite(held[idx]).all(1)]
+        if len(ok):
+            errs.append(np.abs(np.asarray(held[ok[-1]], np.float64) - np.asarray(true[idx[0]], np.float64)))
+    return np.array(errs).reshape(-1, 2)
+
+
 def grouped_folds(groups: np.ndarray, k: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """K (train index, test index) pairs where every group (subject) lies in exactly one test fold."""
     g = np.asarray(groups)

@@ -1,0 +1,237 @@
+"""Hand size measured from the depth by analysis-by-synthesis: the articulated hand model of several sizes is
+fitted to the same frame, and the sizes whose fits explain the depth best are the hand's.
+
+Depth is metric, so a hand model that is too short leaves the fingertips' points unexplained and one that
+is too narrow the palm's edge. Each candidate (length, width) is a model `build_model(default_shape(L, W))`
+fitted by `fit_hand` from the inverse kinematics of the pose engine's joints, then scored: the data term of
+the fit over the hand's points, truncated (a point the model cannot reach costs a fixed amount instead of
+being dropped, which would reward a small model), plus the fitted joints' distance to the engine's. The
+silhouette and free-space terms are computed too but weighted 0: on training subjects they did not help.
+
+The energy is read as a likelihood, exp(-energy / temperature), times the population's prior, and the
+estimate is the posterior mean on the candidate grid (interpolated to 1 mm): one frame's energy is weak
+evidence (a curled or hidden finger says little about its length), so a frame alone stays near the
+population. Over a track each candidate's energies are averaged over the frames, so that every frame moves
+the estimate a little instead of voting for its own minimum; averaged, not summed, because the frames of a
+second show one or two poses and are not independent evidence. Candidates lie on a grid of lengths, the
+width on the population's regression line plus a few offsets, so that a track's frames add up candidate by
+candidate. The weights and temperatures were chosen on training subjects (BENCHMARKS.md, "Hand size").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..fitting import FitConfig, HandModel, Observation, build_model, default_shape, fit_hand, pose_model
+
+# hand width on hand length over the ANSUR II population as the generator draws it (half men, half women):
+# least squares on the 600 training subjects of the hand-size study (BENCHMARKS.md, "Hand size")
+WIDTH_INTERCEPT_MM = 11.85
+WIDTH_SLOPE = 0.3823  # residual sd 4.8 mm
+
+
+def population_width(length_mm: float | np.ndarray) -> float | np.ndarray:
+    """The palm width the population's regression expects for a hand length."""
+    return WIDTH_INTERCEPT_MM + WIDTH_SLOPE * np.asarray(length_mm, np.float64)
+
+
+@dataclass(frozen=True)
+class SizeFitConfig:
+    """The candidate grid and the scoring energy's weights (residual mm per unit, as in FitConfig)."""
+
+    lengths_mm: tuple[float, ...] = tuple(float(v) for v in np.arange(140.0, 227.0, 6.0))
+    width_offsets_mm: tuple[float, ...] = (-9.0, -4.5, 0.0, 4.5, 9.0)
+    huber_mm: float = 8.0
+    cap_mm: float = 20.0  # a data point farther than this from the model costs what one at cap_mm costs
+    w_data: float = 1.0
+    w_silhouette: float = 0.0
+    w_free_space: float = 0.0
+    w_prior: float = 0.3
+    # exp(-energy / temperature) is the likelihood of a size (length and width each their own); the prior is
+    # the population (the study's training subjects)
+    temperature_length: float = 100.0
+    temperature_width: float = 10.0
+    prior_length_mm: float = 186.8
+    prior_length_sd_mm: float = 11.3
+    prior_width_sd_mm: float = 4.8
+    # each candidate's fit: 3 steps x 128 points, the settings the temperatures and the figures in
+    # BENCHMARKS were chosen and measured with (the fit stage's own default has since grown to 6 x 256)
+    fit: FitConfig = field(default_factory=lambda: FitConfig(iterations=3, points=128))
+
+    def candidates(self) -> np.ndarray:
+        """(nL, nW, 2) the candidate (length, width) grid."""
+        lengths = np.asarray(self.lengths_mm, np.float64)
+        widths = population_width(lengths)[:, None] + np.asarray(self.width_offsets_mm)[None, :]
+        return np.stack(np.broadcast_arrays(lengths[:, None], widths), axis=-1)
+
+
+N_TERMS = 4  # data, silhouette, free space, prior: each a sum of squared residuals (mm^2), unweighted
+
+
+def score_terms(
+    model: HandModel, obs: Observation, res, engine_joints: np.ndarray, cfg: SizeFitConfig
+) -> np.ndarray:
+    """(N_TERMS,) unweighted energy terms of a fitted model: truncated Huber data term over the hand's
+    points (the forearm's excluded, as in the fit), silhouette and free space at the sphere centres, and
+    the joints' squared distance to the engine's."""
+    posed = pose_model(model, res.rot, res.trans, res.pose)
+    c = posed.centres
+    p = obs.points
+    d = np.sqrt(((p[:, None, :] - c[None, :, :]) ** 2).sum(-1)) - model.radii[None, :]
+    e = np.abs(d.min(1))
+    behind = (p - posed.trans) @ posed.axis_y < -cfg.fit.forearm_frac * model.shape.length_mm
+    e = np.minimum(e[~behind], cfg.cap_mm)
+    h = cfg.huber_mm
+    data = float(np.where(e <= h, e * e, 2.0 * h * e - h * h).sum())
+    z = np.maximum(c[:, 2], 1.0)
+    uv = c[:, :2].T * (obs.scale_uv / z) + obs.proj[1::2, None]
+    ci, ri = np.minimum(np.maximum(np.rint(uv), 0.0), obs.size - 1).astype(np.intp)
+    flat = ri * obs.size + ci
+    dt = obs.dist_px[flat]
+    out = (dt > 0) & (obs.raw_mm[flat] > z)
+    sil = float(((dt[out] * obs.mm_per_px) ** 2).sum())
+    gap = c[:, 2] - model.radii - (obs.depth_mm[flat] - cfg.fit.free_space_margin_mm)
+    gap = gap[gap < 0]  # NaN (off the hand) compares False
+    free = float((gap * gap).sum())
+    prior_j = np.asarray(engine_joints, np.float64)
+    if obs.mirror < 0:
+        prior_j = prior_j * np.array([-1.0, 1.0, 1.0])
+    prior = float(((posed.joints - prior_j) ** 2).sum())
+    return np.array([data, sil, free, prior])
+
+
+def weights(cfg: SizeFitConfig) -> np.ndarray:
+    """(N_TERMS,) the squared weights that turn score_terms into one energy."""
+    return np.array([cfg.w_data, cfg.w_silhouette, cfg.w_free_space, cfg.w_prior]) ** 2
+
+
+def frame_terms(
+    models: np.ndarray, obs: Observation, engine_joints: np.ndarray, cfg: SizeFitConfig
+) -> np.ndarray:
+    """(nL, nW, N_TERMS) the energy terms of every candidate model (an object array of HandModels) fitted to
+    one frame."""
+    out = np.empty((*models.shape, N_TERMS))
+    for idx in np.ndindex(models.shape):
+        m = models[idx]
+        res = fit_hand(m, obs, engine_joints, cfg.fit)
+        out[idx] = score_terms(m, obs, res, engine_joints, cfg)
+    return out
+
+
+def build_models(cfg: SizeFitConfig) -> np.ndarray:
+    """(nL, nW) object array of the candidate models (built once: a model costs several fits)."""
+    cand = cfg.candidates()
+    models = np.empty(cand.shape[:2], dtype=object)
+    for idx in np.ndindex(models.shape):
+        models[idx] = build_model(default_shape(*cand[idx]))
+    return models
+
+
+def _fine(energy: np.ndarray, cfg: SizeFitConfig) -> np.ndarray:
+    """The (nL, nW) grid's energy interpolated onto 1 mm steps of length and width offset, each fine point
+    from the parabola through its three nearest grid points (a quadratic bowl is reproduced exactly, so a
+    sharp minimum between grid points is not snapped to one)."""
+    fl, fo = _fine_axes(cfg)
+    ml = _quadratic_weights(np.asarray(cfg.lengths_mm, np.float64), fl)
+    mo = _quadratic_weights(np.asarray(cfg.width_offsets_mm, np.float64), fo)
+    return ml @ energy @ mo.T
+
+
+def _quadratic_weights(knots: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(len(x), len(knots)) Lagrange weights of the parabola through the three knots nearest each x (fewer
+    knots: the line through two, or the one value)."""
+    n = len(knots)
+    w = np.zeros((len(x), n))
+    if n == 1:
+        w[:, 0] = 1.0
+        return w
+    near = np.clip(np.searchsorted(knots, x) - 1, 0, n - 1)
+    centre = (
+        np.clip(
+            np.where(
+                np.abs(x - knots[np.minimum(near + 1, n - 1)]) < np.abs(x - knots[near]), near + 1, near
+            ),
+            1,
+            n - 2,
+        )
+        if n >= 3
+        else np.zeros(len(x), np.intp)
+    )
+    idx = np.stack([centre - 1, centre, centre + 1], 1) if n >= 3 else np.tile([0, 1], (len(x), 1))
+    pts = knots[idx]  # (len(x), k)
+    for a in range(idx.shape[1]):
+        la = np.ones(len(x))
+        for b in range(idx.shape[1]):
+            if a != b:
+                la *= (x - pts[:, b]) / (pts[:, a] - pts[:, b])
+        w[np.arange(len(x)), idx[:, a]] += la
+    return w
+
+
+def _fine_axes(cfg: SizeFitConfig) -> tuple[np.ndarray, np.ndarray]:
+    lengths, offs = np.asarray(cfg.lengths_mm), np.asarray(cfg.width_offsets_mm)
+    return np.arange(lengths[0], lengths[-1] + 1e-9, 1.0), np.arange(offs[0], offs[-1] + 1e-9, 1.0)
+
+
+def pick_size(energy: np.ndarray, cfg: SizeFitConfig) -> np.ndarray:
+    """(length, width) mm: posterior means of the size given an energy on the (nL, nW) grid (one frame's,
+    or a track's mean), exp(-energy / temperature) times the population's prior (normal in length, and in
+    the width's offset from the regression line), on the grid interpolated to 1 mm. The length and the
+    width's offset are each read from a posterior of their own temperature: the width's evidence (the palm,
+    seen on most frames) is sharper than the length's (a curled or hidden finger says little); the width is
+    the posterior mean of the width itself (regression line plus offset) under its own temperature."""
+    fl, fo = _fine_axes(cfg)
+    e = _fine(np.asarray(energy, np.float64), cfg)
+    e = e - np.nanmin(e)
+    prior = -0.5 * ((fl[:, None] - cfg.prior_length_mm) / cfg.prior_length_sd_mm) ** 2
+    prior = prior - 0.5 * (fo[None, :] / cfg.prior_width_sd_mm) ** 2
+    length = float(_posterior(prior - e / cfg.temperature_length).sum(1) @ fl)
+    widths = population_width(fl)[:, None] + fo[None, :]
+    width = float((_posterior(prior - e / cfg.temperature_width) * widths).sum())
+    return np.array([length, width])
+
+
+def _posterior(log_p: np.ndarray) -> np.ndarray:
+    p = np.exp(log_p - np.nanmax(log_p))
+    return p / p.sum()
+
+
+class SizeFitter:
+    """One track's size measurement: each frame's candidate energies are added to the track's sums, whose
+    mean gives the hand's size; the per-frame estimates go to a SizeCalibrator, whose spread gives the
+    confidence. The candidate models are built once and shared by every copy (`fork`)."""
+
+    def __init__(self, cfg: SizeFitConfig | None = None, models: np.ndarray | None = None) -> None:
+        from .calibrator import SizeCalibrator
+
+        self.cfg = cfg or SizeFitConfig()
+        self.models = build_models(self.cfg) if models is None else models
+        self._w = weights(self.cfg)
+        self._calibrator_type = SizeCalibrator  # ref_mm=1: as the size stage, so confidences compare
+        self.reset()
+
+    def reset(self) -> None:
+        self.energy = np.zeros(self.models.shape)  # rebound: copies share nothing but the models
+        self.frames = 0
+        self.calibrator = self._calibrator_type()
+
+    def fork(self) -> SizeFitter:
+        return SizeFitter(self.cfg, self.models)
+
+    def add(self, obs: Observation, engine_joints: np.ndarray) -> np.ndarray:
+        """Fit every candidate to one frame; returns this frame's (length, width)."""
+        e = frame_terms(self.models, obs, engine_joints, self.cfg) @ self._w
+        self.energy = self.energy + e  # the sum; estimate() reads the mean
+        self.frames += 1
+        size = pick_size(e, self.cfg)
+        self.calibrator.add(size)
+        return size
+
+    def estimate(self) -> tuple[np.ndarray | None, float]:
+        """(the track's (length, width) in mm, or None before a frame; confidence in [0, 1])."""
+        if not self.frames:
+            return None, 0.0
+        _, conf = self.calibrator.estimate()
+        return pick_size(self.energy / self.frames, self.cfg).astype(np.float32), conf
