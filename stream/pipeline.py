@@ -159,6 +159,22 @@ class Hud:
         self.frames += 1
 
 
+def interrupt_inside(exc: BaseException) -> BaseException | None:
+    """The KeyboardInterrupt (our SIGTERM/SIGHUP `Interrupted` is one) or SystemExit hidden in `exc`'s chain.
+
+    A signal handler that raises while C code runs (a numba kernel, a numpy call) makes that call return
+    with an exception set, and Python wraps the interrupt in a SystemError ("returned a result with an
+    exception set"). Caught as a failing stage it would be counted and the stop lost; it is a stop."""
+    seen: set[int] = set()
+    e = exc.__cause__ or exc.__context__
+    while e is not None and id(e) not in seen:
+        if not isinstance(e, Exception):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 class Pipeline:
     """Runs `stages` in order on every frame. `dropped_frames()` reports the capture's drops when a
     CaptureThread is attached (run_stream does). The stages' declared contracts are checked here: a stage
@@ -448,6 +464,9 @@ class Pipeline:
         return rec
 
     def _report(self, stage: str, exc: Exception, index: int) -> None:
+        stop = interrupt_inside(exc)
+        if stop is not None:  # a Ctrl-C or SIGTERM that arrived inside compiled code: stop, do not count it
+            raise stop
         self.errors += 1
         key = (stage, type(exc).__name__)
         if key not in self._reported:

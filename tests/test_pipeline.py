@@ -80,6 +80,27 @@ def test_failing_stage_gives_no_hand_results_reported_once(pipe, frames, caplog)
     assert len(msgs) == 1 and "frame 0" in msgs[0]
 
 
+class InterruptedInsideCompiledCode:
+    """What a signal handler that raises during a numba or numpy call leaves: a SystemError whose cause is the
+    KeyboardInterrupt (Python's 'returned a result with an exception set')."""
+
+    name = "compiled"
+
+    def run(self, st):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as stop:
+            raise SystemError("CPUDispatcher(kernel) returned a result with an exception set") from stop
+
+
+def test_an_interrupt_wrapped_by_compiled_code_stops_the_pipeline(pipe, frames):
+    """A Ctrl-C / SIGTERM that lands inside a kernel is a stop, not a bad frame counted and forgotten."""
+    p = Pipeline([pipe.stages[0], pipe.stages[1], InterruptedInsideCompiledCode()])
+    with pytest.raises(KeyboardInterrupt):
+        p.process(frames[0])
+    assert p.errors == 0
+
+
 def test_run_stream_replay_frames_in_equal_records_out(pipe, tmp_path):
     import json
 
