@@ -18,10 +18,14 @@ Start: the inverse kinematics of the engine's joints. A tracked hand (`warm_star
 its last fit (`FitConfig.tracking_iterations` steps; not after a jump, a lost hand or a change of
 handedness) and the fit of lower energy is kept: the last fit alone drifts where the depth is ambiguous,
 the engine's start alone forgets what the last frame settled, and the pair beat either on generator
-sequences. `keep_cold=False` keeps only the warm fit (cheaper, less accurate).
+sequences. `keep_cold=False` keeps only the warm fit (cheaper, less accurate). The fit from the engine's
+start re-seeds its worst finger (`FitConfig.reseed_fingers`); the fit from the last one does not, and
+carries a re-seeded finger on where it won.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -58,6 +62,9 @@ class FitStage(Stage):
     ) -> None:
         super().__init__(None, name)
         self.config = config or FitConfig()
+        # the second start of a tracked hand is not re-seeded: the cold fit is, and the warm one carries a
+        # re-seeded finger on from the last frame where it won (the pair stays within the 1 ms)
+        self._warm_config = replace(self.config, reseed_fingers=0)
         # the numba kernels are compiled (or loaded from numba's cache) here, never on a stream's first
         # frame; compiled=False, or numba missing: the numpy reference
         self.compiled = bool(compiled) and compile_kernels()
@@ -89,7 +96,8 @@ class FitStage(Stage):
             return
         previous = self._previous if self.temporal else None
         warm = self._start(engine, left)
-        res = fit_hand(model, obs, engine, self.config, previous, warm, compiled=self.compiled)
+        cfg = self.config if warm is None else self._warm_config
+        res = fit_hand(model, obs, engine, cfg, previous, warm, compiled=self.compiled)
         if warm is not None and self.keep_cold:  # two hypotheses: the last fit's and the engine's
             cold = fit_hand(model, obs, engine, self.config, previous, compiled=self.compiled)
             res = cold if cold.energy < res.energy else res
