@@ -15,7 +15,9 @@ joints initialise the model by inverse kinematics, then a few damped Gauss-Newto
 
 over the global rotation (about the wrist), translation and the 20 joint angles, with analytic Jacobians.
 Angles are projected onto the joint limits after every step, and the bone lengths are the model's, so the
-skeleton out is always anatomically valid and keeps one user's proportions.
+skeleton out is always anatomically valid and keeps one user's proportions. After the descent the finger
+that fits worst is re-seeded (Sharp et al. 2015): straight, then curled, a step over its own angles, kept
+where the energy drops; a finger the engine bent the wrong way is a local minimum the descent cannot leave.
 
 The numpy code here is the reference; `observe` and `fit_hand` run the same arithmetic compiled with numba
 (kernels.py) unless told `compiled=False` or numba does not import.
@@ -72,8 +74,8 @@ class FitConfig:
     )
     damping: float = 1e-2  # Levenberg-Marquardt lambda, relative to the diagonal
     free_space_margin_mm: float = 4.0
-    # re-seeding (Sharp et al. 2015), after the descent: the fingers of the highest own energy (their
-    # spheres' data, silhouette and free-space terms), this many, each reset straight and curled and descended over its
+    # re-seeding (Sharp et al. 2015), after the descent: this many fingers of the highest own energy (their
+    # spheres' data, silhouette and free-space terms), each reset straight and curled and descended over its
     # 4 angles alone for `reseed_iterations` steps, a seed kept where it lowers the energy; it reaches a
     # finger the engine bent the wrong way, which the descent from the engine's start cannot. One finger,
     # one step: chosen on the tuning set within the 1 ms a hand (BENCHMARKS.md, "Model fitting")

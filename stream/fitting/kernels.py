@@ -1,5 +1,5 @@
 """Compiled kernels of the fit: the observation's per-pixel parts, inverse kinematics and the whole
-Gauss-Newton descent, one call each.
+Gauss-Newton descent with the re-seeding of the worst finger, one call each.
 
 The numpy code (ik.py, model.py, fit.py) stays the reference and the fallback: these kernels compute the
 same observation (bit for bit), energy and steps with scalar loops, because at these sizes (5 chains, ~85
