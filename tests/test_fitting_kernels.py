@@ -12,7 +12,16 @@ from stream.fitting import fit as fit_module
 from stream.fitting import kernels
 from stream.fitting.fit import FitConfig, compile_kernels, fit_hand, observe
 from stream.fitting.ik import inverse_kinematics
-from stream.fitting.model import LIMITS_RAD, build_model, default_shape, pose_joints
+from stream.fitting.model import (
+    _DOF_INDEX,
+    _I_FLEX1,
+    _I_FLEX2,
+    _I_LIFT,
+    LIMITS_RAD,
+    build_model,
+    default_shape,
+    pose_joints,
+)
 from stream.stages import FrameState
 from stream.synth.hand import LIMITS_DEG, hand_shape
 
@@ -87,6 +96,38 @@ def test_the_kernels_fit_rendered_frames_as_the_numpy_reference(seed):
                 fit_hand(model, ref, engine, cfg, warm=warm, compiled=False),
                 fit_hand(model, obs, engine, cfg, warm=warm),
             )
+
+
+def _finger_bent_the_wrong_way(model, truth: np.ndarray, chain: int) -> np.ndarray:
+    """Engine-like joints with one finger bent the other way from the truth (straight where it is curled,
+    curled where it is straight): the local minimum re-seeding is for."""
+    rot, trans, pose = inverse_kinematics(model, truth)
+    dofs = [_I_LIFT[chain], _I_FLEX1[chain], _I_FLEX2[chain]]
+    pose[dofs] = 0.0 if pose[_I_FLEX1[chain]] > 0.6 else np.radians([70.0, 85.0, 55.0])
+    return pose_joints(model, rot, trans, np.clip(pose, LIMITS_RAD[:, 0], LIMITS_RAD[:, 1]))
+
+
+@pytest.mark.parametrize(("seed", "chain"), [(5, 2), (17, 1), (17, 2)])
+def test_reseeding_in_the_kernel_is_the_references_and_moves_only_the_reseeded_fingers(seed, chain):
+    """A rendered frame whose engine joints bend one finger the wrong way: with re-seeding the energy is
+    lower than the plain descent's (a seed was kept), compiled and numpy agree to rounding, and only the
+    re-seeded fingers' 4 angles differ from the plain descent (the rest of the hand stays where it was)."""
+    smp, crop = _rendered(seed)
+    model = build_model(default_shape(*smp.hand_size_mm))
+    engine = _finger_bent_the_wrong_way(model, smp.joints_xyz_mm.astype(np.float64), chain)
+    obs = observe(crop, smp.frame.depth_mm, 256)
+    plain = fit_hand(model, obs, engine, FitConfig(reseed_fingers=0))
+    for fingers, steps in ((1, 1), (2, 2)):
+        cfg = FitConfig(reseed_fingers=fingers, reseed_iterations=steps)
+        a = fit_hand(model, obs, engine, cfg, compiled=False)
+        b = fit_hand(model, obs, engine, cfg)
+        _same_fit(a, b)
+        assert b.energy < plain.energy - 1.0
+        np.testing.assert_array_equal(b.rot, plain.rot)
+        moved = np.flatnonzero(b.pose != plain.pose)
+        chains = {c for c in range(5) if set(moved) & set(_DOF_INDEX[:, c])}
+        assert moved.size > 0 and len(chains) <= fingers
+        assert set(moved) <= set(_DOF_INDEX[:, sorted(chains)].ravel())
 
 
 def test_the_kernels_fit_the_real_nyu_frame_as_the_numpy_reference(nyu_dir):

@@ -15,7 +15,9 @@ joints initialise the model by inverse kinematics, then a few damped Gauss-Newto
 
 over the global rotation (about the wrist), translation and the 20 joint angles, with analytic Jacobians.
 Angles are projected onto the joint limits after every step, and the bone lengths are the model's, so the
-skeleton out is always anatomically valid and keeps one user's proportions.
+skeleton out is always anatomically valid and keeps one user's proportions. After the descent the finger
+that fits worst is re-seeded (Sharp et al. 2015): straight, then curled, a step over its own angles, kept
+where the energy drops; a finger the engine bent the wrong way is a local minimum the descent cannot leave.
 
 The numpy code here is the reference; `observe` and `fit_hand` run the same arithmetic compiled with numba
 (kernels.py) unless told `compiled=False` or numba does not import.
@@ -33,8 +35,10 @@ import numpy as np
 from ..compiled import announce_compile
 from .ik import inverse_kinematics
 from .model import (
+    _DOF_INDEX,
     LIMITS_RAD,
     N_PARAMS,
+    RESEED_RAD,
     HandModel,
     build_model,
     default_shape,
@@ -70,6 +74,13 @@ class FitConfig:
     )
     damping: float = 1e-2  # Levenberg-Marquardt lambda, relative to the diagonal
     free_space_margin_mm: float = 4.0
+    # re-seeding (Sharp et al. 2015), after the descent: this many fingers of the highest own energy (their
+    # spheres' data, silhouette and free-space terms), each reset straight and curled and descended over its
+    # 4 angles alone for `reseed_iterations` steps, a seed kept where it lowers the energy; it reaches a
+    # finger the engine bent the wrong way, which the descent from the engine's start cannot. One finger,
+    # one step: chosen on the tuning set within the 1 ms a hand (BENCHMARKS.md, "Model fitting")
+    reseed_fingers: int = 1
+    reseed_iterations: int = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -252,23 +263,12 @@ def _fit_numpy(
         iterations = cfg.tracking_iterations
     rms = float("nan")
     # the joint terms (prior, temporal) are point rows too: x, y, z of every joint, towards a target
-    k = len(model.radii)
-    joint_vec, joint_idx = _EYE_ROWS, np.repeat(np.arange(k, k + 21), 3)
     joint_terms = [(cfg.w_prior, prior.reshape(-1))]
     if prev is not None:
         joint_terms.append((cfg.w_temporal, prev.reshape(-1)))
     for _ in range(iterations):
         posed = pose_model(model, rot, trans, pose)
-        vecs, idxs, wts, res, rms = _terms(model, obs, posed, cfg)
-        flat = posed.joints.reshape(-1)
-        for w, target in joint_terms:
-            vecs.append(joint_vec)
-            idxs.append(joint_idx)
-            wts.append(np.full(63, w))
-            res.append(w * (flat - target))
-        r = np.concatenate(res)
-        jac = point_rows(posed, np.concatenate(vecs), np.concatenate(idxs))
-        jac *= np.concatenate(wts)[:, None]
+        jac, r, rms, _ = _system(model, obs, posed, cfg, joint_terms)
         h = jac.T @ jac
         h[_DIAG] *= 1.0 + cfg.damping
         h[_DIAG] += 1e-6
@@ -276,20 +276,78 @@ def _fit_numpy(
         rot = rotation_update(step[0:3]) @ rot
         trans = trans + step[3:6]
         pose = np.minimum(np.maximum(pose + step[6:], _LO), _HI)
-    posed = pose_model(model, rot, trans, pose)
-    _, _, _, res, _ = _terms(model, obs, posed, cfg)
+    energy, own = _energy(model, obs, pose_model(model, rot, trans, pose), cfg, joint_terms)
+    if cfg.reseed_fingers > 0:
+        pose, energy = _reseed(model, obs, cfg, joint_terms, rot, trans, pose, energy, own)
+    joints = pose_model(model, rot, trans, pose).joints.copy()
+    if obs.mirror < 0:
+        joints = joints * _MIRROR
+    return FitResult(joints, rot, trans, pose, rms, energy)
+
+
+def _system(model: HandModel, obs: Observation, posed, cfg: FitConfig, joint_terms: list) -> tuple:
+    """The weighted Jacobian (R, 26) and residuals (R,) of every term at `posed`, the data RMS and each
+    chain's own energy (6,)."""
+    vecs, idxs, wts, res, rms, own = _terms(model, obs, posed, cfg)
+    k = len(model.radii)
+    flat = posed.joints.reshape(-1)
+    for w, target in joint_terms:
+        vecs.append(_EYE_ROWS)
+        idxs.append(np.repeat(np.arange(k, k + 21), 3))
+        wts.append(np.full(63, w))
+        res.append(w * (flat - target))
+    jac = point_rows(posed, np.concatenate(vecs), np.concatenate(idxs))
+    jac *= np.concatenate(wts)[:, None]
+    return jac, np.concatenate(res), rms, own
+
+
+def _energy(model: HandModel, obs: Observation, posed, cfg: FitConfig, joint_terms: list) -> tuple:
+    """(the energy, each chain's own energy (6,)) at `posed`."""
+    _, _, _, res, _, own = _terms(model, obs, posed, cfg)
     flat = posed.joints.reshape(-1)
     res += [w * (flat - target) for w, target in joint_terms if w > 0]
     r = np.concatenate(res)
-    joints = posed.joints.copy()
-    if obs.mirror < 0:
-        joints = joints * _MIRROR
-    return FitResult(joints, rot, trans, pose, rms, float(r @ r))
+    return float(r @ r), own
+
+
+def _reseed(
+    model: HandModel,
+    obs: Observation,
+    cfg: FitConfig,
+    joint_terms: list,
+    rot: np.ndarray,
+    trans: np.ndarray,
+    pose: np.ndarray,
+    energy: float,
+    own: np.ndarray,
+) -> tuple[np.ndarray, float]:
+    """Per-finger re-seeding: the `cfg.reseed_fingers` fingers of the highest own energy, worst first, each
+    reset straight and curled (model.RESEED_RAD) and descended over its 4 angles alone (a 4 x 4 system; the
+    rest of the hand stays where the descent left it); a seed is kept where it lowers the whole energy."""
+    for c in np.argsort(-own[:5], kind="stable")[: cfg.reseed_fingers]:
+        dofs = _DOF_INDEX[:, c]
+        for seed in RESEED_RAD[:, :, c]:
+            trial = pose.copy()
+            trial[dofs[1:]] = np.clip(seed, _LO[dofs[1:]], _HI[dofs[1:]])
+            for _ in range(cfg.reseed_iterations):
+                jac, r, _, _ = _system(model, obs, pose_model(model, rot, trans, trial), cfg, joint_terms)
+                sub = jac[:, 6 + dofs]
+                h = sub.T @ sub
+                h[np.diag_indices(4)] *= 1.0 + cfg.damping
+                h[np.diag_indices(4)] += 1e-6
+                step = np.linalg.solve(h, -(sub.T @ r))
+                trial[dofs] = np.minimum(np.maximum(trial[dofs] + step, _LO[dofs]), _HI[dofs])
+            e, _ = _energy(model, obs, pose_model(model, rot, trans, trial), cfg, joint_terms)
+            if e < energy:
+                pose, energy = trial, e
+    return pose, energy
 
 
 def _terms(model: HandModel, obs: Observation, posed, cfg: FitConfig) -> tuple:
     """The depth terms as point rows: lists of per residual directions (R, 3), the model points they measure
-    (R,), weights (R,) and weighted residuals (R,) (mm); and the data points' RMS distance."""
+    (R,), weights (R,) and weighted residuals (R,) (mm); the data points' RMS distance; and each chain's own
+    energy (6,): the data terms of the points nearest its spheres, its spheres' silhouette and free space
+    (5: the palm)."""
     c = posed.centres
     # data: r = |p - c| - radius, dr/dc = -n (n the unit direction from the centre to the point); the
     # nearest sphere surface by one float32 (N, K) block, the residual itself in float64; Huber weights
@@ -311,6 +369,7 @@ def _terms(model: HandModel, obs: Observation, posed, cfg: FitConfig) -> tuple:
     behind = (obs.points - posed.trans) @ posed.axis_y < -cfg.forearm_frac * model.shape.length_mm
     w *= cfg.w_data * ~(behind | (a > cfg.outlier_mm))
     vecs, idxs, wts, res = [n], [k], [-w], [w * e]
+    own = np.bincount(model.point_chain[k], (w * e) ** 2, minlength=6)
     # silhouette and free space at each sphere centre's crop pixel
     z = np.maximum(c[:, 2], 1.0)
     uv = c[:, :2].T * (obs.scale_uv / z) + obs.proj[1::2, None]  # (2, K) crop column, row
@@ -334,6 +393,7 @@ def _terms(model: HandModel, obs: Observation, posed, cfg: FitConfig) -> tuple:
         idxs.append(out)
         wts.append(np.full(len(out), ws))
         res.append(ws * dt[out])
+        own += np.bincount(model.point_chain[out], (ws * dt[out]).astype(np.float64) ** 2, minlength=6)
     gap = c[:, 2] - model.radii - (obs.depth_mm[flat] - cfg.free_space_margin_mm)
     viol = np.flatnonzero(gap < 0)  # NaN (off the hand) compares False
     if len(viol):
@@ -341,8 +401,9 @@ def _terms(model: HandModel, obs: Observation, posed, cfg: FitConfig) -> tuple:
         idxs.append(viol)
         wts.append(np.full(len(viol), cfg.w_free_space))
         res.append(cfg.w_free_space * gap[viol])
+        own += np.bincount(model.point_chain[viol], (cfg.w_free_space * gap[viol]) ** 2, minlength=6)
     rms = math.sqrt(float(e @ e) / len(e))
-    return vecs, idxs, wts, res, rms
+    return vecs, idxs, wts, res, rms, own
 
 
 @functools.lru_cache(maxsize=16)
@@ -359,7 +420,7 @@ def _fit_compiled(
     cfg: FitConfig,
     warm: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
 ) -> FitResult:
-    """fit_hand by the numba kernels: inverse kinematics, then all steps, in two calls."""
+    """fit_hand by the numba kernels: inverse kinematics, then all steps and the re-seeding, in two calls."""
     if warm is None:
         rot, trans, pose = _kernels.inverse_kinematics_kernel(
             _c(model.rest_joints), _c(model.rest_xyz_by_chain), _c(prior)
@@ -374,7 +435,7 @@ def _fit_compiled(
         targets, target_w = _c(np.stack([prior, prev])), np.array([cfg.w_prior, cfg.w_temporal])
     rot, trans, pose, joints, rms, energy = _kernels.gauss_newton_kernel(
         *_model_args(model), *_obs_args(obs), targets, target_w, _config_array(cfg), rot, trans, pose,
-        iterations,
+        iterations, int(cfg.reseed_fingers), int(cfg.reseed_iterations),
     )  # fmt: skip
     if obs.mirror < 0:
         joints = joints * _MIRROR
@@ -399,6 +460,7 @@ def _model_args(model: HandModel) -> tuple:
         _c(model.radii),
         _c(model.radii32, np.float32),
         float(model.shape.length_mm),
+        _c(model.point_chain, np.int64),
     )
 
 

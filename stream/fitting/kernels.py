@@ -1,5 +1,5 @@
 """Compiled kernels of the fit: the observation's per-pixel parts, inverse kinematics and the whole
-Gauss-Newton descent, one call each.
+Gauss-Newton descent with the re-seeding of the worst finger, one call each.
 
 The numpy code (ik.py, model.py, fit.py) stays the reference and the fallback: these kernels compute the
 same observation (bit for bit), energy and steps with scalar loops, because at these sizes (5 chains, ~85
@@ -17,7 +17,7 @@ import math
 import numba
 import numpy as np
 
-from .model import _DOF_INDEX, _DOF_REST, _DOF_SIGN, _ROLL_REST, LIMITS_RAD, N_PARAMS
+from .model import _DOF_INDEX, _DOF_REST, _DOF_SIGN, _ROLL_REST, LIMITS_RAD, N_PARAMS, RESEED_RAD
 
 # numpy's float semantics (a division by zero gives inf or NaN as in the reference, no exception)
 _JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
@@ -29,6 +29,7 @@ _CR = np.cos(_ROLL_REST)
 _SR = np.sin(_ROLL_REST)
 _LO = np.ascontiguousarray(LIMITS_RAD[:, 0])
 _HI = np.ascontiguousarray(LIMITS_RAD[:, 1])
+_SEEDS = np.ascontiguousarray(RESEED_RAD)  # (2 seeds, lift / flexions, 5 chains)
 _PALM = np.array([0, 1, 5, 9, 13, 17])
 _PALM_W = np.array([2.0, 0.5, 1.0, 1.0, 1.0, 1.0]) / 6.5
 
@@ -340,9 +341,20 @@ def _terms(
     hess,
     grad,
     build,
+    point_chain,
+    chain_e,
+    only_chain,
+    near_k,
+    near_s,
+    chain_sph,
 ) -> tuple[float, float]:
     """fit._terms and the joint terms: (energy, data RMS) at the posed points; with `build`, J^T J and J^T r
-    accumulated into hess (upper triangle) and grad."""
+    accumulated into hess (upper triangle) and grad. chain_e (6,) gets each chain's own part of the energy
+    (the data terms of the points nearest its spheres, its spheres' silhouette and free space; 5: the
+    palm). `only_chain` >= 0: only that chain's spheres `chain_sph` have moved since `_nearest_other` gave
+    each point its nearest other sphere (near_k, near_s), so only they are searched (the same first
+    minimum as the whole search), and only the rows that reach that chain's angles are built (the others
+    add exact zeros to its 4 x 4 block)."""
     huber, outlier, forearm, w_data = cfg[0], cfg[1], cfg[2], cfg[3]
     w_sil, w_free, margin = cfg[4], cfg[5], cfg[8]
     n_sph = model_radii.shape[0]
@@ -373,14 +385,24 @@ def _terms(
         r2 = np.float32(pts[i, 2] - origin[2])
         q0, q1, q2 = two * r0, two * r1, two * r2
         psq = r0 * r0 + r1 * r1 + r2 * r2
-        for k in range(n_sph):
-            d2 = q0 * cx[k] + q1 * cy[k] + q2 * cz[k] + psq + csq[k]
-            d2 = tiny if d2 < tiny else d2  # np.maximum (NaN stays NaN)
-            surf[k] = np.float32(math.sqrt(d2)) - radii32[k]  # a float32 sqrt rounded once, as numpy's
-        kb, best = 0, surf[0]
-        for k in range(1, n_sph):
-            if surf[k] < best:
-                kb, best = k, surf[k]
+        if only_chain < 0:
+            for k in range(n_sph):
+                d2 = q0 * cx[k] + q1 * cy[k] + q2 * cz[k] + psq + csq[k]
+                d2 = tiny if d2 < tiny else d2  # np.maximum (NaN stays NaN)
+                surf[k] = np.float32(math.sqrt(d2)) - radii32[k]  # a float32 sqrt rounded once, as numpy's
+            kb, best = 0, surf[0]
+            for k in range(1, n_sph):
+                if surf[k] < best:
+                    kb, best = k, surf[k]
+        else:
+            kb, best = near_k[i], near_s[i]
+            for m in range(chain_sph.shape[0]):
+                k = chain_sph[m]
+                d2 = q0 * cx[k] + q1 * cy[k] + q2 * cz[k] + psq + csq[k]
+                d2 = tiny if d2 < tiny else d2
+                sk = np.float32(math.sqrt(d2)) - radii32[k]
+                if sk < best or (sk == best and k < kb):
+                    kb, best = k, sk
         nx = pts[i, 0] - points[kb, 0]
         ny = pts[i, 1] - points[kb, 1]
         nzz = pts[i, 2] - points[kb, 2]
@@ -398,7 +420,8 @@ def _terms(
             continue
         w = math.sqrt(min(1.0, huber / max(ae, 1e-9))) * w_data
         energy += (w * e) ** 2
-        if build:
+        chain_e[point_chain[kb]] += (w * e) ** 2
+        if build and (only_chain < 0 or point_chain[kb] == only_chain):
             _add_row(
                 kb,
                 nx,
@@ -435,7 +458,8 @@ def _terms(
             g2 = -(g0 * cx + g1 * cy) / z
             rs = np.float64(np.float32(ws) * dt)  # the reference's residual is float32 (a weak scalar x f32)
             energy += rs * rs
-            if build:
+            chain_e[point_chain[k]] += rs * rs
+            if build and (only_chain < 0 or point_chain[k] == only_chain):
                 _add_row(
                     k,
                     g0,
@@ -456,7 +480,8 @@ def _terms(
         gap = cz - model_radii[k] - (depth_mm[f] - np.float32(margin))
         if gap < 0:  # NaN (off the hand) compares False
             energy += (w_free * gap) ** 2
-            if build:
+            chain_e[point_chain[k]] += (w_free * gap) ** 2
+            if build and (only_chain < 0 or point_chain[k] == only_chain):
                 _add_row(
                     k,
                     0.0,
@@ -484,7 +509,7 @@ def _terms(
             for a in range(3):
                 r = wt * (points[p, a] - targets[t, j, a])
                 energy += r * r
-                if build:
+                if build and (only_chain < 0 or point_chain[p] == only_chain):
                     _add_row(
                         p,
                         1.0 if a == 0 else 0.0,
@@ -505,6 +530,41 @@ def _terms(
     if build:
         _scatter(acc, acc_g, hess, grad)
     return energy, math.sqrt(ess / n_pts)
+
+
+@numba.njit(**_JIT)
+def _nearest_other(pts, origin, points, radii32, point_chain, chain, near_k, near_s) -> None:
+    """Each data point's nearest sphere surface among the spheres not on `chain` (index, float32 distance,
+    the first of equal ones), by _terms' own float32 arithmetic: while only that chain's angles change,
+    _terms searches that chain's spheres alone against it."""
+    n_sph = radii32.shape[0]
+    tiny = np.float32(1e-12)
+    two = np.float32(-2.0)
+    cx = np.empty(n_sph, dtype=np.float32)
+    cy = np.empty(n_sph, dtype=np.float32)
+    cz = np.empty(n_sph, dtype=np.float32)
+    csq = np.empty(n_sph, dtype=np.float32)
+    for k in range(n_sph):
+        cx[k] = np.float32(points[k, 0] - origin[0])
+        cy[k] = np.float32(points[k, 1] - origin[1])
+        cz[k] = np.float32(points[k, 2] - origin[2])
+        csq[k] = cx[k] * cx[k] + cy[k] * cy[k] + cz[k] * cz[k]
+    surf = np.empty(n_sph, dtype=np.float32)
+    for i in range(pts.shape[0]):
+        r0 = np.float32(pts[i, 0] - origin[0])
+        r1 = np.float32(pts[i, 1] - origin[1])
+        r2 = np.float32(pts[i, 2] - origin[2])
+        q0, q1, q2 = two * r0, two * r1, two * r2
+        psq = r0 * r0 + r1 * r1 + r2 * r2
+        for k in range(n_sph):  # all of them, as _terms (a loop the compiler vectorizes), then the minimum
+            d2 = q0 * cx[k] + q1 * cy[k] + q2 * cz[k] + psq + csq[k]
+            d2 = tiny if d2 < tiny else d2
+            surf[k] = np.float32(math.sqrt(d2)) - radii32[k]
+        kb, best = -1, np.float32(np.inf)
+        for k in range(n_sph):
+            if point_chain[k] != chain and (kb < 0 or surf[k] < best):
+                kb, best = k, surf[k]
+        near_k[i], near_s[i] = kb, best
 
 
 @numba.njit(**_JIT)
@@ -569,6 +629,7 @@ def gauss_newton_kernel(
     radii,
     radii32,
     length_mm,
+    point_chain,
     pts,
     origin,
     depth_mm,
@@ -587,15 +648,23 @@ def gauss_newton_kernel(
     trans,
     pose,
     iterations,
+    reseed_fingers,
+    reseed_iterations,
 ):
     """fit.fit_hand's descent from (rot, trans, pose): `iterations` damped Gauss-Newton steps, angles
-    projected onto the limits after each. Returns (rot, trans, pose, joints (21, 3), data RMS at the last
-    step's start, energy at the result)."""
+    projected onto the limits after each; then the `reseed_fingers` fingers of the highest own energy
+    re-seeded straight and curled, `reseed_iterations` steps over that finger's 4 angles each, a seed kept
+    where it lowers the energy (fit._reseed). Returns (rot, trans, pose, joints (21, 3), data RMS at the last
+    main step's start, energy at the result)."""
     n_sph = radii.shape[0]
     points = np.empty((n_sph + 21, 3))
     jd = np.empty((21, 4, 3))
     hess = np.empty((N_PARAMS, N_PARAMS))
     grad = np.empty(N_PARAMS)
+    chain_e = np.zeros(6)
+    near_k = np.zeros(pts.shape[0], dtype=np.int64)
+    near_s = np.zeros(pts.shape[0], dtype=np.float32)
+    chain_sph = np.zeros(0, dtype=np.int64)
     rms = np.nan
     damping = cfg[7]
     rot, trans, pose = rot.copy(), trans.copy(), pose.copy()
@@ -609,7 +678,7 @@ def gauss_newton_kernel(
         _, rms = _terms(
             radii, radii32, pw_ptr, pw_idx, pw_val, length_mm, pts, origin, depth_mm, raw_mm, dist_px, grad_u,
             grad_v, proj, mm_per_px, size, mirror, targets, target_w, cfg, points, trans, axis_y, jd, hess,
-            grad, True,
+            grad, True, point_chain, chain_e, -1, near_k, near_s, chain_sph,
         )  # fmt: skip
         for i in range(N_PARAMS):
             hess[i, i] = hess[i, i] * (1.0 + damping) + 1e-6
@@ -622,11 +691,78 @@ def gauss_newton_kernel(
             pose[i] = min(max(pose[i] + step[6 + i], _LO[i]), _HI[i])
     _kinematics(rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, rot, trans, pose, points, jd)
     axis_y = rot[:, 1].copy()
+    chain_e[:] = 0.0
     energy, _ = _terms(
         radii, radii32, pw_ptr, pw_idx, pw_val, length_mm, pts, origin, depth_mm, raw_mm, dist_px, grad_u,
         grad_v, proj, mm_per_px, size, mirror, targets, target_w, cfg, points, trans, axis_y, jd, hess,
-        grad, False,
+        grad, False, point_chain, chain_e, -1, near_k, near_s, chain_sph,
     )  # fmt: skip
+    if reseed_fingers > 0:
+        # the worst fingers first (the first of equal ones, as a stable sort of the reference)
+        own = chain_e[:5].copy()
+        chosen = np.empty(min(reseed_fingers, 5), dtype=np.int64)
+        for f in range(chosen.shape[0]):
+            best = -1
+            for c in range(5):
+                if own[c] >= 0.0 and (best < 0 or own[c] > own[best]):
+                    best = c
+            chosen[f] = best
+            own[best] = -1.0
+        scratch = np.zeros(6)
+        h4 = np.empty((4, 4))
+        g4 = np.empty(4)
+        idx = np.empty(4, dtype=np.int64)
+        for f in range(chosen.shape[0]):
+            c = chosen[f]
+            for d in range(4):
+                idx[d] = 6 + _DOF_I[d, c]
+            chain_sph = np.flatnonzero(point_chain[:n_sph] == c)
+            _kinematics(
+                rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, rot, trans, pose, points, jd
+            )
+            _nearest_other(pts, origin, points, radii32, point_chain, c, near_k, near_s)
+            for s in range(2):
+                trial = pose.copy()
+                for d in range(1, 4):
+                    i = _DOF_I[d, c]
+                    trial[i] = min(max(_SEEDS[s, d - 1, c], _LO[i]), _HI[i])
+                for _ in range(reseed_iterations):
+                    _kinematics(
+                        rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, rot, trans, trial,
+                        points, jd,
+                    )  # fmt: skip
+                    hess[:] = 0.0
+                    grad[:] = 0.0
+                    _terms(
+                        radii, radii32, pw_ptr, pw_idx, pw_val, length_mm, pts, origin, depth_mm, raw_mm,
+                        dist_px, grad_u, grad_v, proj, mm_per_px, size, mirror, targets, target_w, cfg,
+                        points, trans, axis_y, jd, hess, grad, True, point_chain, scratch, c, near_k, near_s,
+                        chain_sph,
+                    )  # fmt: skip
+                    for a in range(4):
+                        g4[a] = -grad[idx[a]]
+                        for b in range(4):
+                            h4[a, b] = hess[min(idx[a], idx[b]), max(idx[a], idx[b])]
+                        h4[a, a] = h4[a, a] * (1.0 + damping) + 1e-6
+                    step = _solve_spd(h4, g4)
+                    for d in range(4):
+                        i = _DOF_I[d, c]
+                        trial[i] = min(max(trial[i] + step[d], _LO[i]), _HI[i])
+                _kinematics(
+                    rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, rot, trans, trial,
+                    points, jd,
+                )  # fmt: skip
+                e, _ = _terms(
+                    radii, radii32, pw_ptr, pw_idx, pw_val, length_mm, pts, origin, depth_mm, raw_mm, dist_px,
+                    grad_u, grad_v, proj, mm_per_px, size, mirror, targets, target_w, cfg, points, trans,
+                    axis_y, jd, hess, grad, False, point_chain, scratch, c, near_k, near_s, chain_sph,
+                )  # fmt: skip
+                if e < energy:
+                    energy = e
+                    pose = trial
+        _kinematics(
+            rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, rot, trans, pose, points, jd
+        )
     return rot, trans, pose, points[n_sph:].copy(), rms, energy
 
 

@@ -58,6 +58,18 @@ _MOVING = _BASE[:, None] + np.arange(1, 4)[None, :]
 _DOF_INDEX = np.stack([_I_SWING, _I_LIFT, _I_FLEX1, _I_FLEX2])
 _DOF_SIGN = np.stack([_SWING_SIGN, np.ones(5), np.ones(5), np.ones(5)])
 _DOF_REST = np.stack([_SWING_REST, np.zeros(5), np.zeros(5), np.zeros(5)])
+# re-seeding a finger (Sharp et al. 2015): its lift and two flexions reset to straight, then to curled
+# (a fist's finger; the thumb folded across the palm), its swing kept: (2 seeds, 3 dofs, 5 chains), within
+# the limits (clipped where they are used)
+RESEED_RAD = np.radians(
+    np.array(
+        [
+            np.zeros((3, 5)),
+            [[40.0, 75.0, 75.0, 75.0, 75.0], [40.0, 90.0, 90.0, 90.0, 90.0], [30.0, 60.0, 60.0, 60.0, 60.0]],
+        ]
+    )
+)
+RESEED_RAD.setflags(write=False)
 _COS_ROLL, _SIN_ROLL = np.cos(_ROLL_REST), np.sin(_ROLL_REST)
 # the 9 (moving joint, dof) pairs whose derivative is not zero, per chain: joint 1..3 x (swing, lift), then
 # joints 2, 3 x flexion 1, then joint 3 x flexion 2
@@ -126,6 +138,9 @@ class HandModel:
     point_ptr: np.ndarray
     point_index: np.ndarray
     point_value: np.ndarray
+    # the chain whose angles move each point (K + 21,), 5: none (palm, wrist, base joints): a finger's own
+    # residual, for re-seeding the worst finger, sums the terms of its spheres
+    point_chain: np.ndarray
 
     @property
     def size_mm(self) -> np.ndarray:
@@ -208,7 +223,9 @@ def _compressed_rows(w: np.ndarray) -> dict[str, np.ndarray]:
     chains[rows[moving], (cols[moving] - 1) // 4] = True
     if chains.sum(1).max(initial=0) > 1:  # the kernels' rows hold one chain's angles (kernels._add_row)
         raise ValueError("a model point moves with two chains")
+    chain = np.where(chains.any(1), chains.argmax(1), 5).astype(np.int64)
     return {
+        "point_chain": chain,
         "point_ptr": np.searchsorted(rows, np.arange(len(w) + 1)).astype(np.int64),
         "point_index": cols.astype(np.int64),
         "point_value": np.ascontiguousarray(w[rows, cols], dtype=np.float64),
