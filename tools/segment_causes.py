@@ -2,6 +2,9 @@
 pipeline and scoring as `handstream eval synthetic --scenes`, with each failure's cause counted.
 
     .venv/bin/python tools/segment_causes.py --kind egocentric --frames 300 --seed 9200 [--json out.json]
+        [--set behind_verify=false ...]
+
+`--set NAME=VALUE` changes one `SegmenterConfig` field (a rule off, to count what it changes).
 
 Wrong object: what the result's centre shows (held object, object, table or wall, arm, body), how the
 segmenter reached it (the learned path or its classic fallback) and what the previous frame's result was
@@ -39,9 +42,26 @@ class RecordingSegmenter:
         return self.last
 
 
-def frame_causes(kind: str, frames: int, seed: int, cam_name: str = "d435_320x240") -> list[dict]:
+def segmenter_config(sets: list[str]):
+    """The default `SegmenterConfig` with NAME=VALUE changes (numbers, true/false)."""
+    from dataclasses import replace
+
+    from stream.preprocess import SegmenterConfig
+
+    changes: dict = {}
+    for item in sets:
+        name, _, value = item.partition("=")
+        low = value.strip().lower()
+        changes[name.strip()] = low == "true" if low in ("true", "false") else float(value)
+    return replace(SegmenterConfig(), **changes)
+
+
+def frame_causes(
+    kind: str, frames: int, seed: int, cam_name: str = "d435_320x240", sets: list[str] | None = None
+) -> list[dict]:
     """One row per frame: state (hand / wrong / miss, or empty_* without a visible hand) and its cause."""
     from stream.pipeline import build_pipeline
+    from stream.preprocess import HandSegmenter
     from stream.preprocess.segment.refine import solidity
     from train.eval_segmentation import _Alone
     from train.eval_synthetic import SEQUENCE_LENGTH, on_hand, scene_frames, truth_hands, what_is_at
@@ -49,7 +69,8 @@ def frame_causes(kind: str, frames: int, seed: int, cam_name: str = "d435_320x24
     alone = _Alone(__import__("stream.frames", fromlist=["KNOWN_CAMERAS"]).KNOWN_CAMERAS[cam_name])
     pipe = build_pipeline(overlay=False, warmup=False)
     stage = next(s for s in pipe.stages if hasattr(s, "segmenter"))
-    rec = stage.segmenter = RecordingSegmenter(stage.segmenter)
+    inner = HandSegmenter(segmenter_config(sets or [])) if sets else stage.segmenter
+    rec = stage.segmenter = RecordingSegmenter(inner)
     min_z = rec.inner.config.min_depth_mm
     rows: list[dict] = []
     before = "new"
@@ -115,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--seed", type=int, default=9200)
     p.add_argument("--json", help="also write every frame's row here")
+    p.add_argument("--set", action="append", default=[], help="NAME=VALUE: one SegmenterConfig field")
     a = p.parse_args(argv)
-    rows = frame_causes(a.kind, a.frames, a.seed)
+    rows = frame_causes(a.kind, a.frames, a.seed, sets=a.set)
     print(json.dumps({"kind": a.kind, "seed": a.seed, **summary(rows)}))
     if a.json:
         Path(a.json).write_text(json.dumps(rows))
