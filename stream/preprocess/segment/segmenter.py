@@ -115,6 +115,7 @@ class HandSegmenter:
             cands.append((score, pk.score, c_xyz, tracked, pk.frame_uv))
         cands.sort(key=lambda c: -c[0])
         hands: list[HandDetection] = []
+        from_behind = False  # the first hand was taken from behind a convex peak (look_behind)
         for score, raw, c_xyz, tracked, uv in cands:
             # the first hand must pass with its tracking score; a second hand is judged on its own peak (the
             # user's other hand may lie behind the tracked one: the depth-gap rule below bounds it)
@@ -130,6 +131,7 @@ class HandSegmenter:
             h = learned_hand(cfg, depth, intr, out, score, c_xyz, hands, others)
             if h is None:
                 continue
+            seen = h
             h = look_behind(cfg, depth, intr, out, score, h, hands)
             if (
                 hands
@@ -143,23 +145,37 @@ class HandSegmenter:
                 or any(np.linalg.norm(h.com_xyz_mm - o.com_xyz_mm) < 80.0 for o in hands)
             ):
                 continue
+            if not hands:
+                from_behind = h is not seen
             hands.append(h)
             if len(hands) >= cfg.max_hands:
                 break
         if not hands:
             return self._classic_fallback(depth, intr, prev, out)
-        return Segmentation(hands=tuple(self._prefer_hand_shape(depth, intr, out, peaks, hands)))
+        return Segmentation(hands=tuple(self._prefer_hand_shape(depth, intr, out, peaks, hands, from_behind)))
 
     def _prefer_hand_shape(
-        self, depth: np.ndarray, intr: CameraIntrinsics, out: DetectorOutput, peaks: list, hands: list
+        self,
+        depth: np.ndarray,
+        intr: CameraIntrinsics,
+        out: DetectorOutput,
+        peaks: list,
+        hands: list,
+        from_behind: bool = False,
     ) -> list[HandDetection]:
-        """`hands`, or -- when the first hand's mask is as convex as a jar, cup or box (solidity >=
-        `object_solidity`) and another peak of at least `object_swap_presence`, not behind it, gives a
-        hand-shaped mask (solidity < `hand_solidity`) -- that one first: on a table the detector also fires
-        on the objects beside the hand, and a convex blob is seldom a hand with its fingers."""
+        """`hands`, or -- when the first hand is in doubt and another peak of at least
+        `object_swap_presence`, not behind it, gives a hand-shaped mask (solidity < `hand_solidity`) --
+        that one first. In doubt: its mask is as convex as a jar, cup or box (solidity >= `object_solidity`;
+        on a table the detector also fires on the objects beside the hand, and a convex blob is seldom a hand
+        with its fingers), or (`from_behind`, with `behind_verify`) it was taken from behind a convex peak by
+        `look_behind`: a hand-shaped peak beside that object says the hand was never hidden behind it, and
+        what lay behind was the table or another object."""
         cfg = self.config
         first = hands[0]
-        if cfg.object_solidity >= 1.0 or solidity(first.mask, first.bbox_xywh) < cfg.object_solidity:
+        doubt = from_behind and cfg.behind_verify
+        if cfg.object_solidity >= 1.0 or (
+            not doubt and solidity(first.mask, first.bbox_xywh) < cfg.object_solidity
+        ):
             return hands
         det = self.detector
         lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm

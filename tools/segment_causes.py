@@ -1,0 +1,149 @@
+"""Why the pipeline misses the hand or puts it on something else, per generated scene kind: the same frames,
+pipeline and scoring as `handstream eval synthetic --scenes`, with each failure's cause counted.
+
+    .venv/bin/python tools/segment_causes.py --kind egocentric --frames 300 --seed 9200 [--json out.json]
+        [--set behind_verify=false ...]
+
+`--set NAME=VALUE` changes one `SegmenterConfig` field (a rule off, to count what it changes).
+
+Wrong object: what the result's centre shows (held object, object, table or wall, arm, body), how the
+segmenter reached it (the learned path or its classic fallback) and what the previous frame's result was
+(the track came from the hand, from a wrong object, from a miss, or a new sequence). Missed: the segmenter's
+reason, the detector's strongest heatmap value, whether the hand touches the image border and whether any of
+its pixels lie nearer than the segmenter's `min_depth_mm`. Choose rules on tuning seeds (e.g. 9200, 9300),
+never on the held-out 9100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+class RecordingSegmenter:
+    """The pipeline's segmenter, keeping its last result (the stage passes on only the chosen hand)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.last = None
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def segment(self, depth_mm, intr, prev=None, known_com_uvd=None):
+        self.last = self.inner.segment(depth_mm, intr, prev, known_com_uvd)
+        return self.last
+
+
+def segmenter_config(sets: list[str]):
+    """The default `SegmenterConfig` with NAME=VALUE changes (numbers, true/false)."""
+    from dataclasses import replace
+
+    from stream.preprocess import SegmenterConfig
+
+    changes: dict = {}
+    for item in sets:
+        name, _, value = item.partition("=")
+        low = value.strip().lower()
+        changes[name.strip()] = low == "true" if low in ("true", "false") else float(value)
+    return replace(SegmenterConfig(), **changes)
+
+
+def frame_causes(
+    kind: str, frames: int, seed: int, cam_name: str = "d435_320x240", sets: list[str] | None = None
+) -> list[dict]:
+    """One row per frame: state (hand / wrong / miss, or empty_* without a visible hand) and its cause."""
+    from stream.pipeline import build_pipeline
+    from stream.preprocess import HandSegmenter
+    from stream.preprocess.segment.refine import solidity
+    from train.eval_segmentation import _Alone
+    from train.eval_synthetic import SEQUENCE_LENGTH, on_hand, scene_frames, truth_hands, what_is_at
+
+    alone = _Alone(__import__("stream.frames", fromlist=["KNOWN_CAMERAS"]).KNOWN_CAMERAS[cam_name])
+    pipe = build_pipeline(overlay=False, warmup=False)
+    stage = next(s for s in pipe.stages if hasattr(s, "segmenter"))
+    inner = HandSegmenter(segmenter_config(sets or [])) if sets else stage.segmenter
+    rec = stage.segmenter = RecordingSegmenter(inner)
+    min_z = rec.inner.config.min_depth_mm
+    rows: list[dict] = []
+    before = "new"
+    try:
+        for new_seq, sample in scene_frames(kind, frames, seed, cam_name, False, SEQUENCE_LENGTH):
+            if new_seq:
+                pipe.reset()
+                before = "new"
+            rec.last = None
+            result = pipe.process(sample.frame)
+            t = truth_hands(sample, alone)[0]
+            intr = sample.frame.intrinsics
+            m, d = t.mask, sample.frame.depth_mm
+            seen = d[m & (d > 0)]
+            row: dict = {"previous": before, "palm_z_mm": float(t.palm_xyz_mm[2])}
+            row["border"] = bool(m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any())
+            row["too_close"] = bool(seen.size and float(seen.min()) < min_z)
+            seg = rec.last
+            if result.hand_found:
+                state = "hand" if on_hand(result.com_xyz_mm, t, intr) else "wrong"
+                if state == "wrong":
+                    row["what"] = what_is_at(sample, result.com_xyz_mm)
+                if seg is not None and seg.hands:
+                    h = seg.hands[0]
+                    row["path"] = (seg.debug or {}).get("fallback", "learned")
+                    row["confidence"] = float(h.confidence)
+                    row["solidity"] = float(solidity(h.mask, h.bbox_xywh))
+            else:
+                state = "miss"
+                row["reason"] = result.reason
+                if seg is not None:
+                    row["heatmap_max"] = (seg.debug or {}).get("heatmap_max")
+            row["state"] = state if t.visible else f"empty_{state}"
+            rows.append(row)
+            before = state
+    finally:
+        pipe.close()
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    """Counts of the failure causes over frames with a visible hand."""
+    vis = [r for r in rows if not r["state"].startswith("empty_")]
+    wrong = [r for r in vis if r["state"] == "wrong"]
+    miss = [r for r in vis if r["state"] == "miss"]
+    hmax = [r["heatmap_max"] for r in miss if r.get("heatmap_max") is not None]
+    return {
+        "visible": len(vis),
+        "states": dict(Counter(r["state"] for r in vis)),
+        "wrong_on": dict(Counter(r["what"] for r in wrong)),
+        "wrong_path": dict(Counter(r.get("path", "?") for r in wrong)),
+        "wrong_previous": dict(Counter(r["previous"] for r in wrong)),
+        "missed_reason": dict(Counter(r["reason"] for r in miss)),
+        "missed_border": sum(r["border"] for r in miss),
+        "missed_too_close": sum(r["too_close"] for r in miss),
+        "missed_heatmap_max_p50": float(np.median(hmax)) if hmax else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--kind", default="egocentric")
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--seed", type=int, default=9200)
+    p.add_argument("--json", help="also write every frame's row here")
+    p.add_argument("--set", action="append", default=[], help="NAME=VALUE: one SegmenterConfig field")
+    a = p.parse_args(argv)
+    rows = frame_causes(a.kind, a.frames, a.seed, sets=a.set)
+    print(json.dumps({"kind": a.kind, "seed": a.seed, **summary(rows)}))
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
