@@ -3,7 +3,8 @@
 The per-hand kernels (model fitting, gestures) are compiled by numba when a stage is set up and cached on
 disk beside their module (`__pycache__/NAME.*.nbi`). The first run on a fresh install compiles for tens of
 seconds before the first frame; a user staring at a silent terminal for that long thinks it hung, so the
-stages say so once. Later runs load the cache in about a second and say nothing.
+stages say so once. Later runs load the cache in about a second and say nothing. Where numba cannot compile a kernel on this
+machine, the stage says so once and runs its numpy reference: slower, never wrong or stopped.
 """
 
 from __future__ import annotations
@@ -27,3 +28,13 @@ def announce_compile(kernel_file: str, what: str) -> bool:
         return False
     log.warning("handstream: compiling the %s kernels with numba (first run only, up to a minute)", what)
     return True
+
+
+def not_compiled(what: str, exc: BaseException) -> None:
+    """One warning line: the `what` kernels failed to compile here, so their numpy reference runs."""
+    log.warning(
+        "handstream: the %s kernels did not compile (%s: %s); running their numpy version",
+        what,
+        type(exc).__name__,
+        str(exc).splitlines()[0] if str(exc) else "",
+    )

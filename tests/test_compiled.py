@@ -27,3 +27,39 @@ def test_the_shipped_kernels_are_cached_after_a_stage_compiled_them():
 
     assert fit.compile_kernels()
     assert is_cached(fit._kernels.__file__)
+
+
+COMPILE_WITHOUT_SCIPY = """
+import sys
+sys.modules["scipy"] = None  # the runtime install has no scipy: numba's BLAS (np.dot, @) is out of reach
+import engines
+from stream.fitting.fit import compile_kernels
+from stream.gestures.dynamic_stage import DynamicGestureStage
+from stream.gestures.stage import GestureStage
+
+assert compile_kernels(), "the fitting kernels did not compile"
+with engines.load_engine("gesture", backend="onnxruntime", threads=1) as eng:
+    assert GestureStage(eng).recognizer.runs_kernel, "the gesture kernel did not compile"
+with engines.load_engine("dynamic_gesture", backend="onnxruntime", threads=1) as eng:
+    assert DynamicGestureStage(eng).matcher.runs_kernel, "the dynamic-gesture kernels did not compile"
+print("compiled")
+"""
+
+
+def test_every_kernel_compiles_from_scratch_with_the_runtime_dependencies_only(tmp_path):
+    """A fresh runtime install (numpy, OpenCV, ONNX Runtime, numba; no scipy) compiles every kernel: numba
+    lowers `@` and np.dot to BLAS through scipy, so a kernel using them compiled here under the dev extras
+    and failed on a user's first run. A cache directory of its own makes numba compile, not load."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", COMPILE_WITHOUT_SCIPY], cwd=root, env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0 and "compiled" in done.stdout, done.stderr[-2000:]
+    assert "did not compile" not in done.stderr

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..compiled import announce_compile
+from ..compiled import announce_compile, not_compiled
 from .ik import inverse_kinematics
 from .model import (
     _DOF_INDEX,
@@ -484,11 +484,23 @@ def _obs_args(obs: Observation) -> tuple:
 @functools.cache
 def compile_kernels() -> bool:
     """Compile the kernels (or load them from numba's cache) on a small made-up hand, so that a stream's
-    first frame does not pay for it: a stage calls this when it is set up. False: numba is missing and
-    the numpy reference runs."""
+    first frame does not pay for it: a stage calls this when it is set up. False: numba is missing or cannot
+    compile here, and the numpy reference runs (for every fit of this process)."""
+    global _kernels
     if _kernels is None:
         return False
     announce_compile(_kernels.__file__, "model-fitting")
+    try:
+        _warm_up_kernels()
+    except Exception as exc:  # noqa: BLE001 - numba cannot compile here: every fit takes the numpy reference
+        not_compiled("model-fitting", exc)
+        _kernels = None
+        return False
+    return True
+
+
+def _warm_up_kernels() -> None:
+    """Every kernel called once on a small made-up hand (numba compiles, or loads its cache, on first call)."""
     model = build_model(default_shape(185.0, 83.0))
     joints = pose_joints(model, np.eye(3), np.array([0.0, 0.0, 400.0]), np.zeros(N_PARAMS - 6))
     points = joints - np.array([0.0, 0.0, 10.0])  # the skin in front of the bones
@@ -512,4 +524,3 @@ def compile_kernels() -> bool:
     fit_hand(model, obs, joints, FitConfig(iterations=1), previous=joints)
     _kernels.observe_kernel(np.ones((size, size), dtype=np.float32), 100.0, 400.0, obs.proj, 128, False)
     _kernels.finish_observation_kernel(np.ones((size, size), dtype=np.float32), 1.5, points)
-    return True

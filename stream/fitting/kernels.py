@@ -614,7 +614,12 @@ def _rotate(rot: np.ndarray, wx: float, wy: float, wz: float) -> np.ndarray:
             [t * x * z - s * y, t * y * z + s * x, c + t * z * z],
         ]
     )
-    return r @ rot
+    # written out: numba lowers `@` to BLAS, which it reaches only through scipy, not a runtime dependency
+    out = np.empty((3, 3))
+    for i in range(3):
+        for j in range(3):
+            out[i, j] = r[i, 0] * rot[0, j] + r[i, 1] * rot[1, j] + r[i, 2] * rot[2, j]
+    return out
 
 
 @numba.njit(**_JIT)

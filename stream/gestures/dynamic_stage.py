@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..compiled import announce_compile
+from ..compiled import announce_compile, not_compiled
 from ..errors import InputError
 from ..stage_registry import register_stage
 from ..stages import FrameState, Stage
@@ -76,6 +76,13 @@ class DynamicMatcher:
         """Compiles the kernels on the gallery's windows (each given as a track sampled at its own window's
         times) and checks their features against the numpy ones."""
         announce_compile(dynamic_kernels.__file__, "dynamic-gesture")
+        try:
+            return self._features_agree(windows, feats)
+        except Exception as exc:  # noqa: BLE001 - numba cannot compile here: the numpy path serves
+            not_compiled("dynamic-gesture", exc)
+            return False
+
+    def _features_agree(self, windows: np.ndarray, feats: np.ndarray) -> bool:
         times = np.linspace(0.0, self.window_ms, self.frames)
         out = np.empty((self.frames, feats.shape[-1]), np.float32)
         for w, ref in zip(windows, feats):

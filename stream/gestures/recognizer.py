@@ -26,7 +26,7 @@ import numpy as np
 
 from engines.backends.dense import compile_dense
 
-from ..compiled import announce_compile
+from ..compiled import announce_compile, not_compiled
 from . import kernels
 from .canonical import canonical_hand
 from .gallery import UNKNOWN, Gallery
@@ -66,6 +66,16 @@ class GestureRecognizer:
         except ValueError:
             return None
         announce_compile(kernels.__file__, "gesture")
+        try:
+            return self._checked_kernel(gallery, params, meta)
+        except Exception as exc:  # noqa: BLE001 - numba cannot compile here: the numpy path serves
+            not_compiled("gesture", exc)
+            return None
+
+    def _checked_kernel(
+        self, gallery: Gallery, params: np.ndarray, meta: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Compiles the kernels on the gallery's examples and checks them against the numpy path."""
         emb = np.empty(self.embeddings.shape[1], np.float32)
         for c, ref in zip(np.asarray(gallery.joints, np.float32), self.embeddings):
             kernels.embed_canonical(np.ascontiguousarray(c), params, meta, emb)
