@@ -26,14 +26,14 @@ def announce_compile(kernel_file: str, what: str) -> bool:
     logging) when the kernels of `kernel_file` are not cached yet. Returns whether it announced."""
     if is_cached(kernel_file):
         return False
-    log.warning("handstream: compiling the %s kernels with numba (first run only, up to a minute)", what)
+    log.warning("compiling the %s kernels with numba (first run only, up to a minute)", what)
     return True
 
 
 def not_compiled(what: str, exc: BaseException) -> None:
     """One warning line: the `what` kernels failed to compile here, so their numpy reference runs."""
     log.warning(
-        "handstream: the %s kernels did not compile (%s: %s); running their numpy version",
+        "the %s kernels did not compile (%s: %s); running their numpy version",
         what,
         type(exc).__name__,
         str(exc).splitlines()[0] if str(exc) else "",
