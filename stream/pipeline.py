@@ -223,6 +223,12 @@ class Pipeline:
     def dropped_frames(self) -> int:
         return int(self.capture.dropped) if self.capture is not None else 0
 
+    @property
+    def uses_color(self) -> bool:
+        """Whether any stage reads the frames' colour (the overlay, an RGB engine): when none does, the
+        source may leave its colour stream closed (`Source.want_color`)."""
+        return any(getattr(s, "uses_color", False) for s in self.stages)
+
     def lag(self) -> Lag | None:
         """The attached capture's source lag (paced sources only)."""
         return source_lag(self.capture.source) if self.capture is not None else None

@@ -72,6 +72,9 @@ class Stage:
     writes: tuple[str, ...] = ()
     engine: str | None = None
     needs_engine = False
+    # reads the frame's colour image: a source may leave its colour stream closed when no stage does
+    # (decoding a recording's colour costs about twice its depth, on the core the pipeline shares)
+    uses_color = False
 
     def __init__(self, engine=None, name: str | None = None) -> None:
         self.engine = engine
@@ -244,6 +247,7 @@ class EngineStage(Stage):
         pre = dict(getattr(engine.manifest, "preprocessing", {}) or {})
         self.input_kind = str(pre.get("input", "depth"))
         self.size = int(pre.get("crop_size") or 96)
+        self.uses_color = self.input_kind != "depth"
 
     def run(self, st: FrameState) -> None:
         crop = st.crop
@@ -309,6 +313,7 @@ class OverlayStage(Stage):
     reads = ("frame",)
     optional_reads = ("detection", "crop", "joints_uvd", "reason")
     writes = ("image",)
+    uses_color = True  # draws on the colour image when the frame has one
 
     def __init__(self, overlay=None) -> None:
         from .overlay import Overlay

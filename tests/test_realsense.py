@@ -134,3 +134,36 @@ def test_missing_camera_is_a_clear_message_not_a_hang():
     with pytest.raises(InputError, match="no RealSense camera found"):
         open_source("realsense").open()
     assert time.monotonic() - t0 < 10
+
+
+def test_depth_only_playback_gives_the_same_depth_without_colour(recorded, reference):
+    # a pipeline that reads no colour lets the recording leave its colour stream closed: every depth frame
+    # still comes, bit-identical and in order, and no frame carries colour
+    src = RecordingSource(recorded, color=False)
+    with src:
+        frames = list(src)
+    assert len(frames) == N
+    assert src.color_intrinsics is None
+    for got, ref in zip(frames, reference):
+        assert got.color_bgr is None
+        np.testing.assert_array_equal(got.depth_mm, ref.depth_mm)
+        assert got.timestamp_ms == pytest.approx(ref.timestamp_ms, abs=1e-3)
+
+
+def test_run_decodes_colour_only_when_a_stage_reads_it(recorded, tmp_path, monkeypatch):
+    # `handstream run` sets the source's want_color from the pipeline: JSON lines alone need depth only,
+    # an annotated video needs the colour the overlay draws on
+    seen = []
+    real_open = RecordingSource._open
+
+    def spy(self):
+        real_open(self)
+        seen.append((self.want_color, self.color_intrinsics is not None))
+
+    monkeypatch.setattr(RecordingSource, "_open", spy)
+    jsonl = tmp_path / "a.jsonl"
+    assert cli(["run", "--source", str(recorded), "--jsonl", str(jsonl), "--quiet", "--no-fit"]) == 0
+    out = tmp_path / "a.mp4"
+    assert cli(["run", "--source", str(recorded), "--out", str(out), "--quiet", "--no-fit"]) == 0
+    assert seen == [(False, False), (True, True)]
+    assert len(jsonl.read_text().splitlines()) == N

@@ -240,3 +240,18 @@ def test_registration_refuses_a_taken_name_and_a_class_that_is_no_stage(register
     with pytest.raises(ValueError, match="letters, digits"):
         register_stage("a.b")
     register_stage("spread")(SpreadStage)  # the same class again is harmless
+
+
+def test_pipeline_uses_colour_only_with_a_stage_that_reads_it():
+    # the source leaves its colour stream closed unless a stage reads colour (`Source.want_color`)
+    from types import SimpleNamespace
+
+    from stream.stages import EngineStage
+
+    with build_pipeline(backend="onnxruntime", overlay=False) as p:
+        assert not p.uses_color
+    with build_pipeline(backend="onnxruntime", overlay=True) as p:
+        assert p.uses_color  # the overlay draws on the colour image
+    for kind, reads in (("depth", False), ("rgb", True), ("rgbd", True)):
+        carrier = SimpleNamespace(manifest=SimpleNamespace(preprocessing={"input": kind, "crop_size": 64}))
+        assert EngineStage(carrier, "x").uses_color is reads

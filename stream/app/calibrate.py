@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     with build_pipeline(
         backend=args.backend, models=names, overlay=False, smoothing=False, threads=args.threads
     ) as pipeline:
+        source.want_color = pipeline.uses_color
         source.open()
         prepare_file(args.out, "--out")
         fps = float(source.fps or 30.0)

@@ -70,6 +70,7 @@ def track_from_source(args) -> tuple[np.ndarray, np.ndarray]:
             pass
 
     with build_pipeline(backend=args.backend, overlay=False) as pipeline:
+        source.want_color = pipeline.uses_color
         run_stream(source, pipeline, [Collect()], max_frames=args.max_frames)
     if not found:
         raise InputError(f"{args.source}: no hand found in {args.max_frames} frames; nothing to enroll")

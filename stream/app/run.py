@@ -265,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         max_hands=args.max_hands,
         fit=args.fit,
     )
+    source.want_color = pipeline.uses_color  # no overlay, no RGB engine: a recording decodes depth only
     with pipeline:
         source.open()  # a missing or corrupt input fails here, before any output file is touched
         try:

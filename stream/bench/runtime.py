@@ -75,12 +75,14 @@ class BenchInput:
         except (HandstreamError, ImportError) as exc:
             return cls(clip, None, f"no recording ({str(exc).splitlines()[0]}): frames from memory")
 
-    def open(self, n_frames: int, memory: bool = False) -> TimedSource:
+    def open(self, n_frames: int, memory: bool = False, color: bool = True) -> TimedSource:
+        """`color=False`: the recording decodes depth only, as `handstream run` plays it to a pipeline
+        that reads no colour (`Pipeline.uses_color`)."""
         if memory or self.recording is None:
             return TimedSource(ClipSource(self.clip, n_frames))
         from ..sources.recording import RecordingSource
 
-        return TimedSource(RecordingSource(self.recording))
+        return TimedSource(RecordingSource(self.recording, color=color))
 
     def describe(self, memory: bool = False) -> str:
         if memory or self.recording is None:
@@ -129,7 +131,7 @@ def pose_path_run(
 
     inp = _as_input(inp)
     pipe = _build(engine, threads, overlay=False, max_hands=max_hands, fit=fit)
-    src = inp.open(n + warmup, memory)
+    src = inp.open(n + warmup, memory, color=pipe.uses_color)
     cap = CaptureThread(src)
     pipe.capture = cap
     try:
@@ -169,7 +171,7 @@ def replay_run(
     inp = _as_input(inp)
 
     pipe = _build(engine, threads, overlay=True, max_hands=max_hands, fit=fit)
-    src = inp.open(n, memory)
+    src = inp.open(n, memory, color=pipe.uses_color)
     with tempfile.TemporaryDirectory(prefix="handstream-bench-") as tmp:
         out = Path(tmp) / "replay.mp4"
         try:

@@ -23,6 +23,9 @@ class Source(ABC):
 
     name: str = "source"
     live: bool = False
+    # False: a source that can leave its colour stream closed does so at open() (a camera, a recording),
+    # since nothing downstream reads colour (`Pipeline.uses_color`); frames then carry depth only
+    want_color: bool = True
 
     def __init__(self) -> None:
         self._opened = False

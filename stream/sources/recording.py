@@ -40,6 +40,10 @@ Real-time mode (`realtime=True`) is deliberately NOT librealsense's set_real_tim
 time each message was written, which for recordings made by `handstream record` (no camera) is the
 writing speed, not the capture rate. We read losslessly and pace by the frames' own (camera) timestamps;
 the source is then "live", so the capture thread keeps only the newest frames and counts the dropped.
+
+`color=False` (or `want_color` set False before opening) leaves the colour stream closed: librealsense then
+decompresses depth only, about a third of the decoding CPU of depth + colour, which a 2-core machine's
+pipeline thread otherwise shares its core's time and caches with.
 """
 
 from __future__ import annotations
@@ -137,9 +141,11 @@ class RecordingSource(Source):
         stall_timeout_s: float = 5.0,
         buffer_frames: int = 8,
         pair_tolerance_ms: float = 40.0,
+        color: bool = True,
     ) -> None:
         super().__init__()
         self.path = Path(path)
+        self.want_color = bool(color)
         self.name = f"recording {self.path.name}"
         self.realtime = bool(realtime)
         self.live = self.realtime
@@ -203,7 +209,7 @@ class RecordingSource(Source):
                 st = p.stream_type()
                 if st == r.stream.depth and depth_p is None:
                     depth_p, depth_s = p, s
-                elif st == r.stream.color and color_p is None:
+                elif st == r.stream.color and color_p is None and self.want_color:
                     color_p, color_s = p, s
         if depth_p is None:
             raise InputError(f"{self.path}: the recording has no depth stream")
