@@ -26,22 +26,29 @@ def test_the_shipped_kernels_are_cached_after_a_stage_compiled_them():
     from stream.fitting import fit
 
     assert fit.compile_kernels()
-    assert is_cached(fit._kernels.__file__)
+    assert is_cached(fit._kernels)
 
 
 COMPILE_WITHOUT_SCIPY = """
 import sys
 sys.modules["scipy"] = None  # the runtime install has no scipy: numba's BLAS (np.dot, @) is out of reach
 import engines
+from stream.compiled import is_cached
+from stream.fitting import kernels as fit_kernels
 from stream.fitting.fit import compile_kernels
+from stream.gestures import dynamic_kernels, kernels as gesture_kernels
 from stream.gestures.dynamic_stage import DynamicGestureStage
 from stream.gestures.stage import GestureStage
 
+# NUMBA_CACHE_DIR is empty: nothing is cached where numba will look, whatever lies beside the modules
+modules = (fit_kernels, gesture_kernels, dynamic_kernels)
+assert not any(is_cached(m) for m in modules), "a cache was found in an empty NUMBA_CACHE_DIR"
 assert compile_kernels(), "the fitting kernels did not compile"
 with engines.load_engine("gesture", backend="onnxruntime", threads=1) as eng:
     assert GestureStage(eng).recognizer.runs_kernel, "the gesture kernel did not compile"
 with engines.load_engine("dynamic_gesture", backend="onnxruntime", threads=1) as eng:
     assert DynamicGestureStage(eng).matcher.runs_kernel, "the dynamic-gesture kernels did not compile"
+assert all(is_cached(m) for m in modules), "the compiled kernels are not found in NUMBA_CACHE_DIR"
 print("compiled")
 """
 
@@ -63,3 +70,6 @@ def test_every_kernel_compiles_from_scratch_with_the_runtime_dependencies_only(t
     )  # fmt: skip
     assert done.returncode == 0 and "compiled" in done.stdout, done.stderr[-2000:]
     assert "did not compile" not in done.stderr
+    # each module said once that it compiles, since nothing was cached where numba looks
+    for what in ("model-fitting", "gesture", "dynamic-gesture"):
+        assert done.stderr.count(f"compiling the {what} kernels") == 1, done.stderr[-2000:]

@@ -489,7 +489,7 @@ def compile_kernels() -> bool:
     global _kernels
     if _kernels is None:
         return False
-    announce_compile(_kernels.__file__, "model-fitting")
+    announce_compile(_kernels, "model-fitting")
     try:
         _warm_up_kernels()
     except Exception as exc:  # noqa: BLE001 - numba cannot compile here: every fit takes the numpy reference

@@ -75,7 +75,7 @@ class DynamicMatcher:
     def _kernel_agrees(self, windows: np.ndarray, feats: np.ndarray) -> bool:
         """Compiles the kernels on the gallery's windows (each given as a track sampled at its own window's
         times) and checks their features against the numpy ones."""
-        announce_compile(dynamic_kernels.__file__, "dynamic-gesture")
+        announce_compile(dynamic_kernels, "dynamic-gesture")
         try:
             return self._features_agree(windows, feats)
         except Exception as exc:  # noqa: BLE001 - numba cannot compile here: the numpy path serves

@@ -65,7 +65,7 @@ class GestureRecognizer:
             params, meta = kernels.pack(self._dense, self.embeddings, classes)
         except ValueError:
             return None
-        announce_compile(kernels.__file__, "gesture")
+        announce_compile(kernels, "gesture")
         try:
             return self._checked_kernel(gallery, params, meta)
         except Exception as exc:  # noqa: BLE001 - numba cannot compile here: the numpy path serves
