@@ -172,7 +172,7 @@ def _two_fingers_bent_the_wrong_way(model, truth: np.ndarray) -> np.ndarray:
     return pose_model(model, rot, trans, pose).joints.copy()
 
 
-@pytest.mark.parametrize("seed", [5, 6, 8, 14])
+@pytest.mark.parametrize("seed", [5, 6, 10, 14])
 def test_a_bad_start_is_rescued_only_where_the_energy_says_so(seed):
     """The rescue runs where the energy per hand point is above `rescue_energy` and nowhere else (just
     above the plain fit's: not rescued, the plain fit's result; just below: rescued); rescued, a start

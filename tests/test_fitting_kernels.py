@@ -134,7 +134,8 @@ def test_reseeding_in_the_kernel_is_the_references_and_moves_only_the_reseeded_f
 def test_the_rescue_in_the_kernel_is_the_references(seed, chains):
     """A rendered frame whose engine joints bend two fingers the wrong way, the rescue forced
     (rescue_energy 0): compiled and numpy agree to rounding on a right hand, a left (mirrored) one, from a
-    warm start without steps (the stage's tracked rescue) and with other finger and step counts; the
+    warm start without steps (the stage's tracked rescue) and with other finger and step counts (after the
+    worst finger's own re-seeding too); the
     rescued energy is never above the plain fit's (a seed is kept only where it lowers the energy)."""
     smp, crop = _rendered(seed)
     model = build_model(default_shape(*smp.hand_size_mm))
@@ -145,8 +146,10 @@ def test_the_rescue_in_the_kernel_is_the_references(seed, chains):
         obs = observe(crop, smp.frame.depth_mm, 256, mirror=mirror)
         eng = engine * np.array([-1.0, 1.0, 1.0]) if mirror else engine
         plain = fit_hand(model, obs, eng, FitConfig(rescue_fingers=0))
-        for fingers, steps in ((5, 2), (2, 1)):
-            cfg = FitConfig(rescue_energy=0.0, rescue_fingers=fingers, rescue_iterations=steps)
+        for fingers, steps, reseed in ((5, 2, 0), (2, 1, 1)):
+            cfg = FitConfig(
+                rescue_energy=0.0, rescue_fingers=fingers, rescue_iterations=steps, reseed_fingers=reseed
+            )
             a = fit_hand(model, ref, eng, cfg, compiled=False)
             b = fit_hand(model, obs, eng, cfg)
             _same_fit(a, b)

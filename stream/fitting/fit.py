@@ -15,13 +15,13 @@ joints initialise the model by inverse kinematics, then a few damped Gauss-Newto
 
 over the global rotation (about the wrist), translation and the 20 joint angles, with analytic Jacobians.
 Angles are projected onto the joint limits after every step, and the bone lengths are the model's, so the
-skeleton out is always anatomically valid and keeps one user's proportions. After the descent the finger
-that fits worst is re-seeded (Sharp et al. 2015): straight, then curled, a step over its own angles, kept
-where the energy drops; a finger the engine bent the wrong way is a local minimum the descent cannot leave.
-Where the fit's own evidence says the start was bad (its energy per hand point, which ranks the tuning
-set's errors: BENCHMARKS.md, "Model fitting"), every finger is re-seeded so, each seed followed by
-whole-hand steps: an effort paid on those frames only. (Global alternatives, the hand turned or flipped,
-were tried there and left out: the energy could not tell them from the engine's start.)
+skeleton out is always anatomically valid and keeps one user's proportions. A finger the engine bent the
+wrong way is a local minimum the descent cannot leave, so where the fit's own evidence says the start was
+bad (its energy per hand point, which ranks the tuning set's errors: BENCHMARKS.md, "Model fitting"), every
+finger is re-seeded (Sharp et al. 2015): straight, then curled, each seed followed by whole-hand steps, kept
+where the energy drops; an effort paid on those frames only. (Re-seeding the worst finger alone on every
+frame, over its own angles, is an option. Global alternatives, the hand turned or flipped, were tried and
+left out: the energy could not tell them from the engine's start.)
 
 The numpy code here is the reference; `observe` and `fit_hand` run the same arithmetic compiled with numba
 (kernels.py) unless told `compiled=False` or numba does not import.
@@ -81,9 +81,11 @@ class FitConfig:
     # re-seeding (Sharp et al. 2015), after the descent: this many fingers of the highest own energy (their
     # spheres' data, silhouette and free-space terms), each reset straight and curled and descended over its
     # 4 angles alone for `reseed_iterations` steps, a seed kept where it lowers the energy; it reaches a
-    # finger the engine bent the wrong way, which the descent from the engine's start cannot. One finger,
-    # one step: chosen on the tuning set within the 1 ms a hand (BENCHMARKS.md, "Model fitting")
-    reseed_fingers: int = 1
+    # finger the engine bent the wrong way, which the descent from the engine's start cannot. Off by default:
+    # the rescue below re-seeds every finger where the energy says the start was bad, and with it the worst
+    # finger on every frame bought nothing more on the tuning set for 0.15 ms a frame (BENCHMARKS.md,
+    # "Model fitting")
+    reseed_fingers: int = 0
     reseed_iterations: int = 1
     # rescue of a bad start: where the energy at the result is above `rescue_energy` per hand point (mm^2),
     # the `rescue_fingers` fingers of the highest own energy are re-seeded straight and curled, each seed

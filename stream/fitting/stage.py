@@ -18,15 +18,15 @@ Start: the inverse kinematics of the engine's joints. A tracked hand (`warm_star
 its last fit (`FitConfig.tracking_iterations` steps; not after a jump, a lost hand or a change of
 handedness) and the fit of lower energy is kept: the last fit alone drifts where the depth is ambiguous,
 the engine's start alone forgets what the last frame settled, and the pair beat either on generator
-sequences. `keep_cold=False` keeps only the warm fit (cheaper, less accurate). A hand without a last fit
-(a new track, every independent frame) re-seeds its worst finger (`FitConfig.reseed_fingers`); a tracked
-one does not (no gain on generator sequences for 0.14 ms), and carries on what its first frame settled.
+sequences. `keep_cold=False` keeps only the warm fit (cheaper, less accurate).
 
-Rescue: where a new track's fit has an energy per hand point that says its start was bad
-(`FitConfig.rescue_energy`), every finger is re-seeded with whole-hand steps (fit.py); the extra effort is
-paid on those frames only (about a quarter of the tuning set's independent frames), so the stage's median
-cost stays where it was. A tracked hand is not rescued unless `rescue_tracked`: on the generator sequences
-chosen on, it moved the lost track further along what the engine found (BENCHMARKS.md, "Model fitting").
+Rescue: where a hand without a last fit (a new track, every independent frame) has a fit whose energy per
+hand point says its start was bad (`FitConfig.rescue_energy`), every finger is re-seeded with whole-hand
+steps (fit.py); the extra effort is paid on those frames only (about a quarter of the tuning set's
+independent frames), so the stage's median cost does not rise. A tracked hand is not rescued unless
+`rescue_tracked` (and never re-seeded): it carries on what its first frame settled; on the generator
+sequences chosen on, rescuing it moved the lost track further along what the engine found (BENCHMARKS.md,
+"Model fitting").
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class FitStage(Stage):
 
     reads = ("joints_raw_mm", "crop")
     optional_reads = ("hand_size_mm", "handedness")
-    writes = ("joints_raw_mm", "joints_engine_mm", "fit_rms_mm")
+    writes = ("joints_raw_mm", "joints_engine_mm", "fit_rms_mm", "fit_energy_per_point", "fit_rescued")
 
     def __init__(
         self,
@@ -70,7 +70,7 @@ class FitStage(Stage):
         super().__init__(None, name)
         self.config = config or FitConfig()
         # a tracked hand (two starts) is not re-seeded: on generator sequences it bought nothing there and
-        # cost 0.14 ms a frame; a re-seeded finger of the track's first frame is carried on by the warm start.
+        # cost 0.14 ms a frame; what the track's first frame settled is carried on by the warm start.
         # Neither of its two fits is rescued on its own: with `rescue_tracked` the lower is, once, when its
         # energy says it is bad
         self._tracked_config = replace(self.config, reseed_fingers=0, rescue_fingers=0)
@@ -121,6 +121,9 @@ class FitStage(Stage):
         self._warm = (left, res)
         st.joints_raw_mm = res.joints
         st.fields["fit_rms_mm"] = res.data_rms_mm
+        # the fit's own evidence (what the rescue's gate reads) and whether the rescue ran: for evaluation
+        st.fields["fit_energy_per_point"] = res.energy / len(obs.points)
+        st.fields["fit_rescued"] = res.rescued
 
     def _bad(self, res: FitResult, obs) -> bool:
         """The fit's own evidence of a bad start: its energy per hand point above `rescue_energy`."""
