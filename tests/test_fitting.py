@@ -16,6 +16,7 @@ from stream.errors import InputError
 from stream.fitting.fit import FitConfig, fit_hand, observe
 from stream.fitting.ik import estimate_size, inverse_kinematics
 from stream.fitting.model import (
+    _DOF_INDEX,
     LIMITS_RAD,
     N_PARAMS,
     build_model,
@@ -160,6 +161,86 @@ def test_a_fit_from_nonsense_joints_is_still_a_valid_hand():
         assert np.all(res.pose >= LIMITS_RAD[:, 0]) and np.all(res.pose <= LIMITS_RAD[:, 1])
 
 
+def _two_fingers_bent_the_wrong_way(model, truth: np.ndarray) -> np.ndarray:
+    """Engine-like joints with the index and middle fingers bent the other way from the truth: a start
+    the descent cannot leave, and one the fit's energy flags."""
+    rot, trans, pose = inverse_kinematics(model, truth)
+    for chain in (1, 2):
+        dofs = _DOF_INDEX[1:, chain]
+        pose[dofs] = 0.0 if pose[dofs[1]] > 0.6 else np.radians([70.0, 85.0, 55.0])
+    pose = np.clip(pose, LIMITS_RAD[:, 0], LIMITS_RAD[:, 1])
+    return pose_model(model, rot, trans, pose).joints.copy()
+
+
+@pytest.mark.parametrize("seed", [5, 6, 10, 14])
+def test_a_bad_start_is_rescued_only_where_the_energy_says_so(seed):
+    """The rescue runs where the energy per hand point is above `rescue_energy` and nowhere else (just
+    above the plain fit's: not rescued, the plain fit's result; just below: rescued); rescued, a start
+    with two fingers bent the wrong way ends at a lower energy and, on these frames, nearer the true hand
+    than the plain fit (not on every such frame: the prior still pulls towards the engine's wrong fingers),
+    with the same bone lengths and angles within limits."""
+    smp, crop = _rendered_frame(seed)
+    model = build_model(default_shape(*smp.hand_size_mm))
+    truth = smp.joints_xyz_mm.astype(np.float64)
+    engine = _two_fingers_bent_the_wrong_way(model, truth)
+    obs = observe(crop, smp.frame.depth_mm)
+    plain = fit_hand(model, obs, engine, FitConfig(rescue_fingers=0))
+    per_point = plain.energy / len(obs.points)
+    kept = fit_hand(model, obs, engine, FitConfig(rescue_energy=per_point * 1.01))
+    assert not kept.rescued
+    np.testing.assert_array_equal(kept.joints, plain.joints)
+    res = fit_hand(model, obs, engine, FitConfig(rescue_energy=per_point * 0.99))
+    assert res.rescued and res.energy < plain.energy - 1.0
+
+    def err(j: np.ndarray) -> float:
+        return float(np.linalg.norm(j - truth, axis=1).mean())
+
+    assert err(res.joints) < err(plain.joints) - 1.0
+    np.testing.assert_allclose(_bones(res.joints), _bones(plain.joints), atol=1e-9)
+    assert np.all(res.pose >= LIMITS_RAD[:, 0]) and np.all(res.pose <= LIMITS_RAD[:, 1])
+
+
+def test_a_tracked_hand_is_rescued_only_when_asked():
+    """A track's first frame is rescued as a cold fit is; a tracked frame keeps the lower energy of its two
+    unrescued fits, and with `rescue_tracked` that fit is then rescued (no step, the seeds alone) where
+    its energy says so, its RMS kept."""
+    from stream.fitting.stage import FitStage
+
+    smp, crop = _rendered_frame(6)
+    model_size = smp.hand_size_mm
+    engine = _two_fingers_bent_the_wrong_way(build_model(default_shape(*model_size)), smp.joints_xyz_mm)
+    cfg = FitConfig(rescue_energy=0.0)
+
+    def two_frames(stage: FitStage) -> list[np.ndarray]:
+        outs = []
+        for _ in range(2):
+            st = FrameState(smp.frame)
+            st.crop, st.joints_raw_mm = crop, engine
+            st.fields["hand_size_mm"] = model_size
+            stage.run(st)
+            outs.append((st.joints_raw_mm, st.fields["fit_rms_mm"]))
+        return outs
+
+    plain_stage = FitStage(config=cfg)
+    outs = two_frames(plain_stage)
+    model = plain_stage._model
+    obs = observe(crop, smp.frame.depth_mm)
+    first = fit_hand(model, obs, engine, cfg)
+    assert first.rescued
+    np.testing.assert_allclose(outs[0][0], first.joints, atol=1e-6)
+    tracked = FitConfig(rescue_energy=0.0, reseed_fingers=0, rescue_fingers=0)
+    warm = fit_hand(model, obs, engine, tracked, warm=(first.rot, first.trans, first.pose))
+    cold = fit_hand(model, obs, engine, tracked)
+    kept = warm if warm.energy <= cold.energy else cold
+    np.testing.assert_allclose(outs[1][0], kept.joints, atol=1e-6)
+    again = two_frames(FitStage(config=cfg, rescue_tracked=True))
+    rescue = FitConfig(rescue_energy=0.0, reseed_fingers=0, tracking_iterations=0)
+    rescued = fit_hand(model, obs, engine, rescue, warm=(kept.rot, kept.trans, kept.pose))
+    assert rescued.rescued and rescued.energy <= kept.energy
+    np.testing.assert_allclose(again[1][0], rescued.joints, atol=1e-6)
+    assert again[1][1] == pytest.approx(kept.data_rms_mm)
+
+
 def test_too_few_hand_pixels_give_no_observation():
     _, crop = _rendered_frame(3)
     from dataclasses import replace
@@ -293,7 +374,9 @@ def test_a_tracked_hand_keeps_the_lower_energy_of_its_last_fit_and_the_engines_s
     model = stage._model  # the calibrated size on the stage's grid
     obs = observe(crop, smp.frame.depth_mm)
     cold = fit_hand(model, obs, engine)
-    warm = fit_hand(model, obs, engine, warm=(cold.rot, cold.trans, cold.pose))
+    # a tracked hand's fits: neither re-seeded nor rescued on their own
+    tracked = FitConfig(reseed_fingers=0, rescue_fingers=0)
+    warm = fit_hand(model, obs, engine, tracked, warm=(cold.rot, cold.trans, cold.pose))
 
     def err(j: np.ndarray) -> float:
         return float(np.linalg.norm(j - gt, axis=1).mean())

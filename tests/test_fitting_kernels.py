@@ -116,9 +116,9 @@ def test_reseeding_in_the_kernel_is_the_references_and_moves_only_the_reseeded_f
     model = build_model(default_shape(*smp.hand_size_mm))
     engine = _finger_bent_the_wrong_way(model, smp.joints_xyz_mm.astype(np.float64), chain)
     obs = observe(crop, smp.frame.depth_mm, 256)
-    plain = fit_hand(model, obs, engine, FitConfig(reseed_fingers=0))
+    plain = fit_hand(model, obs, engine, FitConfig(reseed_fingers=0, rescue_fingers=0))
     for fingers, steps in ((1, 1), (2, 2)):
-        cfg = FitConfig(reseed_fingers=fingers, reseed_iterations=steps)
+        cfg = FitConfig(reseed_fingers=fingers, reseed_iterations=steps, rescue_fingers=0)
         a = fit_hand(model, obs, engine, cfg, compiled=False)
         b = fit_hand(model, obs, engine, cfg)
         _same_fit(a, b)
@@ -128,6 +128,39 @@ def test_reseeding_in_the_kernel_is_the_references_and_moves_only_the_reseeded_f
         chains = {c for c in range(5) if set(moved) & set(_DOF_INDEX[:, c])}
         assert moved.size > 0 and len(chains) <= fingers
         assert set(moved) <= set(_DOF_INDEX[:, sorted(chains)].ravel())
+
+
+@pytest.mark.parametrize(("seed", "chains"), [(5, (1, 2)), (17, (2, 3)), (11, (0, 4))])
+def test_the_rescue_in_the_kernel_is_the_references(seed, chains):
+    """A rendered frame whose engine joints bend two fingers the wrong way, the rescue forced
+    (rescue_energy 0): compiled and numpy agree to rounding on a right hand, a left (mirrored) one, from a
+    warm start without steps (the stage's tracked rescue) and with other finger and step counts (after the
+    worst finger's own re-seeding too); the
+    rescued energy is never above the plain fit's (a seed is kept only where it lowers the energy)."""
+    smp, crop = _rendered(seed)
+    model = build_model(default_shape(*smp.hand_size_mm))
+    truth = smp.joints_xyz_mm.astype(np.float64)
+    engine = _finger_bent_the_wrong_way(model, _finger_bent_the_wrong_way(model, truth, chains[0]), chains[1])
+    for mirror in (False, True):
+        ref = observe(crop, smp.frame.depth_mm, 256, mirror=mirror, compiled=False)
+        obs = observe(crop, smp.frame.depth_mm, 256, mirror=mirror)
+        eng = engine * np.array([-1.0, 1.0, 1.0]) if mirror else engine
+        plain = fit_hand(model, obs, eng, FitConfig(rescue_fingers=0))
+        for fingers, steps, reseed in ((5, 2, 0), (2, 1, 1)):
+            cfg = FitConfig(
+                rescue_energy=0.0, rescue_fingers=fingers, rescue_iterations=steps, reseed_fingers=reseed
+            )
+            a = fit_hand(model, ref, eng, cfg, compiled=False)
+            b = fit_hand(model, obs, eng, cfg)
+            _same_fit(a, b)
+            assert a.rescued and b.rescued and not plain.rescued
+            assert b.energy <= plain.energy
+        cfg = FitConfig(rescue_energy=0.0, tracking_iterations=0, reseed_fingers=0)
+        start = (plain.rot, plain.trans, plain.pose)
+        a = fit_hand(model, ref, eng, cfg, warm=start, compiled=False)
+        b = fit_hand(model, obs, eng, cfg, warm=start)
+        np.testing.assert_allclose(a.joints, b.joints, rtol=0, atol=1e-6)
+        assert a.energy == pytest.approx(b.energy, rel=1e-6) and b.energy <= plain.energy + 1e-6
 
 
 def test_the_kernels_fit_the_real_nyu_frame_as_the_numpy_reference(nyu_dir):

@@ -51,8 +51,9 @@ def _fit_stage(config=None):
     return FitStage(config=config or FitConfig())
 
 
-def _run_stage(stage, depth, intr, crop, joints, size=None) -> tuple[np.ndarray, float, float]:
-    """The stage on one frame: (joints out, wall ms, thread CPU ms)."""
+def _run_stage(stage, depth, intr, crop, joints, size=None, fields=None) -> tuple[np.ndarray, float, float]:
+    """The stage on one frame: (joints out, wall ms, thread CPU ms); `fields` (a dict) gets the frame's
+    fields the stage wrote."""
     from stream.frames import RGBDFrame
     from stream.stages import FrameState
 
@@ -62,7 +63,10 @@ def _run_stage(stage, depth, intr, crop, joints, size=None) -> tuple[np.ndarray,
         st.fields["hand_size_mm"] = np.asarray(size, dtype=np.float32)
     t0, c0 = time.perf_counter(), time.thread_time()
     stage.run(st)
-    return st.joints_raw_mm, (time.perf_counter() - t0) * 1e3, (time.thread_time() - c0) * 1e3
+    wall, cpu = (time.perf_counter() - t0) * 1e3, (time.thread_time() - c0) * 1e3
+    if fields is not None:
+        fields.update(st.fields)
+    return st.joints_raw_mm, wall, cpu
 
 
 def _row(errs: list[np.ndarray], total: int) -> dict:
@@ -90,7 +94,29 @@ def _timing(wall: list[float], cpu: list[float]) -> dict:
         "wall_ms_p95": float(np.percentile(w, 95)),
         "cpu_ms_p50": float(np.percentile(c, 50)),
         "cpu_ms_p95": float(np.percentile(c, 95)),
+        "cpu_ms_p99": float(np.percentile(c, 99)),
     }
+
+
+def energy_deciles(energy: np.ndarray, errs: np.ndarray) -> list[dict]:
+    """Does the fit's own evidence rank its error? The frames in deciles of their energy per hand point
+    (what the rescue's gate reads), with each decile's mean and largest-joint errors (mm)."""
+    edges = np.quantile(energy, np.linspace(0.0, 1.0, 11))
+    which = np.clip(np.searchsorted(edges, energy, side="right") - 1, 0, 9)
+    rows = []
+    for d in range(10):
+        e = errs[which == d]
+        if len(e):
+            rows.append(
+                {
+                    "decile": d + 1,
+                    "energy_per_point_from": round(float(edges[d]), 3),
+                    "frames": len(e),
+                    "mean_mm": round(float(e.mean()), 2),
+                    "success_20mm": round(float(np.mean(e.max(1) <= 20.0)), 3),
+                }
+            )
+    return rows
 
 
 def evaluate_fit(data_dir: str | Path, limit: int = 0, sweep: bool = False) -> dict:
@@ -116,6 +142,7 @@ def evaluate_fit(data_dir: str | Path, limit: int = 0, sweep: bool = False) -> d
     errs: dict[str, list] = {"engine": [], **{k: [] for k in variants}}
     wall: dict[str, list] = {k: [] for k in variants}
     cpu: dict[str, list] = {k: [] for k in variants}
+    evidence: dict[str, list] = {k: [] for k in variants}  # (energy per point, rescued) per frame
     total = 0
     load = [os.getloadavg()[0]]
     for i, fr in enumerate(synthetic_dir_frames(data_dir, limit=limit)):
@@ -130,8 +157,12 @@ def evaluate_fit(data_dir: str | Path, limit: int = 0, sweep: bool = False) -> d
         for k, (_, calibrated) in variants.items():
             stage = stages[k]
             stage.reset()  # independent frames: every one a new track
+            fields: dict = {}
             out, w, c = _run_stage(
-                stage, fr.depth_mm, fr.intrinsics, crop, joints, sizes[i] if calibrated else None
+                stage, fr.depth_mm, fr.intrinsics, crop, joints, sizes[i] if calibrated else None, fields
+            )
+            evidence[k].append(
+                (fields.get("fit_energy_per_point", np.nan), bool(fields.get("fit_rescued", False)))
             )
             errs[k].append(np.linalg.norm(out - gt, axis=1))
             wall[k].append(w)
@@ -151,6 +182,11 @@ def evaluate_fit(data_dir: str | Path, limit: int = 0, sweep: bool = False) -> d
         out[k]["frames_engine_within"] = int(near.sum())
         if k in wall:
             out[k]["stage_time"] = _timing(wall[k], cpu[k])
+            ev = np.array(evidence[k], dtype=np.float64)
+            out[k]["rescued_rate"] = float(ev[:, 1].mean())
+            ok = np.isfinite(ev[:, 0])
+            if ok.sum() >= 10:
+                out[k]["energy_deciles"] = energy_deciles(ev[ok, 0], np.stack(e)[ok])
     return out
 
 
@@ -239,7 +275,7 @@ def _print(res: dict) -> None:
         syn = res["synthetic"]
         print(f"{syn['data']}: load average {syn['load_average_1min']}")
         print(
-            "| row | found | mean | median | success <= 20 / 40 / 80 mm | wrist | tips | stage p50 (wall / CPU) |"
+            "| row | found | mean | median | success <= 20 / 40 / 80 mm | wrist | tips | stage CPU p50 / p95 / p99 |"
         )
         print("|---|---|---|---|---|---|---|---|")
         for k, r in syn.items():
@@ -247,12 +283,22 @@ def _print(res: dict) -> None:
                 continue
             sr = r["success_rate"]
             t = r.get("stage_time")
-            tt = f"{t['wall_ms_p50']:.2f} / {t['cpu_ms_p50']:.2f} ms" if t else ""
+            tt = f"{t['cpu_ms_p50']:.2f} / {t['cpu_ms_p95']:.2f} / {t['cpu_ms_p99']:.2f} ms" if t else ""
             print(
                 f"| {k} | {r['found']}/{r['frames_total']} | {r['mean_mm']:.2f} mm | {r['median_mm']:.2f} mm | "
                 f"{100 * sr['20']:.1f} / {100 * sr['40']:.1f} / {100 * sr['80']:.1f} % | {r['wrist_mm']:.1f} | "
                 f"{r['tips_mm']:.1f} | {tt} |"
             )
+        for k, r in syn.items():
+            if isinstance(r, dict) and "energy_deciles" in r:
+                print(
+                    f"{k}: rescued {100 * r['rescued_rate']:.1f} % of the found frames; energy per point deciles:"
+                )
+                for d in r["energy_deciles"]:
+                    print(
+                        f"  {d['decile']:2d}: from {d['energy_per_point_from']:8.3f}  mean {d['mean_mm']:6.2f} mm"
+                        f"  success@20 {100 * d['success_20mm']:5.1f} %"
+                    )
     for k in ("nyu", "sequence"):
         if k in res:
             print(f"{k}: {json.dumps(res[k])}")

@@ -15,9 +15,13 @@ joints initialise the model by inverse kinematics, then a few damped Gauss-Newto
 
 over the global rotation (about the wrist), translation and the 20 joint angles, with analytic Jacobians.
 Angles are projected onto the joint limits after every step, and the bone lengths are the model's, so the
-skeleton out is always anatomically valid and keeps one user's proportions. After the descent the finger
-that fits worst is re-seeded (Sharp et al. 2015): straight, then curled, a step over its own angles, kept
-where the energy drops; a finger the engine bent the wrong way is a local minimum the descent cannot leave.
+skeleton out is always anatomically valid and keeps one user's proportions. A finger the engine bent the
+wrong way is a local minimum the descent cannot leave, so where the fit's own evidence says the start was
+bad (its energy per hand point, which ranks the tuning set's errors: BENCHMARKS.md, "Model fitting"), every
+finger is re-seeded (Sharp et al. 2015): straight, then curled, each seed followed by whole-hand steps, kept
+where the energy drops; an effort paid on those frames only. (Re-seeding the worst finger alone on every
+frame, over its own angles, is an option. Global alternatives, the hand turned or flipped, were tried and
+left out: the energy could not tell them from the engine's start.)
 
 The numpy code here is the reference; `observe` and `fit_hand` run the same arithmetic compiled with numba
 (kernels.py) unless told `compiled=False` or numba does not import.
@@ -77,10 +81,20 @@ class FitConfig:
     # re-seeding (Sharp et al. 2015), after the descent: this many fingers of the highest own energy (their
     # spheres' data, silhouette and free-space terms), each reset straight and curled and descended over its
     # 4 angles alone for `reseed_iterations` steps, a seed kept where it lowers the energy; it reaches a
-    # finger the engine bent the wrong way, which the descent from the engine's start cannot. One finger,
-    # one step: chosen on the tuning set within the 1 ms a hand (BENCHMARKS.md, "Model fitting")
-    reseed_fingers: int = 1
+    # finger the engine bent the wrong way, which the descent from the engine's start cannot. Off by default:
+    # the rescue below re-seeds every finger where the energy says the start was bad, and with it the worst
+    # finger on every frame bought nothing more on the tuning set for 0.15 ms a frame (BENCHMARKS.md,
+    # "Model fitting")
+    reseed_fingers: int = 0
     reseed_iterations: int = 1
+    # rescue of a bad start: where the energy at the result is above `rescue_energy` per hand point (mm^2),
+    # the `rescue_fingers` fingers of the highest own energy are re-seeded straight and curled, each seed
+    # followed by `rescue_iterations` whole-hand steps, a seed kept where it lowers the energy. Its cost
+    # (~20 steps) is paid only on the frames whose own evidence says the start was bad (BENCHMARKS.md,
+    # "Model fitting"); 0 fingers: never
+    rescue_energy: float = 5.0
+    rescue_fingers: int = 5
+    rescue_iterations: int = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,6 +228,7 @@ class FitResult:
     # the energy (sum of squared weighted residuals, mm^2) at the result: fits of one frame from several
     # starts compare by it
     energy: float = math.nan
+    rescued: bool = False  # the energy said the start was bad, and the rescue's seeds were tried
 
 
 _DIAG = np.diag_indices(N_PARAMS)
@@ -261,11 +276,36 @@ def _fit_numpy(
     else:
         rot, trans, pose = warm
         iterations = cfg.tracking_iterations
-    rms = float("nan")
     # the joint terms (prior, temporal) are point rows too: x, y, z of every joint, towards a target
     joint_terms = [(cfg.w_prior, prior.reshape(-1))]
     if prev is not None:
         joint_terms.append((cfg.w_temporal, prev.reshape(-1)))
+    rot, trans, pose, rms = _steps(model, obs, cfg, joint_terms, rot, trans, pose, iterations)
+    energy, own = _energy(model, obs, pose_model(model, rot, trans, pose), cfg, joint_terms)
+    if cfg.reseed_fingers > 0:
+        pose, energy = _reseed(model, obs, cfg, joint_terms, rot, trans, pose, energy, own)
+    rescued = cfg.rescue_fingers > 0 and energy > cfg.rescue_energy * len(obs.points)
+    if rescued:
+        rot, trans, pose, energy = _rescue(model, obs, cfg, joint_terms, rot, trans, pose, energy, own)
+    joints = pose_model(model, rot, trans, pose).joints.copy()
+    if obs.mirror < 0:
+        joints = joints * _MIRROR
+    return FitResult(joints, rot, trans, pose, rms, energy, rescued)
+
+
+def _steps(
+    model: HandModel,
+    obs: Observation,
+    cfg: FitConfig,
+    joint_terms: list,
+    rot: np.ndarray,
+    trans: np.ndarray,
+    pose: np.ndarray,
+    iterations: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """`iterations` damped Gauss-Newton steps over all 26 parameters, angles projected onto the limits
+    after each: (rot, trans, pose, the data RMS at the last step's start)."""
+    rms = float("nan")
     for _ in range(iterations):
         posed = pose_model(model, rot, trans, pose)
         jac, r, rms, _ = _system(model, obs, posed, cfg, joint_terms)
@@ -276,13 +316,7 @@ def _fit_numpy(
         rot = rotation_update(step[0:3]) @ rot
         trans = trans + step[3:6]
         pose = np.minimum(np.maximum(pose + step[6:], _LO), _HI)
-    energy, own = _energy(model, obs, pose_model(model, rot, trans, pose), cfg, joint_terms)
-    if cfg.reseed_fingers > 0:
-        pose, energy = _reseed(model, obs, cfg, joint_terms, rot, trans, pose, energy, own)
-    joints = pose_model(model, rot, trans, pose).joints.copy()
-    if obs.mirror < 0:
-        joints = joints * _MIRROR
-    return FitResult(joints, rot, trans, pose, rms, energy)
+    return rot, trans, pose, rms
 
 
 def _system(model: HandModel, obs: Observation, posed, cfg: FitConfig, joint_terms: list) -> tuple:
@@ -341,6 +375,35 @@ def _reseed(
             if e < energy:
                 pose, energy = trial, e
     return pose, energy
+
+
+def _rescue(
+    model: HandModel,
+    obs: Observation,
+    cfg: FitConfig,
+    joint_terms: list,
+    rot: np.ndarray,
+    trans: np.ndarray,
+    pose: np.ndarray,
+    energy: float,
+    own: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The rescue of a fit whose energy says its start was bad: the `cfg.rescue_fingers` fingers of the
+    highest own energy (after the descent), worst first, each reset straight and curled and followed by
+    `cfg.rescue_iterations` whole-hand steps, so the palm and the other fingers re-settle around the seed;
+    a seed is kept where it lowers the whole energy, and the next finger starts from what was kept."""
+    for c in np.argsort(-own[:5], kind="stable")[: cfg.rescue_fingers]:
+        dofs = _DOF_INDEX[1:, c]
+        for seed in RESEED_RAD[:, :, c]:
+            trial = pose.copy()
+            trial[dofs] = np.clip(seed, _LO[dofs], _HI[dofs])
+            t_rot, t_trans, trial, _ = _steps(
+                model, obs, cfg, joint_terms, rot, trans, trial, cfg.rescue_iterations
+            )
+            e, _ = _energy(model, obs, pose_model(model, t_rot, t_trans, trial), cfg, joint_terms)
+            if e < energy:
+                rot, trans, pose, energy = t_rot, t_trans, trial, e
+    return rot, trans, pose, energy
 
 
 def _terms(model: HandModel, obs: Observation, posed, cfg: FitConfig) -> tuple:
@@ -433,13 +496,14 @@ def _fit_compiled(
         targets, target_w = _c(prior[None]), np.array([cfg.w_prior])
     else:
         targets, target_w = _c(np.stack([prior, prev])), np.array([cfg.w_prior, cfg.w_temporal])
-    rot, trans, pose, joints, rms, energy = _kernels.gauss_newton_kernel(
+    rot, trans, pose, joints, rms, energy, rescued = _kernels.gauss_newton_kernel(
         *_model_args(model), *_obs_args(obs), targets, target_w, _config_array(cfg), rot, trans, pose,
-        iterations, int(cfg.reseed_fingers), int(cfg.reseed_iterations),
+        iterations, int(cfg.reseed_fingers), int(cfg.reseed_iterations), int(cfg.rescue_fingers),
+        int(cfg.rescue_iterations),
     )  # fmt: skip
     if obs.mirror < 0:
         joints = joints * _MIRROR
-    return FitResult(joints, rot, trans, pose, float(rms), float(energy))
+    return FitResult(joints, rot, trans, pose, float(rms), float(energy), bool(rescued))
 
 
 def _c(a: np.ndarray, dtype=np.float64) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Compiled kernels of the fit: the observation's per-pixel parts, inverse kinematics and the whole
-Gauss-Newton descent with the re-seeding of the worst finger, one call each.
+Gauss-Newton descent with the re-seeding of the worst finger and the rescue of a bad start, one call each.
 
 The numpy code (ik.py, model.py, fit.py) stays the reference and the fallback: these kernels compute the
 same observation (bit for bit), energy and steps with scalar loops, because at these sizes (5 chains, ~85
@@ -44,6 +44,7 @@ CONFIG_FIELDS = (
     "w_prior",
     "damping",
     "free_space_margin_mm",
+    "rescue_energy",
 )
 
 
@@ -623,6 +624,57 @@ def _rotate(rot: np.ndarray, wx: float, wy: float, wz: float) -> np.ndarray:
 
 
 @numba.njit(**_JIT)
+def _worst_first(own: np.ndarray, count: int) -> np.ndarray:
+    """The `count` chains of the highest own energy, worst first (the first of equal ones, as the
+    reference's stable sort)."""
+    own = own.copy()
+    chosen = np.empty(min(count, 5), dtype=np.int64)
+    for f in range(chosen.shape[0]):
+        best = -1
+        for c in range(5):
+            if own[c] >= 0.0 and (best < 0 or own[c] > own[best]):
+                best = c
+        chosen[f] = best
+        own[best] = -1.0
+    return chosen
+
+
+@numba.njit(**_JIT)
+def _steps(
+    rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, radii, radii32, length_mm, point_chain,
+    pts, origin, depth_mm, raw_mm, dist_px, grad_u, grad_v, proj, mm_per_px, size, mirror, targets,
+    target_w, cfg, rot, trans, pose, iterations, points, jd, hess, grad, chain_e, near_k, near_s, chain_sph,
+):  # fmt: skip
+    """`iterations` damped Gauss-Newton steps over all 26 parameters from (rot, trans, pose), angles
+    projected onto the limits after each; (rot, trans, pose) are updated in place where they can be.
+    Returns (rot, trans, pose, the data RMS at the last step's start)."""
+    rms = np.nan
+    damping = cfg[7]
+    for _ in range(iterations):
+        _kinematics(
+            rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, rot, trans, pose, points, jd
+        )
+        hess[:] = 0.0
+        grad[:] = 0.0
+        axis_y = rot[:, 1].copy()
+        _, rms = _terms(
+            radii, radii32, pw_ptr, pw_idx, pw_val, length_mm, pts, origin, depth_mm, raw_mm, dist_px, grad_u,
+            grad_v, proj, mm_per_px, size, mirror, targets, target_w, cfg, points, trans, axis_y, jd, hess,
+            grad, True, point_chain, chain_e, -1, near_k, near_s, chain_sph,
+        )  # fmt: skip
+        for i in range(N_PARAMS):
+            hess[i, i] = hess[i, i] * (1.0 + damping) + 1e-6
+            grad[i] = -grad[i]
+        step = _solve_spd(hess, grad)
+        rot = _rotate(rot, step[0], step[1], step[2])
+        for a in range(3):
+            trans[a] += step[3 + a]
+        for i in range(20):
+            pose[i] = min(max(pose[i] + step[6 + i], _LO[i]), _HI[i])
+    return rot, trans, pose, rms
+
+
+@numba.njit(**_JIT)
 def gauss_newton_kernel(
     rest_joints,
     bone_mm,
@@ -655,12 +707,16 @@ def gauss_newton_kernel(
     iterations,
     reseed_fingers,
     reseed_iterations,
+    rescue_fingers,
+    rescue_iterations,
 ):
     """fit.fit_hand's descent from (rot, trans, pose): `iterations` damped Gauss-Newton steps, angles
     projected onto the limits after each; then the `reseed_fingers` fingers of the highest own energy
     re-seeded straight and curled, `reseed_iterations` steps over that finger's 4 angles each, a seed kept
-    where it lowers the energy (fit._reseed). Returns (rot, trans, pose, joints (21, 3), data RMS at the last
-    main step's start, energy at the result)."""
+    where it lowers the energy (fit._reseed); then, where the energy per hand point is above cfg's
+    `rescue_energy`, the `rescue_fingers` fingers of the highest own energy re-seeded the same way but each
+    seed followed by `rescue_iterations` whole-hand steps (fit._rescue). Returns (rot, trans, pose, joints
+    (21, 3), data RMS at the last main step's start, energy at the result, whether the rescue ran)."""
     n_sph = radii.shape[0]
     points = np.empty((n_sph + 21, 3))
     jd = np.empty((21, 4, 3))
@@ -670,30 +726,13 @@ def gauss_newton_kernel(
     near_k = np.zeros(pts.shape[0], dtype=np.int64)
     near_s = np.zeros(pts.shape[0], dtype=np.float32)
     chain_sph = np.zeros(0, dtype=np.int64)
-    rms = np.nan
+    rot, trans, pose, rms = _steps(
+        rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, radii, radii32, length_mm, point_chain,
+        pts, origin, depth_mm, raw_mm, dist_px, grad_u, grad_v, proj, mm_per_px, size, mirror, targets,
+        target_w, cfg, rot.copy(), trans.copy(), pose.copy(), iterations, points, jd, hess, grad, chain_e,
+        near_k, near_s, chain_sph,
+    )  # fmt: skip
     damping = cfg[7]
-    rot, trans, pose = rot.copy(), trans.copy(), pose.copy()
-    for _ in range(iterations):
-        _kinematics(
-            rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, rot, trans, pose, points, jd
-        )
-        hess[:] = 0.0
-        grad[:] = 0.0
-        axis_y = rot[:, 1].copy()
-        _, rms = _terms(
-            radii, radii32, pw_ptr, pw_idx, pw_val, length_mm, pts, origin, depth_mm, raw_mm, dist_px, grad_u,
-            grad_v, proj, mm_per_px, size, mirror, targets, target_w, cfg, points, trans, axis_y, jd, hess,
-            grad, True, point_chain, chain_e, -1, near_k, near_s, chain_sph,
-        )  # fmt: skip
-        for i in range(N_PARAMS):
-            hess[i, i] = hess[i, i] * (1.0 + damping) + 1e-6
-            grad[i] = -grad[i]
-        step = _solve_spd(hess, grad)
-        rot = _rotate(rot, step[0], step[1], step[2])
-        for a in range(3):
-            trans[a] += step[3 + a]
-        for i in range(20):
-            pose[i] = min(max(pose[i] + step[6 + i], _LO[i]), _HI[i])
     _kinematics(rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, rot, trans, pose, points, jd)
     axis_y = rot[:, 1].copy()
     chain_e[:] = 0.0
@@ -702,17 +741,10 @@ def gauss_newton_kernel(
         grad_v, proj, mm_per_px, size, mirror, targets, target_w, cfg, points, trans, axis_y, jd, hess,
         grad, False, point_chain, chain_e, -1, near_k, near_s, chain_sph,
     )  # fmt: skip
+    own = chain_e[:5].copy()
     if reseed_fingers > 0:
         # the worst fingers first (the first of equal ones, as a stable sort of the reference)
-        own = chain_e[:5].copy()
-        chosen = np.empty(min(reseed_fingers, 5), dtype=np.int64)
-        for f in range(chosen.shape[0]):
-            best = -1
-            for c in range(5):
-                if own[c] >= 0.0 and (best < 0 or own[c] > own[best]):
-                    best = c
-            chosen[f] = best
-            own[best] = -1.0
+        chosen = _worst_first(own, reseed_fingers)
         scratch = np.zeros(6)
         h4 = np.empty((4, 4))
         g4 = np.empty(4)
@@ -765,10 +797,41 @@ def gauss_newton_kernel(
                 if e < energy:
                     energy = e
                     pose = trial
-        _kinematics(
-            rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, rot, trans, pose, points, jd
-        )
-    return rot, trans, pose, points[n_sph:].copy(), rms, energy
+    rescued = False
+    if rescue_fingers > 0 and energy > cfg[9] * pts.shape[0]:
+        # a bad start, by the fit's own evidence (its energy per hand point): every finger, worst first,
+        # straight and curled, each seed followed by whole-hand steps (the rest of the hand re-settles
+        # around it), kept where the energy drops (Sharp et al. 2015's per-finger re-seeding)
+        rescued = True
+        scratch = np.zeros(6)
+        chosen = _worst_first(own, rescue_fingers)
+        for f in range(chosen.shape[0]):
+            c = chosen[f]
+            for s in range(2):
+                trial = pose.copy()
+                for d in range(1, 4):
+                    i = _DOF_I[d, c]
+                    trial[i] = min(max(_SEEDS[s, d - 1, c], _LO[i]), _HI[i])
+                t_rot, t_trans, trial, _ = _steps(
+                    rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, radii, radii32, length_mm,
+                    point_chain, pts, origin, depth_mm, raw_mm, dist_px, grad_u, grad_v, proj, mm_per_px, size,
+                    mirror, targets, target_w, cfg, rot.copy(), trans.copy(), trial, rescue_iterations, points,
+                    jd, hess, grad, scratch, near_k, near_s, chain_sph,
+                )  # fmt: skip
+                _kinematics(
+                    rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, t_rot, t_trans, trial,
+                    points, jd,
+                )  # fmt: skip
+                e, _ = _terms(
+                    radii, radii32, pw_ptr, pw_idx, pw_val, length_mm, pts, origin, depth_mm, raw_mm, dist_px,
+                    grad_u, grad_v, proj, mm_per_px, size, mirror, targets, target_w, cfg, points, t_trans,
+                    t_rot[:, 1].copy(), jd, hess, grad, False, point_chain, scratch, -1, near_k, near_s,
+                    chain_sph,
+                )  # fmt: skip
+                if e < energy:
+                    energy, rot, trans, pose = e, t_rot, t_trans, trial
+    _kinematics(rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, rot, trans, pose, points, jd)
+    return rot, trans, pose, points[n_sph:].copy(), rms, energy, rescued
 
 
 @numba.njit(**_JIT)

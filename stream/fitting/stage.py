@@ -18,9 +18,15 @@ Start: the inverse kinematics of the engine's joints. A tracked hand (`warm_star
 its last fit (`FitConfig.tracking_iterations` steps; not after a jump, a lost hand or a change of
 handedness) and the fit of lower energy is kept: the last fit alone drifts where the depth is ambiguous,
 the engine's start alone forgets what the last frame settled, and the pair beat either on generator
-sequences. `keep_cold=False` keeps only the warm fit (cheaper, less accurate). A hand without a last fit
-(a new track, every independent frame) re-seeds its worst finger (`FitConfig.reseed_fingers`); a tracked
-one does not (no gain on generator sequences for 0.14 ms), and carries on what its first frame settled.
+sequences. `keep_cold=False` keeps only the warm fit (cheaper, less accurate).
+
+Rescue: where a hand without a last fit (a new track, every independent frame) has a fit whose energy per
+hand point says its start was bad (`FitConfig.rescue_energy`), every finger is re-seeded with whole-hand
+steps (fit.py); the extra effort is paid on those frames only (about a quarter of the tuning set's
+independent frames), so the stage's median cost does not rise. A tracked hand is not rescued unless
+`rescue_tracked` (and never re-seeded): it carries on what its first frame settled; on the generator
+sequences chosen on, rescuing it moved the lost track further along what the engine found (BENCHMARKS.md,
+"Model fitting").
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ class FitStage(Stage):
 
     reads = ("joints_raw_mm", "crop")
     optional_reads = ("hand_size_mm", "handedness")
-    writes = ("joints_raw_mm", "joints_engine_mm", "fit_rms_mm")
+    writes = ("joints_raw_mm", "joints_engine_mm", "fit_rms_mm", "fit_energy_per_point", "fit_rescued")
 
     def __init__(
         self,
@@ -59,12 +65,16 @@ class FitStage(Stage):
         warm_start: bool = True,
         compiled: bool = True,
         keep_cold: bool = True,
+        rescue_tracked: bool = False,
     ) -> None:
         super().__init__(None, name)
         self.config = config or FitConfig()
         # a tracked hand (two starts) is not re-seeded: on generator sequences it bought nothing there and
-        # cost 0.14 ms a frame; a re-seeded finger of the track's first frame is carried on by the warm start
-        self._tracked_config = replace(self.config, reseed_fingers=0)
+        # cost 0.14 ms a frame; what the track's first frame settled is carried on by the warm start.
+        # Neither of its two fits is rescued on its own: with `rescue_tracked` the lower is, once, when its
+        # energy says it is bad
+        self._tracked_config = replace(self.config, reseed_fingers=0, rescue_fingers=0)
+        self._rescue_config = replace(self.config, tracking_iterations=0, reseed_fingers=0)
         # the numba kernels are compiled (or loaded from numba's cache) here, never on a stream's first
         # frame; compiled=False, or numba missing: the numpy reference
         self.compiled = bool(compiled) and compile_kernels()
@@ -72,6 +82,7 @@ class FitStage(Stage):
         self.temporal = bool(temporal)
         self.warm_start = bool(warm_start)
         self.keep_cold = bool(keep_cold)
+        self.rescue_tracked = bool(rescue_tracked)
         self._models: dict[tuple[int, int], HandModel] = {}
         self.reset()
 
@@ -101,10 +112,23 @@ class FitStage(Stage):
         if warm is not None and self.keep_cold:  # two hypotheses: the last fit's and the engine's
             cold = fit_hand(model, obs, engine, cfg, previous, compiled=self.compiled)
             res = cold if cold.energy < res.energy else res
+        if warm is not None and self.rescue_tracked and self._bad(res, obs):
+            # no step, only the rescue's seeds from the kept fit (rescue_energy decides, as on a cold fit)
+            start = (res.rot, res.trans, res.pose)
+            rescued = fit_hand(model, obs, engine, self._rescue_config, previous, start, self.compiled)
+            res = replace(rescued, data_rms_mm=res.data_rms_mm)  # no step: the kept fit's RMS stands
         self._previous = res.joints
         self._warm = (left, res)
         st.joints_raw_mm = res.joints
         st.fields["fit_rms_mm"] = res.data_rms_mm
+        # the fit's own evidence (what the rescue's gate reads) and whether the rescue ran: for evaluation
+        st.fields["fit_energy_per_point"] = res.energy / len(obs.points)
+        st.fields["fit_rescued"] = res.rescued
+
+    def _bad(self, res: FitResult, obs) -> bool:
+        """The fit's own evidence of a bad start: its energy per hand point above `rescue_energy`."""
+        cfg = self.config
+        return cfg.rescue_fingers > 0 and res.energy > cfg.rescue_energy * len(obs.points)
 
     def _start(self, engine: np.ndarray, left: bool) -> tuple | None:
         """The last fit as the start of this one, when this track has one of the same hand and the
