@@ -36,8 +36,10 @@ import engines
 from stream.fitting.fit import compile_kernels
 from stream.gestures.dynamic_stage import DynamicGestureStage
 from stream.gestures.stage import GestureStage
+from stream.size.measure import compile_kernels as compile_size_kernels
 
 assert compile_kernels(), "the fitting kernels did not compile"
+assert compile_size_kernels(), "the hand-size kernels did not compile"
 with engines.load_engine("gesture", backend="onnxruntime", threads=1) as eng:
     assert GestureStage(eng).recognizer.runs_kernel, "the gesture kernel did not compile"
 with engines.load_engine("dynamic_gesture", backend="onnxruntime", threads=1) as eng:

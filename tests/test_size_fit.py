@@ -10,9 +10,18 @@ import numpy as np
 import pytest
 
 from stream.cli import main as cli
-from stream.fitting import observe
+from stream.fitting import fit_hand, observe
 from stream.pipeline import build_pipeline
-from stream.size.measure import SizeFitConfig, SizeFitter, frame_terms, pick_size, population_width, weights
+from stream.size.measure import (
+    SizeFitConfig,
+    SizeFitter,
+    compile_kernels,
+    frame_terms,
+    pick_size,
+    population_width,
+    score_terms,
+    weights,
+)
 from stream.sources.synthetic import SyntheticSource
 from stream.stage_registry import registered_stages
 
@@ -76,6 +85,34 @@ def test_a_track_averages_the_candidates_energies_and_forks_share_only_the_model
     fork = fitter.fork()
     assert fork.models is fitter.models and fork.frames == 0 and fork.estimate() == (None, 0.0)
     assert not np.shares_memory(fork.energy, fitter.energy) and fitter.frames == 3
+
+
+def test_the_compiled_scoring_gives_the_numpy_reference_s_terms_on_real_frames():
+    """The kernel (stream/size/kernels.py) and score_terms' numpy code score the same fits of generator
+    frames through the real pose engine alike, right hands and hands measured mirrored as left ones; every
+    term is non-zero somewhere, so each is compared, not just the sum."""
+    assert compile_kernels()
+    states = _hand_states(6, seed=8)
+    assert len(states) >= 4
+    cfg = SizeFitConfig(w_silhouette=1.0, w_free_space=1.0)
+    fitter = SizeFitter(cfg)
+    seen = np.zeros(4, bool)
+    for k, st in enumerate(states):
+        obs = observe(st.crop, st.frame.depth_mm, cfg.fit.points, mirror=k % 2 == 1)
+        for model in fitter.models.ravel()[::6]:
+            res = fit_hand(model, obs, st.joints_raw_mm, cfg.fit)
+            ref = score_terms(model, obs, res, st.joints_raw_mm, cfg)
+            got = score_terms(model, obs, res, st.joints_raw_mm, cfg, compiled=True)
+            np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+            seen |= ref > 0
+    assert seen.all(), seen
+    obs = observe(states[0].crop, states[0].frame.depth_mm, cfg.fit.points)
+    np.testing.assert_allclose(
+        frame_terms(fitter.models, obs, states[0].joints_raw_mm, cfg, compiled=True),
+        frame_terms(fitter.models, obs, states[0].joints_raw_mm, cfg),
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 def test_the_energy_prefers_the_true_size_to_sizes_far_from_it():

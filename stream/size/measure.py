@@ -16,6 +16,9 @@ the estimate a little instead of voting for its own minimum; averaged, not summe
 second show one or two poses and are not independent evidence. Candidates lie on a grid of lengths, the
 width on the population's regression line plus a few offsets, so that a track's frames add up candidate by
 candidate. The weights and temperatures were chosen on training subjects (BENCHMARKS.md, "Hand size").
+
+The fits run compiled (stream/fitting/kernels.py) and so does the scoring (kernels.py here, compiled when
+the stage is set up); the numpy `score_terms` stays the reference and the fallback without numba.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..compiled import announce_compile, not_compiled
 from ..fitting import FitConfig, HandModel, Observation, build_model, default_shape, fit_hand, pose_model
+from ..fitting.fit import compile_kernels as compile_fit_kernels
+from . import kernels as _kernels
 
 # hand width on hand length over the ANSUR II population as the generator draws it (half men, half women):
 # least squares on the 600 training subjects of the hand-size study (BENCHMARKS.md, "Hand size")
@@ -71,11 +77,19 @@ N_TERMS = 4  # data, silhouette, free space, prior: each a sum of squared residu
 
 
 def score_terms(
-    model: HandModel, obs: Observation, res, engine_joints: np.ndarray, cfg: SizeFitConfig
+    model: HandModel,
+    obs: Observation,
+    res,
+    engine_joints: np.ndarray,
+    cfg: SizeFitConfig,
+    compiled: bool = False,
 ) -> np.ndarray:
     """(N_TERMS,) unweighted energy terms of a fitted model: truncated Huber data term over the hand's
     points (the forearm's excluded, as in the fit), silhouette and free space at the sphere centres, and
-    the joints' squared distance to the engine's."""
+    the joints' squared distance to the engine's. `compiled`: by the numba kernel (kernels.py, the same
+    numbers to rounding); False: this numpy code, the reference."""
+    if compiled:
+        return _score_compiled(model, obs, res, engine_joints, cfg)
     posed = pose_model(model, res.rot, res.trans, res.pose)
     c = posed.centres
     p = obs.points
@@ -102,21 +116,78 @@ def score_terms(
     return np.array([data, sil, free, prior])
 
 
+_MIRROR = np.array([-1.0, 1.0, 1.0])
+
+
+def _c(a: np.ndarray) -> np.ndarray:
+    """C-contiguous float64: the kernel is compiled once per argument layout (at set-up), so a view or
+    another dtype must not reach it on a frame."""
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _score_compiled(
+    model: HandModel, obs: Observation, res, engine_joints: np.ndarray, cfg: SizeFitConfig
+) -> np.ndarray:
+    """score_terms by the kernel, in the fit's frame (a left hand's joints mirrored, as the fit works)."""
+    joints, engine = _c(res.joints), _c(engine_joints)
+    if obs.mirror < 0:
+        joints, engine = joints * _MIRROR, engine * _MIRROR
+    return _kernels.score_kernel(
+        _c(obs.points), _c(model.radii), _c(model.point_weights), _c(model.point_offsets), _c(res.rot),
+        _c(res.trans), joints, engine, obs.depth_mm, obs.raw_mm, obs.dist_px, _c(obs.proj),
+        float(obs.mirror), float(obs.mm_per_px), int(obs.size), cfg.fit.forearm_frac * model.shape.length_mm,
+        float(cfg.huber_mm), float(cfg.cap_mm), float(cfg.fit.free_space_margin_mm),
+    )  # fmt: skip
+
+
+def compile_kernels() -> bool:
+    """Compile the fit's and the scoring's kernels (or load numba's cache) on a made-up frame, so that a
+    stream's first frame does not pay for it: the stage calls this when it is set up. False: numba is
+    missing or cannot compile here, and the numpy reference scores (the fit decides on its own)."""
+    compile_fit_kernels()
+    if not _kernels.HAVE_NUMBA:
+        return False
+    announce_compile(_kernels.__file__, "hand-size")
+    try:
+        _warm_up()
+    except Exception as exc:  # noqa: BLE001 - numba cannot compile here: the numpy reference scores
+        not_compiled("hand-size", exc)
+        return False
+    return True
+
+
+def _warm_up() -> None:
+    """The kernel called once on a made-up hand (numba compiles, or loads its cache, on the first call),
+    with the argument types of a real frame's (float32 images, float64 arrays)."""
+    model = build_model(default_shape(185.0, 83.0))
+    size = 8
+    img = np.zeros(size * size, dtype=np.float32)
+    _kernels.score_kernel(
+        np.zeros((4, 3)), _c(model.radii), _c(model.point_weights), _c(model.point_offsets), np.eye(3),
+        np.array([0.0, 0.0, 400.0]), np.zeros((21, 3)), np.zeros((21, 3)), img, img, img,
+        np.array([10.0, 4.0, 10.0, 4.0]), 1.0, 30.0, size, 50.0, 8.0, 20.0, 5.0,
+    )  # fmt: skip
+
+
 def weights(cfg: SizeFitConfig) -> np.ndarray:
     """(N_TERMS,) the squared weights that turn score_terms into one energy."""
     return np.array([cfg.w_data, cfg.w_silhouette, cfg.w_free_space, cfg.w_prior]) ** 2
 
 
 def frame_terms(
-    models: np.ndarray, obs: Observation, engine_joints: np.ndarray, cfg: SizeFitConfig
+    models: np.ndarray,
+    obs: Observation,
+    engine_joints: np.ndarray,
+    cfg: SizeFitConfig,
+    compiled: bool = False,
 ) -> np.ndarray:
     """(nL, nW, N_TERMS) the energy terms of every candidate model (an object array of HandModels) fitted to
-    one frame."""
+    one frame; `compiled`: scored by the kernel (the fits run compiled whenever numba imports)."""
     out = np.empty((*models.shape, N_TERMS))
     for idx in np.ndindex(models.shape):
         m = models[idx]
         res = fit_hand(m, obs, engine_joints, cfg.fit)
-        out[idx] = score_terms(m, obs, res, engine_joints, cfg)
+        out[idx] = score_terms(m, obs, res, engine_joints, cfg, compiled)
     return out
 
 
@@ -201,13 +272,18 @@ def _posterior(log_p: np.ndarray) -> np.ndarray:
 class SizeFitter:
     """One track's size measurement: each frame's candidate energies are added to the track's sums, whose
     mean gives the hand's size; the per-frame estimates go to a SizeCalibrator, whose spread gives the
-    confidence. The candidate models are built once and shared by every copy (`fork`)."""
+    confidence. The candidate models are built once and shared by every copy (`fork`), and the kernels are
+    compiled once, when the first is made (`compiled=False`: the numpy reference scores)."""
 
-    def __init__(self, cfg: SizeFitConfig | None = None, models: np.ndarray | None = None) -> None:
+    def __init__(
+        self, cfg: SizeFitConfig | None = None, models: np.ndarray | None = None, compiled: bool = True
+    ) -> None:
         from .calibrator import SizeCalibrator
 
         self.cfg = cfg or SizeFitConfig()
         self.models = build_models(self.cfg) if models is None else models
+        # a copy (models given) was made by fork(): its original compiled already
+        self.compiled = bool(compiled) and (models is not None or compile_kernels())
         self._w = weights(self.cfg)
         self._calibrator_type = SizeCalibrator  # ref_mm=1: as the size stage, so confidences compare
         self.reset()
@@ -218,11 +294,11 @@ class SizeFitter:
         self.calibrator = self._calibrator_type()
 
     def fork(self) -> SizeFitter:
-        return SizeFitter(self.cfg, self.models)
+        return SizeFitter(self.cfg, self.models, self.compiled)
 
     def add(self, obs: Observation, engine_joints: np.ndarray) -> np.ndarray:
         """Fit every candidate to one frame; returns this frame's (length, width)."""
-        e = frame_terms(self.models, obs, engine_joints, self.cfg) @ self._w
+        e = frame_terms(self.models, obs, engine_joints, self.cfg, self.compiled) @ self._w
         self.energy = self.energy + e  # the sum; estimate() reads the mean
         self.frames += 1
         size = pick_size(e, self.cfg)
