@@ -39,11 +39,13 @@ from stream.fitting.fit import compile_kernels
 from stream.gestures import dynamic_kernels, kernels as gesture_kernels
 from stream.gestures.dynamic_stage import DynamicGestureStage
 from stream.gestures.stage import GestureStage
+from stream.size.measure import compile_kernels as compile_size_kernels
 
 # NUMBA_CACHE_DIR is empty: nothing is cached where numba will look, whatever lies beside the modules
 modules = (fit_kernels, gesture_kernels, dynamic_kernels)
 assert not any(is_cached(m) for m in modules), "a cache was found in an empty NUMBA_CACHE_DIR"
 assert compile_kernels(), "the fitting kernels did not compile"
+assert compile_size_kernels(), "the hand-size kernels did not compile"
 with engines.load_engine("gesture", backend="onnxruntime", threads=1) as eng:
     assert GestureStage(eng).recognizer.runs_kernel, "the gesture kernel did not compile"
 with engines.load_engine("dynamic_gesture", backend="onnxruntime", threads=1) as eng:

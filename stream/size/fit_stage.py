@@ -3,7 +3,8 @@
 Reads the pose engine's joints and the crop they came from; over the first `frames` frames of a track with
 a hand it fits every candidate model (stream/size/measure.py) to the frame, adds the energies to the
 track's sums and writes `hand_size_frame_mm` (this frame's best size), `hand_size_mm` (the sums' best
-size) and `hand_size_confidence`. Then the size is held and the stage costs nothing per frame: a hand's size
+size) and `hand_size_confidence` (the share of the population's variance in length that the sums' evidence
+removed: 0 with no evidence, near 1 when sharp). Then the size is held and the stage costs nothing per frame: a hand's size
 does not change, and the fits are what costs (BENCHMARKS.md, "Hand size"). With a user file (`--user`)
 the size is fixed from it with confidence 1, as in the `size` stage.
 

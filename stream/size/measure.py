@@ -8,14 +8,21 @@ the fit over the hand's points, truncated (a point the model cannot reach costs 
 being dropped, which would reward a small model), plus the fitted joints' distance to the engine's. The
 silhouette and free-space terms are computed too but weighted 0: on training subjects they did not help.
 
-The energy is read as a likelihood, exp(-energy / temperature), times the population's prior, and the
-estimate is the posterior mean on the candidate grid (interpolated to 1 mm): one frame's energy is weak
-evidence (a curled or hidden finger says little about its length), so a frame alone stays near the
-population. Over a track each candidate's energies are averaged over the frames, so that every frame moves
-the estimate a little instead of voting for its own minimum; averaged, not summed, because the frames of a
-second show one or two poses and are not independent evidence. Candidates lie on a grid of lengths, the
+A frame's energies are divided by its best candidate's (`evidence`): a frame no candidate explains well
+(noise, a pose the model cannot take) has large energies and large differences between them, yet says
+the least; read against its own residual variance it says less. The evidence is read as a likelihood,
+exp(-evidence / temperature), times the population's prior, and the estimate is the posterior mean on the
+candidate grid (interpolated to 1 mm): one frame's evidence is weak (a curled or hidden finger says little
+about its length), so a frame alone stays near the population. Over a track each candidate's evidence is
+averaged over the frames (which weights each frame by the inverse of its best energy), so that every frame
+moves the estimate a little instead of voting for its own minimum; averaged, not summed, because the frames
+of a second show one or two poses and are not independent evidence. The confidence is the share of the
+population's variance in length that the posterior removed. Candidates lie on a grid of lengths, the
 width on the population's regression line plus a few offsets, so that a track's frames add up candidate by
 candidate. The weights and temperatures were chosen on training subjects (BENCHMARKS.md, "Hand size").
+
+The fits run compiled (stream/fitting/kernels.py) and so does the scoring (kernels.py here, compiled when
+the stage is set up); the numpy `score_terms` stays the reference and the fallback without numba.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..compiled import announce_compile, not_compiled
 from ..fitting import FitConfig, HandModel, Observation, build_model, default_shape, fit_hand, pose_model
+from ..fitting.fit import compile_kernels as compile_fit_kernels
+from . import kernels as _kernels
 
 # hand width on hand length over the ANSUR II population as the generator draws it (half men, half women):
 # least squares on the 600 training subjects of the hand-size study (BENCHMARKS.md, "Hand size")
@@ -49,16 +59,24 @@ class SizeFitConfig:
     w_silhouette: float = 0.0
     w_free_space: float = 0.0
     w_prior: float = 0.3
-    # exp(-energy / temperature) is the likelihood of a size (length and width each their own); the prior is
-    # the population (the study's training subjects)
-    temperature_length: float = 100.0
-    temperature_width: float = 10.0
+    # exp(-evidence / temperature) is the likelihood of a size (length and width each their own); the prior
+    # is the population (the study's training subjects)
+    temperature_length: float = 115.0
+    temperature_width: float = 16.0
     prior_length_mm: float = 186.8
     prior_length_sd_mm: float = 11.3
     prior_width_sd_mm: float = 4.8
-    # each candidate's fit: 3 steps x 128 points, the settings the temperatures and the figures in
-    # BENCHMARKS were chosen and measured with (the fit stage's own default has since grown to 6 x 256)
-    fit: FitConfig = field(default_factory=lambda: FitConfig(iterations=3, points=128))
+    # each frame's energies are divided by its best candidate's and multiplied by this (`evidence`): the
+    # median best energy over the training frames, so that the temperatures read in mm^2; 0: raw energies
+    energy_ref_mm2: float = 574.0
+    # the model that explains a frame best is shorter than the hand: the sensor loses depth along the
+    # silhouette and the fingertips, so the measured hand is smaller (the fit's silhouette slack says the
+    # same). A model of length L is read as a hand of length_scale x L; fitted on training frames, where
+    # the evidence alone (its minimum) was 5-6 mm (~2-3 %) short
+    length_scale: float = 1.02
+    # each candidate's fit: the fit stage's own settings (6 steps x 256 points), affordable since the
+    # scoring runs compiled; the temperatures above were chosen with them
+    fit: FitConfig = field(default_factory=lambda: FitConfig(iterations=6, points=256))
 
     def candidates(self) -> np.ndarray:
         """(nL, nW, 2) the candidate (length, width) grid."""
@@ -71,11 +89,19 @@ N_TERMS = 4  # data, silhouette, free space, prior: each a sum of squared residu
 
 
 def score_terms(
-    model: HandModel, obs: Observation, res, engine_joints: np.ndarray, cfg: SizeFitConfig
+    model: HandModel,
+    obs: Observation,
+    res,
+    engine_joints: np.ndarray,
+    cfg: SizeFitConfig,
+    compiled: bool = False,
 ) -> np.ndarray:
     """(N_TERMS,) unweighted energy terms of a fitted model: truncated Huber data term over the hand's
     points (the forearm's excluded, as in the fit), silhouette and free space at the sphere centres, and
-    the joints' squared distance to the engine's."""
+    the joints' squared distance to the engine's. `compiled`: by the numba kernel (kernels.py, the same
+    numbers to rounding); False: this numpy code, the reference."""
+    if compiled:
+        return _score_compiled(model, obs, res, engine_joints, cfg)
     posed = pose_model(model, res.rot, res.trans, res.pose)
     c = posed.centres
     p = obs.points
@@ -102,21 +128,78 @@ def score_terms(
     return np.array([data, sil, free, prior])
 
 
+_MIRROR = np.array([-1.0, 1.0, 1.0])
+
+
+def _c(a: np.ndarray) -> np.ndarray:
+    """C-contiguous float64: the kernel is compiled once per argument layout (at set-up), so a view or
+    another dtype must not reach it on a frame."""
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _score_compiled(
+    model: HandModel, obs: Observation, res, engine_joints: np.ndarray, cfg: SizeFitConfig
+) -> np.ndarray:
+    """score_terms by the kernel, in the fit's frame (a left hand's joints mirrored, as the fit works)."""
+    joints, engine = _c(res.joints), _c(engine_joints)
+    if obs.mirror < 0:
+        joints, engine = joints * _MIRROR, engine * _MIRROR
+    return _kernels.score_kernel(
+        _c(obs.points), _c(model.radii), _c(model.point_weights), _c(model.point_offsets), _c(res.rot),
+        _c(res.trans), joints, engine, obs.depth_mm, obs.raw_mm, obs.dist_px, _c(obs.proj),
+        float(obs.mirror), float(obs.mm_per_px), int(obs.size), cfg.fit.forearm_frac * model.shape.length_mm,
+        float(cfg.huber_mm), float(cfg.cap_mm), float(cfg.fit.free_space_margin_mm),
+    )  # fmt: skip
+
+
+def compile_kernels() -> bool:
+    """Compile the fit's and the scoring's kernels (or load numba's cache) on a made-up frame, so that a
+    stream's first frame does not pay for it: the stage calls this when it is set up. False: numba is
+    missing or cannot compile here, and the numpy reference scores (the fit decides on its own)."""
+    compile_fit_kernels()
+    if not _kernels.HAVE_NUMBA:
+        return False
+    announce_compile(_kernels.__file__, "hand-size")
+    try:
+        _warm_up()
+    except Exception as exc:  # noqa: BLE001 - numba cannot compile here: the numpy reference scores
+        not_compiled("hand-size", exc)
+        return False
+    return True
+
+
+def _warm_up() -> None:
+    """The kernel called once on a made-up hand (numba compiles, or loads its cache, on the first call),
+    with the argument types of a real frame's (float32 images, float64 arrays)."""
+    model = build_model(default_shape(185.0, 83.0))
+    size = 8
+    img = np.zeros(size * size, dtype=np.float32)
+    _kernels.score_kernel(
+        np.zeros((4, 3)), _c(model.radii), _c(model.point_weights), _c(model.point_offsets), np.eye(3),
+        np.array([0.0, 0.0, 400.0]), np.zeros((21, 3)), np.zeros((21, 3)), img, img, img,
+        np.array([10.0, 4.0, 10.0, 4.0]), 1.0, 30.0, size, 50.0, 8.0, 20.0, 5.0,
+    )  # fmt: skip
+
+
 def weights(cfg: SizeFitConfig) -> np.ndarray:
     """(N_TERMS,) the squared weights that turn score_terms into one energy."""
     return np.array([cfg.w_data, cfg.w_silhouette, cfg.w_free_space, cfg.w_prior]) ** 2
 
 
 def frame_terms(
-    models: np.ndarray, obs: Observation, engine_joints: np.ndarray, cfg: SizeFitConfig
+    models: np.ndarray,
+    obs: Observation,
+    engine_joints: np.ndarray,
+    cfg: SizeFitConfig,
+    compiled: bool = False,
 ) -> np.ndarray:
     """(nL, nW, N_TERMS) the energy terms of every candidate model (an object array of HandModels) fitted to
-    one frame."""
+    one frame; `compiled`: scored by the kernel (the fits run compiled whenever numba imports)."""
     out = np.empty((*models.shape, N_TERMS))
     for idx in np.ndindex(models.shape):
         m = models[idx]
         res = fit_hand(m, obs, engine_joints, cfg.fit)
-        out[idx] = score_terms(m, obs, res, engine_joints, cfg)
+        out[idx] = score_terms(m, obs, res, engine_joints, cfg, compiled)
     return out
 
 
@@ -181,16 +264,45 @@ def pick_size(energy: np.ndarray, cfg: SizeFitConfig) -> np.ndarray:
     the width's offset from the regression line), on the grid interpolated to 1 mm. The length and the
     width's offset are each read from a posterior of their own temperature: the width's evidence (the palm,
     seen on most frames) is sharper than the length's (a curled or hidden finger says little); the width is
-    the posterior mean of the width itself (regression line plus offset) under its own temperature."""
+    the posterior mean of the width itself (regression line plus offset) under its own temperature. The
+    length is the hand's a model stands for: `length_scale` x the model's."""
+    return read_size(energy, cfg)[0]
+
+
+def read_size(energy: np.ndarray, cfg: SizeFitConfig) -> tuple[np.ndarray, float]:
+    """pick_size's (length, width) and a confidence in [0, 1]: the share of the population's variance in
+    length that the evidence removed, 1 - var(posterior) / var(prior). A frame whose energy is flat in
+    length (a curled or hidden finger) leaves the prior's spread, 0; a sharp one, near 1. On training
+    subjects the error grows with the posterior's spread (BENCHMARKS.md, "Hand size")."""
     fl, fo = _fine_axes(cfg)
     e = _fine(np.asarray(energy, np.float64), cfg)
     e = e - np.nanmin(e)
-    prior = -0.5 * ((fl[:, None] - cfg.prior_length_mm) / cfg.prior_length_sd_mm) ** 2
-    prior = prior - 0.5 * (fo[None, :] / cfg.prior_width_sd_mm) ** 2
-    length = float(_posterior(prior - e / cfg.temperature_length).sum(1) @ fl)
-    widths = population_width(fl)[:, None] + fo[None, :]
+    hand = fl * cfg.length_scale  # the hand's length a model of length fl stands for
+    widths = population_width(fl)[:, None] + fo[None, :]  # the models' palm widths
+    prior_l = -0.5 * ((hand - cfg.prior_length_mm) / cfg.prior_length_sd_mm) ** 2
+    # the width's prior: the population's spread about its regression on the hand's length
+    prior = prior_l[:, None] - 0.5 * ((widths - population_width(hand)[:, None]) / cfg.prior_width_sd_mm) ** 2
+    post_l = _posterior(prior - e / cfg.temperature_length).sum(1)
+    length = float(post_l @ hand)
     width = float((_posterior(prior - e / cfg.temperature_width) * widths).sum())
-    return np.array([length, width])
+    p0 = _posterior(prior).sum(1)  # the prior in length on the same (truncated) grid: no evidence gives 0
+    var_prior = float(p0 @ (hand - p0 @ hand) ** 2)
+    confidence = 1.0 - float(post_l @ (hand - length) ** 2) / var_prior
+    return np.array([length, width]), float(np.clip(confidence, 0.0, 1.0))
+
+
+def evidence(energy: np.ndarray, cfg: SizeFitConfig) -> np.ndarray:
+    """A frame's energies on the grid as evidence: divided by the best candidate's, times
+    `energy_ref_mm2`. The residuals' scale differs from frame to frame (sensor noise, a pose the model
+    cannot take, a wrong segment): a frame that no candidate explains well has large energies and large
+    differences between them, yet says the least about the size. Dividing by the best fit's energy reads
+    each frame's differences against its own residual variance (as a reduced chi-square does) and, in a
+    track's average, weights each frame by the inverse of it. `energy_ref_mm2` = 0: the energies as they
+    are."""
+    e = np.asarray(energy, np.float64)
+    if cfg.energy_ref_mm2 <= 0:
+        return e
+    return e * (cfg.energy_ref_mm2 / max(float(np.nanmin(e)), 1e-6))
 
 
 def _posterior(log_p: np.ndarray) -> np.ndarray:
@@ -199,39 +311,41 @@ def _posterior(log_p: np.ndarray) -> np.ndarray:
 
 
 class SizeFitter:
-    """One track's size measurement: each frame's candidate energies are added to the track's sums, whose
-    mean gives the hand's size; the per-frame estimates go to a SizeCalibrator, whose spread gives the
-    confidence. The candidate models are built once and shared by every copy (`fork`)."""
+    """One track's size measurement: each frame's candidate energies, read as evidence (`evidence`: divided
+    by its best fit's), are added to the track's sums, whose mean gives the hand's size and, from the
+    spread of its posterior, the confidence. The candidate models are built once and shared by every copy (`fork`), and the kernels are
+    compiled once, when the first is made (`compiled=False`: the numpy reference scores)."""
 
-    def __init__(self, cfg: SizeFitConfig | None = None, models: np.ndarray | None = None) -> None:
-        from .calibrator import SizeCalibrator
-
+    def __init__(
+        self, cfg: SizeFitConfig | None = None, models: np.ndarray | None = None, compiled: bool = True
+    ) -> None:
         self.cfg = cfg or SizeFitConfig()
         self.models = build_models(self.cfg) if models is None else models
+        # a copy (models given) was made by fork(): its original compiled already
+        self.compiled = bool(compiled) and (models is not None or compile_kernels())
         self._w = weights(self.cfg)
-        self._calibrator_type = SizeCalibrator  # ref_mm=1: as the size stage, so confidences compare
         self.reset()
 
     def reset(self) -> None:
         self.energy = np.zeros(self.models.shape)  # rebound: copies share nothing but the models
         self.frames = 0
-        self.calibrator = self._calibrator_type()
 
     def fork(self) -> SizeFitter:
-        return SizeFitter(self.cfg, self.models)
+        return SizeFitter(self.cfg, self.models, self.compiled)
 
     def add(self, obs: Observation, engine_joints: np.ndarray) -> np.ndarray:
         """Fit every candidate to one frame; returns this frame's (length, width)."""
-        e = frame_terms(self.models, obs, engine_joints, self.cfg) @ self._w
+        e = evidence(
+            frame_terms(self.models, obs, engine_joints, self.cfg, self.compiled) @ self._w, self.cfg
+        )
         self.energy = self.energy + e  # the sum; estimate() reads the mean
         self.frames += 1
-        size = pick_size(e, self.cfg)
-        self.calibrator.add(size)
-        return size
+        return pick_size(e, self.cfg)
 
     def estimate(self) -> tuple[np.ndarray | None, float]:
-        """(the track's (length, width) in mm, or None before a frame; confidence in [0, 1])."""
+        """(the track's (length, width) in mm, or None before a frame; its confidence in [0, 1], from the
+        spread of the track's posterior in length: `read_size`)."""
         if not self.frames:
             return None, 0.0
-        _, conf = self.calibrator.estimate()
-        return pick_size(self.energy / self.frames, self.cfg).astype(np.float32), conf
+        size, conf = read_size(self.energy / self.frames, self.cfg)
+        return size.astype(np.float32), conf
