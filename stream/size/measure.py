@@ -74,9 +74,13 @@ class SizeFitConfig:
     # same). A model of length L is read as a hand of length_scale x L; fitted on training frames, where
     # the evidence alone (its minimum) was 5-6 mm (~2-3 %) short
     length_scale: float = 1.02
-    # each candidate's fit: the fit stage's own settings (6 steps x 256 points), affordable since the
-    # scoring runs compiled; the temperatures above were chosen with them
-    fit: FitConfig = field(default_factory=lambda: FitConfig(iterations=6, points=256))
+    # each candidate's fit: 6 steps x 256 points, affordable since the scoring runs compiled; the
+    # temperatures above were chosen with these settings, so they are pinned here: the worst finger
+    # re-seeded once, and no rescue of bad starts (the fit stage's rescue re-seeds every finger where the
+    # energy is high, which would change every candidate's energy, and cost up to 3x, on such frames)
+    fit: FitConfig = field(
+        default_factory=lambda: FitConfig(iterations=6, points=256, reseed_fingers=1, rescue_fingers=0)
+    )
 
     def candidates(self) -> np.ndarray:
         """(nL, nW, 2) the candidate (length, width) grid."""
