@@ -48,6 +48,18 @@ class SegmenterConfig:
     mask_grow_mm: float = 15.0
     mask_grow_jump_mm: float = 15.0
     mask_grow_logit: float = -1e9
+    # learned: the mask runs onto the forearm (close range: the arm reaches towards the camera, lies in the
+    # peak's depth band and the detector's mask covers it, and the centre falls on the arm). When at least
+    # arm_min_share of the mask lies farther than arm_reach_mm from the peak (the detector's palm centre;
+    # fingertips reach ~100 mm, and they spread) and those far points lie in one direction (the length of
+    # their mean unit vector >= arm_coherence) that runs towards the camera (at least arm_min_rise_mm
+    # nearer on average), the mask is cut at arm_cut_mm from the peak along that direction (the wrist lies
+    # ~40-60 mm from the palm centre); refine.cut_arm. arm_min_share >= 1 = off.
+    arm_reach_mm: float = 120.0
+    arm_min_share: float = 0.1
+    arm_coherence: float = 0.7
+    arm_min_rise_mm: float = 40.0
+    arm_cut_mm: float = 60.0
     # learned: a mask this convex (area / convex hull area; hands measured 0.5-0.85, balls and
     # boxes ~0.9+) is likely an occluder in front of a mostly hidden hand, whose predicted depth was the
     # occluder's: the hand is looked for again at the median depth of the pixels behind_range_mm behind it

@@ -27,7 +27,7 @@ from ...geometry import uvd_to_xyz
 from .candidates import find_candidates, peak_depth
 from .config import HandDetection, Segmentation, SegmenterConfig, check_depth
 from .measure import mask_bbox, merge_windows, view_window
-from .refine import learned_hand, look_behind, refine_candidate, solidity
+from .refine import compile_arm_kernels, learned_hand, look_behind, refine_candidate, solidity
 from .scoring import Candidate, choose, vouched_hands
 from .tracking import jump_score, near_previous, previous_centres, tracked_candidates, tracked_threshold
 
@@ -58,6 +58,8 @@ class HandSegmenter:
                 if self.config.method == "learned":
                     raise
                 self.detector_error = str(exc)
+        if self.detector is not None and self.config.arm_min_share < 1.0:
+            compile_arm_kernels()  # here, not on a stream's first frame
 
     # ------------------------------------------------------------------ public
     def segment(
