@@ -187,11 +187,12 @@ def test_the_compiled_test_gives_the_numpy_reference_on_real_masks(monkeypatch):
             (av + y0 - intr.cy) * az / intr.fy,
             float(az),
             float(cfg.arm_reach_mm) ** 2,
+            float(cfg.arm_long_mm) ** 2,
         )
         ref = refine.far_side_numpy(m8, depth, *args)
         got = refine._arm_kernels.far_side_kernel(m8, depth, *args)
-        assert ref[:2] == got[:2] and ref[0] > 0
-        np.testing.assert_allclose(got[2:], ref[2:], rtol=1e-9, atol=1e-6)
+        assert ref[:3] == got[:3] and ref[0] > 0
+        np.testing.assert_allclose(got[3:], ref[3:], rtol=1e-9, atol=1e-6)
         fast, slow = (
             real(m8, depth, anchor, x0, y0, intr, cfg),
             real(m8, depth, anchor, x0, y0, intr, cfg, False),

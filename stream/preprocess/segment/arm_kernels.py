@@ -29,12 +29,15 @@ def far_side_kernel(
     ay: float,
     az: float,
     reach2: float,
-) -> tuple[int, int, float, float, float, float]:
-    """(mask samples, samples beyond the reach, sums of their unit vectors x, y, z from the anchor, sum of
-    their depth offsets), over pixels (i, j) with i, j multiples of f; see refine.far_side_numpy."""
+    long2: float,
+) -> tuple[int, int, int, float, float, float, float]:
+    """(mask samples, samples beyond the reach, samples beyond sqrt(long2), sums of the former's unit vectors
+    x, y, z from the anchor, sum of their depth offsets), over pixels (i, j) with i, j multiples of f; see
+    refine.far_side_numpy."""
     h, w = m8.shape
     n = 0
     n_far = 0
+    n_long = 0
     sx = 0.0
     sy = 0.0
     sz = 0.0
@@ -57,4 +60,6 @@ def far_side_kernel(
                 sy += py / r
                 sz += pz / r
                 sdz += pz
-    return n, n_far, sx, sy, sz, sdz
+                if r2 > long2:
+                    n_long += 1
+    return n, n_far, n_long, sx, sy, sz, sdz

@@ -8,6 +8,10 @@ frames); the mask is the predicted mask, upsampled bilinearly inside the cube-si
 AND the pixels within +- known_cube_mm / 2 of the peak's depth, then grown by up to `mask_grow_mm` into the
 depth-continuous surface around it (`grow_mask`: the coarse map misses thin fingers).
 
+Forearms (`cut_arm`): at close range the forearm reaches towards the camera inside the peak's depth band
+and the detector's mask covers it; a mask with a broad band far past the peak in one direction, nearer the
+camera, is cut across that direction about a wrist from the peak, so the centre stays on the hand.
+
 Both: the centre of mass is the mean 3-D point of the mask, pushed `com_depth_offset_mm` back along its ray
 (the camera sees the front surface; the hand's centre lies about half its thickness behind); the pose
 model's training crops are centred the same way. `palm_uvd` (largest inscribed disc) is a
@@ -348,12 +352,13 @@ def cut_arm(
         float(ay_mm),
         float(az),
         float(cfg.arm_reach_mm) ** 2,
+        float(cfg.arm_long_mm) ** 2,
     )
     if compiled and _arm_kernels is not None:
-        n, n_far, sx, sy, sz, sdz = _arm_kernels.far_side_kernel(m8, depth, *args)
+        n, n_far, n_long, sx, sy, sz, sdz = _arm_kernels.far_side_kernel(m8, depth, *args)
     else:
-        n, n_far, sx, sy, sz, sdz = far_side_numpy(m8, depth, *args)
-    if n_far < max(cfg.arm_min_share * n, 3):
+        n, n_far, n_long, sx, sy, sz, sdz = far_side_numpy(m8, depth, *args)
+    if n_far < max(cfg.arm_min_share * n, 3) or n_long < cfg.arm_long_share * n:
         return m8
     # the far points' mean unit vector: ~1 for a band in one direction, small for fingertips that spread
     unit = np.array([sx, sy, sz]) / n_far
@@ -369,8 +374,11 @@ def cut_arm(
     vv = (np.arange(by, by + bh, dtype=np.float32) + np.float32(y0 - intr.cy)) * np.float32(axis[1] / intr.fy)
     t = dd * (uu[None, :] + vv[:, None] + np.float32(axis[2]))
     limit = cfg.arm_cut_mm + ax_mm * axis[0] + ay_mm * axis[1] + az * axis[2]
+    kept = np.where(t <= limit, sub, np.uint8(0))
+    if cv2.countNonZero(kept) < (1.0 - cfg.arm_max_cut_share) * cv2.countNonZero(sub):
+        return m8  # most of the mask beyond the wrist: the peak was no palm with an arm behind it
     out = m8.copy()
-    out[by : by + bh, bx : bx + bw] = np.where(t <= limit, sub, np.uint8(0))
+    out[by : by + bh, bx : bx + bw] = kept
     return out
 
 
@@ -386,11 +394,12 @@ def far_side_numpy(
     ay: float,
     az: float,
     reach2: float,
-) -> tuple[int, int, float, float, float, float]:
+    long2: float,
+) -> tuple[int, int, int, float, float, float, float]:
     """Over the mask pixels (i, j) with i and j multiples of `f`, their 3-D points relative to the anchor
     (ax, ay, az) mm (pixel (i, j) lies at frame pixel (j + u0 + cx, i + v0 + cy)): (samples, samples farther
-    than sqrt(reach2), sums of those samples' unit vectors x, y, z, sum of their depth offsets). The
-    reference of `arm_kernels.far_side_kernel`."""
+    than sqrt(reach2), samples farther than sqrt(long2), sums of the former's unit vectors x, y, z, sum of
+    their depth offsets). The reference of `arm_kernels.far_side_kernel`."""
     valid = m8[::f, ::f] > 0
     d = depth[::f, ::f].astype(np.float64)
     px = d * ((np.arange(0, m8.shape[1], f) + u0) / fx) - ax
@@ -403,6 +412,7 @@ def far_side_numpy(
     return (
         int(np.count_nonzero(valid)),
         int(np.count_nonzero(far)),
+        int(np.count_nonzero(valid & (r2 > long2))),
         float(np.sum(px[far] / r)),
         float(np.sum(py[far] / r)),
         float(np.sum(fz / r)),
@@ -432,7 +442,7 @@ def compile_arm_kernels() -> bool:
         return False
     announce_compile(_arm_kernels, "forearm-cut")
     m8 = np.full((8, 8), 255, np.uint8)
-    args = (1, -4.0, -4.0, 100.0, 100.0, 0.0, 0.0, 400.0, 100.0)
+    args = (1, -4.0, -4.0, 100.0, 100.0, 0.0, 0.0, 400.0, 100.0, 200.0)
     try:
         for depth in (np.full((10, 10), 400, np.uint16), np.full((10, 10), 400.0, np.float32)):
             _arm_kernels.far_side_kernel(m8, depth[1:9, 1:9], *args)  # a view of the frame: any layout

@@ -5,7 +5,8 @@
 - Learned path (`SegmenterConfig.method`: "auto" (default) uses the shipped detector engine
   (engines/default/detector.onnx, see stream/preprocess/detect.py and train/detector.py) when it loads, else
   the classic path; "learned" requires it; "classic" never loads it). Each heatmap peak >=
-  `presence_threshold` is a hand (candidates.peak_depth, refine.learned_hand, refine.look_behind). When
+  `presence_threshold` is a hand (candidates.peak_depth, refine.learned_hand, refine.look_behind); a mask
+  that runs onto a forearm reaching towards the camera is cut at about the wrist (refine.cut_arm). When
   none is, the classic search runs around the weak peaks and keeps what they vouch for (scoring.py).
   While tracking, a peak far behind the tracked hand loses confidence (tracking.jump_score); a first hand
   whose mask is as convex as a jar or box gives way to a hand-shaped peak beside it (`_prefer_hand_shape`):
