@@ -39,10 +39,13 @@ from stream.fitting.fit import compile_kernels
 from stream.gestures import dynamic_kernels, kernels as gesture_kernels
 from stream.gestures.dynamic_stage import DynamicGestureStage
 from stream.gestures.stage import GestureStage
+from stream.preprocess import HandSegmenter
+from stream.preprocess.segment import arm_kernels, refine
+from stream.size import kernels as size_kernels
 from stream.size.measure import compile_kernels as compile_size_kernels
 
 # NUMBA_CACHE_DIR is empty: nothing is cached where numba will look, whatever lies beside the modules
-modules = (fit_kernels, gesture_kernels, dynamic_kernels)
+modules = (fit_kernels, gesture_kernels, dynamic_kernels, arm_kernels, size_kernels)
 assert not any(is_cached(m) for m in modules), "a cache was found in an empty NUMBA_CACHE_DIR"
 assert compile_kernels(), "the fitting kernels did not compile"
 assert compile_size_kernels(), "the hand-size kernels did not compile"
@@ -50,6 +53,8 @@ with engines.load_engine("gesture", backend="onnxruntime", threads=1) as eng:
     assert GestureStage(eng).recognizer.runs_kernel, "the gesture kernel did not compile"
 with engines.load_engine("dynamic_gesture", backend="onnxruntime", threads=1) as eng:
     assert DynamicGestureStage(eng).matcher.runs_kernel, "the dynamic-gesture kernels did not compile"
+HandSegmenter()  # the learned segmenter compiles its forearm cut's kernel when it is set up
+assert refine._arm_kernels is not None, "the forearm-cut kernel did not compile"
 assert all(is_cached(m) for m in modules), "the compiled kernels are not found in NUMBA_CACHE_DIR"
 print("compiled")
 """
@@ -73,5 +78,5 @@ def test_every_kernel_compiles_from_scratch_with_the_runtime_dependencies_only(t
     assert done.returncode == 0 and "compiled" in done.stdout, done.stderr[-2000:]
     assert "did not compile" not in done.stderr
     # each module said once that it compiles, since nothing was cached where numba looks
-    for what in ("model-fitting", "gesture", "dynamic-gesture"):
+    for what in ("model-fitting", "gesture", "dynamic-gesture", "forearm-cut", "hand-size"):
         assert done.stderr.count(f"compiling the {what} kernels") == 1, done.stderr[-2000:]

@@ -163,7 +163,7 @@ def compile_kernels() -> bool:
     compile_fit_kernels()
     if not _kernels.HAVE_NUMBA:
         return False
-    announce_compile(_kernels.__file__, "hand-size")
+    announce_compile(_kernels, "hand-size")
     try:
         _warm_up()
     except Exception as exc:  # noqa: BLE001 - numba cannot compile here: the numpy reference scores

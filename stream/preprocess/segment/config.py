@@ -48,6 +48,30 @@ class SegmenterConfig:
     mask_grow_mm: float = 15.0
     mask_grow_jump_mm: float = 15.0
     mask_grow_logit: float = -1e9
+    # learned: the mask runs onto the forearm (close range: the arm reaches towards the camera, lies in the
+    # peak's depth band and the detector's mask covers it, and the centre falls on the arm). When at least
+    # arm_min_share of the mask lies farther than arm_reach_mm from the peak (the detector's palm centre;
+    # fingertips reach 100-130 mm, few and spread) and those far points lie in one direction (the length of
+    # their mean unit vector >= arm_coherence) that runs towards the camera (at least arm_min_rise_mm
+    # nearer on average), the mask is cut at arm_cut_mm from the peak along that direction (the wrist lies
+    # ~40-60 mm from the palm centre); refine.cut_arm. arm_min_share >= 1 = off. Tuning seed 9200, 300 desk
+    # frames, whole pipeline: on the hand 268 -> 290, on the arm 26 -> 4; 1600 frontal pose frames (seed 78):
+    # engine 15.29 -> 15.22 mm (it acts on ~10). At a 100 mm reach it acted on 40 (70 without the rise) of
+    # those frames, hands that reach that far from a peak off the palm, and cost 0.2 (0.35) mm of the mean.
+    # An arm is long, too: at least arm_long_share of the mask lies beyond arm_long_mm (a palm's heel or
+    # fingertips past the reach are not); and a cut that would take more than arm_max_cut_share of the mask
+    # is not made (the peak was on the fingers or an object, not a palm with an arm behind it). On the desk
+    # frames of tuning seed 9200 where it acts, 5-22 % of the mask lies beyond 140 mm and the cut takes
+    # 34-61 %; of the frontal pose frames (seed 78) where it cost most, one took 97 % (the centre then went
+    # to a ball beside the hand) and two had nothing beyond 140 mm (a palm's heel past a peak on the fingers).
+    arm_reach_mm: float = 120.0
+    arm_min_share: float = 0.1
+    arm_coherence: float = 0.7
+    arm_min_rise_mm: float = 40.0
+    arm_cut_mm: float = 60.0
+    arm_long_mm: float = 140.0
+    arm_long_share: float = 0.01
+    arm_max_cut_share: float = 0.65
     # learned: a mask this convex (area / convex hull area; hands measured 0.5-0.85, balls and
     # boxes ~0.9+) is likely an occluder in front of a mostly hidden hand, whose predicted depth was the
     # occluder's: the hand is looked for again at the median depth of the pixels behind_range_mm behind it

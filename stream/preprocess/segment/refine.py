@@ -8,6 +8,10 @@ frames); the mask is the predicted mask, upsampled bilinearly inside the cube-si
 AND the pixels within +- known_cube_mm / 2 of the peak's depth, then grown by up to `mask_grow_mm` into the
 depth-continuous surface around it (`grow_mask`: the coarse map misses thin fingers).
 
+Forearms (`cut_arm`): at close range the forearm reaches towards the camera inside the peak's depth band
+and the detector's mask covers it; a mask with a broad band far past the peak in one direction, nearer the
+camera, is cut across that direction about a wrist from the peak, so the centre stays on the hand.
+
 Both: the centre of mass is the mean 3-D point of the mask, pushed `com_depth_offset_mm` back along its ray
 (the camera sees the front surface; the hand's centre lies about half its thickness behind); the pose
 model's training crops are centred the same way. `palm_uvd` (largest inscribed disc) is a
@@ -26,6 +30,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from ...compiled import announce_compile, not_compiled
 from ...frames import CameraIntrinsics
 from ...geometry import uvd_to_xyz, xyz_to_uvd
 from .config import HandDetection, SegmenterConfig
@@ -35,7 +40,17 @@ from .scoring import Candidate
 if TYPE_CHECKING:
     from ..detect import DetectorOutput
 
-__all__ = ["grow_mask", "learned_hand", "look_behind", "refine_candidate", "solidity", "split_at_peaks"]
+__all__ = [
+    "compile_arm_kernels",
+    "cut_arm",
+    "far_side_numpy",
+    "grow_mask",
+    "learned_hand",
+    "look_behind",
+    "refine_candidate",
+    "solidity",
+    "split_at_peaks",
+]
 
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
@@ -157,6 +172,12 @@ def learned_hand(
             cfg.mask_grow_jump_mm,
             cfg.mask_grow_logit,
         )
+    if cfg.arm_min_share < 1.0:
+        anchor = (intr.fx * c_xyz[0] / z + intr.cx - x0, intr.fy * c_xyz[1] / z + intr.cy - y0, z)
+        cut = cut_arm(m8, vals, anchor, x0, y0, intr, cfg)
+        if cut is not m8:
+            core8 = cv2.bitwise_and(core8, cut)
+            m8 = cut
     for other in taken:  # pixels already given to a better hand
         m8[other.mask[y0:y1, x0:x1]] = 0
         if core8 is not m8:
@@ -296,6 +317,141 @@ def grow_mask(
         sub = out[y0:y1, x0:x1]
         cv2.bitwise_or(sub, cv2.bitwise_and(up[: y1 - y0, : x1 - x0], band8[y0:y1, x0:x1]), dst=sub)
     return out
+
+
+def cut_arm(
+    m8: np.ndarray,
+    depth: np.ndarray,
+    anchor_uvd: tuple[float, float, float],
+    x0: int,
+    y0: int,
+    intr: CameraIntrinsics,
+    cfg: SegmenterConfig,
+    compiled: bool = True,
+) -> np.ndarray:
+    """`m8` (0/255, a window whose top-left frame pixel is (x0, y0)) without the forearm it runs onto, or
+    `m8` itself when it does not (see `SegmenterConfig.arm_reach_mm`).
+
+    `anchor_uvd`: the detector's peak (its palm centre) in window pixels and its surface depth in mm. At
+    close range the forearm reaches towards the camera inside the peak's depth band and the detector's
+    mask covers it; its pixels pull the centre of mass off the hand. A hand's own pixels lie within about
+    a hand length of its palm centre and, beyond `arm_reach_mm`, only as fingertips that point several
+    ways; an arm is a broad band beyond that in one direction. The mask is cut by the plane across that
+    direction at `arm_cut_mm` from the peak (about the wrist). Judged on ~40 pixels across the window
+    (`far_side`, compiled unless `compiled` is False); the cut runs at full resolution only when it acts."""
+    h, w = m8.shape
+    au, av, az = anchor_uvd
+    ax_mm, ay_mm = (au + x0 - intr.cx) * az / intr.fx, (av + y0 - intr.cy) * az / intr.fy
+    args = (
+        max(max(h, w) // 40, 1),
+        float(x0 - intr.cx),
+        float(y0 - intr.cy),
+        float(intr.fx),
+        float(intr.fy),
+        float(ax_mm),
+        float(ay_mm),
+        float(az),
+        float(cfg.arm_reach_mm) ** 2,
+        float(cfg.arm_long_mm) ** 2,
+    )
+    if compiled and _arm_kernels is not None:
+        n, n_far, n_long, sx, sy, sz, sdz = _arm_kernels.far_side_kernel(m8, depth, *args)
+    else:
+        n, n_far, n_long, sx, sy, sz, sdz = far_side_numpy(m8, depth, *args)
+    if n_far < max(cfg.arm_min_share * n, 3) or n_long < cfg.arm_long_share * n:
+        return m8
+    # the far points' mean unit vector: ~1 for a band in one direction, small for fingertips that spread
+    unit = np.array([sx, sy, sz]) / n_far
+    norm = float(np.sqrt(unit @ unit))
+    if norm < cfg.arm_coherence or -sdz / n_far < cfg.arm_min_rise_mm:
+        return m8
+    axis = unit / norm
+    # the distance of every mask pixel of the mask's bounding box along the axis, at full resolution
+    bx, by, bw, bh = cv2.boundingRect(m8)
+    sub = m8[by : by + bh, bx : bx + bw]
+    dd = depth[by : by + bh, bx : bx + bw].astype(np.float32)
+    uu = (np.arange(bx, bx + bw, dtype=np.float32) + np.float32(x0 - intr.cx)) * np.float32(axis[0] / intr.fx)
+    vv = (np.arange(by, by + bh, dtype=np.float32) + np.float32(y0 - intr.cy)) * np.float32(axis[1] / intr.fy)
+    t = dd * (uu[None, :] + vv[:, None] + np.float32(axis[2]))
+    limit = cfg.arm_cut_mm + ax_mm * axis[0] + ay_mm * axis[1] + az * axis[2]
+    kept = np.where(t <= limit, sub, np.uint8(0))
+    if cv2.countNonZero(kept) < (1.0 - cfg.arm_max_cut_share) * cv2.countNonZero(sub):
+        return m8  # most of the mask beyond the wrist: the peak was no palm with an arm behind it
+    out = m8.copy()
+    out[by : by + bh, bx : bx + bw] = kept
+    return out
+
+
+def far_side_numpy(
+    m8: np.ndarray,
+    depth: np.ndarray,
+    f: int,
+    u0: float,
+    v0: float,
+    fx: float,
+    fy: float,
+    ax: float,
+    ay: float,
+    az: float,
+    reach2: float,
+    long2: float,
+) -> tuple[int, int, int, float, float, float, float]:
+    """Over the mask pixels (i, j) with i and j multiples of `f`, their 3-D points relative to the anchor
+    (ax, ay, az) mm (pixel (i, j) lies at frame pixel (j + u0 + cx, i + v0 + cy)): (samples, samples farther
+    than sqrt(reach2), samples farther than sqrt(long2), sums of the former's unit vectors x, y, z, sum of
+    their depth offsets). The reference of `arm_kernels.far_side_kernel`."""
+    valid = m8[::f, ::f] > 0
+    d = depth[::f, ::f].astype(np.float64)
+    px = d * ((np.arange(0, m8.shape[1], f) + u0) / fx) - ax
+    py = d * ((np.arange(0, m8.shape[0], f) + v0) / fy)[:, None] - ay
+    pz = d - az
+    r2 = px * px + py * py + pz * pz
+    far = valid & (r2 > reach2)
+    r = np.sqrt(r2[far])
+    fz = pz[far]
+    return (
+        int(np.count_nonzero(valid)),
+        int(np.count_nonzero(far)),
+        int(np.count_nonzero(valid & (r2 > long2))),
+        float(np.sum(px[far] / r)),
+        float(np.sum(py[far] / r)),
+        float(np.sum(fz / r)),
+        float(np.sum(fz)),
+    )
+
+
+def _load_arm_kernels():
+    """The compiled kernel of `far_side`, or None where numba does not import (the numpy reference runs)."""
+    try:
+        from . import arm_kernels
+    except ImportError:
+        return None
+    return arm_kernels
+
+
+_arm_kernels = _load_arm_kernels()
+
+
+def compile_arm_kernels() -> bool:
+    """Compile the forearm cut's kernel (or load it from numba's cache) for the arrays the learned path
+    passes (uint16 views of the frame, float32 copies), so that a stream's first frame does not pay for
+    it: the segmenter calls this when it is set up. False: numba is missing or cannot compile here, and
+    the numpy reference runs (for every hand of this process)."""
+    global _arm_kernels
+    if _arm_kernels is None:
+        return False
+    announce_compile(_arm_kernels, "forearm-cut")
+    m8 = np.full((8, 8), 255, np.uint8)
+    args = (1, -4.0, -4.0, 100.0, 100.0, 0.0, 0.0, 400.0, 100.0, 200.0)
+    try:
+        for depth in (np.full((10, 10), 400, np.uint16), np.full((10, 10), 400.0, np.float32)):
+            _arm_kernels.far_side_kernel(m8, depth[1:9, 1:9], *args)  # a view of the frame: any layout
+            _arm_kernels.far_side_kernel(m8, np.ascontiguousarray(depth[1:9, 1:9]), *args)
+    except Exception as exc:  # noqa: BLE001 - numba cannot compile here: every hand takes the numpy reference
+        not_compiled("forearm-cut", exc)
+        _arm_kernels = None
+        return False
+    return True
 
 
 def look_behind(
