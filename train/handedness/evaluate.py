@@ -68,12 +68,19 @@ def labelled(s, mirror_frames: bool):
     )
 
 
-def pipeline(mirror: bool, max_hands: int = 2):
+def pipeline(mirror: bool, max_hands: int = 2, detector: str | None = None):
     """The default two-hand pipeline (no overlay, one thread); without the handedness stage when not
-    `mirror` (then every hand goes through the pose engine as it is)."""
+    `mirror` (then every hand goes through the pose engine as it is); `detector`: another detector engine
+    (.onnx beside its manifest) in the segmenter, a candidate judged before it is shipped."""
+    from dataclasses import replace
+
     from stream.pipeline import Pipeline, build_pipeline
+    from stream.preprocess import HandSegmenter
 
     p = build_pipeline(backend="onnxruntime", models="pose", overlay=False, threads=1, max_hands=max_hands)
+    for s in p.stages if detector else ():
+        if hasattr(s, "segmenter"):
+            s.segmenter = HandSegmenter(replace(s.segmenter.config, detector_engine=detector))
     if mirror or max_hands == 1:
         return p
     stages = [s for s in p.stages if s.name != "handedness"]
@@ -89,6 +96,7 @@ def evaluate(
     two_hands: bool = True,
     max_hands: int = 2,
     mirror_frames: bool = False,
+    detector: str | None = None,
 ) -> dict:
     from stream.frames import KNOWN_CAMERAS
     from stream.synth import HandSynthesizer, SceneConfig
@@ -103,7 +111,7 @@ def evaluate(
     tracks_total = tracks_ok = 0
     ms = []
     first_visible = first_found = 0
-    with pipeline(mirror, max_hands) as p:
+    with pipeline(mirror, max_hands, detector) as p:
         for _ in range(sequences):
             p.reset()
             id_sides: dict[int, list[str]] = {}
@@ -206,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="every frame mirrored: the first hand is then a left hand",
     )
+    ap.add_argument(
+        "--detector", help="a detector engine (.onnx with its manifest) instead of the shipped one"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     rep = evaluate(
@@ -217,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         two_hands=not args.one_hand,
         max_hands=args.max_hands,
         mirror_frames=args.mirror_frames,
+        detector=args.detector,
     )
     print(json.dumps(rep, indent=None if args.json else 2))
     return 0
