@@ -37,3 +37,102 @@ def test_train_detector_recipe_runs_saves_and_exports(tmp_path, channels_last):
     det = HandDetector(out / "detector.onnx")
     res = det.run(np.full((240, 320), 600, np.uint16))
     assert res.heatmap.shape == res.mask_logits.shape and np.isfinite(res.heatmap).all()
+
+
+def test_targets_mark_both_hands_and_leave_held_objects_and_arms_background():
+    """The detector's targets on close-range two-hand frames (egocentric, a held object in several): a
+    heatmap peak on each palm of a hand at least 40 % visible, none elsewhere, and no mask on cells that show
+    only the held object, the forearms or the sleeve -- what the detector put the hand on before."""
+    from stream.frames import KNOWN_CAMERAS
+    from stream.preprocess.detect import find_peaks
+    from stream.synth import HandSynthesizer, SceneConfig
+    from stream.synth.scene import M_ARM, M_ARM2, M_BODY
+    from train.eval_segmentation import _Alone
+    from train.recipes.detector import INPUT_WH, POS_VISIBILITY, frame_targets
+
+    cam = KNOWN_CAMERAS["d435_320x240"]
+    scene = SceneConfig(camera=cam, color=False, scene_kind="egocentric", two_hands=True)
+    syn = HandSynthesizer(scene, 7)
+    alone = _Alone(cam.scaled(*INPUT_WH))
+    cells = (cam.height // 30, cam.width // 40)
+    held_cells = both = 0
+    for k in (1, 5, 6, 8):  # both hands >= 40 % visible, a held object in view
+        s = syn.sample_at(k)
+        x, hm, w, mk, info = frame_targets(s, cam, alone)
+        assert x.shape == INPUT_WH[::-1] and hm.shape == mk.shape == w.shape == (30, 40)
+        visible = [h for h in info if h[3] > 0 and h[2] >= POS_VISIBILITY]
+        both += len(visible) == 2
+        peaks = find_peaks(hm, 0.5, 4)
+        assert len(peaks) == len(visible)
+        for h in visible:
+            assert hm[int(round(h[1])), int(round(h[0]))] == pytest.approx(1.0)
+            assert any(abs(p[0] - h[0]) <= 1 and abs(p[1] - h[1]) <= 1 for p in peaks)
+        held = s.frame.meta["held_material"]
+        assert held >= 0
+        # per output cell: the share of measured pixels that show the held object or an arm / the sleeve
+        d = s.frame.depth_mm > 0
+        not_hand = np.isin(s.material, (held, M_ARM, M_ARM2, M_BODY)) & d
+        share = not_hand.reshape(30, cells[0], 40, cells[1]).mean(axis=(1, 3))
+        only = share >= 0.99
+        held_cells += int((s.material == held).reshape(30, cells[0], 40, cells[1]).all(axis=(1, 3)).sum())
+        assert only.any() and (mk[only] == 0).all()
+        # and the heatmap is background there, away from the palms' Gaussians
+        far = only.copy()
+        for h in visible:
+            ys, xs = np.mgrid[0:30, 0:40]
+            far &= (xs - h[0]) ** 2 + (ys - h[1]) ** 2 > 9.0
+        assert (hm[far] < 0.02).all()
+    assert both == 4 and held_cells > 0
+
+
+def test_epoch_checkpoints_resume_extra_data_and_frozen_export(tmp_path):
+    """Each epoch leaves a checkpoint to judge and a state to resume from; --extra-data adds a second cached
+    frame set; a checkpoint of a fine-tuned engine (frozen identity BatchNorms) exports to the same
+    function, its statistics not recomputed over training batches."""
+    from stream.preprocess.detect import HandDetector
+
+    data = tmp_path / "data"
+    base = ["--frames", "8", "--val-frames", "4", "--batch", "4", "--threads", "1", "--data-dir", str(data)]
+    a_runs, a_out = tmp_path / "a", tmp_path / "a_engine"
+    assert train_detector([*base, "--minutes", "0.02", "--runs", str(a_runs), "--out", str(a_out)]) == 0
+    first = json.loads((a_runs / "history.json").read_text())
+    assert (a_runs / "resume.pt").is_file() and len(list(a_runs.glob("epoch-*.pt"))) == len(first)
+    assert (
+        train_detector([*base, "--minutes", "0.05", "--runs", str(a_runs), "--out", str(a_out), "--resume"])
+        == 0
+    )
+    resumed = json.loads((a_runs / "history.json").read_text())
+    assert resumed[: len(first)] == first and resumed[-1]["step"] > first[-1]["step"]
+
+    # a second frame set (other seeds) beside the first
+    b_runs = tmp_path / "b"
+    assert train_detector([*base, "--train-seed", "3000", "--data-only", "--runs", str(b_runs)]) == 0
+    extra = next(data.glob("train-*-8-3000*.npz"))
+    argv = [
+        *base,
+        "--minutes",
+        "0.01",
+        "--runs",
+        str(b_runs),
+        "--out",
+        str(b_runs),
+        "--extra-data",
+        str(extra),
+    ]
+    assert train_detector(argv) == 0
+    assert json.loads((b_runs / "detector.json").read_text())["training"]["frames"] == 16
+
+    # fine-tune the exported engine; its last epoch's checkpoint exports to the same outputs
+    c_runs, c_out, d_out = tmp_path / "c", tmp_path / "c_engine", tmp_path / "d_engine"
+    argv = [*base, "--minutes", "0.02", "--runs", str(c_runs), "--out", str(c_out)]
+    assert train_detector([*argv, "--init", str(a_out / "detector.onnx")]) == 0
+    last = sorted(c_runs.glob("epoch-*.pt"))[-1]
+    assert torch.load(last, weights_only=False)["batchnorm_frozen"]
+    argv = [*base, "--minutes", "0", "--runs", str(tmp_path / "d"), "--out", str(d_out), "--init", str(last)]
+    assert train_detector(argv) == 0
+    manifest = json.loads((d_out / "detector.json").read_text())
+    assert manifest["training"]["batchnorm_frozen"] and manifest["training"]["bn_stats_batches"] == 0
+    depth = np.random.default_rng(0).integers(300, 900, (240, 320)).astype(np.uint16)
+    c, d = HandDetector(c_out / "detector.onnx").run(depth), HandDetector(d_out / "detector.onnx").run(depth)
+    np.testing.assert_allclose(c.heatmap, d.heatmap, atol=1e-5)
+    np.testing.assert_allclose(c.mask_logits, d.mask_logits, atol=1e-4)

@@ -2,7 +2,7 @@
 pipeline and scoring as `handstream eval synthetic --scenes`, with each failure's cause counted.
 
     .venv/bin/python tools/segment_causes.py --kind egocentric --frames 300 --seed 9200 [--json out.json]
-        [--set behind_verify=false ...]
+        [--set behind_verify=false ...] [--detector runs/detector/detector.onnx]
 
 `--set NAME=VALUE` changes one `SegmenterConfig` field (a rule off, to count what it changes).
 
@@ -42,8 +42,9 @@ class RecordingSegmenter:
         return self.last
 
 
-def segmenter_config(sets: list[str]):
-    """The default `SegmenterConfig` with NAME=VALUE changes (numbers, true/false)."""
+def segmenter_config(sets: list[str], detector: str | None = None):
+    """The default `SegmenterConfig` with NAME=VALUE changes (numbers, true/false) and, when given, another
+    detector engine (an .onnx beside its manifest: a candidate judged before it is shipped)."""
     from dataclasses import replace
 
     from stream.preprocess import SegmenterConfig
@@ -53,11 +54,18 @@ def segmenter_config(sets: list[str]):
         name, _, value = item.partition("=")
         low = value.strip().lower()
         changes[name.strip()] = low == "true" if low in ("true", "false") else float(value)
+    if detector:
+        changes["detector_engine"] = detector
     return replace(SegmenterConfig(), **changes)
 
 
 def frame_causes(
-    kind: str, frames: int, seed: int, cam_name: str = "d435_320x240", sets: list[str] | None = None
+    kind: str,
+    frames: int,
+    seed: int,
+    cam_name: str = "d435_320x240",
+    sets: list[str] | None = None,
+    detector: str | None = None,
 ) -> list[dict]:
     """One row per frame: state (hand / wrong / miss, or empty_* without a visible hand) and its cause."""
     from stream.pipeline import build_pipeline
@@ -69,7 +77,7 @@ def frame_causes(
     alone = _Alone(__import__("stream.frames", fromlist=["KNOWN_CAMERAS"]).KNOWN_CAMERAS[cam_name])
     pipe = build_pipeline(overlay=False, warmup=False)
     stage = next(s for s in pipe.stages if hasattr(s, "segmenter"))
-    inner = HandSegmenter(segmenter_config(sets or [])) if sets else stage.segmenter
+    inner = HandSegmenter(segmenter_config(sets or [], detector)) if sets or detector else stage.segmenter
     rec = stage.segmenter = RecordingSegmenter(inner)
     min_z = rec.inner.config.min_depth_mm
     rows: list[dict] = []
@@ -137,8 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=9200)
     p.add_argument("--json", help="also write every frame's row here")
     p.add_argument("--set", action="append", default=[], help="NAME=VALUE: one SegmenterConfig field")
+    p.add_argument(
+        "--detector", help="a detector engine (.onnx with its manifest) instead of the shipped one"
+    )
     a = p.parse_args(argv)
-    rows = frame_causes(a.kind, a.frames, a.seed, sets=a.set)
+    rows = frame_causes(a.kind, a.frames, a.seed, sets=a.set, detector=a.detector)
     print(json.dumps({"kind": a.kind, "seed": a.seed, **summary(rows)}))
     if a.json:
         Path(a.json).write_text(json.dumps(rows))

@@ -68,12 +68,21 @@ def labelled(s, mirror_frames: bool):
     )
 
 
-def pipeline(mirror: bool, max_hands: int = 2):
+def pipeline(mirror: bool, max_hands: int = 2, detector: str | None = None, seg_changes: dict | None = None):
     """The default two-hand pipeline (no overlay, one thread); without the handedness stage when not
-    `mirror` (then every hand goes through the pose engine as it is)."""
+    `mirror` (then every hand goes through the pose engine as it is); `detector`: another detector engine
+    (.onnx beside its manifest) in the segmenter, a candidate judged before it is shipped; `seg_changes`:
+    SegmenterConfig fields to change (thresholds tuned for such a candidate)."""
+    from dataclasses import replace
+
     from stream.pipeline import Pipeline, build_pipeline
+    from stream.preprocess import HandSegmenter
 
     p = build_pipeline(backend="onnxruntime", models="pose", overlay=False, threads=1, max_hands=max_hands)
+    changes = {**(seg_changes or {}), **({"detector_engine": detector} if detector else {})}
+    for s in p.stages if changes else ():
+        if hasattr(s, "segmenter"):
+            s.segmenter = HandSegmenter(replace(s.segmenter.config, **changes))
     if mirror or max_hands == 1:
         return p
     stages = [s for s in p.stages if s.name != "handedness"]
@@ -89,6 +98,8 @@ def evaluate(
     two_hands: bool = True,
     max_hands: int = 2,
     mirror_frames: bool = False,
+    detector: str | None = None,
+    seg_changes: dict | None = None,
 ) -> dict:
     from stream.frames import KNOWN_CAMERAS
     from stream.synth import HandSynthesizer, SceneConfig
@@ -103,7 +114,7 @@ def evaluate(
     tracks_total = tracks_ok = 0
     ms = []
     first_visible = first_found = 0
-    with pipeline(mirror, max_hands) as p:
+    with pipeline(mirror, max_hands, detector, seg_changes) as p:
         for _ in range(sequences):
             p.reset()
             id_sides: dict[int, list[str]] = {}
@@ -206,8 +217,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="every frame mirrored: the first hand is then a left hand",
     )
+    ap.add_argument(
+        "--detector", help="a detector engine (.onnx with its manifest) instead of the shipped one"
+    )
+    ap.add_argument(
+        "--set", action="append", default=[], help="NAME=VALUE: one SegmenterConfig field (a number)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    changes = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        changes[name.strip()] = float(value)
     rep = evaluate(
         args.sequences,
         args.frames,
@@ -217,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         two_hands=not args.one_hand,
         max_hands=args.max_hands,
         mirror_frames=args.mirror_frames,
+        detector=args.detector,
+        seg_changes=changes,
     )
     print(json.dumps(rep, indent=None if args.json else 2))
     return 0

@@ -2,7 +2,7 @@
 they are not both found gets one cause, the first that applies (same scenes and "on a hand" rule as
 `train.handedness.evaluate`).
 
-    python -m train.handedness.why_lost --seed 4242 [--sequences 8] [--frames 60]
+    python -m train.handedness.why_lost --seed 4242 [--sequences 8] [--frames 60] [--detector CANDIDATE.onnx]
 
 Causes, in order: a found centre between the two hands (one blob: the hands overlap or touch in view); a
 found centre 45-80 mm from its own palm and far from the other (a hand found, its pixel centre pulled by
@@ -71,14 +71,14 @@ def peak_cause(p, frame, truth: dict, masks: dict, on: dict, miss: str, prev) ->
     return "lost later (look-behind, crop, fallback)"
 
 
-def causes(seed: int, sequences: int, frames: int, min_px: int = 150) -> dict:
+def causes(seed: int, sequences: int, frames: int, min_px: int = 150, detector: str | None = None) -> dict:
     from stream.frames import KNOWN_CAMERAS
     from stream.synth import HandSynthesizer, SceneConfig
 
     synth = HandSynthesizer(SceneConfig(camera=KNOWN_CAMERAS["d435_320x240"], two_hands=True), seed)
     count: Counter[str] = Counter()
     visible = 0
-    with pipeline(True, 2) as p:
+    with pipeline(True, 2, detector) as p:
         for _ in range(sequences):
             p.reset()
             for s in synth.sequence(frames):
@@ -119,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=4242)
     ap.add_argument("--sequences", type=int, default=8)
     ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument(
+        "--detector", help="a detector engine (.onnx with its manifest) instead of the shipped one"
+    )
     args = ap.parse_args(argv)
-    print(json.dumps(causes(args.seed, args.sequences, args.frames), indent=1))
+    print(json.dumps(causes(args.seed, args.sequences, args.frames, detector=args.detector), indent=1))
     return 0
 
 

@@ -7,17 +7,22 @@ Defaults in configs/detector.yaml; a `key=value` word or a `--flag` overrides th
 
 Data (generated once, cached under data/detector/, git-ignored): stream.synth frames with body, forearm,
 distractors and occluders from four cameras (D435 at 320x240 and 640x480, SR300 640x480, NYU's Kinect
-640x480), 25 % of them with two hands, and the hand pushed partly or wholly out of the picture in 15 %
-(so the presence score learns "no hand" from frames with an arm but no hand, not only from empty ones).
-Seeds: TRAIN_SEED + camera index for training, VAL_SEED for validation -- both disjoint from the seeds
+640x480), `two_hand_share` (25 %) of them with two hands (both hands labelled), and the hand pushed partly or
+wholly out of the picture in 15 % (so the presence score learns "no hand" from frames with an arm but no
+hand, not only from empty ones). Seeds: `train_seed` (TRAIN_SEED) + camera index for training, VAL_SEED for validation -- both disjoint from the seeds
 `handstream eval segmentation` and the tests use (0-99). With `close_share` > 0 that share of each camera's
 frames are close-range scenes (stream/synth/scenes.py: half egocentric, half desk; hands at 200-500 mm,
 often holding an object, table clutter behind), seeds + CLOSE_SEED_OFFSET (+ 100 for desk): a detector that
 saw only frontal scenes put a real egocentric hand on a bottle 900 mm away.
 
+`--extra-data SET.npz` adds a frame set cached by another `--data-only` run (other `--train-seed`, another mix)
+to the training frames. Each epoch writes runs/epoch-NNN.pt (export one with `--init it --minutes 0`, to
+judge checkpoints through the whole pipeline) and runs/resume.pt (`--resume` goes on after a stop).
+
 `--init ENGINE.onnx` fine-tunes an exported engine (the shipped one: its training checkpoint is not kept):
 the folded convolutions are loaded with identity BatchNorms that stay frozen
-(train.detector.load_folded_onnx), and the statistics are not recomputed after training.
+(train.detector.load_folded_onnx), and the statistics are not recomputed after training, nor when one of
+its checkpoints (marked `batchnorm_frozen`) is exported.
 
 Targets per frame, at 1/4 of the 160x120 input (stream/preprocess/detect.py's detector_input):
 - heatmap: a Gaussian (sigma 1 cell) at each hand's palm centre = mean of the wrist and the four finger MCPs,
@@ -118,6 +123,43 @@ def _gaussian(h: np.ndarray, cu: float, cv: float, sigma: float) -> None:
     np.maximum(h, g, out=h)
 
 
+def frame_targets(s, cam, alone) -> tuple[np.ndarray, ...]:
+    """One generator sample -> (input x, heatmap, loss weight, mask fraction, per-hand info): a heatmap peak
+    and mask on *every* hand of the frame (the first and the second of a two-hand frame alike), and nothing
+    on what is not a hand: a held object, the forearms, the sleeve, the table's objects are background, so
+    the detector learns to score them low (see the module docstring for each target). `alone` counts each
+    hand's pixels rendered by itself at the input's resolution (its visibility)."""
+    geo = input_geometry((cam.width, cam.height), INPUT_WH, STRIDE)
+    oh, ow = INPUT_WH[1] // STRIDE, INPUT_WH[0] // STRIDE
+    w = np.ones((oh, ow), np.uint8)
+    # per hand: cell u, v, visibility, present, mean depth of its measured pixels (m; 0 = none measured)
+    info = np.zeros((2, 5), np.float32)
+    d = s.frame.depth_mm
+    geoms = [s.frame.meta["hand_geometry"], *s.frame.meta["other_hand_geometries"]]
+    hands = [(s.mask, s.joints_xyz_mm)] + [(o.mask, o.joints_xyz_mm) for o in s.other_hands]
+    x, _ = detector_input(d, INPUT_WH, DEPTH_SCALE_MM, DEPTH_CLIP_M, stride=STRIDE)
+    allmask = np.zeros(d.shape, np.float32)
+    hm = np.zeros((oh, ow), np.float32)
+    for j, ((m, joints), g) in enumerate(zip(hands, geoms)):
+        n_alone, _ = alone.counts(g)
+        m_small = cv2.resize(m.view(np.uint8), INPUT_WH, interpolation=cv2.INTER_NEAREST)
+        vis = min(1.0, float(m_small.sum()) / max(n_alone, 1))
+        palm = np.asarray(joints, np.float64)[list(PALM_JOINTS)].mean(axis=0)
+        u, v, _ = xyz_to_uvd(palm, cam)
+        cu, cv_ = geo.frame_to_cell(u, v)
+        meas = m & (d > 0)
+        z_m = float(d[meas].mean()) / DEPTH_SCALE_MM if meas.any() else 0.0
+        info[j] = (cu, cv_, vis, 1.0, z_m)
+        allmask[meas] = 1.0
+        if vis >= POS_VISIBILITY:
+            _gaussian(hm, cu, cv_, SIGMA_CELLS)
+        elif vis >= IGNORE_VISIBILITY:
+            ys, xs = np.mgrid[0:oh, 0:ow]
+            w[(xs - cu) ** 2 + (ys - cv_) ** 2 <= 9.0] = 0
+    mk = np.round(cv2.resize(allmask, (ow, oh), interpolation=cv2.INTER_AREA) * 255).astype(np.uint8)
+    return x, hm, w, mk, info
+
+
 def make_frames(
     n: int, seed: int, camera: str, dist_mm, two_hands_share: float, scene_kind: str = "frontal"
 ) -> dict[str, np.ndarray]:
@@ -135,51 +177,32 @@ def make_frames(
     if small is None:
         raise InputError(f"{camera}: training cameras must be 4:3")
     alone = _Alone(small)
-    geo = input_geometry((cam.width, cam.height), INPUT_WH, STRIDE)
     oh, ow = INPUT_WH[1] // STRIDE, INPUT_WH[0] // STRIDE
     X = np.zeros((n, INPUT_WH[1], INPUT_WH[0]), np.float16)
     HM = np.zeros((n, oh, ow), np.float16)
     W = np.ones((n, oh, ow), np.uint8)
     MK = np.zeros((n, oh, ow), np.uint8)
-    # per hand: cell u, v, visibility, present, mean depth of its measured pixels (m; 0 = none measured)
     info = np.zeros((n, 2, 5), np.float32)
     rng_mix = np.random.default_rng([seed, 7])
     for k in range(n):
         pair = rng_mix.random() < two_hands_share
         syn = two if pair else one
-        s = syn.sample_at(k)
-        d = s.frame.depth_mm
-        geoms = [s.frame.meta["hand_geometry"], *s.frame.meta["other_hand_geometries"]]
-        hands = [(s.mask, s.joints_xyz_mm)] + [(o.mask, o.joints_xyz_mm) for o in s.other_hands]
-        x, _ = detector_input(d, INPUT_WH, DEPTH_SCALE_MM, DEPTH_CLIP_M, stride=STRIDE)
-        X[k] = x
-        allmask = np.zeros(d.shape, np.float32)
-        hm = np.zeros((oh, ow), np.float32)
-        for j, ((m, joints), g) in enumerate(zip(hands, geoms)):
-            n_alone, _ = alone.counts(g)
-            m_small = cv2.resize(m.view(np.uint8), INPUT_WH, interpolation=cv2.INTER_NEAREST)
-            vis = min(1.0, float(m_small.sum()) / max(n_alone, 1))
-            palm = np.asarray(joints, np.float64)[list(PALM_JOINTS)].mean(axis=0)
-            u, v, _ = xyz_to_uvd(palm, cam)
-            cu, cv_ = geo.frame_to_cell(u, v)
-            meas = m & (d > 0)
-            z_m = float(d[meas].mean()) / DEPTH_SCALE_MM if meas.any() else 0.0
-            info[k, j] = (cu, cv_, vis, 1.0, z_m)
-            allmask[m & (d > 0)] = 1.0
-            if vis >= POS_VISIBILITY:
-                _gaussian(hm, cu, cv_, SIGMA_CELLS)
-            elif vis >= IGNORE_VISIBILITY:
-                ys, xs = np.mgrid[0:oh, 0:ow]
-                W[k][(xs - cu) ** 2 + (ys - cv_) ** 2 <= 9.0] = 0
-        HM[k] = hm
-        MK[k] = np.round(cv2.resize(allmask, (ow, oh), interpolation=cv2.INTER_AREA) * 255).astype(np.uint8)
+        X[k], HM[k], W[k], MK[k], info[k] = frame_targets(syn.sample_at(k), cam, alone)
     return {"x": X, "heat": HM, "weight": W, "mask": MK, "info": info}
 
 
-def dataset(n: int, seed: int, data_dir: Path, label: str, close_share: float = 0.0) -> dict[str, np.ndarray]:
-    """The camera mix of CAMERAS (close_share of each camera's frames close-range scenes), cached as
-    data_dir/label-vV-n-seed[-closeS].npz."""
+def dataset(
+    n: int,
+    seed: int,
+    data_dir: Path,
+    label: str,
+    close_share: float = 0.0,
+    two_hand_share: float = TWO_HAND_SHARE,
+) -> dict[str, np.ndarray]:
+    """The camera mix of CAMERAS (close_share of each camera's frames close-range scenes, two_hand_share of
+    every kind's frames with a second hand), cached as data_dir/label-vV-n-seed[-closeS][-twoT].npz."""
     tag = f"-close{close_share:g}" if close_share > 0 else ""
+    tag += f"-two{two_hand_share:g}" if two_hand_share != TWO_HAND_SHARE else ""
     path = data_dir / f"{label}-v{DATA_VERSION}-{n}-{seed}{tag}.npz"
     if path.is_file():
         with np.load(path) as z:
@@ -194,7 +217,7 @@ def dataset(n: int, seed: int, data_dir: Path, label: str, close_share: float = 
         runs += [("desk", m_close - m_close // 2, seed + 2 * CLOSE_SEED_OFFSET + i)]
         for kind, count, kseed in runs:
             if count > 0:
-                parts.append(make_frames(count, kseed, cam, dist, TWO_HAND_SHARE, kind))
+                parts.append(make_frames(count, kseed, cam, dist, two_hand_share, kind))
                 print(f"{label}: {cam} {kind} {count} frames ({time.perf_counter() - t0:.0f} s)", flush=True)
     data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -282,6 +305,30 @@ def _peak_metrics(model, data, batch: int = 128) -> dict:
     return res
 
 
+def _save_epoch(model, opt, rng, a, row: dict, history: list, prior_minutes: float, frozen_bn: bool) -> None:
+    """After each epoch: the weights as runs/epoch-NNN.pt (an --init for export: `--minutes 0`, so each one
+    can be judged) and everything --resume needs in runs/resume.pt (a long run on a shared machine may be
+    stopped)."""
+    import torch
+
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}  # NCHW whatever it trains in
+    kwargs = {"width": a.width, "deep": a.deep, "depth_head": a.depth_head}
+    ck = {"state_dict": state, "kwargs": kwargs, "minutes": prior_minutes + row["s"] / 60.0}
+    torch.save({**ck, "batchnorm_frozen": frozen_bn}, a.runs / f"epoch-{row['epoch']:03d}.pt")
+    resume = {
+        "state_dict": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "rng": rng.bit_generator.state,
+        "step": row["step"],
+        "epoch": row["epoch"],
+        "history": history,
+        "prior_minutes": prior_minutes,
+        "elapsed_s": float(row["s"]),
+    }
+    torch.save(resume, a.runs / "resume.tmp")
+    (a.runs / "resume.tmp").replace(a.runs / "resume.pt")
+
+
 @register("detector", "the tiny hand detector on synthetic frames, exported as the `detector` engine")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
@@ -321,6 +368,31 @@ def main(argv: list[str] | None = None) -> int:
         help="share of each camera's frames from close-range (egocentric and desk) scenes",
     )
     p.add_argument(
+        "--val-close-share",
+        type=float,
+        help="close-range share of the validation frames (default: --close-share's)",
+    )
+    p.add_argument(
+        "--two-hand-share", type=float, help="share of each kind's frames with a second hand (both labelled)"
+    )
+    p.add_argument(
+        "--train-seed",
+        type=int,
+        help="first seed of the training frames (a second set of frames for --extra-data needs another one)",
+    )
+    p.add_argument(
+        "--extra-data",
+        type=Path,
+        action="append",
+        default=[],
+        help="a cached frame set (.npz written by --data-only) added to the training frames; repeatable",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --runs from its last epoch (resume.pt): same budget, schedule and data",
+    )
+    p.add_argument(
         "--bn-batches",
         type=int,
         help="after training, recompute BatchNorm statistics over this many augmented training batches "
@@ -329,10 +401,21 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_recipe_args(p, list(argv or []), "detector", repo_paths=("data_dir", "runs", "out"))
     single_process("detector", "a 15-minute CPU model: one process is enough")
 
-    if not 0.0 <= a.close_share <= 1.0:
-        raise InputError(f"close_share must lie in [0, 1], got {a.close_share}")
-    val = dataset(a.val_frames, VAL_SEED, a.data_dir, "val", a.close_share)
-    train = dataset(a.frames, TRAIN_SEED, a.data_dir, "train", a.close_share)
+    for key in ("close_share", "two_hand_share", "val_close_share"):
+        if getattr(a, key) is not None and not 0.0 <= getattr(a, key) <= 1.0:
+            raise InputError(f"{key} must lie in [0, 1], got {getattr(a, key)}")
+    if a.train_seed in range(VAL_SEED - 10, VAL_SEED + 2 * CLOSE_SEED_OFFSET + 10):
+        raise InputError(f"train_seed {a.train_seed} overlaps the validation seeds ({VAL_SEED}..)")
+    val_close = a.close_share if a.val_close_share is None else a.val_close_share
+    val = dataset(a.val_frames, VAL_SEED, a.data_dir, "val", val_close)
+    train = dataset(a.frames, a.train_seed, a.data_dir, "train", a.close_share, a.two_hand_share)
+    for path in a.extra_data:
+        if not path.is_file():
+            raise InputError(f"--extra-data {path}: no such file")
+        with np.load(path) as z:
+            if sorted(z.files) != sorted(train):
+                raise InputError(f"--extra-data {path}: not a detector frame set ({', '.join(z.files)})")
+            train = {k: np.concatenate([train[k], z[k]]) for k in train}
     if a.data_only:
         return 0
 
@@ -371,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         model = create_detector(width=a.width, deep=a.deep, depth_head=a.depth_head)
         model.load_two_channel(ck["state_dict"])  # a v1 checkpoint gets a fresh depth channel
         prior_minutes = float(ck.get("minutes", 0.0))
+        if ck.get("batchnorm_frozen"):  # a fine-tune of an exported engine: its BatchNorms stay the identity
+            frozen_bn, a.bn_batches = True, 0
     # NHWC weights and batches: oneDNN skips its reorders (train.trainer.TrainConfig.channels_last); the
     # model goes back to NCHW before it is saved and exported
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
@@ -385,6 +470,17 @@ def main(argv: list[str] | None = None) -> int:
     epoch = 0
     history = []
     a.runs.mkdir(parents=True, exist_ok=True)
+    if a.resume:
+        state_path = a.runs / "resume.pt"
+        if not state_path.is_file():
+            raise InputError(f"--resume: {state_path} does not exist (no epoch of this run finished)")
+        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(st["state_dict"])
+        opt.load_state_dict(st["optimizer"])
+        rng.bit_generator.state = st["rng"]
+        step, epoch, history, prior_minutes = st["step"], st["epoch"], st["history"], st["prior_minutes"]
+        t0 -= st["elapsed_s"]
+        print(f"resumed at epoch {epoch}, {st['elapsed_s']:.0f} s of {budget_s:.0f} s", flush=True)
     while time.perf_counter() - t0 < budget_s:
         perm = rng.permutation(n)
         losses = []
@@ -417,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         history.append(row)
         print(json.dumps(row), flush=True)
+        _save_epoch(model, opt, rng, a, row, history, prior_minutes, frozen_bn)
     bn_seen = 0
     if a.bn_batches:
         # precise BN (train.trainer.recompute_bn_stats): the per-epoch rows above use the running averages
@@ -433,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             "state_dict": model.state_dict(),
             "kwargs": {"width": a.width, "deep": a.deep, "depth_head": a.depth_head},
             "minutes": prior_minutes + a.minutes,
+            "batchnorm_frozen": frozen_bn,
         },
         a.runs / "last.pt",
     )
@@ -470,8 +568,10 @@ def main(argv: list[str] | None = None) -> int:
                 "script": "handstream train detector",
                 "frames": n,
                 "close_share": a.close_share,
+                "two_hand_share": a.two_hand_share,
+                "extra_data": [p.name for p in a.extra_data],
                 "cameras": [c[0] for c in CAMERAS],
-                "seeds": {"train": TRAIN_SEED, "val": VAL_SEED},
+                "seeds": {"train": a.train_seed, "val": VAL_SEED},
                 "minutes": a.minutes,
                 "continued_from": str(a.init) if a.init else None,
                 "minutes_before": float(prior_minutes),
