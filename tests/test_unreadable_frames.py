@@ -206,6 +206,8 @@ def test_recording_damaged_beyond_use_is_a_one_line_error(
         if verb == "run"
         else ["--out", str(tmp_path / "c.db3")]
     )
+    if verb == "run" and match == "extrinsics":
+        dest += ["--out", str(tmp_path / "r.mp4")]  # the overlay reads colour: the extrinsics are needed
     out = handstream(verb, "--source", str(path), *dest)
     assert out.returncode == 2
     (line,) = stderr_lines(out)
@@ -213,6 +215,18 @@ def test_recording_damaged_beyond_use_is_a_one_line_error(
     if verb == "run" and positions == "all" and action == "garble":
         recs = jsonl(tmp_path / "r.jsonl")  # even then every frame got its record before the error
         assert len(recs) == N and all(r.get("reason", "").startswith("unreadable: ") for r in recs)
+
+
+def test_a_recording_without_extrinsics_still_plays_its_depth_where_no_stage_reads_colour(
+    tmp_path, recording
+):
+    # the depth-to-colour extrinsics only align colour: with the colour stream closed (JSON lines alone),
+    # every depth frame is read and gets its record, and nothing is said on stderr
+    path = damaged(recording, tmp_path / "bad.db3", "Depth_0/tf/ref_1", "all", "delete")
+    out = handstream("run", "--source", str(path), "--jsonl", str(tmp_path / "r.jsonl"), "--quiet")
+    assert out.returncode == 0 and stderr_lines(out) == []
+    recs = jsonl(tmp_path / "r.jsonl")
+    assert len(recs) == N and not any(r.get("reason", "").startswith("unreadable") for r in recs)
 
 
 # ---- image folders ----
