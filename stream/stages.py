@@ -205,14 +205,26 @@ class PoseStage(Stage):
         if crop is None:
             return
         left = st.fields.get("handedness") == "left"
-        x = mirror_crop(crop.depth) if left else crop.depth
-        out = self.engine.infer(x.reshape(1, 1, crop.size, crop.size))[self._out]
+        out = self._reused(st, left)
+        if out is None:
+            x = mirror_crop(crop.depth) if left else crop.depth
+            out = self.engine.infer(x.reshape(1, 1, crop.size, crop.size))[self._out]
         st.outputs[self.name] = out
         if not np.all(np.isfinite(out)):  # a NaN joint is no skeleton: report no hand, say why
             st.reason = "pose engine gave non-finite joints"
             return
         norm = out.reshape(-1, 3)
         st.joints_raw_mm = denormalize_joints(mirror_joints(norm) if left else norm, crop)
+
+    def _reused(self, st: FrameState, left: bool) -> np.ndarray | None:
+        """This engine's output on this crop (mirrored for a left hand) when the handedness stage's
+        analysis-by-synthesis cue already ran the same engine on it this frame, else None."""
+        from .hands.handedness import POSE_OUTPUTS, engine_identity
+
+        done = st.fields.get(POSE_OUTPUTS)
+        if done is None or done[0] != engine_identity(self.engine):
+            return None
+        return done[2] if left else done[1]
 
 
 def mirror_crop(depth: np.ndarray) -> np.ndarray:

@@ -336,3 +336,38 @@ def test_handedness_engine_on_real_left_hands_and_mirrored_frames():
         acc[k] = sum(x == truth for x in v) / len(v)
     # measured 0.79 / 0.71 / 0.84 (a weak engine: BENCHMARKS.md); a constant answer would score 0 on a side
     assert min(acc.values()) >= 0.6 and np.mean(list(acc.values())) >= 0.7, acc
+
+
+def test_pose_stage_reuses_the_handedness_cues_pose_outputs(two_hand_sequence, monkeypatch):
+    """During a track's first second the handedness cue runs the pose engine on the crop and its mirror;
+    the pose stage takes the output it needs from there instead of running the same engine again: the
+    same skeletons for every hand of every frame, and one pose-engine call fewer per hand that ran the cue."""
+    from stream.stages import PoseStage
+
+    def run(reuse: bool):
+        if not reuse:
+            monkeypatch.setattr(PoseStage, "_reused", lambda self, st, left: None)
+        calls = []
+        with build_pipeline(backend="onnxruntime", models="pose", overlay=False, max_hands=2, fit=False) as p:
+            pose = next(s for s in p.stages if s.name == "pose")
+            infer = pose.engine.infer
+
+            def counted(x):
+                calls.append(1)
+                return infer(x)
+
+            pose.engine.infer = counted  # every fork shares this engine object
+            out = [p.process(s.frame) for s in two_hand_sequence[:20]]
+        monkeypatch.undo()
+        hands = [[(h.id, h.handedness, h.joints_xyz_mm) for h in (r.hands or [])] for r in out]
+        return hands, len(calls)
+
+    reused, n_reused = run(True)
+    fresh, n_fresh = run(False)
+    n_hands = sum(len(f) for f in fresh)
+    assert n_hands >= 20  # the scene has a second hand in some of these frames
+    assert n_fresh == n_hands and n_reused == 0  # every hand-frame here is in its track's first second
+    for a, b in zip(reused, fresh):
+        assert [(i, s) for i, s, _ in a] == [(i, s) for i, s, _ in b]
+        for (_, _, ja), (_, _, jb) in zip(a, b):
+            np.testing.assert_allclose(ja, jb, atol=1e-3)
