@@ -53,6 +53,17 @@ class FrameState:
         self.fields: dict[str, object] = {}  # per-capability values (gesture, hand size, ...) by name
 
 
+# `st.fields` key: (engine identity, raw output on the crop, on the mirrored crop) of a pose engine the
+# handedness stage's analysis-by-synthesis cue ran; the pose stage takes the one it needs instead of running
+# the same engine on the same crop again (one pose-engine call a hand-frame during a track's first second)
+POSE_OUTPUTS = "pose_outputs_crop_mirror"
+
+
+def engine_identity(engine) -> tuple[str, str]:
+    """What makes two engines give the same outputs on the same input: backend and the ONNX file's hash."""
+    return str(getattr(engine, "backend", "")), str(getattr(engine.manifest, "onnx_sha256", "") or id(engine))
+
+
 class Stage:
     """The contract of a per-frame stage. `reads`: what must be written before it runs (FrameState slots
     or `fields` keys; "frame" is always there); `optional_reads`: what it uses when a stage in the chain
@@ -219,8 +230,6 @@ class PoseStage(Stage):
     def _reused(self, st: FrameState, left: bool) -> np.ndarray | None:
         """This engine's output on this crop (mirrored for a left hand) when the handedness stage's
         analysis-by-synthesis cue already ran the same engine on it this frame, else None."""
-        from .hands.handedness import POSE_OUTPUTS, engine_identity
-
         done = st.fields.get(POSE_OUTPUTS)
         if done is None or done[0] != engine_identity(self.engine):
             return None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..stage_registry import register_stage
-from ..stages import FrameState, Stage
+from ..stages import POSE_OUTPUTS, FrameState, Stage, engine_identity
 
 LEFT, RIGHT = "left", "right"
 # the share of left hands among hands seen alone: a hand alone is called left only when its track's mean
@@ -32,15 +32,6 @@ LEFT, RIGHT = "left", "right"
 # at a mean P(left) of 0.97 (prior 0.03), which calls more lone left hands left than 0.9 did for the engine
 # alone (10.8 % of left crops reach it, against 8.6 %)
 LONE_PRIOR_LEFT = 0.03
-# `st.fields` key: (engine identity, raw output on the crop, on the mirrored crop) of the pose engine the
-# analysis-by-synthesis cue ran; the pose stage takes the one it needs instead of running the same engine on
-# the same crop again (one pose-engine call a hand-frame during a track's first second)
-POSE_OUTPUTS = "pose_outputs_crop_mirror"
-
-
-def engine_identity(engine) -> tuple[str, str]:
-    """What makes two engines give the same outputs on the same input: backend and the ONNX file's hash."""
-    return str(getattr(engine, "backend", "")), str(getattr(engine.manifest, "onnx_sha256", "") or id(engine))
 
 
 @register_stage("handedness", tasks=("handedness",))
@@ -86,12 +77,9 @@ class HandednessStage(Stage):
         if not np.isfinite(p_left):
             return
         if self.pose is not None:
-            from .synthesis import crop_and_mirror_joints, fit_difference
+            from .synthesis import chirality_with_outputs
 
-            own, mir = crop_and_mirror_joints(self.pose, x)
-            features = fit_difference(
-                np.ascontiguousarray(x, np.float32), own.reshape(-1, 3), mir.reshape(-1, 3)
-            )
+            features, own, mir = chirality_with_outputs(self.pose, x)
             p_left = combine(p_left, features)
             if x is crop.depth:  # the pose stage's own input: it reuses the output it needs, if same engine
                 st.fields[POSE_OUTPUTS] = (engine_identity(self.pose), own, mir)

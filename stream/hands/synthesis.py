@@ -38,20 +38,19 @@ def skeleton_fit(crop: np.ndarray, joints_norm: np.ndarray) -> np.ndarray:
 def chirality_features(pose_engine, crop: np.ndarray) -> np.ndarray:
     """How much better the mirrored crop's skeleton fits than the crop's own (the three `skeleton_fit`
     measures, crop's minus mirror's): > 0 says left. Two calls of the pose engine (its batch is one)."""
-    own, mir = crop_and_mirror_joints(pose_engine, crop)
-    return fit_difference(np.ascontiguousarray(crop, np.float32), own.reshape(-1, 3), mir.reshape(-1, 3))
+    return chirality_with_outputs(pose_engine, crop)[0]
 
 
-def crop_and_mirror_joints(pose_engine, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The pose engine's raw outputs on the crop and on its left-right mirror (as the pose stage mirrors a
-    left hand in: `stream.stages.mirror_crop`), as the engine returns them."""
+def chirality_with_outputs(pose_engine, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`chirality_features`, and the pose engine's raw outputs on the crop and on its left-right mirror (as
+    the pose stage mirrors a left hand in: `stream.stages.mirror_crop`), as the engine returns them."""
     x = np.ascontiguousarray(crop, np.float32)
     m = np.ascontiguousarray(x[:, ::-1])
     s = x.shape[0]
     name = "joints" if "joints" in pose_engine.output_names else pose_engine.output_names[0]
     own = np.asarray(pose_engine.infer(x.reshape(1, 1, s, s))[name])
     mir = np.asarray(pose_engine.infer(m.reshape(1, 1, s, s))[name])
-    return own, mir
+    return fit_difference(x, own.reshape(-1, 3), mir.reshape(-1, 3)), own, mir
 
 
 def fit_difference(crop: np.ndarray, own: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
