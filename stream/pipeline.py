@@ -530,6 +530,7 @@ def build_pipeline(
     stage_options: dict[str, dict] | None = None,
     max_hands: int = 1,
     fit: bool | None = None,
+    presence: bool | None = None,
 ) -> Pipeline:
     """The standard pipeline: preprocess -> stages named in `models` -> One Euro -> (overlay).
 
@@ -549,7 +550,10 @@ def build_pipeline(
     stream/fitting) whenever a pose engine drives the skeleton; False (`--no-fit`) never, even when `models`
     names it; None (the default): as True. On by default since it became a compiled kernel: within its
     1 ms of CPU a hand on the 2-core VM it lowers the held-out mean error and keeps one user's bone
-    lengths (BENCHMARKS.md, "Model fitting")."""
+    lengths (BENCHMARKS.md, "Model fitting"). `presence`: True/None (the default) chooses a new track's
+    first hand among the detector's candidates by the shipped presence engine's P(hand) on their crops
+    (stream/hands/presence.py) whenever a pose engine drives the skeleton and that engine is shipped;
+    False keeps the detector's order."""
     import engines as engines_pkg
 
     if not 1 <= int(max_hands) <= MAX_HANDS:
@@ -570,7 +574,17 @@ def build_pipeline(
             if ref is not None:
                 loaded.append(engines_pkg.load_engine(ref, backend=backend, threads=threads))
         return _assemble(
-            plan, loaded, overlay, smoothing, cube_mm, warmup, stage_options or {}, max_hands, fit
+            plan,
+            loaded,
+            overlay,
+            smoothing,
+            cube_mm,
+            warmup,
+            stage_options or {},
+            max_hands,
+            fit,
+            presence=presence is not False and "presence" in shipped,
+            backend=backend,
         )
     except BaseException:
         for e in loaded:
@@ -616,8 +630,11 @@ def _assemble(
     stage_options: dict,
     max_hands: int = 1,
     fit: bool | None = None,
+    presence: bool = False,
+    backend: str = "auto",
 ) -> Pipeline:
-    """The planned stages built around their loaded engines, ordered by their contracts and checked."""
+    """The planned stages built around their loaded engines, ordered by their contracts and checked.
+    `presence`: load the shipped presence engine for the preprocess stage when a pose engine is in."""
     engines_iter = iter(loaded)
     chosen: list[tuple[str, type, object]] = []
     used: set[type] = set()
@@ -638,7 +655,19 @@ def _assemble(
         pre = dict(loaded[0].manifest.preprocessing)
     crop_size = int(pre.get("crop_size") or 96)
     cube = float(cube_mm or pre.get("cube_mm") or 250.0)
-    stages: list = [PreprocessStage(cube_mm=cube, crop_size=crop_size)]
+    check = None
+    if presence and pose_e is not None:
+        import engines as engines_pkg
+
+        from .hands.presence import PresenceCheck
+
+        # ONNX Runtime unless TensorRT was asked for: the torch backend needs a checkpoint none ships with
+        pe = engines_pkg.load_engine(
+            "presence", backend=backend if backend in ("auto", "tensorrt") else "onnxruntime", threads=1
+        )
+        loaded = [*loaded, pe]  # closed with the pipeline's engines
+        check = PresenceCheck(pe)
+    stages: list = [PreprocessStage(cube_mm=cube, crop_size=crop_size, presence=check)]
     for name, cls, e in chosen:
         label = _stage_label(name, cls)
         taken = {s.name for s in stages}

@@ -123,12 +123,15 @@ class PreprocessStage(Stage):
     reads = ("frame",)
     writes = ("segmentation", "detection", "crop", "reason")
 
-    def __init__(self, cube_mm: float = 250.0, crop_size: int = 96, segmenter=None) -> None:
+    def __init__(self, cube_mm: float = 250.0, crop_size: int = 96, segmenter=None, presence=None) -> None:
+        """`presence`: a `stream.hands.presence.PresenceCheck` that chooses a new track's first hand among
+        the detector's candidates by P(hand) on their crops (None: the detector's order stands)."""
         from .preprocess import HandSegmenter
 
         self.cube_mm = float(cube_mm)
         self.crop_size = int(crop_size)
         self.segmenter = segmenter or HandSegmenter()
+        self.presence = presence
         self._prev = None
         self._lost: tuple = ()  # hands of two-hand frames missed since (segment.tracking.lost_hands)
 
@@ -147,7 +150,17 @@ class PreprocessStage(Stage):
         from .preprocess.segment.tracking import lost_hands, with_lost
 
         cfg = self.segmenter.config
-        seg = self.segmenter.segment(f.depth_mm, f.intrinsics, with_lost(self._prev, self._lost))
+        check = self.presence
+        ask = {"alternatives": True} if check is not None else {}
+        seg = self.segmenter.segment(f.depth_mm, f.intrinsics, with_lost(self._prev, self._lost), **ask)
+        crop = None
+        if check is not None and seg.alternatives:
+            cut = [
+                crop_cube(f.depth_mm, f.intrinsics, h.com_xyz_mm, self.cube_mm, self.crop_size, h.mask)
+                for h in (seg.hands[0], *seg.alternatives)
+            ]
+            seg, k = check.choose(seg, [c.depth if np.any(c.depth < 1.0) else None for c in cut])
+            crop = cut[k]
         if cfg.lost_hand_frames > 0:
             self._lost = lost_hands(self._prev, self._lost, seg, cfg.track_radius_mm, cfg.lost_hand_frames)
         st.segmentation = seg
@@ -158,7 +171,8 @@ class PreprocessStage(Stage):
         self._prev = seg
         det = seg.best
         st.detection = det
-        crop = crop_cube(f.depth_mm, f.intrinsics, det.com_xyz_mm, self.cube_mm, self.crop_size, det.mask)
+        if crop is None:
+            crop = crop_cube(f.depth_mm, f.intrinsics, det.com_xyz_mm, self.cube_mm, self.crop_size, det.mask)
         if not np.any(crop.depth < 1.0):  # 1 = background: nothing of the hand landed on a crop pixel
             st.detection, st.reason = None, "hand smaller than a crop pixel"
             return

@@ -119,10 +119,26 @@ def energy_deciles(energy: np.ndarray, errs: np.ndarray) -> list[dict]:
     return rows
 
 
-def evaluate_fit(data_dir: str | Path, limit: int = 0, sweep: bool = False) -> dict:
-    """Engine vs engine + fit on a `handstream synth` dataset (see the module docstring)."""
+def presence_check(use: bool = True):
+    """The pipeline's hand-presence check (stream/hands/presence.py) with the shipped engine, or None when
+    not asked for or not shipped."""
+    import engines
+
+    if not use or "presence" not in engines.shipped_engines():
+        return None
+    from stream.hands.presence import PresenceCheck
+
+    return PresenceCheck(engines.load_engine("presence", backend="onnxruntime", threads=1))
+
+
+def evaluate_fit(data_dir: str | Path, limit: int = 0, sweep: bool = False, presence: bool = True) -> dict:
+    """Engine vs engine + fit on a `handstream synth` dataset (see the module docstring). `presence`: the
+    first hand chosen among the detector's candidates by the presence check, as the pipeline does on a
+    new track."""
     from stream.fitting.fit import FitConfig
-    from stream.preprocess import HandSegmenter, crop_cube, denormalize_joints
+    from stream.frames import RGBDFrame
+    from stream.preprocess import HandSegmenter, denormalize_joints
+    from stream.stages import FrameState, PreprocessStage
     from stream.synth import load_dataset
 
     from .data import synthetic_dir_frames
@@ -132,7 +148,9 @@ def evaluate_fit(data_dir: str | Path, limit: int = 0, sweep: bool = False) -> d
     if sizes is None:
         raise InputError(f"{data_dir}: the dataset has no hand_size_mm labels")
     predict, crop_size, cube = _engine()
-    seg = HandSegmenter()
+    pre = PreprocessStage(
+        cube_mm=cube, crop_size=crop_size, segmenter=HandSegmenter(), presence=presence_check(presence)
+    )
     variants = {"fit_calibrated": (FitConfig(), True), "fit_estimated": (FitConfig(), False)}
     if sweep:
         for it in (1, 2, 3, 4, 6, 8):
@@ -147,10 +165,12 @@ def evaluate_fit(data_dir: str | Path, limit: int = 0, sweep: bool = False) -> d
     load = [os.getloadavg()[0]]
     for i, fr in enumerate(synthetic_dir_frames(data_dir, limit=limit)):
         total += 1
-        s = seg.segment(fr.depth_mm, fr.intrinsics)
-        if not s.found:
+        pre.reset()  # independent frames: no tracking
+        st = FrameState(RGBDFrame(index=i, timestamp_ms=0.0, depth_mm=fr.depth_mm, intrinsics=fr.intrinsics))
+        pre.run(st)
+        crop = st.crop
+        if crop is None:
             continue
-        crop = crop_cube(fr.depth_mm, fr.intrinsics, s.best.com_xyz_mm, cube, crop_size, s.best.mask)
         joints = denormalize_joints(predict(crop.depth).reshape(-1, 3), crop)
         gt = fr.joints_xyz_mm.astype(np.float64)
         errs["engine"].append(np.linalg.norm(joints - gt, axis=1))
@@ -314,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nyu", action="store_true", help="also the real NYU frame 1 (../shared/data/nyu)")
     p.add_argument("--sequence-frames", type=int, default=0, help="bone-length sd over a sequence this long")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--no-presence", action="store_true", help="the detector's first hand, without the presence check"
+    )
     a = p.parse_args(argv)
     if not (a.data or a.nyu or a.sequence_frames):
         raise InputError("nothing to measure: give --data DIR, --nyu or --sequence-frames N")
@@ -323,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(f"--data {a.data}: not a `handstream synth` dataset (no meta.json)")
     res: dict = {}
     if a.data:
-        res["synthetic"] = evaluate_fit(a.data, a.limit, a.sweep)
+        res["synthetic"] = evaluate_fit(a.data, a.limit, a.sweep, presence=not a.no_presence)
     if a.nyu:
         res["nyu"] = evaluate_nyu_frame()
     if a.sequence_frames:

@@ -151,6 +151,11 @@ class SegmenterConfig:
     object_solidity: float = 0.88
     hand_solidity: float = 0.85
     object_swap_presence: float = 0.2
+    # learned, on request (`segment(..., alternatives=True)`, not while tracking): the other peaks at least
+    # this high, 80 mm from every hand found, are cut too and returned as `Segmentation.alternatives`, for
+    # a hand-presence check on the crops to choose among (stream/hands/presence.py); at most this many
+    alternative_presence: float = 0.1
+    max_alternatives: int = 2
     # learned: a first hand that look_behind took from behind a convex peak is in doubt too, and gives way
     # the same way to a hand-shaped peak not behind it (a held or table object beside the hand looked like an
     # occluder, and the piece behind it was the table or a jar; tuning seed 9200, 300 egocentric frames,
@@ -205,6 +210,8 @@ class Segmentation:
     hands: tuple[HandDetection, ...] = ()
     reason: str = ""
     debug: dict = field(default_factory=dict, compare=False, repr=False)
+    # other candidates for the first hand, strongest peak first (only when asked for, see SegmenterConfig)
+    alternatives: tuple[HandDetection, ...] = ()
 
     @property
     def found(self) -> bool:

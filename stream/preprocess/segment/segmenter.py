@@ -69,21 +69,23 @@ class HandSegmenter:
         intr: CameraIntrinsics,
         prev: Segmentation | None = None,
         known_com_uvd: np.ndarray | None = None,
+        alternatives: bool = False,
     ) -> Segmentation:
         """Segment the hand(s). `prev`: last frame's result (its hands are preferred when near);
-        `known_com_uvd`: a dataset-given centre (u, v, d mm): the hand is what lies inside the cube around it."""
+        `known_com_uvd`: a dataset-given centre (u, v, d mm): the hand is what lies inside the cube around it;
+        `alternatives`: also cut the other detector peaks when not tracking (`Segmentation.alternatives`)."""
         if depth_mm is None or (isinstance(depth_mm, np.ndarray) and depth_mm.size == 0):
             return Segmentation(reason="empty frame")
         depth = check_depth(depth_mm, intr)
         if known_com_uvd is not None:
             return self._segment_known(depth, intr, known_com_uvd)
         if self.detector is not None:
-            return self._segment_learned(depth, intr, prev)
+            return self._segment_learned(depth, intr, prev, alternatives)
         return self._segment_search(depth, intr, prev)
 
     # ------------------------------------------------------------------ learned
     def _segment_learned(
-        self, depth: np.ndarray, intr: CameraIntrinsics, prev: Segmentation | None
+        self, depth: np.ndarray, intr: CameraIntrinsics, prev: Segmentation | None, alternatives: bool = False
     ) -> Segmentation:
         """Heatmap peaks -> robust depth -> ROI mask (predicted mask AND depth band) -> CoM."""
         cfg = self.config
@@ -155,7 +157,39 @@ class HandSegmenter:
                 break
         if not hands:
             return self._classic_fallback(depth, intr, prev, out)
-        return Segmentation(hands=tuple(self._prefer_hand_shape(depth, intr, out, peaks, hands, from_behind)))
+        hands = self._prefer_hand_shape(depth, intr, out, peaks, hands, from_behind)
+        alts = self._alternatives(depth, intr, out, hands) if alternatives and not prev_coms else ()
+        return Segmentation(hands=tuple(hands), alternatives=alts)
+
+    def _alternatives(
+        self, depth: np.ndarray, intr: CameraIntrinsics, out: DetectorOutput, hands: list
+    ) -> tuple[HandDetection, ...]:
+        """The hands the other peaks (>= `alternative_presence`, 80 mm from every hand and from each other)
+        would give, strongest first, at most `max_alternatives`: candidates for a check that can tell a hand
+        from an object better than the heatmap's height (the detector also fires on held objects, balls and
+        jars, sometimes above the hand itself)."""
+        cfg, det = self.config, self.detector
+        lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
+        snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
+        taken = [h.com_xyz_mm for h in hands]
+        alts: list[HandDetection] = []
+        if cfg.max_alternatives < 1:
+            return ()
+        for pk in det.peaks(out, cfg.alternative_presence, cfg.max_hands + 2 + cfg.max_alternatives):
+            if len(alts) >= cfg.max_alternatives or pk.score < cfg.alternative_presence:
+                break
+            d_mm = peak_depth(out, pk.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
+            if not d_mm > 0:
+                continue
+            c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
+            if any(np.linalg.norm(c_xyz - t) < 80.0 for t in taken):
+                continue
+            h = learned_hand(cfg, depth, intr, out, pk.score, c_xyz, [])
+            if h is None or any(np.linalg.norm(h.com_xyz_mm - t) < 80.0 for t in taken):
+                continue
+            alts.append(h)
+            taken.append(h.com_xyz_mm)
+        return tuple(alts)
 
     def _prefer_hand_shape(
         self,

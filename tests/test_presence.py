@@ -1,0 +1,141 @@
+"""Hand presence: the segmenter's alternatives, the presence check's choice among them, its training data
+and recipe, and its place in the pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.frames import KNOWN_CAMERAS
+from stream.hands.presence import PresenceCheck
+from stream.preprocess import HandSegmenter
+from stream.synth import HandSynthesizer, SceneConfig
+
+CAM = KNOWN_CAMERAS["d435_320x240"]
+# generator frames (frontal, seed 78, independent) where the detector's strongest peak lies on an object
+# held in front of the hand (a ball or box: `SceneConfig.occluder_prob`) and the hand is the next peak
+OBJECT_FIRST = (184, 570, 908, 1165)
+# ... and frames where the segmenter's first hand is the hand and an alternative scores within the margin
+# of it (the detector's peak on an object, or the presence engine's P(hand) of the hand itself, is high)
+HAND_FIRST = (70, 252, 796)
+
+
+def _engines():
+    import engines
+
+    if "presence" not in engines.shipped_engines():
+        pytest.skip("no presence engine shipped in engines/default")
+    return engines
+
+
+def _frame(k: int, seed: int = 78):
+    s = HandSynthesizer(SceneConfig(camera=CAM, color=False), seed).sample_at(k)
+    return s, s.frame
+
+
+def _off_hand_mm(s, h) -> float:
+    return float(np.linalg.norm(s.joints_xyz_mm - h.com_xyz_mm, axis=1).min())
+
+
+def test_alternatives_only_when_asked_and_not_tracking():
+    s, f = _frame(OBJECT_FIRST[0])
+    seg = HandSegmenter()
+    plain = seg.segment(f.depth_mm, f.intrinsics)
+    asked = seg.segment(f.depth_mm, f.intrinsics, alternatives=True)
+    assert plain.alternatives == ()
+    # the same hands either way: asking only adds the other candidates
+    assert len(asked.hands) == len(plain.hands)
+    for a, b in zip(asked.hands, plain.hands, strict=True):
+        assert np.array_equal(a.com_xyz_mm, b.com_xyz_mm) and np.array_equal(a.mask, b.mask)
+    assert _off_hand_mm(s, asked.hands[0]) > 100.0  # the object the detector put first
+    assert asked.alternatives and _off_hand_mm(s, asked.alternatives[0]) < 40.0  # the hand, as an alternative
+    for h in asked.alternatives:  # never a found hand again
+        assert all(np.linalg.norm(h.com_xyz_mm - o.com_xyz_mm) >= 80.0 for o in asked.hands)
+    tracked = seg.segment(f.depth_mm, f.intrinsics, prev=asked, alternatives=True)
+    assert tracked.alternatives == ()  # tracking keeps the hand it has: nothing to choose among
+
+
+def test_presence_score_is_log_odds_plus_weighted_peak():
+    class Fixed:  # only score() is exercised: it needs no engine output
+        output_names = ("p_hand",)
+        manifest = None
+
+    chk = PresenceCheck(Fixed(), peak_weight=4.0)
+    assert PresenceCheck(Fixed()).peak_weight == 25.0 and PresenceCheck(Fixed()).margin == 3.0
+    assert chk.score(0.5, 0.25) == pytest.approx(1.0)
+    assert chk.score(0.9, 0.0) == pytest.approx(np.log(9.0))
+    assert chk.score(1.0, 0.0) == pytest.approx(np.log((1 - 1e-4) / 1e-4))  # clipped, finite
+    assert chk.score(0.2, 0.6) > chk.score(0.2, 0.5)
+
+
+def test_the_check_puts_the_hand_before_the_object_in_front_of_it():
+    engines = _engines()
+    from stream.frames import RGBDFrame
+    from stream.stages import FrameState, PreprocessStage
+
+    check = PresenceCheck(engines.load_engine("presence", backend="onnxruntime", threads=1))
+    for k in OBJECT_FIRST:
+        s, f = _frame(k)
+        found = {}
+        for name, chk in (("detector", None), ("presence", check)):
+            pre = PreprocessStage(cube_mm=300.0, crop_size=64, presence=chk)
+            st = FrameState(
+                RGBDFrame(index=0, timestamp_ms=0.0, depth_mm=f.depth_mm, intrinsics=f.intrinsics)
+            )
+            pre.run(st)
+            found[name] = st
+        assert _off_hand_mm(s, found["detector"].detection) > 100.0
+        st = found["presence"]
+        assert _off_hand_mm(s, st.detection) < 40.0
+        # the crop is the chosen hand's own
+        assert np.allclose(st.crop.com_xyz_mm, st.detection.com_xyz_mm)
+        assert st.segmentation.hands[0] is st.detection
+    for k in HAND_FIRST:
+        s, f = _frame(k)
+        pre = PreprocessStage(cube_mm=300.0, crop_size=64, presence=check)
+        st = FrameState(RGBDFrame(index=0, timestamp_ms=0.0, depth_mm=f.depth_mm, intrinsics=f.intrinsics))
+        pre.run(st)
+        assert st.segmentation.alternatives  # there was a choice
+        assert _off_hand_mm(s, st.detection) < 40.0
+
+
+def test_pipeline_has_the_check_by_default_and_not_when_told():
+    _engines()
+    from stream.pipeline import build_pipeline
+
+    on = build_pipeline(backend="onnxruntime", overlay=False, warmup=False)
+    off = build_pipeline(backend="onnxruntime", overlay=False, warmup=False, presence=False)
+    try:
+        assert isinstance(on.stages[0].presence, PresenceCheck)
+        assert off.stages[0].presence is None
+        s, f = _frame(OBJECT_FIRST[0])
+        r_on, r_off = on.process(f), off.process(f)
+        assert r_on.hand_found and r_off.hand_found
+        assert _off_hand_mm(s, type("H", (), {"com_xyz_mm": r_on.com_xyz_mm})) < 40.0
+        assert _off_hand_mm(s, type("H", (), {"com_xyz_mm": r_off.com_xyz_mm})) > 100.0
+    finally:
+        on.close()
+        off.close()
+
+
+def test_training_crops_are_labelled_by_where_the_candidate_lies(tmp_path):
+    from train.presence.data import KINDS, PresenceCrops, make_crops
+
+    c = make_crops(6, seed=5, subject_offset=1000)
+    assert len(c) >= 6 and c.depth.shape[1:] == (64, 64)
+    assert set(np.unique(c.hand)) <= {0, 1} and c.hand.sum() >= 4  # most candidates are hands
+    assert np.all((c.kind >= 0) & (c.kind < len(KINDS)))
+    assert np.all(c.depth <= 1.0) and np.all(c.depth >= -1.0)  # normalized: background 1, the cube -1..1
+    c.save(tmp_path / "c.npz")
+    back = PresenceCrops.load(tmp_path / "c.npz")
+    assert np.array_equal(back.hand, c.hand) and np.array_equal(back.frame, c.frame)
+
+
+def test_auc_matches_a_hand_count():
+    from train.presence.train import auc
+
+    s = np.array([0.9, 0.8, 0.3, 0.3, 0.1])
+    y = np.array([True, False, True, False, False])
+    # positive 0.9 beats all 3 negatives; positive 0.3 beats 0.1, ties 0.3 (half), loses to 0.8: 3 + 1.5
+    assert auc(s, y) == pytest.approx(4.5 / 6.0)
+    assert np.isnan(auc(s, np.zeros(5, bool)))
