@@ -139,3 +139,28 @@ def test_auc_matches_a_hand_count():
     # positive 0.9 beats all 3 negatives; positive 0.3 beats 0.1, ties 0.3 (half), loses to 0.8: 3 + 1.5
     assert auc(s, y) == pytest.approx(4.5 / 6.0)
     assert np.isnan(auc(s, np.zeros(5, bool)))
+
+
+@pytest.mark.parametrize("flag", ["--presence", "--no-presence"])
+def test_run_takes_the_presence_flag(tmp_path, flag):
+    _engines()
+    import json
+
+    from stream.cli import main as cli
+
+    out = tmp_path / "r.jsonl"
+    argv = [
+        "run",
+        "--source",
+        "synthetic",
+        "--max-frames",
+        "3",
+        "--max-hands",
+        "1",
+        flag,
+        "--jsonl",
+        str(out),
+    ]
+    assert cli([*argv, "--quiet"]) == 0
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(recs) == 3 and all(r["hand_found"] for r in recs)

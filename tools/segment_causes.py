@@ -37,8 +37,8 @@ class RecordingSegmenter:
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
 
-    def segment(self, depth_mm, intr, prev=None, known_com_uvd=None):
-        self.last = self.inner.segment(depth_mm, intr, prev, known_com_uvd)
+    def segment(self, depth_mm, intr, prev=None, known_com_uvd=None, **kw):
+        self.last = self.inner.segment(depth_mm, intr, prev, known_com_uvd, **kw)
         return self.last
 
 
@@ -66,6 +66,7 @@ def frame_causes(
     cam_name: str = "d435_320x240",
     sets: list[str] | None = None,
     detector: str | None = None,
+    presence: bool = True,
 ) -> list[dict]:
     """One row per frame: state (hand / wrong / miss, or empty_* without a visible hand) and its cause."""
     from stream.pipeline import build_pipeline
@@ -75,7 +76,7 @@ def frame_causes(
     from train.eval_synthetic import SEQUENCE_LENGTH, on_hand, scene_frames, truth_hands, what_is_at
 
     alone = _Alone(__import__("stream.frames", fromlist=["KNOWN_CAMERAS"]).KNOWN_CAMERAS[cam_name])
-    pipe = build_pipeline(overlay=False, warmup=False)
+    pipe = build_pipeline(overlay=False, warmup=False, presence=presence)
     stage = next(s for s in pipe.stages if hasattr(s, "segmenter"))
     inner = HandSegmenter(segmenter_config(sets or [], detector)) if sets or detector else stage.segmenter
     rec = stage.segmenter = RecordingSegmenter(inner)
@@ -148,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--detector", help="a detector engine (.onnx with its manifest) instead of the shipped one"
     )
+    p.add_argument(
+        "--no-presence", action="store_true", help="the detector's order, without the presence check"
+    )
     a = p.parse_args(argv)
-    rows = frame_causes(a.kind, a.frames, a.seed, sets=a.set, detector=a.detector)
+    rows = frame_causes(a.kind, a.frames, a.seed, sets=a.set, detector=a.detector, presence=not a.no_presence)
     print(json.dumps({"kind": a.kind, "seed": a.seed, **summary(rows)}))
     if a.json:
         Path(a.json).write_text(json.dumps(rows))

@@ -153,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
         "joints, constant bone lengths, under 1 ms CPU a hand on the 2-core VM; on by default whenever a "
         "pose engine drives the skeleton, --no-fit leaves it out (BENCHMARKS.md, Model fitting)",
     )
+    ap.add_argument(
+        "--presence",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="choose a new track's first hand among the detector's candidates by the presence engine's "
+        "P(hand) on their crops (stream/hands/presence.py); on by default with a pose engine, --no-presence "
+        "keeps the detector's order",
+    )
     ap.add_argument("--min-cutoff", type=float, default=None, help="One Euro min cutoff (Hz)")
     ap.add_argument("--beta", type=float, default=None, help="One Euro speed coefficient (1/mm)")
     ap.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -264,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         stage_options=stage_options,
         max_hands=args.max_hands,
         fit=args.fit,
+        presence=args.presence,
     )
     source.want_color = pipeline.uses_color  # no overlay, no RGB engine: a recording decodes depth only
     with pipeline:
