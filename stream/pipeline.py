@@ -674,6 +674,11 @@ def _assemble(
         if label in taken:  # the same engine twice, or a file named like a stage: keep names unique
             label = next(f"{label}_{k}" for k in range(2, 100) if f"{label}_{k}" not in taken)
         opts = stage_options.get(cls.kind, {})
+        if cls is fit_cls and pose_e is not None and "alternative" not in opts:
+            twin = _twin_engine(pose_e, backend)
+            if twin is not None:
+                loaded = [*loaded, twin]  # closed with the pipeline's engines
+                opts = {**opts, "alternative": twin}
         stages.append(cls(engine=e, name=label, **opts) if cls.needs_engine else cls(name=label, **opts))
         if warmup and e is not None:
             e.warmup()
@@ -686,6 +691,20 @@ def _assemble(
     if overlay:
         stages.append(OverlayStage())
     return Pipeline(stages, engines=list(loaded), max_hands=max_hands)
+
+
+def _twin_engine(pose_e, backend: str):
+    """The shipped pose engine's twin read the other way up (engines/flip_canonical.py) for the fit
+    stage's second reading of a new hand, when it was derived from this very pose engine; else None."""
+    import engines as engines_pkg
+    from engines.flip_canonical import twin_of
+
+    name = twin_of(pose_e)
+    if name is None:
+        return None
+    return engines_pkg.load_engine(
+        name, backend=backend if backend in ("auto", "tensorrt") else "onnxruntime", threads=1
+    )
 
 
 def _stage_label(name: str, cls: type) -> str:

@@ -44,11 +44,23 @@ def _engine():
     return predict, int(info["crop_size"]), float(info["cube_mm"])
 
 
-def _fit_stage(config=None):
+def _twin(use: bool = True):
+    """The shipped pose engine's twin read the other way up (engines/flip_canonical.py), as the pipeline
+    gives the fit stage; None when not asked for or not shipped."""
+    import engines
+    from engines.flip_canonical import twin_of
+
+    if not use:
+        return None
+    name = twin_of(engines.load_engine("pose", backend="onnxruntime", threads=1))
+    return engines.load_engine(name, backend="onnxruntime", threads=1) if name else None
+
+
+def _fit_stage(config=None, alternative=None):
     from stream.fitting.fit import FitConfig
     from stream.fitting.stage import FitStage
 
-    return FitStage(config=config or FitConfig())
+    return FitStage(config=config or FitConfig(), alternative=alternative)
 
 
 def _run_stage(stage, depth, intr, crop, joints, size=None, fields=None) -> tuple[np.ndarray, float, float]:
@@ -131,10 +143,13 @@ def presence_check(use: bool = True):
     return PresenceCheck(engines.load_engine("presence", backend="onnxruntime", threads=1))
 
 
-def evaluate_fit(data_dir: str | Path, limit: int = 0, sweep: bool = False, presence: bool = True) -> dict:
+def evaluate_fit(
+    data_dir: str | Path, limit: int = 0, sweep: bool = False, presence: bool = True, flip: bool = True
+) -> dict:
     """Engine vs engine + fit on a `handstream synth` dataset (see the module docstring). `presence`: the
     first hand chosen among the detector's candidates by the presence check, as the pipeline does on a
-    new track."""
+    new track; `flip`: the fit also started from the pose engine's twin read the other way up, as the
+    pipeline's fit stage does on a new track."""
     from stream.fitting.fit import FitConfig
     from stream.frames import RGBDFrame
     from stream.preprocess import HandSegmenter, denormalize_joints
@@ -156,7 +171,8 @@ def evaluate_fit(data_dir: str | Path, limit: int = 0, sweep: bool = False, pres
         for it in (1, 2, 3, 4, 6, 8):
             for pts in (64, 128, 256):
                 variants[f"sweep_it{it}_pts{pts}"] = (replace(FitConfig(), iterations=it, points=pts), True)
-    stages = {k: _fit_stage(cfg) for k, (cfg, _) in variants.items()}
+    twin = _twin(flip)
+    stages = {k: _fit_stage(cfg, twin) for k, (cfg, _) in variants.items()}
     errs: dict[str, list] = {"engine": [], **{k: [] for k in variants}}
     wall: dict[str, list] = {k: [] for k in variants}
     cpu: dict[str, list] = {k: [] for k in variants}
@@ -228,7 +244,7 @@ def evaluate_nyu_frame() -> dict:
     predict, crop_size, cube = _engine()
     crop = crop_cube(depth, NYU_CAMERA, s.best.com_xyz_mm, cube, crop_size, s.best.mask)
     joints = denormalize_joints(predict(crop.depth).reshape(-1, 3), crop)
-    fitted, _, _ = _run_stage(_fit_stage(), depth, NYU_CAMERA, crop, joints)
+    fitted, _, _ = _run_stage(_fit_stage(alternative=_twin()), depth, NYU_CAMERA, crop, joints)
     out = {"segmenter_found": True}
     for name, j in (("engine", joints), ("fit", fitted)):
         err = np.linalg.norm(nyu_from_21(j) - gt, axis=1)
@@ -337,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-presence", action="store_true", help="the detector's first hand, without the presence check"
     )
+    p.add_argument(
+        "--no-flip", action="store_true", help="fit from the pose engine's joints only, not also its twin's"
+    )
     a = p.parse_args(argv)
     if not (a.data or a.nyu or a.sequence_frames):
         raise InputError("nothing to measure: give --data DIR, --nyu or --sequence-frames N")
@@ -346,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(f"--data {a.data}: not a `handstream synth` dataset (no meta.json)")
     res: dict = {}
     if a.data:
-        res["synthetic"] = evaluate_fit(a.data, a.limit, a.sweep, presence=not a.no_presence)
+        res["synthetic"] = evaluate_fit(
+            a.data, a.limit, a.sweep, presence=not a.no_presence, flip=not a.no_flip
+        )
     if a.nyu:
         res["nyu"] = evaluate_nyu_frame()
     if a.sequence_frames:

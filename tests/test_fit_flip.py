@@ -1,0 +1,105 @@
+"""The pose engine's twin read the other way up (engines/flip_canonical.py) and the fit stage's second
+reading of a new hand from it (stream/fitting/stage.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import engines
+from engines.flip_canonical import NAME, flip_canonical, twin_of
+from engines.manifest import sha256_file
+from stream.frames import KNOWN_CAMERAS
+from stream.synth import HandSynthesizer, SceneConfig
+
+CAM = KNOWN_CAMERAS["d435_320x240"]
+# a generator frame (frontal, seed 78, independent) whose compact silhouette the pose engine reads upside
+# down: the fit from its joints ends 64 mm off, from the twin's 4 mm (calibrated size)
+UPSIDE_DOWN = 838
+
+
+def _shipped():
+    if NAME not in engines.shipped_engines():
+        pytest.skip(f"no {NAME} engine shipped in engines/default")
+
+
+def test_the_twin_is_rebuilt_byte_for_byte_and_differs_in_one_node(tmp_path):
+    _shipped()
+    import onnx
+
+    path = flip_canonical(engines.default_engine_path("pose"), tmp_path)
+    assert sha256_file(path) == sha256_file(engines.default_engine_path(NAME))
+    a = onnx.load(str(engines.default_engine_path("pose"))).graph.node
+    b = onnx.load(str(path)).graph.node
+    diff = [(x, y) for x, y in zip(a, b, strict=True) if list(x.input) != list(y.input)]
+    assert len(diff) == 1
+    x, y = diff[0]
+    assert x.op_type == "Where" and list(y.input) == [x.input[0], x.input[2], x.input[1]]
+
+
+def test_a_graph_without_the_choice_is_refused(tmp_path):
+    _shipped()
+    from stream.errors import InputError
+
+    with pytest.raises(InputError, match="canonical-angle sign"):
+        flip_canonical(engines.default_engine_path("detector"), tmp_path)  # no canonical turn in it
+
+
+def test_twin_of_only_the_pose_engine_it_came_from():
+    _shipped()
+    pose = engines.load_engine("pose", backend="onnxruntime", threads=1)
+    other = engines.load_engine("presence", backend="onnxruntime", threads=1)
+    assert twin_of(pose) == NAME and twin_of(other) is None
+
+
+def _stages(alternative):
+    from stream.fitting.stage import FitStage
+    from stream.stages import PoseStage, PreprocessStage
+
+    pose = engines.load_engine("pose", backend="onnxruntime", threads=1)
+    return PreprocessStage(300.0, 64), PoseStage(pose), FitStage(alternative=alternative)
+
+
+def test_a_new_hand_read_upside_down_is_fitted_from_the_twin():
+    _shipped()
+    from stream.frames import RGBDFrame
+    from stream.stages import FrameState
+
+    s = HandSynthesizer(SceneConfig(camera=CAM, color=False), 78).sample_at(UPSIDE_DOWN)
+    twin = engines.load_engine(NAME, backend="onnxruntime", threads=1)
+    out = {}
+    for name, alt in (("engine only", None), ("with the twin", twin)):
+        stages = _stages(alt)
+        runs = []
+        for _ in range(2):  # a new hand, then the same hand tracked
+            st = FrameState(
+                RGBDFrame(index=0, timestamp_ms=0.0, depth_mm=s.frame.depth_mm, intrinsics=s.frame.intrinsics)
+            )
+            st.fields["hand_size_mm"] = np.asarray(s.hand_size_mm, np.float32)
+            for stage in stages:
+                stage.run(st)
+            runs.append(
+                (
+                    float(np.linalg.norm(st.joints_raw_mm - s.joints_xyz_mm, axis=1).mean()),
+                    st.fields["fit_flipped"],
+                )
+            )
+        out[name] = runs
+    (alone, flipped_alone), _ = out["engine only"]
+    (first, flipped), (second, flipped_tracked) = out["with the twin"]
+    assert not flipped_alone and alone > 40.0
+    assert flipped and first < 10.0
+    # tracked, the engine's wrist is again far from the last fit's: no warm start, so the twin reads it again
+    assert flipped_tracked and second < 10.0
+
+
+def test_the_pipeline_gives_the_fit_stage_the_twin():
+    _shipped()
+    from stream.fitting.stage import FitStage
+    from stream.pipeline import build_pipeline
+
+    with build_pipeline(backend="onnxruntime", overlay=False, warmup=False) as p:
+        fit = next(s for s in p.stages if isinstance(s, FitStage))
+        assert fit.alternative is not None and fit.alternative.manifest.name == NAME
+    with build_pipeline(backend="onnxruntime", overlay=False, warmup=False, fit=False) as p:
+        assert not any(isinstance(s, FitStage) for s in p.stages)
