@@ -657,14 +657,9 @@ def _assemble(
     cube = float(cube_mm or pre.get("cube_mm") or 250.0)
     check = None
     if presence and pose_e is not None:
-        import engines as engines_pkg
-
         from .hands.presence import PresenceCheck
 
-        # ONNX Runtime unless TensorRT was asked for: the torch backend needs a checkpoint none ships with
-        pe = engines_pkg.load_engine(
-            "presence", backend=backend if backend in ("auto", "tensorrt") else "onnxruntime", threads=1
-        )
+        pe = _helper_engine("presence", backend)
         loaded = [*loaded, pe]  # closed with the pipeline's engines
         check = PresenceCheck(pe)
     stages: list = [PreprocessStage(cube_mm=cube, crop_size=crop_size, presence=check)]
@@ -696,12 +691,17 @@ def _assemble(
 def _twin_engine(pose_e, backend: str):
     """The shipped pose engine's twin read the other way up (engines/flip_canonical.py) for the fit
     stage's second reading of a new hand, when it was derived from this very pose engine; else None."""
-    import engines as engines_pkg
     from engines.flip_canonical import twin_of
 
     name = twin_of(pose_e)
-    if name is None:
-        return None
+    return None if name is None else _helper_engine(name, backend)
+
+
+def _helper_engine(name: str, backend: str):
+    """A shipped engine a stage runs beside its own (presence, the pose engine's twin): one thread, and
+    ONNX Runtime unless TensorRT was asked for (the torch backend needs a checkpoint none ships with)."""
+    import engines as engines_pkg
+
     return engines_pkg.load_engine(
         name, backend=backend if backend in ("auto", "tensorrt") else "onnxruntime", threads=1
     )
