@@ -659,7 +659,7 @@ def _assemble(
     if presence and pose_e is not None:
         from .hands.presence import PresenceCheck
 
-        pe = _helper_engine("presence", backend)
+        pe = _helper_engine("presence", backend, warmup)
         loaded = [*loaded, pe]  # closed with the pipeline's engines
         check = PresenceCheck(pe)
     stages: list = [PreprocessStage(cube_mm=cube, crop_size=crop_size, presence=check)]
@@ -670,7 +670,7 @@ def _assemble(
             label = next(f"{label}_{k}" for k in range(2, 100) if f"{label}_{k}" not in taken)
         opts = stage_options.get(cls.kind, {})
         if cls is fit_cls and pose_e is not None and "alternative" not in opts:
-            twin = _twin_engine(pose_e, backend)
+            twin = _twin_engine(pose_e, backend, warmup)
             if twin is not None:
                 loaded = [*loaded, twin]  # closed with the pipeline's engines
                 opts = {**opts, "alternative": twin}
@@ -688,23 +688,27 @@ def _assemble(
     return Pipeline(stages, engines=list(loaded), max_hands=max_hands)
 
 
-def _twin_engine(pose_e, backend: str):
+def _twin_engine(pose_e, backend: str, warmup: bool = False):
     """The shipped pose engine's twin read the other way up (engines/flip_canonical.py) for the fit
     stage's second reading of a new hand, when it was derived from this very pose engine; else None."""
     from engines.flip_canonical import twin_of
 
     name = twin_of(pose_e)
-    return None if name is None else _helper_engine(name, backend)
+    return None if name is None else _helper_engine(name, backend, warmup)
 
 
-def _helper_engine(name: str, backend: str):
+def _helper_engine(name: str, backend: str, warmup: bool = False):
     """A shipped engine a stage runs beside its own (presence, the pose engine's twin): one thread, and
-    ONNX Runtime unless TensorRT was asked for (the torch backend needs a checkpoint none ships with)."""
+    ONNX Runtime unless TensorRT was asked for (the torch backend needs a checkpoint none ships with);
+    warmed up like the others, so a stream's first new hand does not pay the first call."""
     import engines as engines_pkg
 
-    return engines_pkg.load_engine(
+    e = engines_pkg.load_engine(
         name, backend=backend if backend in ("auto", "tensorrt") else "onnxruntime", threads=1
     )
+    if warmup:
+        e.warmup()
+    return e
 
 
 def _stage_label(name: str, cls: type) -> str:

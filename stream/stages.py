@@ -224,22 +224,19 @@ class PoseStage(Stage):
         self._feed = None
 
     def run(self, st: FrameState) -> None:
-        from .preprocess import denormalize_joints
-
         crop = st.crop
         if crop is None:
             return
         left = st.fields.get("handedness") == "left"
         out = self._reused(st, left)
         if out is None:
-            x = mirror_crop(crop.depth) if left else crop.depth
-            out = self.engine.infer(x.reshape(1, 1, crop.size, crop.size))[self._out]
+            out = self.engine.infer(pose_input(crop, left))[self._out]
         st.outputs[self.name] = out
-        if not np.all(np.isfinite(out)):  # a NaN joint is no skeleton: report no hand, say why
+        joints = pose_joints(out, crop, left)
+        if joints is None:  # a NaN joint is no skeleton: report no hand, say why
             st.reason = "pose engine gave non-finite joints"
             return
-        norm = out.reshape(-1, 3)
-        st.joints_raw_mm = denormalize_joints(mirror_joints(norm) if left else norm, crop)
+        st.joints_raw_mm = joints
 
     def _reused(self, st: FrameState, left: bool) -> np.ndarray | None:
         """This engine's output on this crop (mirrored for a left hand) when the handedness stage's
@@ -248,6 +245,23 @@ class PoseStage(Stage):
         if done is None or done[0] != engine_identity(self.engine):
             return None
         return done[2] if left else done[1]
+
+
+def pose_input(crop, left: bool) -> np.ndarray:
+    """A pose engine's (1, 1, S, S) input: the crop, mirrored for a left hand (`mirror_crop`)."""
+    x = mirror_crop(crop.depth) if left else crop.depth
+    return x.reshape(1, 1, crop.size, crop.size)
+
+
+def pose_joints(out: np.ndarray, crop, left: bool) -> np.ndarray | None:
+    """Camera-mm joints from a pose engine's raw output on `pose_input(crop, left)`, mirrored back for a
+    left hand; None when the output is not finite."""
+    from .preprocess import denormalize_joints
+
+    if not np.all(np.isfinite(out)):
+        return None
+    norm = np.asarray(out).reshape(-1, 3)
+    return denormalize_joints(mirror_joints(norm) if left else norm, crop)
 
 
 def mirror_crop(depth: np.ndarray) -> np.ndarray:

@@ -165,16 +165,10 @@ class FitStage(Stage):
     def _alternative_joints(self, st: FrameState, left: bool) -> np.ndarray | None:
         """The alternative engine's joints (camera mm) on this crop, mirrored in and out for a left hand as
         the pose stage does; None when they are not finite."""
-        from ..preprocess import denormalize_joints
-        from ..stages import mirror_crop, mirror_joints
+        from ..stages import pose_input, pose_joints
 
-        crop = st.crop
-        x = mirror_crop(crop.depth) if left else crop.depth
-        out = self.alternative.infer(x.reshape(1, 1, crop.size, crop.size))
-        norm = np.asarray(out[self.alternative.output_names[0]]).reshape(-1, 3)
-        if not np.all(np.isfinite(norm)):
-            return None
-        return denormalize_joints(mirror_joints(norm) if left else norm, crop)
+        out = self.alternative.infer(pose_input(st.crop, left))
+        return pose_joints(out[self.alternative.output_names[0]], st.crop, left)
 
     def _bad(self, res: FitResult, obs) -> bool:
         """The fit's own evidence of a bad start: its energy per hand point above `rescue_energy`."""
