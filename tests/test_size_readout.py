@@ -119,7 +119,33 @@ def _state(maker, frame):
     return st
 
 
-def test_the_runtime_reads_real_frames_as_the_training_code_s_examples(tmp_path):
+@pytest.fixture(scope="module")
+def evidence_dir(tmp_path_factory):
+    """Three frames and one 30-frame sequence of training subjects measured by `build_evidence`."""
+    out = tmp_path_factory.mktemp("evidence")
+    build_evidence(out, 3, 1, log=lambda *_: None)
+    return out
+
+
+def test_the_recipe_cross_validates_and_writes_a_readout_that_loads(evidence_dir, tmp_path, capsys):
+    from stream.cli import main as cli
+
+    runs, out = tmp_path / "runs", tmp_path / "engines"
+    argv = ["train", "size", "readout", f"evidence_dir={evidence_dir}", f"runs={runs}", f"out={out}",
+            "readout_hidden=0", "folds=2"]  # fmt: skip
+    assert cli(argv) == 0
+    said = capsys.readouterr().out
+    cv = json.loads((runs / "readout_cv.json").read_text())
+    assert cv["posterior_mean"]["frames"] == cv["readout"]["frames"] >= 2 and cv["readout"]["sequences"] == 1
+    r = load_readout(out / "size_readout.json", SizeFitConfig())
+    assert "readout_hidden=0" in r.made and len(r.layers) == 1 and "size_readout.json" in said
+    # no evidence yet: one line saying what to run, no traceback
+    assert cli(["train", "size", "readout", f"evidence_dir={tmp_path}", f"runs={runs}", f"out={out}"]) != 0
+    err = capsys.readouterr().err
+    assert "holds no frames_*.npz" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_runtime_reads_real_frames_as_the_training_code_s_examples(evidence_dir):
     """Three frames and one 30-frame sequence of training subjects measured by the training code's
     `build_evidence` (real preprocess and pose engine, every candidate fitted) and read by its examples,
     against the same frames through SizeFitter (the size_fit stage's measurement) with the shipped readout:
@@ -130,8 +156,7 @@ def test_the_runtime_reads_real_frames_as_the_training_code_s_examples(tmp_path)
     from train.size.readout import _offset_sequence_subjects
 
     cfg = SizeFitConfig()
-    build_evidence(tmp_path, 3, 1, log=lambda *_: None)
-    ex = load_examples(tmp_path, cfg, prefixes=(2, 5, 30))
+    ex = load_examples(evidence_dir, cfg, prefixes=(2, 5, 30))
     readout = load_readout(SHIPPED, cfg)
     want = readout_sizes(readout, ex)
     maker = CropMaker()
