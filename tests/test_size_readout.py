@@ -13,10 +13,7 @@ import pytest
 from stream.errors import InputError
 from stream.size.measure import SizeFitConfig, SizeFitter, read_size
 from stream.size.readout import SHIPPED, SizeReadout, config_dict, load_readout, readout_inputs, readout_path
-
-torch = pytest.importorskip("torch")
-
-from train.size.readout import (  # noqa: E402
+from train.size.readout import (
     Examples,
     build_evidence,
     cross_validate,
@@ -79,6 +76,7 @@ def test_ridge_recovers_a_known_correction_and_the_saved_file_reads_the_same(tmp
 
 
 def test_the_network_learns_a_known_correction_and_cross_validation_groups_subjects():
+    pytest.importorskip("torch", reason="the readout's network trains with torch (train/ only)")
     ex, _, size = _examples(600, np.random.default_rng(1))
     cfg = SizeFitConfig()
     r = fit_readout(ex, cfg, hidden=16, weight_decay=0.0, epochs=60, seed=0)
