@@ -27,7 +27,9 @@ from stream.size.measure import (
 from stream.sources.synthetic import SyntheticSource
 from stream.stage_registry import registered_stages
 
-SMALL = SizeFitConfig(lengths_mm=(160.0, 180.0, 200.0, 220.0), width_offsets_mm=(-6.0, 0.0, 6.0))
+SMALL = SizeFitConfig(
+    lengths_mm=(160.0, 180.0, 200.0, 220.0), width_offsets_mm=(-6.0, 0.0, 6.0), readout=None
+)
 
 
 def _records(path):
@@ -137,7 +139,7 @@ def test_the_compiled_scoring_gives_the_numpy_reference_s_terms_on_real_frames()
     assert compile_kernels()
     states = _hand_states(6, seed=8)
     assert len(states) >= 4
-    cfg = SizeFitConfig(w_silhouette=1.0, w_free_space=1.0)
+    cfg = SizeFitConfig(w_silhouette=1.0, w_free_space=1.0, readout=None)
     fitter = SizeFitter(cfg)
     seen = np.zeros(4, bool)
     for k, st in enumerate(states):
@@ -164,7 +166,9 @@ def test_the_energy_prefers_the_true_size_to_sizes_far_from_it():
     from stream.stages import FrameState
     from stream.synth import HandSynthesizer, SceneConfig
 
-    cfg = SizeFitConfig(lengths_mm=(140.0, 160.0, 180.0, 200.0, 220.0, 240.0), width_offsets_mm=(0.0,))
+    cfg = SizeFitConfig(
+        lengths_mm=(140.0, 160.0, 180.0, 200.0, 220.0, 240.0), width_offsets_mm=(0.0,), readout=None
+    )
     synth = HandSynthesizer(SceneConfig(anthropometry="ansur", color=False), 5)
     with build_pipeline(backend="onnxruntime", models="pose", overlay=False, smoothing=False) as p:
         pre, pose = p.stages[0], p.stages[1]

@@ -21,6 +21,11 @@ population's variance in length that the posterior removed. Candidates lie on a 
 width on the population's regression line plus a few offsets, so that a track's frames add up candidate by
 candidate. The weights and temperatures were chosen on training subjects (BENCHMARKS.md, "Hand size").
 
+The size itself is read from this posterior by a learned map (readout.py, `SizeFitConfig.readout`): a small
+network, fitted on training subjects, corrects the posterior mean from the whole evidence grid, the best
+fit's energy and its pose; a track's size is the same map applied to its frames' averaged inputs. With
+`readout=None` the size is the posterior mean.
+
 The fits run compiled (stream/fitting/kernels.py) and so does the scoring (kernels.py here, compiled when
 the stage is set up); the numpy `score_terms` stays the reference and the fallback without numba.
 """
@@ -33,8 +38,10 @@ import numpy as np
 
 from ..compiled import announce_compile, not_compiled
 from ..fitting import FitConfig, HandModel, Observation, build_model, default_shape, fit_hand, pose_model
+from ..fitting.fit import FitResult
 from ..fitting.fit import compile_kernels as compile_fit_kernels
 from . import kernels as _kernels
+from .readout import N_POSE, SizeReadout, load_readout, pose_features
 
 # hand width on hand length over the ANSUR II population as the generator draws it (half men, half women):
 # least squares on the 600 training subjects of the hand-size study (BENCHMARKS.md, "Hand size")
@@ -81,6 +88,9 @@ class SizeFitConfig:
     fit: FitConfig = field(
         default_factory=lambda: FitConfig(iterations=6, points=256, reseed_fingers=1, rescue_fingers=0)
     )
+    # the learned reading of the evidence (readout.py): a shipped name or a path to its JSON; None: the
+    # posterior mean (`read_size`). A readout is trained for the settings above and refuses others
+    readout: str | None = "size_readout"
 
     def candidates(self) -> np.ndarray:
         """(nL, nW, 2) the candidate (length, width) grid."""
@@ -199,12 +209,29 @@ def frame_terms(
 ) -> np.ndarray:
     """(nL, nW, N_TERMS) the energy terms of every candidate model (an object array of HandModels) fitted to
     one frame; `compiled`: scored by the kernel (the fits run compiled whenever numba imports)."""
+    return frame_fits(models, obs, engine_joints, cfg, compiled)[0]
+
+
+def frame_fits(
+    models: np.ndarray,
+    obs: Observation,
+    engine_joints: np.ndarray,
+    cfg: SizeFitConfig,
+    compiled: bool = False,
+) -> tuple[np.ndarray, FitResult | None]:
+    """frame_terms and the fit of the candidate whose weighted energy is the lowest (the first of equals,
+    None when none is finite): its pose is an input of the learned reading (readout.pose_features)."""
     out = np.empty((*models.shape, N_TERMS))
+    w = weights(cfg)
+    best, best_e = None, np.inf
     for idx in np.ndindex(models.shape):
         m = models[idx]
         res = fit_hand(m, obs, engine_joints, cfg.fit)
         out[idx] = score_terms(m, obs, res, engine_joints, cfg, compiled)
-    return out
+        e = float(out[idx] @ w)
+        if e < best_e:
+            best, best_e = res, e
+    return out, best
 
 
 def build_models(cfg: SizeFitConfig) -> np.ndarray:
@@ -317,39 +344,65 @@ def _posterior(log_p: np.ndarray) -> np.ndarray:
 class SizeFitter:
     """One track's size measurement: each frame's candidate energies, read as evidence (`evidence`: divided
     by its best fit's), are added to the track's sums, whose mean gives the hand's size and, from the
-    spread of its posterior, the confidence. The candidate models are built once and shared by every copy (`fork`), and the kernels are
-    compiled once, when the first is made (`compiled=False`: the numpy reference scores)."""
+    spread of its posterior, the confidence. With a learned readout (`cfg.readout`, readout.py) the track
+    also sums the inputs it reads beside the evidence (the log of the best fit's energy and its pose), and
+    the size is the readout's, of the frame's inputs or of the track's means; without one, the posterior
+    mean (`read_size`). The candidate models and the readout are built once and shared by every copy
+    (`fork`), and the kernels are compiled once, when the first is made (`compiled=False`: the numpy
+    reference scores)."""
 
     def __init__(
-        self, cfg: SizeFitConfig | None = None, models: np.ndarray | None = None, compiled: bool = True
+        self,
+        cfg: SizeFitConfig | None = None,
+        models: np.ndarray | None = None,
+        compiled: bool = True,
+        readout: SizeReadout | None = None,
     ) -> None:
         self.cfg = cfg or SizeFitConfig()
         self.models = build_models(self.cfg) if models is None else models
-        # a copy (models given) was made by fork(): its original compiled already
+        # a copy (models given) was made by fork(): its original compiled already and loaded the readout
         self.compiled = bool(compiled) and (models is not None or compile_kernels())
+        if readout is None and models is None and self.cfg.readout is not None:
+            readout = load_readout(self.cfg.readout, self.cfg)
+        self.readout = readout
         self._w = weights(self.cfg)
         self.reset()
 
     def reset(self) -> None:
         self.energy = np.zeros(self.models.shape)  # rebound: copies share nothing but the models
+        self.log_best = 0.0
+        self.pose = np.zeros(N_POSE)
         self.frames = 0
 
     def fork(self) -> SizeFitter:
-        return SizeFitter(self.cfg, self.models, self.compiled)
+        return SizeFitter(self.cfg, self.models, self.compiled, self.readout)
 
     def add(self, obs: Observation, engine_joints: np.ndarray) -> np.ndarray:
         """Fit every candidate to one frame; returns this frame's (length, width)."""
-        e = evidence(
-            frame_terms(self.models, obs, engine_joints, self.cfg, self.compiled) @ self._w, self.cfg
-        )
-        self.energy = self.energy + e  # the sum; estimate() reads the mean
+        terms, best = frame_fits(self.models, obs, engine_joints, self.cfg, self.compiled)
+        raw = terms @ self._w
+        e = evidence(raw, self.cfg)
+        log_best = float(np.log(max(float(np.nanmin(raw)), 1e-6)))
+        pose = pose_features(best.pose, best.data_rms_mm) if best is not None else np.full(N_POSE, np.nan)
+        self.energy = self.energy + e  # the sums; estimate() reads the means
+        self.log_best += log_best
+        self.pose = self.pose + pose
         self.frames += 1
-        return pick_size(e, self.cfg)
+        return self._read(e, log_best, pose)[0]
+
+    def _read(self, energy: np.ndarray, log_best: float, pose: np.ndarray) -> tuple[np.ndarray, float]:
+        """The readout's (size, confidence) where it gives a finite size, else the posterior's."""
+        if self.readout is not None:
+            size, conf = self.readout.read(energy, log_best, pose, self.cfg)
+            if np.isfinite(size).all():
+                return size, conf
+        return read_size(energy, self.cfg)
 
     def estimate(self) -> tuple[np.ndarray | None, float]:
         """(the track's (length, width) in mm, or None before a frame; its confidence in [0, 1], from the
         spread of the track's posterior in length: `read_size`)."""
         if not self.frames:
             return None, 0.0
-        size, conf = read_size(self.energy / self.frames, self.cfg)
-        return size.astype(np.float32), conf
+        n = self.frames
+        size, conf = self._read(self.energy / n, self.log_best / n, self.pose / n)
+        return np.asarray(size).astype(np.float32), conf

@@ -8,6 +8,8 @@ subject-grouped cross-validation, the shipped engine and the BENCHMARKS.md table
     handstream train size cv model=multi             # subject-grouped 5-fold CV on the training subjects
     handstream train size ship --checkpoint runs/size/multi/size.pt
     handstream train size table                      # the table from runs/size/*.json
+    handstream train size evidence                   # size_fit's evidence on training subjects (resumable)
+    handstream train size readout                    # CV of the learned reading of it, then the shipped file
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("cmd", choices=("data", "train", "cv", "ship", "table"))
+    p.add_argument("cmd", choices=("data", "train", "cv", "ship", "table", "evidence", "readout"))
     p.add_argument("--data-dir", type=Path, help="the study's cached frames")
     p.add_argument("--runs", type=Path, help="checkpoints and result JSON files")
     p.add_argument("--out", type=Path, help="where `ship` exports the engine")
@@ -53,6 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int)
     p.add_argument("--pretrained", help="a local torchvision MobileNetV2 state dict (ImageNet weights)")
     p.add_argument("--init", help="`train`: continue from this checkpoint (a second cosine cycle)")
+    p.add_argument("--evidence-dir", type=Path, help="`evidence` / `readout`: the measured training subjects")
+    for name in (
+        "evidence_frames",
+        "evidence_sequences",
+        "readout_hidden",
+        "readout_epochs",
+        "readout_members",
+    ):
+        p.add_argument("--" + name.replace("_", "-"), type=int)
+    for name in ("readout_ridge", "readout_weight_decay", "readout_track_weight"):
+        p.add_argument("--" + name.replace("_", "-"), type=float)
     return p
 
 
@@ -262,6 +275,40 @@ def ship_main(a) -> int:
     return 0
 
 
+def readout_main(a) -> int:
+    """Subject-grouped CV of the learned reading against the posterior mean on the training subjects'
+    evidence, then the reading fitted on all of it, written beside the engines with how it was made."""
+    from stream.size.measure import SizeFitConfig
+
+    from .readout import cross_validate, fit_readout, load_examples
+
+    cfg = SizeFitConfig()
+    ex = load_examples(a.evidence_dir, cfg)
+    kw = dict(hidden=a.readout_hidden, ridge=a.readout_ridge, weight_decay=a.readout_weight_decay,
+              epochs=a.readout_epochs, seed=a.seed, members=a.readout_members,
+              track_weight=a.readout_track_weight)  # fmt: skip
+    cv = cross_validate(ex, cfg, folds=a.folds, **kw)
+    a.runs.mkdir(parents=True, exist_ok=True)
+    (a.runs / "readout_cv.json").write_text(json.dumps({"fit": kw, **cv}, indent=1))
+    pm, ro = cv["posterior_mean"], cv["readout"]
+    opts = " ".join(f"readout_{k}={v}" for k, v in kw.items() if k != "seed")
+    made = (
+        f"handstream train size readout {opts} seed={a.seed} (train/size/readout.py), on the evidence of "
+        f"{pm['frames']} frames and {pm['sequences']} 30-frame sequences of the 600 training subjects "
+        f"(`handstream train size evidence`); {a.folds}-fold subject-grouped CV "
+        f"length / width MAE per frame {ro['frame_mae_mm'][0]:.2f} / {ro['frame_mae_mm'][1]:.2f} mm "
+        f"(posterior mean {pm['frame_mae_mm'][0]:.2f} / {pm['frame_mae_mm'][1]:.2f}), after 1 s "
+        f"{ro['after_1s_mae_mm'][0]:.2f} / {ro['after_1s_mae_mm'][1]:.2f} mm (posterior mean "
+        f"{pm['after_1s_mae_mm'][0]:.2f} / {pm['after_1s_mae_mm'][1]:.2f})"
+    )
+    readout = fit_readout(ex, cfg, made=made, **kw)
+    a.out.mkdir(parents=True, exist_ok=True)
+    path = readout.save(a.out / "size_readout.json")
+    print(json.dumps({"posterior_mean": pm, "readout": ro}))
+    print(f"readout: {path}")
+    return 0
+
+
 def _fmt(x, d=2):
     return "-" if x is None else f"{x:.{d}f}"
 
@@ -297,7 +344,9 @@ def size_table(runs: Path) -> str:
 
 @register("size", "hand size (seed 002): data, multi-task / one-task / linear / skeleton models, CV, engine")
 def main(argv: list[str] | None = None) -> int:
-    a = parse_recipe_args(_parser(), list(argv or []), "size", repo_paths=("data_dir", "runs", "out"))
+    a = parse_recipe_args(
+        _parser(), list(argv or []), "size", repo_paths=("data_dir", "runs", "out", "evidence_dir")
+    )
     single_process("size", "CPU-sized study: one process")
     if a.cmd == "data":
         from .data import build_study
@@ -309,6 +358,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "table":
         print(size_table(a.runs))
         return 0
+    if a.cmd == "evidence":
+        from .readout import build_evidence
+
+        build_evidence(a.evidence_dir, a.evidence_frames, a.evidence_sequences, seed=a.seed)
+        return 0
+    if a.cmd == "readout":
+        return readout_main(a)
     if a.steps < 1 or a.cv_steps < 1 or a.folds < 2:
         raise InputError("steps and cv_steps must be >= 1, folds >= 2")
     return {"train": train_main, "cv": cv_main, "ship": ship_main}[a.cmd](a)
