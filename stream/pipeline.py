@@ -669,11 +669,13 @@ def _assemble(
         if label in taken:  # the same engine twice, or a file named like a stage: keep names unique
             label = next(f"{label}_{k}" for k in range(2, 100) if f"{label}_{k}" not in taken)
         opts = stage_options.get(cls.kind, {})
-        if cls is fit_cls and pose_e is not None and "alternative" not in opts:
-            twin = _twin_engine(pose_e, backend, warmup)
-            if twin is not None:
-                loaded = [*loaded, twin]  # closed with the pipeline's engines
-                opts = {**opts, "alternative": twin}
+        if cls is fit_cls and pose_e is not None:
+            if "alternative" not in opts:
+                twin = _twin_engine(pose_e, backend, warmup)
+                if twin is not None:
+                    loaded = [*loaded, twin]  # closed with the pipeline's engines
+                    opts = {**opts, "alternative": twin}
+            opts = {"recut_engine": pose_e, **opts}
         stages.append(cls(engine=e, name=label, **opts) if cls.needs_engine else cls(name=label, **opts))
         if warmup and e is not None:
             e.warmup()

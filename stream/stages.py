@@ -219,8 +219,7 @@ class PoseStage(Stage):
     def __init__(self, engine, name: str = "pose") -> None:
         self.engine = engine
         self.name = name
-        outs = engine.output_names
-        self._out = "joints" if "joints" in outs else outs[0]
+        self._out = pose_output_name(engine)
         self._feed = None
 
     def run(self, st: FrameState) -> None:
@@ -245,6 +244,12 @@ class PoseStage(Stage):
         if done is None or done[0] != engine_identity(self.engine):
             return None
         return done[2] if left else done[1]
+
+
+def pose_output_name(engine) -> str:
+    """The output of a pose engine that holds the joints: "joints", or its only/first output."""
+    outs = engine.output_names
+    return "joints" if "joints" in outs else outs[0]
 
 
 def pose_input(crop, left: bool) -> np.ndarray:

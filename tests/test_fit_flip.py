@@ -101,5 +101,68 @@ def test_the_pipeline_gives_the_fit_stage_the_twin():
     with build_pipeline(backend="onnxruntime", overlay=False, warmup=False) as p:
         fit = next(s for s in p.stages if isinstance(s, FitStage))
         assert fit.alternative is not None and fit.alternative.manifest.name == NAME
+        assert fit.recut_engine is not None and fit.recut_engine.manifest.name == "pose"
     with build_pipeline(backend="onnxruntime", overlay=False, warmup=False, fit=False) as p:
         assert not any(isinstance(s, FitStage) for s in p.stages)
+
+
+# a generator frame (frontal, seed 78) whose segmented mask holds a forearm beside the hand: a third of its
+# pixels lie beyond 25 mm of the fitted bones, and the crop cut around the rest reads the hand far better
+RECUT = 963
+
+
+def test_bone_distance_by_hand():
+    from stream.fitting.recut import bone_distance
+
+    j = np.zeros((21, 3))
+    j[1] = [0.0, 0.0, 100.0]  # the thumb's first bone runs from the wrist (0) along +z; the rest sit at 0
+    pts = np.array([[0.0, 0.0, 50.0], [10.0, 0.0, 50.0], [0.0, 0.0, 130.0], [0.0, -4.0, -3.0]])
+    np.testing.assert_allclose(bone_distance(pts, j), [0.0, 10.0, 30.0, 5.0], atol=1e-4)
+
+
+def test_recut_keeps_the_pixels_near_the_bones_and_centres_on_them():
+    from stream.fitting.recut import recut
+    from stream.geometry import depth_to_points
+
+    s = HandSynthesizer(SceneConfig(camera=CAM, color=False), 78).sample_at(RECUT)
+    f = s.frame
+    near = np.zeros_like(s.mask)
+    near[max(0, s.mask.nonzero()[0].min() - 30) :, :] = True  # the hand and everything below it: arm, body
+    mask = (
+        near & (f.depth_mm > 0) & (np.abs(f.depth_mm.astype(np.float64) - s.joints_xyz_mm[:, 2].mean()) < 150)
+    )
+    assert (mask & ~s.mask).sum() > 0.3 * mask.sum()  # much of it is not the hand
+    crop = recut(f.depth_mm, f.intrinsics, mask, s.joints_xyz_mm, 300.0, 64)
+    hand = depth_to_points(f.depth_mm, f.intrinsics, s.mask).mean(0)
+    whole = depth_to_points(f.depth_mm, f.intrinsics, mask).mean(0)
+    assert np.linalg.norm(crop.com_xyz_mm - hand) < 0.5 * np.linalg.norm(whole - hand)
+    assert (
+        recut(f.depth_mm, f.intrinsics, mask, s.joints_xyz_mm + 500.0, 300.0, 64) is None
+    )  # nothing in reach
+
+
+def test_a_new_hand_with_a_forearm_in_its_mask_is_fitted_from_the_recut_crop():
+    _shipped()
+    from stream.frames import RGBDFrame
+    from stream.stages import FrameState
+
+    s = HandSynthesizer(SceneConfig(camera=CAM, color=False), 78).sample_at(RECUT)
+    pose = engines.load_engine("pose", backend="onnxruntime", threads=1)
+    errs = {}
+    for name, engine in (("without", None), ("with", pose)):
+        pre, pose_stage, _ = _stages(None)
+        from stream.fitting.stage import FitStage
+
+        fit = FitStage(recut_engine=engine)
+        st = FrameState(
+            RGBDFrame(index=0, timestamp_ms=0.0, depth_mm=s.frame.depth_mm, intrinsics=s.frame.intrinsics)
+        )
+        st.fields["hand_size_mm"] = np.asarray(s.hand_size_mm, np.float32)
+        for stage in (pre, pose_stage, fit):
+            stage.run(st)
+        errs[name] = (
+            float(np.linalg.norm(st.joints_raw_mm - s.joints_xyz_mm, axis=1).mean()),
+            st.fields["fit_recut"],
+        )
+    assert errs["without"][0] > 25.0 and not errs["without"][1]
+    assert errs["with"][1] and errs["with"][0] < 10.0

@@ -44,33 +44,38 @@ def _engine():
     return predict, int(info["crop_size"]), float(info["cube_mm"])
 
 
-def _twin(use: bool = True):
-    """The shipped pose engine's twin read the other way up (engines/flip_canonical.py), as the pipeline
-    gives the fit stage; None when not asked for or not shipped."""
+def _readings(use: bool = True) -> dict:
+    """The fit stage's second readings of a new hand as the pipeline gives them (stream/fitting/stage.py):
+    the pose engine's twin read the other way up and the pose engine itself for the re-cut crop; {} when
+    not asked for."""
     import engines
     from engines.flip_canonical import twin_of
 
     if not use:
-        return None
-    name = twin_of(engines.load_engine("pose", backend="onnxruntime", threads=1))
-    return engines.load_engine(name, backend="onnxruntime", threads=1) if name else None
+        return {}
+    pose = engines.load_engine("pose", backend="onnxruntime", threads=1)
+    name = twin_of(pose)
+    twin = engines.load_engine(name, backend="onnxruntime", threads=1) if name else None
+    return {"alternative": twin, "recut_engine": pose}
 
 
-def _fit_stage(config=None, alternative=None):
+def _fit_stage(config=None, alternative=None, recut_engine=None):
     from stream.fitting.fit import FitConfig
     from stream.fitting.stage import FitStage
 
-    return FitStage(config=config or FitConfig(), alternative=alternative)
+    return FitStage(config=config or FitConfig(), alternative=alternative, recut_engine=recut_engine)
 
 
-def _run_stage(stage, depth, intr, crop, joints, size=None, fields=None) -> tuple[np.ndarray, float, float]:
+def _run_stage(
+    stage, depth, intr, crop, joints, size=None, fields=None, detection=None
+) -> tuple[np.ndarray, float, float]:
     """The stage on one frame: (joints out, wall ms, thread CPU ms); `fields` (a dict) gets the frame's
-    fields the stage wrote."""
+    fields the stage wrote; `detection`: the segmenter's hand (its mask: the fit's re-cut reads it)."""
     from stream.frames import RGBDFrame
     from stream.stages import FrameState
 
     st = FrameState(RGBDFrame(index=0, timestamp_ms=0.0, depth_mm=depth, intrinsics=intr))
-    st.crop, st.joints_raw_mm = crop, joints
+    st.crop, st.joints_raw_mm, st.detection = crop, joints, detection
     if size is not None:
         st.fields["hand_size_mm"] = np.asarray(size, dtype=np.float32)
     t0, c0 = time.perf_counter(), time.thread_time()
@@ -144,12 +149,12 @@ def presence_check(use: bool = True):
 
 
 def evaluate_fit(
-    data_dir: str | Path, limit: int = 0, sweep: bool = False, presence: bool = True, flip: bool = True
+    data_dir: str | Path, limit: int = 0, sweep: bool = False, presence: bool = True, readings: bool = True
 ) -> dict:
     """Engine vs engine + fit on a `handstream synth` dataset (see the module docstring). `presence`: the
     first hand chosen among the detector's candidates by the presence check, as the pipeline does on a
-    new track; `flip`: the fit also started from the pose engine's twin read the other way up, as the
-    pipeline's fit stage does on a new track."""
+    new track; `readings`: a new hand whose fit is poor also fitted from the pose engine's twin read the
+    other way up and from a crop cut again around the fitted hand, as the pipeline's fit stage does."""
     from stream.fitting.fit import FitConfig
     from stream.frames import RGBDFrame
     from stream.preprocess import HandSegmenter, denormalize_joints
@@ -171,8 +176,8 @@ def evaluate_fit(
         for it in (1, 2, 3, 4, 6, 8):
             for pts in (64, 128, 256):
                 variants[f"sweep_it{it}_pts{pts}"] = (replace(FitConfig(), iterations=it, points=pts), True)
-    twin = _twin(flip)
-    stages = {k: _fit_stage(cfg, twin) for k, (cfg, _) in variants.items()}
+    readings = _readings(readings)
+    stages = {k: _fit_stage(cfg, **readings) for k, (cfg, _) in variants.items()}
     errs: dict[str, list] = {"engine": [], **{k: [] for k in variants}}
     wall: dict[str, list] = {k: [] for k in variants}
     cpu: dict[str, list] = {k: [] for k in variants}
@@ -195,7 +200,14 @@ def evaluate_fit(
             stage.reset()  # independent frames: every one a new track
             fields: dict = {}
             out, w, c = _run_stage(
-                stage, fr.depth_mm, fr.intrinsics, crop, joints, sizes[i] if calibrated else None, fields
+                stage,
+                fr.depth_mm,
+                fr.intrinsics,
+                crop,
+                joints,
+                sizes[i] if calibrated else None,
+                fields,
+                st.detection,
             )
             evidence[k].append(
                 (fields.get("fit_energy_per_point", np.nan), bool(fields.get("fit_rescued", False)))
@@ -244,7 +256,7 @@ def evaluate_nyu_frame() -> dict:
     predict, crop_size, cube = _engine()
     crop = crop_cube(depth, NYU_CAMERA, s.best.com_xyz_mm, cube, crop_size, s.best.mask)
     joints = denormalize_joints(predict(crop.depth).reshape(-1, 3), crop)
-    fitted, _, _ = _run_stage(_fit_stage(alternative=_twin()), depth, NYU_CAMERA, crop, joints)
+    fitted, _, _ = _run_stage(_fit_stage(**_readings()), depth, NYU_CAMERA, crop, joints, detection=s.best)
     out = {"segmenter_found": True}
     for name, j in (("engine", joints), ("fit", fitted)):
         err = np.linalg.norm(nyu_from_21(j) - gt, axis=1)
@@ -354,7 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         "--no-presence", action="store_true", help="the detector's first hand, without the presence check"
     )
     p.add_argument(
-        "--no-flip", action="store_true", help="fit from the pose engine's joints only, not also its twin's"
+        "--one-reading",
+        action="store_true",
+        help="fit from the pose engine's joints only (not also from its twin's or a re-cut crop's)",
     )
     a = p.parse_args(argv)
     if not (a.data or a.nyu or a.sequence_frames):
@@ -366,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict = {}
     if a.data:
         res["synthetic"] = evaluate_fit(
-            a.data, a.limit, a.sweep, presence=not a.no_presence, flip=not a.no_flip
+            a.data, a.limit, a.sweep, presence=not a.no_presence, readings=not a.one_reading
         )
     if a.nyu:
         res["nyu"] = evaluate_nyu_frame()

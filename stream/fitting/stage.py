@@ -37,6 +37,11 @@ lower energy is kept (`fields["fit_flipped"]` says which). On the generator's fr
 (seeds 78 and 77, calibrated size) the mean fell 9.90 -> 9.48 and 11.23 -> 10.69 mm and success@20 rose
 1.7 and 0.8 points with the gate at 4 mm^2, where about 30 % of new hands pay one more engine call and fit
 (without the gate, every new hand: 9.40 and 10.61 mm; a tracked hand never pays).
+
+A third reading, behind the same gate: the crop cut again around the pixels the fit so far explains
+(recut.py: the segmenter's mask held a forearm or an object beside the hand, and its centre was off the
+hand's), the pose engine (`recut_engine`, which build_pipeline passes) run on it, and the model fitted from
+those joints to the same observation; again the lower energy is kept (`fields["fit_recut"]`).
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ class FitStage(Stage):
         "fit_energy_per_point",
         "fit_rescued",
         "fit_flipped",
+        "fit_recut",
     )
 
     def __init__(
@@ -85,14 +91,17 @@ class FitStage(Stage):
         rescue_tracked: bool = False,
         alternative=None,
         alternative_energy: float = 4.0,
+        recut_engine=None,
     ) -> None:
         """`alternative`: a second pose engine whose joints start a second fit of a hand without a last fit
         when the first fit's energy per hand point exceeds `alternative_energy` mm^2 (the shipped
-        `pose_flipped`, which build_pipeline passes when it is the pose engine's twin); the other options
-        are the docstring's above."""
+        `pose_flipped`, which build_pipeline passes when it is the pose engine's twin); `recut_engine`: the
+        pose engine, run behind the same gate on the crop cut again around the fitted hand's pixels; the
+        other options are the docstring's above."""
         super().__init__(None, name)
         self.alternative = alternative
         self.alternative_energy = float(alternative_energy)
+        self.recut_engine = recut_engine
         self.config = config or FitConfig()
         # a tracked hand (two starts) is not re-seeded: on generator sequences it bought nothing there and
         # cost 0.14 ms a frame; what the track's first frame settled is carried on by the warm start.
@@ -137,18 +146,19 @@ class FitStage(Stage):
         if warm is not None and self.keep_cold:  # two hypotheses: the last fit's and the engine's
             cold = fit_hand(model, obs, engine, cfg, previous, compiled=self.compiled)
             res = cold if cold.energy < res.energy else res
-        flipped = False
-        if (
-            warm is None
-            and self.alternative is not None
-            and res.energy > self.alternative_energy * len(obs.points)
-        ):  # a new hand whose fit is poor: read the other way up too
-            other = self._alternative_joints(st, left)
-            if other is not None:
+        flipped = recut = False
+        if warm is None and res.energy > self.alternative_energy * len(obs.points):
+            # a new hand whose fit is poor: read the other way up, then from a crop of the fitted hand alone
+            for kind, joints in (("flip", self._alternative_joints), ("recut", self._recut_joints)):
+                other = joints(st, left, res)
+                if other is None:
+                    continue
                 alt = fit_hand(model, obs, other, cfg, previous, compiled=self.compiled)
                 if alt.energy < res.energy:
-                    res, flipped = alt, True
+                    res = alt
+                    flipped, recut = kind == "flip", kind == "recut"
         st.fields["fit_flipped"] = flipped
+        st.fields["fit_recut"] = recut
         if warm is not None and self.rescue_tracked and self._bad(res, obs):
             # no step, only the rescue's seeds from the kept fit (rescue_energy decides, as on a cold fit)
             start = (res.rot, res.trans, res.pose)
@@ -162,13 +172,32 @@ class FitStage(Stage):
         st.fields["fit_energy_per_point"] = res.energy / len(obs.points)
         st.fields["fit_rescued"] = res.rescued
 
-    def _alternative_joints(self, st: FrameState, left: bool) -> np.ndarray | None:
+    def _alternative_joints(self, st: FrameState, left: bool, res: FitResult) -> np.ndarray | None:
         """The alternative engine's joints (camera mm) on this crop, mirrored in and out for a left hand as
-        the pose stage does; None when they are not finite."""
-        from ..stages import pose_input, pose_joints
+        the pose stage does; None without one, or when they are not finite."""
+        from ..stages import pose_input, pose_joints, pose_output_name
 
+        if self.alternative is None:
+            return None
         out = self.alternative.infer(pose_input(st.crop, left))
-        return pose_joints(out[self.alternative.output_names[0]], st.crop, left)
+        return pose_joints(out[pose_output_name(self.alternative)], st.crop, left)
+
+    def _recut_joints(self, st: FrameState, left: bool, res: FitResult) -> np.ndarray | None:
+        """The pose engine's joints on the crop cut again around the pixels within reach of the fit `res`
+        (recut.py); None without the engine or the detection's mask, or when too few pixels are in reach."""
+        from ..stages import pose_input, pose_joints, pose_output_name
+        from .recut import recut
+
+        det = st.detection
+        if self.recut_engine is None or det is None or st.frame.depth_mm is None:
+            return None
+        crop = recut(
+            st.frame.depth_mm, st.frame.intrinsics, det.mask, res.joints, st.crop.cube_mm, st.crop.size
+        )
+        if crop is None:
+            return None
+        out = self.recut_engine.infer(pose_input(crop, left))
+        return pose_joints(out[pose_output_name(self.recut_engine)], crop, left)
 
     def _bad(self, res: FitResult, obs) -> bool:
         """The fit's own evidence of a bad start: its energy per hand point above `rescue_energy`."""
