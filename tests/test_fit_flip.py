@@ -166,3 +166,33 @@ def test_a_new_hand_with_a_forearm_in_its_mask_is_fitted_from_the_recut_crop():
         )
     assert errs["without"][0] > 25.0 and not errs["without"][1]
     assert errs["with"][1] and errs["with"][0] < 10.0
+
+
+@pytest.mark.parametrize("frame, field", [(UPSIDE_DOWN, "fit_flipped"), (RECUT, "fit_recut")])
+def test_the_second_readings_of_a_left_hand_are_mirrored_in_and_out(frame, field):
+    """The same frames mirrored left-right: a left hand, which the pose stage and both second readings mirror
+    into the right-hand engines and back out."""
+    _shipped()
+    from dataclasses import replace
+
+    from stream.fitting.stage import FitStage
+    from stream.frames import RGBDFrame
+    from stream.stages import FrameState
+
+    s = HandSynthesizer(SceneConfig(camera=CAM, color=False), 78).sample_at(frame)
+    intr = s.frame.intrinsics
+    intr = replace(intr, cx=(intr.width - 1) - intr.cx)  # pixel u -> W-1-u: x -> -x
+    depth = np.ascontiguousarray(s.frame.depth_mm[:, ::-1])
+    truth = s.joints_xyz_mm * np.array([-1.0, 1.0, 1.0])
+    pose = engines.load_engine("pose", backend="onnxruntime", threads=1)
+    twin = engines.load_engine(NAME, backend="onnxruntime", threads=1)
+    pre, pose_stage, _ = _stages(None)
+    # one reading at a time: with both, the re-cut may start from the flipped fit and win after it
+    fit = FitStage(alternative=twin) if field == "fit_flipped" else FitStage(recut_engine=pose)
+    st = FrameState(RGBDFrame(index=0, timestamp_ms=0.0, depth_mm=depth, intrinsics=intr))
+    st.fields["hand_size_mm"] = np.asarray(s.hand_size_mm, np.float32)
+    st.fields["handedness"] = "left"
+    for stage in (pre, pose_stage, fit):
+        stage.run(st)
+    assert st.fields[field]
+    assert float(np.linalg.norm(st.joints_raw_mm - truth, axis=1).mean()) < 12.0

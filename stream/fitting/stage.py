@@ -149,6 +149,8 @@ class FitStage(Stage):
         flipped = recut = False
         if warm is None and res.energy > self.alternative_energy * len(obs.points):
             # a new hand whose fit is poor: read the other way up, then from a crop of the fitted hand alone
+            # (cut around the best fit so far, so it may start from the flipped one); the flags name the
+            # reading the kept fit came from
             for kind, joints in (("flip", self._alternative_joints), ("recut", self._recut_joints)):
                 other = joints(st, left, res)
                 if other is None:
