@@ -164,3 +164,67 @@ def test_run_takes_the_presence_flag(tmp_path, flag):
     assert cli([*argv, "--quiet"]) == 0
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(recs) == 3 and all(r["hand_found"] for r in recs)
+
+
+def _crops(n: int, seed: int) -> np.ndarray:
+    """Normalized 64x64 crops of a palm-like blob with a finger-like bar off one side, at a random angle
+    (background 1). Lopsided on purpose: the net turns a crop to its major axis and picks the end by the
+    third moment, which a symmetric blob leaves to rounding, and then PyTorch and ONNX Runtime could pick
+    different ends in the export's parity check."""
+    rng = np.random.default_rng(seed)
+    out = np.ones((n, 64, 64), np.float16)
+    yy, xx = np.mgrid[:64, :64] - 32.0
+    for k in range(n):
+        t = rng.uniform(0, 2 * np.pi)
+        u, v = xx * np.cos(t) + yy * np.sin(t), -xx * np.sin(t) + yy * np.cos(t)
+        palm = (u / rng.uniform(8, 12)) ** 2 + (v / rng.uniform(8, 12)) ** 2 < 1
+        finger = (u > 0) & (u < rng.uniform(18, 26)) & (np.abs(v) < 3)
+        out[k][palm | finger] = rng.uniform(-0.5, 0.5)
+    return out
+
+
+@pytest.mark.parametrize("recipe", ["presence", "handedness"])
+def test_the_crop_classifier_recipes_train_resume_and_ship(tmp_path, recipe):
+    pytest.importorskip("torch")
+    import engines
+    from train.handedness.data import HandednessCrops
+    from train.presence.data import PresenceCrops
+
+    n = 48
+    label = (np.arange(n) % 3 == 0).astype(np.uint8)
+    if recipe == "presence":
+        from train.presence.train import main
+
+        crops = PresenceCrops(
+            _crops(n, 1),
+            label,
+            np.linspace(0.1, 0.9, n).astype(np.float32),
+            np.arange(n),
+            np.zeros(n, np.int8),
+        )
+        extra = ["--epoch-crops", "64"]
+    else:
+        from train.handedness.train import main
+
+        crops = HandednessCrops(_crops(n, 1), label, np.arange(n, dtype=np.int32))
+        extra = []
+    crops.save(tmp_path / "c.npz")
+    ck = tmp_path / "ck"
+    args = ["--train", str(tmp_path / "c.npz"), "--test", str(tmp_path / "c.npz"), "--out", str(ck)]
+    assert (
+        main([*args, "--minutes", "0.001", "--batch", "16", *extra]) == 0
+    )  # one epoch: the budget is checked before each
+    import torch
+
+    first = torch.load(ck / f"{recipe}.pt", weights_only=False)
+    assert first["epoch"] >= 1 and (ck / "epoch-001.pt").is_file()
+    assert main([*args, "--minutes", "0.02", "--batch", "16", *extra]) == 0  # resumed, not restarted
+    then = torch.load(ck / f"{recipe}.pt", weights_only=False)
+    assert then["epoch"] > first["epoch"] and then["train_s"] > first["train_s"]
+    out = tmp_path / "engine"
+    assert (
+        main(["--ship", str(ck / f"{recipe}.pt"), "--test", str(tmp_path / "c.npz"), "--out", str(out)]) == 0
+    )
+    e = engines.load_engine(str(out / f"{recipe}.onnx"), backend="onnxruntime", threads=1)
+    p = e.infer(crops.depth[:1].astype(np.float32)[:, None])[e.output_names[0]]
+    assert p.shape == (1, 1) and 0.0 <= float(p.flat[0]) <= 1.0

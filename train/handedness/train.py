@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -79,15 +78,9 @@ def with_views(net):
 
 def p_left(model, depth: np.ndarray, batch: int = 512) -> np.ndarray:
     """P(left) for (N, S, S) crops."""
-    import torch
+    from train.crop_classifier import predict
 
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(depth), batch):
-            x = torch.from_numpy(np.asarray(depth[i : i + batch], np.float32)[:, None])
-            out.append(model(x)[:, 0].numpy())
-    return np.concatenate(out)
+    return predict(model, depth, batch)
 
 
 def report(p: np.ndarray, left: np.ndarray) -> dict:
@@ -106,66 +99,40 @@ def report(p: np.ndarray, left: np.ndarray) -> dict:
 def train(args) -> int:
     import torch
 
+    from train.crop_classifier import train_loop
+
     torch.set_num_threads(1)
     torch.manual_seed(0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = HandednessCrops.load(args.train)
     test = HandednessCrops.load(args.test)
-    x_all = torch.from_numpy(data.depth.astype(np.float32))
-    y_all = torch.from_numpy(data.left.astype(np.float32))
-    model = create_model(args.width)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    ck_path = out / "handedness.pt"
-    epoch, spent = 0, 0.0
-    if ck_path.is_file():  # resume
-        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["opt"])
-        epoch, spent = ck["epoch"], ck["train_s"]
-    rng = np.random.default_rng(epoch)
-    budget = args.minutes * 60.0
-    while spent < budget:
-        t0 = time.perf_counter()
-        model.train()
-        order = torch.from_numpy(rng.permutation(len(y_all)))
-        lr = args.lr * 0.5 * (1 + np.cos(np.pi * min(1.0, spent / budget)))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        total = 0.0
-        for i in range(0, len(order), args.batch):
-            idx = order[i : i + args.batch]
-            x, y = x_all[idx], y_all[idx].clone()
-            flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
-            x[flip] = torch.flip(x[flip], dims=[2])  # a mirrored hand is the other hand
-            y[flip] = 1.0 - y[flip]
-            p = model(x[:, None])[:, 0]
-            loss = torch.nn.functional.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        epoch += 1
-        spent += time.perf_counter() - t0
+
+    def mirror_swapped(x, y, rng) -> None:
+        flip = torch.from_numpy(rng.random(len(y)) < 0.5)
+        x[flip] = torch.flip(x[flip], dims=[2])  # a mirrored hand is the other hand
+        y[flip] = 1.0 - y[flip]
+
+    def evaluate(model) -> tuple[dict, str]:
         rep = report(p_left(model, test.depth), test.left)
-        print(
-            f"epoch {epoch} loss {total / len(order):.4f} lr {lr:.2e} test {rep['accuracy']:.4f} "
-            f"(right {rep['right_hands']['accuracy']:.4f}, left {rep['left_hands']['accuracy']:.4f}) "
-            f"{spent / 60:.1f} min",
-            flush=True,
+        return rep, (
+            f"test {rep['accuracy']:.4f} (right {rep['right_hands']['accuracy']:.4f}, "
+            f"left {rep['left_hands']['accuracy']:.4f})"
         )
-        torch.save(
-            {
-                "state_dict": model.state_dict(),
-                "opt": opt.state_dict(),
-                "epoch": epoch,
-                "train_s": spent,
-                "width": args.width,
-                "test": rep,
-                "config": {k: v for k, v in vars(args).items() if k != "func"},
-            },
-            ck_path,
-        )
+
+    train_loop(
+        create_model(args.width),
+        data.depth,
+        data.left,
+        out / "handedness.pt",
+        args.minutes,
+        args.lr,
+        args.batch,
+        draw=lambda rng: rng.permutation(len(data.left)),
+        augment=mirror_swapped,
+        evaluate=evaluate,
+        extra={"width": args.width, "config": {k: v for k, v in vars(args).items() if k != "func"}},
+    )
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +24,9 @@ from .data import PresenceCrops
 
 def p_hand(model, depth: np.ndarray, batch: int = 512) -> np.ndarray:
     """P(hand) for (N, S, S) crops."""
-    import torch
+    from train.crop_classifier import predict
 
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(depth), batch):
-            x = torch.from_numpy(np.asarray(depth[i : i + batch], np.float32)[:, None])
-            out.append(model(x)[:, 0].numpy())
-    return np.concatenate(out)
+    return predict(model, depth, batch)
 
 
 def auc(score: np.ndarray, positive: np.ndarray) -> float:
@@ -69,6 +62,7 @@ def report(p: np.ndarray, crops: PresenceCrops) -> dict:
 def train(args) -> int:
     import torch
 
+    from train.crop_classifier import train_loop
     from train.handedness.train import create_model
 
     torch.set_num_threads(1)
@@ -77,63 +71,35 @@ def train(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = PresenceCrops.load(args.train)
     test = PresenceCrops.load(args.test)
-    x_all = torch.from_numpy(data.depth.astype(np.float32))
-    y_all = torch.from_numpy(data.hand.astype(np.float32))
     # class-balanced draws: each crop's chance is 1 / its class's count
-    w = np.where(
-        data.hand == 1, 1.0 / max(1, int(data.hand.sum())), 1.0 / max(1, int((data.hand == 0).sum()))
-    )
+    hands = int(data.hand.sum())
+    w = np.where(data.hand == 1, 1.0 / max(1, hands), 1.0 / max(1, len(data.hand) - hands))
     w = w / w.sum()
-    model = create_model(args.width)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    ck_path = out / "presence.pt"
-    epoch, spent = 0, 0.0
-    if ck_path.is_file():  # resume
-        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["opt"])
-        epoch, spent = ck["epoch"], ck["train_s"]
-    rng = np.random.default_rng(epoch)
-    budget = args.minutes * 60.0
-    while spent < budget:
-        t0 = time.perf_counter()
-        model.train()
-        order = torch.from_numpy(rng.choice(len(y_all), size=args.epoch_crops, p=w))
-        lr = args.lr * 0.5 * (1 + np.cos(np.pi * min(1.0, spent / budget)))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        total = 0.0
-        for i in range(0, len(order), args.batch):
-            idx = order[i : i + args.batch]
-            x, y = x_all[idx], y_all[idx]
-            flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
-            x[flip] = torch.flip(x[flip], dims=[2])
-            p = model(x[:, None])[:, 0]
-            loss = torch.nn.functional.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        epoch += 1
-        spent += time.perf_counter() - t0
+
+    def mirror(x, y, rng) -> None:
+        flip = torch.from_numpy(rng.random(len(y)) < 0.5)
+        x[flip] = torch.flip(x[flip], dims=[2])  # a mirrored hand is still a hand
+
+    def evaluate(model) -> tuple[dict, str]:
         rep = report(p_hand(model, test.depth), test)
-        print(
-            f"epoch {epoch} loss {total / len(order):.4f} lr {lr:.2e} test acc {rep['accuracy']:.4f} "
-            f"(hands {rep['accuracy_hands']:.4f}, not {rep['accuracy_not_hands']:.4f}) auc {rep['auc']:.4f} "
-            f"(peak {rep['auc_detector_peak']:.4f}) {spent / 60:.1f} min",
-            flush=True,
+        return rep, (
+            f"test acc {rep['accuracy']:.4f} (hands {rep['accuracy_hands']:.4f}, not "
+            f"{rep['accuracy_not_hands']:.4f}) auc {rep['auc']:.4f} (peak {rep['auc_detector_peak']:.4f})"
         )
-        state = {
-            "state_dict": model.state_dict(),
-            "opt": opt.state_dict(),
-            "epoch": epoch,
-            "train_s": spent,
-            "width": args.width,
-            "test": rep,
-            "config": {k: v for k, v in vars(args).items() if k != "func"},
-        }
-        torch.save(state, ck_path)
-        torch.save(state, out / f"epoch-{epoch:03d}.pt")
+
+    train_loop(
+        create_model(args.width),
+        data.depth,
+        data.hand,
+        out / "presence.pt",
+        args.minutes,
+        args.lr,
+        args.batch,
+        draw=lambda rng: rng.choice(len(data.hand), size=args.epoch_crops, p=w),
+        augment=mirror,
+        evaluate=evaluate,
+        extra={"width": args.width, "config": {k: v for k, v in vars(args).items() if k != "func"}},
+    )
     return 0
 
 
