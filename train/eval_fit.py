@@ -1,7 +1,9 @@
 """`handstream eval fit`: the pose engine alone against the engine + the hand-model fit (stream/fitting).
 
-Every frame goes the pipeline's way: our HandSegmenter, the engine's crop, the engine's joints, then the
-`fit` stage itself (a fresh track per frame: the test frames are independent). Three rows per data set:
+Every frame goes the pipeline's way: the preprocess stage (our HandSegmenter, and the presence check
+choosing among its candidates; `--no-presence` leaves it out), the engine's crop, the engine's joints, then
+the `fit` stage itself with its second readings of a poorly fitted new hand (`--one-reading` leaves them
+out), a fresh track per frame (the test frames are independent). Three rows per data set:
   - engine: the engine's joints as they are;
   - fit (calibrated size): the stage given the subject's true (length, width) as `hand_size_mm`, as when
     the user's hand size is known;
