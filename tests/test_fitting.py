@@ -348,9 +348,17 @@ def test_a_left_hand_is_fitted_as_the_mirrored_right_hand():
     assert np.abs(outs[0] - start).mean() > 1.0  # the fit did move the joints
 
 
+def _state(smp, crop, engine) -> FrameState:
+    st = FrameState(smp.frame)
+    st.crop, st.joints_raw_mm = crop, engine
+    st.fields["hand_size_mm"] = smp.hand_size_mm
+    return st
+
+
 def test_a_tracked_hand_keeps_the_lower_energy_of_its_last_fit_and_the_engines_start():
     """Tracking fits from the last fit too (no inverse kinematics, fewer steps) and keeps whichever of that
-    and the cold fit from the engine's joints has the lower energy: on the same frame again the warm fit
+    and the cold fit from the engine's joints has the lower energy (the cold fit only where the warm fit's
+    energy per point is above `cold_energy`): on the same frame again the warm fit
     continues the cold fit's descent, so its energy is lower and the stage takes it from the second frame;
     with keep_cold=False the warm fit alone; with warm_start=False the cold fit every frame."""
     from stream.fitting.stage import FitStage
@@ -398,6 +406,20 @@ def test_a_tracked_hand_keeps_the_lower_energy_of_its_last_fit_and_the_engines_s
     st.fields["hand_size_mm"] = smp.hand_size_mm
     stage.run(st)
     np.testing.assert_allclose(st.joints_raw_mm, cold.joints, atol=1e-6)
+    # the engine's start runs only when the warm fit's energy per point is above the gate: below it, the
+    # warm fit from a poor last fit stands
+    n = len(obs.points)
+    off = fit_hand(model, obs, engine + 12.0, FitConfig(iterations=1))  # off, but within the tracking jump
+    from_off = fit_hand(model, obs, engine, tracked, warm=(off.rot, off.trans, off.pose))
+    cold_tracked = fit_hand(model, obs, engine, tracked)  # a tracked hand's cold fit is not rescued
+    assert from_off.energy > cold_tracked.energy
+    for gate, kept in ((from_off.energy / n - 0.1, cold_tracked), (from_off.energy / n + 0.1, from_off)):
+        gated = FitStage(cold_energy=gate)
+        gated.run(_state(smp, crop, engine))
+        gated._warm = (False, off)
+        st = _state(smp, crop, engine)
+        gated.run(st)
+        np.testing.assert_allclose(st.joints_raw_mm, kept.joints, atol=1e-6)
     # a jump (the engine's wrist far from the last fit's) starts over from the engine's joints
     assert stage._start(engine + 50.0, False) is None and stage._start(engine, True) is None
     stage.reset()

@@ -18,7 +18,12 @@ Start: the inverse kinematics of the engine's joints. A tracked hand (`warm_star
 its last fit (`FitConfig.tracking_iterations` steps; not after a jump, a lost hand or a change of
 handedness) and the fit of lower energy is kept: the last fit alone drifts where the depth is ambiguous,
 the engine's start alone forgets what the last frame settled, and the pair beat either on generator
-sequences. `keep_cold=False` keeps only the warm fit (cheaper, less accurate).
+sequences. `keep_cold=False` keeps only the warm fit (cheaper, less accurate). The fit from the engine's
+start (six steps, about 0.3 ms) runs only when the warm fit's energy per hand point exceeds `cold_energy`
+(3 mm^2): a tracked hand the last fit already explains rarely gains from it. On the generator's close-range
+tuning sequences (seeds 9200, 9300) the gate cost 0.04-0.06 mm on frontal scenes, nothing measurable on the
+others, and took 0.3 ms off the p50 of a tracked frame (0: always, as before; BENCHMARKS.md, "Model
+fitting").
 
 Rescue: where a hand without a last fit (a new track, every independent frame) has a fit whose energy per
 hand point says its start was bad (`FitConfig.rescue_energy`), every finger is re-seeded with whole-hand
@@ -92,6 +97,7 @@ class FitStage(Stage):
         alternative=None,
         alternative_energy: float = 4.0,
         recut_engine=None,
+        cold_energy: float = 3.0,
     ) -> None:
         """`alternative`: a second pose engine whose joints start a second fit of a hand without a last fit
         when the first fit's energy per hand point exceeds `alternative_energy` mm^2 (the shipped
@@ -116,6 +122,7 @@ class FitStage(Stage):
         self.temporal = bool(temporal)
         self.warm_start = bool(warm_start)
         self.keep_cold = bool(keep_cold)
+        self.cold_energy = float(cold_energy)
         self.rescue_tracked = bool(rescue_tracked)
         self._models: dict[tuple[int, int], HandModel] = {}
         self.reset()
@@ -143,7 +150,9 @@ class FitStage(Stage):
         warm = self._start(engine, left)
         cfg = self.config if warm is None else self._tracked_config
         res = fit_hand(model, obs, engine, cfg, previous, warm, compiled=self.compiled)
-        if warm is not None and self.keep_cold:  # two hypotheses: the last fit's and the engine's
+        if (
+            warm is not None and self.keep_cold and res.energy > self.cold_energy * len(obs.points)
+        ):  # two hypotheses: the last fit's and the engine's
             cold = fit_hand(model, obs, engine, cfg, previous, compiled=self.compiled)
             res = cold if cold.energy < res.energy else res
         flipped = recut = False
