@@ -188,6 +188,22 @@ def test_bone_lengths_constant_over_a_sequence():
     np.testing.assert_allclose(np.diff(ts), 1000.0 / 30.0)
 
 
+def test_calibration_pose_is_an_open_palm_held_towards_the_camera():
+    """`calibration_pose`: what `handstream calibrate` asks of the user -- every frame an open palm facing
+    the camera, the hand swaying by a few cm at most over a second (off, the frontal scenes draw every
+    gesture)."""
+    synth = HandSynthesizer(SceneConfig(color=False, calibration_pose=True), seed=3)
+    for _ in range(6):
+        frames = list(synth.sequence(30))
+        assert {GESTURES_FINE[f.gesture_fine] for f in frames} == {"open_palm"}
+        o = np.abs(np.stack([f.orientation_deg for f in frames]))
+        assert o[:, 0].max() < 35.0 and o[:, 1].max() < 45.0  # azimuth, elevation of the palm normal
+        wrist = np.stack([f.joints_xyz_mm[0] for f in frames])
+        assert np.linalg.norm(wrist - wrist[0], axis=1).max() < 40.0
+    gestures = {HandSynthesizer(SceneConfig(color=False), seed=3).sample_at(k).gesture_fine for k in range(8)}
+    assert len(gestures) > 1  # the default draws other gestures
+
+
 def test_same_seed_same_bytes_and_independent_samples():
     cfg = SceneConfig(two_hands=True)
     a = [HandSynthesizer(cfg, 42).sample() for _ in range(1)] + list(HandSynthesizer(cfg, 42).sequence(3))

@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
         default="uniform",
         help="subjects' hand sizes: the generator's uniform ranges, or ANSUR II adults (hand-size studies)",
     )
+    p.add_argument(
+        "--calibration-pose",
+        action="store_true",
+        help="frontal scenes: the hand open, palm to the camera, held nearly still, as `handstream "
+        "calibrate` asks (to measure hand-size calibration)",
+    )
     p.add_argument("--shard-size", type=int_type("--shard-size", 1), default=256)
     return p
 
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         two_hands=args.two_hands,
         scene_kind=args.scene,
         anthropometry=args.anthropometry,
+        calibration_pose=args.calibration_pose,
     )
     if args.preview:
         from .preview import contact_sheet

@@ -32,6 +32,7 @@ from .hand import (
     GESTURES_FINE,
     HandGeometry,
     HandShape,
+    clip_pose,
     gesture_pose,
     hand_joints_local,
     hand_shape,
@@ -87,6 +88,10 @@ class SceneConfig:
     scene_kind: str = "frontal"
     close_distance_mm: tuple[float, float] = (200.0, 500.0)
     held_object_prob: float = 0.6
+    # frontal scenes only: the hand does what `handstream calibrate` asks of the user -- open, palm to the
+    # camera, raised and held nearly still (a sequence sways a few mm and degrees). For measuring hand-size
+    # calibration as a user performs it; off, the frontal scenes draw what they always drew
+    calibration_pose: bool = False
 
     def __post_init__(self) -> None:
         lo, hi = self.hand_distance_mm
@@ -132,6 +137,7 @@ class SceneConfig:
             "scene_kind": self.scene_kind,
             "close_distance_mm": list(self.close_distance_mm),
             "held_object_prob": self.held_object_prob,
+            "calibration_pose": self.calibration_pose,
         }
 
     @classmethod
@@ -454,6 +460,8 @@ class HandSynthesizer:
             # the back of the hand towards the camera more often than not (a hand reaching for things)
             roll = self._palm_facing_roll(st) + 180.0 + rng.normal(0.0, 60.0)
             return replace(st, roll_deg=float(roll))
+        if cfg.calibration_pose:
+            return self._calibration_state(rng)
         gesture = int(rng.integers(len(GESTURES_FINE)))
         pose = gesture_pose(gesture, rng)
         z = rng.uniform(*cfg.hand_distance_mm)
@@ -476,6 +484,39 @@ class HandSynthesizer:
             roll = rng.uniform(-180.0, 180.0)
         return replace(st, roll_deg=float(roll))
 
+    def _calibration_state(self, rng: np.random.Generator) -> HandState:
+        """What `handstream calibrate` asks for: an open hand (open_palm, with the usual per-sample
+        variation of 7 degrees a joint), raised (forearm from below, within 20 degrees), palm to the camera (within 15
+        degrees of roll), the wrist nearly straight, anywhere in the middle of the view."""
+        cfg, intr = self.config, self.config.camera
+        gesture = GESTURES_FINE.index("open_palm")
+        pose = gesture_pose(gesture, rng)
+        z = rng.uniform(*cfg.hand_distance_mm)
+        u = rng.uniform(0.3, 0.7) * intr.width
+        v = rng.uniform(0.3, 0.6) * intr.height
+        center = np.array([(u - intr.cx) * z / intr.fx, (v - intr.cy) * z / intr.fy, z])
+        phi = -90.0 + float(np.clip(rng.normal(0.0, 10.0), -20.0, 20.0))
+        theta = rng.uniform(-10.0, 30.0)
+        flex = float(np.clip(rng.normal(0.0, 10.0), -25.0, 25.0))
+        dev = float(np.clip(rng.normal(0.0, 5.0), -15.0, 15.0))
+        st = HandState(center, phi, theta, 0.0, flex, dev, pose, gesture)
+        roll = self._palm_facing_roll(st) + float(np.clip(rng.normal(0.0, 8.0), -15.0, 15.0))
+        return replace(st, roll_deg=roll)
+
+    @staticmethod
+    def _sway(rng: np.random.Generator, prev: HandState) -> HandState:
+        """The next key of a hand held for calibration: the same gesture, a few mm and degrees away."""
+        return replace(
+            prev,
+            center_mm=prev.center_mm + rng.normal(0.0, [8.0, 8.0, 10.0]),
+            arm_phi_deg=prev.arm_phi_deg + float(rng.normal(0.0, 3.0)),
+            arm_theta_deg=prev.arm_theta_deg + float(rng.normal(0.0, 3.0)),
+            roll_deg=prev.roll_deg + float(rng.normal(0.0, 4.0)),
+            wrist_flex_deg=prev.wrist_flex_deg + float(rng.normal(0.0, 3.0)),
+            wrist_dev_deg=prev.wrist_dev_deg + float(rng.normal(0.0, 2.0)),
+            pose_deg=clip_pose(prev.pose_deg + rng.normal(0.0, 2.0, prev.pose_deg.shape)),
+        )
+
     @staticmethod
     def _palm_facing_roll(st: HandState) -> float:
         """The forearm roll that turns the palm normal most towards the camera (min n_z), in closed
@@ -490,6 +531,8 @@ class HandSynthesizer:
         self, rng: np.random.Generator, shape: HandShape, prev: HandState, kind: str = "frontal", grips=None
     ) -> HandState:
         cfg, intr = self.config, self.config.camera
+        if cfg.calibration_pose and kind == "frontal":
+            return self._sway(rng, prev)
         gesture = move_key(rng, prev.gesture, grips)
         pose = gesture_pose(gesture, rng)
         c = prev.center_mm + rng.normal(0.0, [50.0, 40.0, 50.0])
