@@ -370,9 +370,7 @@ def test_a_tracked_hand_keeps_the_lower_energy_of_its_last_fit_and_the_engines_s
     def two_frames(stage: FitStage) -> list[np.ndarray]:
         outs = []
         for _ in range(2):
-            st = FrameState(smp.frame)
-            st.crop, st.joints_raw_mm = crop, engine
-            st.fields["hand_size_mm"] = smp.hand_size_mm
+            st = _state(smp, crop, engine)
             stage.run(st)
             outs.append(st.joints_raw_mm)
         return outs
@@ -401,9 +399,7 @@ def test_a_tracked_hand_keeps_the_lower_energy_of_its_last_fit_and_the_engines_s
     # the stage keeps the cold fit where it has the lower energy: a last fit far off on the same frame
     far = fit_hand(model, obs, engine + 25.0, FitConfig(iterations=1))
     stage._warm = (False, far)
-    st = FrameState(smp.frame)
-    st.crop, st.joints_raw_mm = crop, engine
-    st.fields["hand_size_mm"] = smp.hand_size_mm
+    st = _state(smp, crop, engine)
     stage.run(st)
     np.testing.assert_allclose(st.joints_raw_mm, cold.joints, atol=1e-6)
     # the engine's start runs only when the warm fit's energy per point is above the gate: below it, the

@@ -486,8 +486,8 @@ class HandSynthesizer:
 
     def _calibration_state(self, rng: np.random.Generator) -> HandState:
         """What `handstream calibrate` asks for: an open hand (open_palm, with the usual per-sample
-        variation of 7 degrees a joint), raised (forearm from below, within 20 degrees), palm to the camera (within 15
-        degrees of roll), the wrist nearly straight, anywhere in the middle of the view."""
+        variation of 7 degrees a joint), raised (forearm from below, within 20 degrees), palm to the camera
+        (within 15 degrees of roll), the wrist nearly straight, anywhere in the middle of the view."""
         cfg, intr = self.config, self.config.camera
         gesture = GESTURES_FINE.index("open_palm")
         pose = gesture_pose(gesture, rng)
