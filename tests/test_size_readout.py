@@ -125,6 +125,21 @@ def evidence_dir(tmp_path_factory):
     return out
 
 
+def test_extra_frames_come_from_their_own_stream_in_blocks(tmp_path, monkeypatch):
+    """`extra_frames`: frames of a second stream with more training subjects, chunk k of block b starting
+    at sample 100 000 x (b + 1): with blocks and chunks of one frame, frames 100 000 and 200 000."""
+    import train.size.readout as R
+    from train.size.data import TRAIN_SUBJECT_OFFSET
+
+    monkeypatch.setattr(R, "EXTRA_BLOCK", 1)
+    monkeypatch.setattr(R, "EXTRA_CHUNK", 1)
+    paths = build_evidence(tmp_path, 0, 0, log=lambda *_: None, extra_frames=2)
+    assert [p.name for p in paths] == ["frames_x000.npz", "frames_x001.npz"]
+    z = [np.load(p) for p in paths]
+    assert [int(a["frame"][0]) for a in z] == [100_000, 200_000]
+    assert all(TRAIN_SUBJECT_OFFSET <= int(a["subject"][0]) < TRAIN_SUBJECT_OFFSET + R.EXTRA_SUBJECTS for a in z)
+
+
 def test_the_recipe_cross_validates_and_writes_a_readout_that_loads(evidence_dir, tmp_path, capsys):
     from stream.cli import main as cli
 

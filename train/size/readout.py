@@ -26,6 +26,12 @@ from stream.errors import InputError
 from stream.size.measure import SizeFitConfig, evidence, weights
 from stream.size.readout import N_POSE, SizeReadout, config_dict, readout_inputs
 
+# the extra frames' second stream: more subjects than the study's 600, in blocks of EXTRA_BLOCK frames that
+# start EXTRA_BLOCK_STRIDE samples apart (so that blocks measured side by side never overlap)
+EXTRA_SUBJECTS = 1800
+EXTRA_CHUNK = 500
+EXTRA_BLOCK = 10_000
+EXTRA_BLOCK_STRIDE = 100_000
 PREFIXES = (2, 3, 5, 8, 12, 18, 24, 30)  # frames of a sequence averaged: the stage's reading after n frames
 CALIBRATION_FRAMES = 30
 
@@ -86,8 +92,14 @@ def build_evidence(
     chunk_frames: int = 250,
     chunk_sequences: int = 10,
     log=print,
+    extra_frames: int = 0,
+    extra_subjects: int = EXTRA_SUBJECTS,
 ) -> list[Path]:
-    """Chunks of measured training-subject frames and sequences under `out` (kept: a rerun resumes)."""
+    """Chunks of measured training-subject frames and sequences under `out` (kept: a rerun resumes).
+    `extra_frames`: more independent frames from a second stream (seed + 21) of `extra_subjects` training
+    subjects (ids from the same offset, so the first 600 are the study's), `frames_xNNN.npz` in chunks of
+    EXTRA_CHUNK; frame i is the stream's sample 100 000 x (i // 10 000 + 1) + i % 10 000, the layout the
+    shipped readout's extra frames were measured in (four blocks written side by side)."""
     from stream.size.measure import build_models, compile_kernels
     from stream.synth import HandSynthesizer
 
@@ -127,6 +139,18 @@ def build_evidence(
         with _offset_sequence_subjects(TRAIN_SUBJECT_OFFSET):
             np.savez_compressed(p, **_measure(gen(), maker, models, cfg))
         log(f"{p.name}: {n} sequences, {time.thread_time() - t0:.0f} s of CPU")
+    for k in range(-(-extra_frames // EXTRA_CHUNK)):
+        p = out / f"frames_x{k:03d}.npz"
+        paths.append(p)
+        if p.is_file():
+            continue
+        n = min(EXTRA_CHUNK, extra_frames - k * EXTRA_CHUNK)
+        i = k * EXTRA_CHUNK
+        start = EXTRA_BLOCK_STRIDE * (i // EXTRA_BLOCK + 1) + i % EXTRA_BLOCK
+        t0 = time.thread_time()
+        gen = independent_frames(n, seed + 21, extra_subjects, TRAIN_SUBJECT_OFFSET, start=start)
+        np.savez_compressed(p, **_measure(gen, maker, models, cfg))
+        log(f"{p.name}: {n} extra frames, {time.thread_time() - t0:.0f} s of CPU")
     return paths
 
 

@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     for name in (
         "evidence_frames",
         "evidence_sequences",
+        "evidence_extra_frames",
         "readout_hidden",
         "readout_epochs",
         "readout_members",
@@ -294,7 +295,8 @@ def readout_main(a) -> int:
     opts = " ".join(f"readout_{k}={v}" for k, v in kw.items() if k != "seed")
     made = (
         f"handstream train size readout {opts} seed={a.seed} (train/size/readout.py), on the evidence of "
-        f"{pm['frames']} frames and {pm['sequences']} 30-frame sequences of the 600 training subjects "
+        f"{pm['frames']} frames and {pm['sequences']} 30-frame sequences of {len(np.unique(ex.subject))} "
+        f"training subjects "
         f"(`handstream train size evidence`); {a.folds}-fold subject-grouped CV "
         f"length / width MAE per frame {ro['frame_mae_mm'][0]:.2f} / {ro['frame_mae_mm'][1]:.2f} mm "
         f"(posterior mean {pm['frame_mae_mm'][0]:.2f} / {pm['frame_mae_mm'][1]:.2f}), after 1 s "
@@ -361,7 +363,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "evidence":
         from .readout import build_evidence
 
-        build_evidence(a.evidence_dir, a.evidence_frames, a.evidence_sequences, seed=a.seed)
+        build_evidence(
+            a.evidence_dir,
+            a.evidence_frames,
+            a.evidence_sequences,
+            seed=a.seed,
+            extra_frames=a.evidence_extra_frames,
+        )
         return 0
     if a.cmd == "readout":
         return readout_main(a)
