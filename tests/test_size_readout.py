@@ -137,7 +137,9 @@ def test_extra_frames_come_from_their_own_stream_in_blocks(tmp_path, monkeypatch
     assert [p.name for p in paths] == ["frames_x000.npz", "frames_x001.npz"]
     z = [np.load(p) for p in paths]
     assert [int(a["frame"][0]) for a in z] == [100_000, 200_000]
-    assert all(TRAIN_SUBJECT_OFFSET <= int(a["subject"][0]) < TRAIN_SUBJECT_OFFSET + R.EXTRA_SUBJECTS for a in z)
+    assert all(
+        TRAIN_SUBJECT_OFFSET <= int(a["subject"][0]) < TRAIN_SUBJECT_OFFSET + R.EXTRA_SUBJECTS for a in z
+    )
 
 
 def test_the_recipe_cross_validates_and_writes_a_readout_that_loads(evidence_dir, tmp_path, capsys):
