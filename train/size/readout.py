@@ -112,45 +112,48 @@ def build_evidence(
     models = build_models(cfg)
     maker = CropMaker()
     paths = []
+
+    def chunk(p: Path, n: int, what: str, samples) -> None:
+        """Measure one chunk (`samples()` gives its generator) unless a previous run left it."""
+        paths.append(p)
+        if p.is_file():
+            return
+        t0 = time.thread_time()
+        np.savez_compressed(p, **_measure(samples(), maker, models, cfg))
+        log(f"{p.name}: {n} {what}, {time.thread_time() - t0:.0f} s of CPU")
+
     for k in range(-(-frames // chunk_frames)):
-        p = out / f"frames_{k:03d}.npz"
-        paths.append(p)
-        if p.is_file():
-            continue
         n = min(chunk_frames, frames - k * chunk_frames)
-        t0 = time.thread_time()
-        gen = independent_frames(n, seed + 1, 600, TRAIN_SUBJECT_OFFSET, start=k * chunk_frames)
-        np.savez_compressed(p, **_measure(gen, maker, models, cfg))
-        log(f"{p.name}: {n} frames, {time.thread_time() - t0:.0f} s of CPU")
+        start = k * chunk_frames
+        chunk(
+            out / f"frames_{k:03d}.npz",
+            n,
+            "frames",
+            lambda n=n, start=start: independent_frames(n, seed + 1, 600, TRAIN_SUBJECT_OFFSET, start=start),
+        )
     for k in range(-(-sequences // chunk_sequences)):
-        p = out / f"sequences_{k:03d}.npz"
-        paths.append(p)
-        if p.is_file():
-            continue
         n = min(chunk_sequences, sequences - k * chunk_sequences)
-        t0 = time.thread_time()
-        synth = HandSynthesizer(size_scene(600), seed + 5)
-        synth._n_sequences = k * chunk_sequences  # sequence s draws from its own seed: start at this chunk's
 
-        def gen(synth=synth, n=n):
-            for _ in range(n):
-                yield from synth.sequence(CALIBRATION_FRAMES, STATIC_FPS)
+        def moving(k=k, n=n):
+            synth = HandSynthesizer(size_scene(600), seed + 5)
+            synth._n_sequences = k * chunk_sequences  # sequence s draws from its own seed: this chunk's first
+            with _offset_sequence_subjects(TRAIN_SUBJECT_OFFSET):  # while the chunk is measured
+                for _ in range(n):
+                    yield from synth.sequence(CALIBRATION_FRAMES, STATIC_FPS)
 
-        with _offset_sequence_subjects(TRAIN_SUBJECT_OFFSET):
-            np.savez_compressed(p, **_measure(gen(), maker, models, cfg))
-        log(f"{p.name}: {n} sequences, {time.thread_time() - t0:.0f} s of CPU")
+        chunk(out / f"sequences_{k:03d}.npz", n, "sequences", moving)
     for k in range(-(-extra_frames // EXTRA_CHUNK)):
-        p = out / f"frames_x{k:03d}.npz"
-        paths.append(p)
-        if p.is_file():
-            continue
         n = min(EXTRA_CHUNK, extra_frames - k * EXTRA_CHUNK)
         i = k * EXTRA_CHUNK
         start = EXTRA_BLOCK_STRIDE * (i // EXTRA_BLOCK + 1) + i % EXTRA_BLOCK
-        t0 = time.thread_time()
-        gen = independent_frames(n, seed + 21, extra_subjects, TRAIN_SUBJECT_OFFSET, start=start)
-        np.savez_compressed(p, **_measure(gen, maker, models, cfg))
-        log(f"{p.name}: {n} extra frames, {time.thread_time() - t0:.0f} s of CPU")
+        chunk(
+            out / f"frames_x{k:03d}.npz",
+            n,
+            "extra frames",
+            lambda n=n, start=start: independent_frames(
+                n, seed + 21, extra_subjects, TRAIN_SUBJECT_OFFSET, start=start
+            ),
+        )
     return paths
 
 
