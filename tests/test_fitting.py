@@ -221,7 +221,7 @@ def test_a_tracked_hand_is_rescued_only_when_asked():
             outs.append((st.joints_raw_mm, st.fields["fit_rms_mm"]))
         return outs
 
-    plain_stage = FitStage(config=cfg)
+    plain_stage = FitStage(config=cfg, pose_prior=None)  # the fits below are the stage's without the prior
     outs = two_frames(plain_stage)
     model = plain_stage._model
     obs = observe(crop, smp.frame.depth_mm)
@@ -233,7 +233,7 @@ def test_a_tracked_hand_is_rescued_only_when_asked():
     cold = fit_hand(model, obs, engine, tracked)
     kept = warm if warm.energy <= cold.energy else cold
     np.testing.assert_allclose(outs[1][0], kept.joints, atol=1e-6)
-    again = two_frames(FitStage(config=cfg, rescue_tracked=True))
+    again = two_frames(FitStage(config=cfg, rescue_tracked=True, pose_prior=None))
     rescue = FitConfig(rescue_energy=0.0, reseed_fingers=0, tracking_iterations=0)
     rescued = fit_hand(model, obs, engine, rescue, warm=(kept.rot, kept.trans, kept.pose))
     assert rescued.rescued and rescued.energy <= kept.energy
@@ -375,7 +375,7 @@ def test_a_tracked_hand_keeps_the_lower_energy_of_its_last_fit_and_the_engines_s
             outs.append(st.joints_raw_mm)
         return outs
 
-    stage = FitStage()
+    stage = FitStage(pose_prior=None)  # the fits below are the stage's without the prior
     outs = two_frames(stage)
     model = stage._model  # the calibrated size on the stage's grid
     obs = observe(crop, smp.frame.depth_mm)
@@ -394,8 +394,12 @@ def test_a_tracked_hand_keeps_the_lower_energy_of_its_last_fit_and_the_engines_s
     assert stage._warm is not None and stage._warm[0] is False
     np.testing.assert_allclose(outs[0], cold.joints, atol=1e-6)  # the first frame is the cold fit
     np.testing.assert_allclose(outs[1], warm.joints, atol=1e-6)  # the second: the lower energy, warm
-    np.testing.assert_allclose(two_frames(FitStage(keep_cold=False))[1], warm.joints, atol=1e-6)
-    np.testing.assert_allclose(two_frames(FitStage(warm_start=False))[1], cold.joints, atol=1e-6)
+    np.testing.assert_allclose(
+        two_frames(FitStage(keep_cold=False, pose_prior=None))[1], warm.joints, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        two_frames(FitStage(warm_start=False, pose_prior=None))[1], cold.joints, atol=1e-6
+    )
     # the stage keeps the cold fit where it has the lower energy: a last fit far off on the same frame
     far = fit_hand(model, obs, engine + 25.0, FitConfig(iterations=1))
     stage._warm = (False, far)
@@ -410,7 +414,7 @@ def test_a_tracked_hand_keeps_the_lower_energy_of_its_last_fit_and_the_engines_s
     cold_tracked = fit_hand(model, obs, engine, tracked)  # a tracked hand's cold fit is not rescued
     assert from_off.energy > cold_tracked.energy
     for gate, kept in ((from_off.energy / n - 0.1, cold_tracked), (from_off.energy / n + 0.1, from_off)):
-        gated = FitStage(cold_energy=gate)
+        gated = FitStage(cold_energy=gate, pose_prior=None)
         gated.run(_state(smp, crop, engine))
         gated._warm = (False, off)
         st = _state(smp, crop, engine)

@@ -11,6 +11,8 @@ joints initialise the model by inverse kinematics, then a few damped Gauss-Newto
     free space a model sphere whose front surface lies in front of the observed depth at its pixel pays
                the gap (a camera sees through empty space, not through a hand);
     prior      the model's joints to the engine's joints, weakly (a wrong fit cannot run away);
+    pose prior the joint angles to a Gaussian of the poses hands take (pose_prior.py), where given: a finger
+               the depth cannot see follows its neighbours, not only the engine;
     temporal   the model's joints to the previous frame's fitted joints;
 
 over the global rotation (about the wrist), translation and the 20 joint angles, with analytic Jacobians.
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -51,6 +53,7 @@ from .model import (
     pose_model,
     rotation_update,
 )
+from .pose_prior import PosePrior
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,12 @@ class FitConfig:
     rescue_energy: float = 5.0
     rescue_fingers: int = 5
     rescue_iterations: int = 2
+    # the Gaussian pose prior (pose_prior.py) and its weight: no term without a prior. The fit stage loads the
+    # shipped one; the size measurement's candidate fits go without it (their evidence, and the readout
+    # trained on it, were measured so). Weight 5 chosen on the tuning sets (seeds 78, 77; BENCHMARKS.md,
+    # "Model fitting")
+    w_pose_prior: float = 5.0
+    pose_prior: PosePrior | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,6 +238,13 @@ class FitResult:
     # starts compare by it
     energy: float = math.nan
     rescued: bool = False  # the energy said the start was bad, and the rescue's seeds were tried
+    prior_energy: float = 0.0  # the pose prior's share of `energy`
+
+    @property
+    def depth_energy(self) -> float:
+        """The energy less the pose prior's share: what the depth and the engine's joints say of the fit,
+        which the gates read (a pose the prior finds unusual is not by itself a bad start)."""
+        return self.energy - self.prior_energy
 
 
 _DIAG = np.diag_indices(N_PARAMS)
@@ -284,13 +300,15 @@ def _fit_numpy(
     energy, own = _energy(model, obs, pose_model(model, rot, trans, pose), cfg, joint_terms)
     if cfg.reseed_fingers > 0:
         pose, energy = _reseed(model, obs, cfg, joint_terms, rot, trans, pose, energy, own)
-    rescued = cfg.rescue_fingers > 0 and energy > cfg.rescue_energy * len(obs.points)
+    # the gate reads the depth's and the engine's evidence: the energy less the pose prior's share
+    depth_energy = energy - _prior_energy(cfg, pose)
+    rescued = cfg.rescue_fingers > 0 and depth_energy > cfg.rescue_energy * len(obs.points)
     if rescued:
         rot, trans, pose, energy = _rescue(model, obs, cfg, joint_terms, rot, trans, pose, energy, own)
     joints = pose_model(model, rot, trans, pose).joints.copy()
     if obs.mirror < 0:
         joints = joints * _MIRROR
-    return FitResult(joints, rot, trans, pose, rms, energy, rescued)
+    return FitResult(joints, rot, trans, pose, rms, energy, rescued, _prior_energy(cfg, pose))
 
 
 def _steps(
@@ -332,7 +350,14 @@ def _system(model: HandModel, obs: Observation, posed, cfg: FitConfig, joint_ter
         res.append(w * (flat - target))
     jac = point_rows(posed, np.concatenate(vecs), np.concatenate(idxs))
     jac *= np.concatenate(wts)[:, None]
-    return jac, np.concatenate(res), rms, own
+    r = np.concatenate(res)
+    prior = _pose_prior_terms(cfg)
+    if prior is not None:  # w L^T (theta - mean): rows over the angles only
+        mean, _, root = prior
+        rows = np.zeros((len(root), N_PARAMS))
+        rows[:, 6:] = root
+        jac, r = np.vstack([jac, rows]), np.concatenate([r, root @ (posed.pose - mean)])
+    return jac, r, rms, own
 
 
 def _energy(model: HandModel, obs: Observation, posed, cfg: FitConfig, joint_terms: list) -> tuple:
@@ -341,7 +366,33 @@ def _energy(model: HandModel, obs: Observation, posed, cfg: FitConfig, joint_ter
     flat = posed.joints.reshape(-1)
     res += [w * (flat - target) for w, target in joint_terms if w > 0]
     r = np.concatenate(res)
+    prior = _pose_prior_terms(cfg)
+    if prior is not None:
+        d = posed.pose - prior[0]
+        return float(r @ r) + float(d @ prior[1] @ d), own
     return float(r @ r), own
+
+
+def _pose_prior_terms(cfg: FitConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(mean, w^2 precision, w L^T) of the config's pose prior, or None when it has none or weight 0."""
+    if cfg.pose_prior is None or cfg.w_pose_prior <= 0:
+        return None
+    return _weighted_prior(cfg.pose_prior, float(cfg.w_pose_prior))
+
+
+def _prior_energy(cfg: FitConfig, pose: np.ndarray) -> float:
+    """The pose prior's energy at `pose` (0 without one)."""
+    prior = _pose_prior_terms(cfg)
+    if prior is None:
+        return 0.0
+    d = np.asarray(pose, np.float64) - prior[0]
+    return float(d @ prior[1] @ d)
+
+
+@functools.lru_cache(maxsize=8)
+def _weighted_prior(prior: PosePrior, weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mean, prec, root = prior.weighted(weight)
+    return _c(mean), _c(prec), _c(root)
 
 
 def _reseed(
@@ -475,6 +526,9 @@ def _config_array(cfg: FitConfig) -> np.ndarray:
     return np.array([float(getattr(cfg, f)) for f in _kernels.CONFIG_FIELDS])
 
 
+_NO_MEAN, _NO_PREC = np.zeros(0), np.zeros((0, 0))  # the kernel's "no pose prior"
+
+
 def _fit_compiled(
     model: HandModel,
     obs: Observation,
@@ -496,14 +550,18 @@ def _fit_compiled(
         targets, target_w = _c(prior[None]), np.array([cfg.w_prior])
     else:
         targets, target_w = _c(np.stack([prior, prev])), np.array([cfg.w_prior, cfg.w_temporal])
+    prior_terms = _pose_prior_terms(cfg)
+    mean, prec = (_NO_MEAN, _NO_PREC) if prior_terms is None else prior_terms[:2]
     rot, trans, pose, joints, rms, energy, rescued = _kernels.gauss_newton_kernel(
         *_model_args(model), *_obs_args(obs), targets, target_w, _config_array(cfg), rot, trans, pose,
         iterations, int(cfg.reseed_fingers), int(cfg.reseed_iterations), int(cfg.rescue_fingers),
-        int(cfg.rescue_iterations),
+        int(cfg.rescue_iterations), mean, prec,
     )  # fmt: skip
     if obs.mirror < 0:
         joints = joints * _MIRROR
-    return FitResult(joints, rot, trans, pose, float(rms), float(energy), bool(rescued))
+    return FitResult(
+        joints, rot, trans, pose, float(rms), float(energy), bool(rescued), _prior_energy(cfg, pose)
+    )
 
 
 def _c(a: np.ndarray, dtype=np.float64) -> np.ndarray:

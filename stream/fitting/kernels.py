@@ -569,6 +569,30 @@ def _nearest_other(pts, origin, points, radii32, point_chain, chain, near_k, nea
 
 
 @numba.njit(**_JIT)
+def _pose_prior(pose, prior_mean, prior_prec, build, hess, grad) -> float:
+    """The pose prior's energy (theta - mean)^T P (theta - mean) (P: the weighted precision, fit.py), and with
+    `build` its rows' share of J^T J (P, upper triangle of the angle block) and J^T r (P (theta - mean));
+    0 without a prior (empty arrays)."""
+    n = prior_mean.shape[0]
+    if n == 0:
+        return 0.0
+    d = np.empty(n)
+    for i in range(n):
+        d[i] = pose[i] - prior_mean[i]
+    energy = 0.0
+    for i in range(n):
+        q = 0.0
+        for j in range(n):
+            q += prior_prec[i, j] * d[j]
+        energy += d[i] * q
+        if build:
+            grad[6 + i] += q
+            for j in range(i, n):
+                hess[6 + i, 6 + j] += prior_prec[i, j]
+    return energy
+
+
+@numba.njit(**_JIT)
 def _solve_spd(h: np.ndarray, g: np.ndarray) -> np.ndarray:
     """x with H x = g for a symmetric positive definite H given by its upper triangle (Cholesky)."""
     n = h.shape[0]
@@ -644,6 +668,7 @@ def _steps(
     rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, radii, radii32, length_mm, point_chain,
     pts, origin, depth_mm, raw_mm, dist_px, grad_u, grad_v, proj, mm_per_px, size, mirror, targets,
     target_w, cfg, rot, trans, pose, iterations, points, jd, hess, grad, chain_e, near_k, near_s, chain_sph,
+    prior_mean, prior_prec,
 ):  # fmt: skip
     """`iterations` damped Gauss-Newton steps over all 26 parameters from (rot, trans, pose), angles
     projected onto the limits after each; (rot, trans, pose) are updated in place where they can be.
@@ -662,6 +687,7 @@ def _steps(
             grad_v, proj, mm_per_px, size, mirror, targets, target_w, cfg, points, trans, axis_y, jd, hess,
             grad, True, point_chain, chain_e, -1, near_k, near_s, chain_sph,
         )  # fmt: skip
+        _pose_prior(pose, prior_mean, prior_prec, True, hess, grad)
         for i in range(N_PARAMS):
             hess[i, i] = hess[i, i] * (1.0 + damping) + 1e-6
             grad[i] = -grad[i]
@@ -709,6 +735,8 @@ def gauss_newton_kernel(
     reseed_iterations,
     rescue_fingers,
     rescue_iterations,
+    prior_mean,
+    prior_prec,
 ):
     """fit.fit_hand's descent from (rot, trans, pose): `iterations` damped Gauss-Newton steps, angles
     projected onto the limits after each; then the `reseed_fingers` fingers of the highest own energy
@@ -730,7 +758,7 @@ def gauss_newton_kernel(
         rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, radii, radii32, length_mm, point_chain,
         pts, origin, depth_mm, raw_mm, dist_px, grad_u, grad_v, proj, mm_per_px, size, mirror, targets,
         target_w, cfg, rot.copy(), trans.copy(), pose.copy(), iterations, points, jd, hess, grad, chain_e,
-        near_k, near_s, chain_sph,
+        near_k, near_s, chain_sph, prior_mean, prior_prec,
     )  # fmt: skip
     damping = cfg[7]
     _kinematics(rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, rot, trans, pose, points, jd)
@@ -741,6 +769,7 @@ def gauss_newton_kernel(
         grad_v, proj, mm_per_px, size, mirror, targets, target_w, cfg, points, trans, axis_y, jd, hess,
         grad, False, point_chain, chain_e, -1, near_k, near_s, chain_sph,
     )  # fmt: skip
+    energy += _pose_prior(pose, prior_mean, prior_prec, False, hess, grad)
     own = chain_e[:5].copy()
     if reseed_fingers > 0:
         # the worst fingers first (the first of equal ones, as a stable sort of the reference)
@@ -776,6 +805,7 @@ def gauss_newton_kernel(
                         points, trans, axis_y, jd, hess, grad, True, point_chain, scratch, c, near_k, near_s,
                         chain_sph,
                     )  # fmt: skip
+                    _pose_prior(trial, prior_mean, prior_prec, True, hess, grad)
                     for a in range(4):
                         g4[a] = -grad[idx[a]]
                         for b in range(4):
@@ -794,11 +824,14 @@ def gauss_newton_kernel(
                     grad_u, grad_v, proj, mm_per_px, size, mirror, targets, target_w, cfg, points, trans,
                     axis_y, jd, hess, grad, False, point_chain, scratch, c, near_k, near_s, chain_sph,
                 )  # fmt: skip
+                e += _pose_prior(trial, prior_mean, prior_prec, False, hess, grad)
                 if e < energy:
                     energy = e
                     pose = trial
     rescued = False
-    if rescue_fingers > 0 and energy > cfg[9] * pts.shape[0]:
+    # the gate reads the depth's and the engine's evidence: the energy less the pose prior's share
+    depth_energy = energy - _pose_prior(pose, prior_mean, prior_prec, False, hess, grad)
+    if rescue_fingers > 0 and depth_energy > cfg[9] * pts.shape[0]:
         # a bad start, by the fit's own evidence (its energy per hand point): every finger, worst first,
         # straight and curled, each seed followed by whole-hand steps (the rest of the hand re-settles
         # around it), kept where the energy drops (Sharp et al. 2015's per-finger re-seeding)
@@ -816,7 +849,7 @@ def gauss_newton_kernel(
                     rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, radii, radii32, length_mm,
                     point_chain, pts, origin, depth_mm, raw_mm, dist_px, grad_u, grad_v, proj, mm_per_px, size,
                     mirror, targets, target_w, cfg, rot.copy(), trans.copy(), trial, rescue_iterations, points,
-                    jd, hess, grad, scratch, near_k, near_s, chain_sph,
+                    jd, hess, grad, scratch, near_k, near_s, chain_sph, prior_mean, prior_prec,
                 )  # fmt: skip
                 _kinematics(
                     rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, t_rot, t_trans, trial,
@@ -828,6 +861,7 @@ def gauss_newton_kernel(
                     t_rot[:, 1].copy(), jd, hess, grad, False, point_chain, scratch, -1, near_k, near_s,
                     chain_sph,
                 )  # fmt: skip
+                e += _pose_prior(trial, prior_mean, prior_prec, False, hess, grad)
                 if e < energy:
                     energy, rot, trans, pose = e, t_rot, t_trans, trial
     _kinematics(rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, rot, trans, pose, points, jd)

@@ -243,6 +243,7 @@ class Posed:
     n_spheres: int
     trans: np.ndarray  # (3,) the wrist, the global rotation's pivot
     axis_y: np.ndarray  # (3,) the hand's distal direction (wrist towards the fingers) in the camera frame
+    pose: np.ndarray | None = None  # (20,) the angles it was posed at (the pose prior's term reads them)
 
     @property
     def joints(self) -> np.ndarray:
@@ -343,6 +344,7 @@ def pose_model(model: HandModel, rot: np.ndarray, trans: np.ndarray, pose_rad: n
         n_spheres=len(model.radii),
         trans=trans,
         axis_y=rot[:, 1],
+        pose=np.asarray(pose_rad, dtype=np.float64),
     )
 
 

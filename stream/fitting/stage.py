@@ -43,6 +43,12 @@ lower energy is kept (`fields["fit_flipped"]` says which). On the generator's fr
 1.7 and 0.8 points with the gate at 4 mm^2, where about 30 % of new hands pay one more engine call and fit
 (without the gate, every new hand: 9.40 and 10.61 mm; a tracked hand never pays).
 
+Pose prior: a Gaussian over the joint angles of the poses hands take (pose_prior.py, the shipped
+`engines/default/pose_prior.json`) joins the fit's terms with weight `FitConfig.w_pose_prior`: where the
+depth cannot see a finger, the engine's joints alone decided it, and on the generator's frontal tuning
+frames the truth's pose had the lower depth energy in three of five failing frames but lost to that prior
+(BENCHMARKS.md, "Model fitting"). `pose_prior=None` leaves it out.
+
 A third reading, behind the same gate: the crop cut again around the pixels the fit so far explains
 (recut.py: the segmenter's mask held a forearm or an object beside the hand, and its centre was off the
 hand's), the pose engine (`recut_engine`, which build_pipeline passes) run on it, and the model fitted from
@@ -60,6 +66,7 @@ from ..stages import FrameState, Stage
 from .fit import FitConfig, FitResult, compile_kernels, fit_hand, observe
 from .ik import estimate_size
 from .model import HandModel, build_model, default_shape
+from .pose_prior import load_pose_prior
 
 # the size estimates start from a typical adult hand; a size outside these bounds is not a hand
 SIZE_BOUNDS_MM = np.array([[100.0, 240.0], [45.0, 115.0]])
@@ -98,17 +105,21 @@ class FitStage(Stage):
         alternative_energy: float = 4.0,
         recut_engine=None,
         cold_energy: float = 3.0,
+        pose_prior: str | None = "pose_prior",
     ) -> None:
         """`alternative`: a second pose engine whose joints start a second fit of a hand without a last fit
         when the first fit's energy per hand point exceeds `alternative_energy` mm^2 (the shipped
         `pose_flipped`, which build_pipeline passes when it is the pose engine's twin); `recut_engine`: the
         pose engine, run behind the same gate on the crop cut again around the fitted hand's pixels; the
-        other options are the docstring's above."""
+        other options are the docstring's above. `pose_prior`: the Gaussian over the joint angles
+        (pose_prior.py; a shipped name or a file) the config is given when it has none; None: no pose prior."""
         super().__init__(None, name)
         self.alternative = alternative
         self.alternative_energy = float(alternative_energy)
         self.recut_engine = recut_engine
         self.config = config or FitConfig()
+        if pose_prior is not None and self.config.pose_prior is None and self.config.w_pose_prior > 0:
+            self.config = replace(self.config, pose_prior=load_pose_prior(pose_prior))
         # a tracked hand (two starts) is not re-seeded: on generator sequences it bought nothing there and
         # cost 0.14 ms a frame; what the track's first frame settled is carried on by the warm start.
         # Neither of its two fits is rescued on its own: with `rescue_tracked` the lower is, once, when its
@@ -151,12 +162,12 @@ class FitStage(Stage):
         cfg = self.config if warm is None else self._tracked_config
         res = fit_hand(model, obs, engine, cfg, previous, warm, compiled=self.compiled)
         if (
-            warm is not None and self.keep_cold and res.energy > self.cold_energy * len(obs.points)
+            warm is not None and self.keep_cold and res.depth_energy > self.cold_energy * len(obs.points)
         ):  # two hypotheses: the last fit's and the engine's
             cold = fit_hand(model, obs, engine, cfg, previous, compiled=self.compiled)
             res = cold if cold.energy < res.energy else res
         flipped = recut = False
-        if warm is None and res.energy > self.alternative_energy * len(obs.points):
+        if warm is None and res.depth_energy > self.alternative_energy * len(obs.points):
             # a new hand whose fit is poor: read the other way up, then from a crop of the fitted hand alone
             # (cut around the best fit so far, so it may start from the flipped one); the flags name the
             # reading the kept fit came from
@@ -180,7 +191,7 @@ class FitStage(Stage):
         st.joints_raw_mm = res.joints
         st.fields["fit_rms_mm"] = res.data_rms_mm
         # the fit's own evidence (what the rescue's gate reads) and whether the rescue ran: for evaluation
-        st.fields["fit_energy_per_point"] = res.energy / len(obs.points)
+        st.fields["fit_energy_per_point"] = res.depth_energy / len(obs.points)
         st.fields["fit_rescued"] = res.rescued
 
     def _alternative_joints(self, st: FrameState, left: bool, res: FitResult) -> np.ndarray | None:
@@ -213,7 +224,7 @@ class FitStage(Stage):
     def _bad(self, res: FitResult, obs) -> bool:
         """The fit's own evidence of a bad start: its energy per hand point above `rescue_energy`."""
         cfg = self.config
-        return cfg.rescue_fingers > 0 and res.energy > cfg.rescue_energy * len(obs.points)
+        return cfg.rescue_fingers > 0 and res.depth_energy > cfg.rescue_energy * len(obs.points)
 
     def _start(self, engine: np.ndarray, left: bool) -> tuple | None:
         """The last fit as the start of this one, when this track has one of the same hand and the
