@@ -118,14 +118,17 @@ def test_a_strong_prior_pulls_the_pose_to_its_mean_and_a_zero_weight_is_no_prior
     assert dist[200.0] < dist[5.0] < dist[0.0]
 
 
-def test_the_fit_stage_loads_the_shipped_prior_and_the_size_fits_go_without():
+def test_the_fit_stage_and_the_size_fits_use_the_shipped_prior():
+    from stream.fitting.pose_prior import shipped_pose_prior
     from stream.fitting.stage import FitStage
     from stream.size.measure import SizeFitConfig
 
     assert FitStage().config.pose_prior is not None and FitStage().config.w_pose_prior == 5.0
     assert FitStage(pose_prior=None).config.pose_prior is None
     assert FitStage(config=FitConfig(w_pose_prior=0.0)).config.pose_prior is None
-    assert SizeFitConfig().fit.pose_prior is None  # the readout was trained on fits without it
+    # the size readout is trained on candidate fits with it: its settings name the weight
+    assert SizeFitConfig().fit.pose_prior is shipped_pose_prior()
+    assert SizeFitConfig().pose_prior_weight == 5.0
 
 
 def test_training_poses_are_the_generators_angles_within_the_limits():

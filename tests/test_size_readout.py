@@ -41,6 +41,10 @@ def test_a_readout_refuses_other_settings_and_a_broken_file_is_one_line(tmp_path
         r.check(replace(SizeFitConfig(), temperature_length=50.0))
     with pytest.raises(InputError, match="lengths_mm"):
         SizeFitter(SizeFitConfig(lengths_mm=(160.0, 180.0, 200.0)))
+    no_prior = SizeFitConfig()
+    no_prior = replace(no_prior, fit=replace(no_prior.fit, pose_prior=None))
+    with pytest.raises(InputError, match="pose_prior_weight"):
+        r.check(no_prior)  # trained on candidate fits with the pose prior
     bad = tmp_path / "r.json"
     bad.write_text(json.dumps({**r.to_json(), "out_mean": [0.0]}))
     with pytest.raises(InputError, match="cannot read the size readout"):
@@ -140,6 +144,24 @@ def test_extra_frames_come_from_their_own_stream_in_blocks(tmp_path, monkeypatch
     assert all(
         TRAIN_SUBJECT_OFFSET <= int(a["subject"][0]) < TRAIN_SUBJECT_OFFSET + R.EXTRA_SUBJECTS for a in z
     )
+
+
+def test_shards_share_the_chunks_between_processes(tmp_path, monkeypatch):
+    """`shard` (i, n): each process measures every n-th chunk from the i-th and returns every chunk's path;
+    together they write what one process would."""
+    import train.size.readout as R
+
+    monkeypatch.setattr(R, "EXTRA_BLOCK", 1)
+    monkeypatch.setattr(R, "EXTRA_CHUNK", 1)
+    names = ["frames_x000.npz", "frames_x001.npz", "frames_x002.npz"]
+    paths = build_evidence(tmp_path, 0, 0, log=lambda *_: None, extra_frames=3, shard=(1, 2))
+    assert [p.name for p in paths] == names
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames_x001.npz"]
+    build_evidence(tmp_path, 0, 0, log=lambda *_: None, extra_frames=3, shard=(0, 2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
+    assert [int(np.load(tmp_path / n)["frame"][0]) for n in names] == [100_000, 200_000, 300_000]
+    with pytest.raises(InputError, match="shard"):
+        build_evidence(tmp_path, 0, 0, extra_frames=3, shard=(2, 2))
 
 
 def test_the_recipe_cross_validates_and_writes_a_readout_that_loads(evidence_dir, tmp_path, capsys):

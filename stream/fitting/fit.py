@@ -98,10 +98,9 @@ class FitConfig:
     rescue_energy: float = 5.0
     rescue_fingers: int = 5
     rescue_iterations: int = 2
-    # the Gaussian pose prior (pose_prior.py) and its weight: no term without a prior. The fit stage loads the
-    # shipped one; the size measurement's candidate fits go without it (their evidence, and the readout
-    # trained on it, were measured so). Weight 5 chosen on the tuning sets (seeds 78, 77; BENCHMARKS.md,
-    # "Model fitting")
+    # the Gaussian pose prior (pose_prior.py) and its weight: no term without a prior. The fit stage and the
+    # size measurement's candidate fits (SizeFitConfig) use the shipped one. Weight 5 chosen on the tuning
+    # sets (seeds 78, 77; BENCHMARKS.md, "Model fitting")
     w_pose_prior: float = 5.0
     pose_prior: PosePrior | None = field(default=None, compare=False, repr=False)
 

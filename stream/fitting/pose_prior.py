@@ -21,6 +21,7 @@ is wide, which is why it is a weak Gaussian and not a set of templates. Runtime:
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,12 @@ def fit_pose_prior(poses_rad: np.ndarray, shrink_deg: float = 5.0, made: str = "
     if p.ndim != 2 or p.shape[1] != N_ANGLES or len(p) <= N_ANGLES:
         raise ValueError(f"need (N > {N_ANGLES}, {N_ANGLES}) angles, got {p.shape}")
     return PosePrior(p.mean(0), np.cov(p.T), float(shrink_deg), made)
+
+
+@functools.cache
+def shipped_pose_prior() -> PosePrior:
+    """The shipped prior, read once a process (configs that default to it share one object)."""
+    return load_pose_prior(SHIPPED)
 
 
 def load_pose_prior(name_or_path: str | Path = SHIPPED) -> PosePrior:

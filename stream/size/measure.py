@@ -40,6 +40,7 @@ from ..compiled import announce_compile, not_compiled
 from ..fitting import FitConfig, HandModel, Observation, build_model, default_shape, fit_hand, pose_model
 from ..fitting.fit import FitResult
 from ..fitting.fit import compile_kernels as compile_fit_kernels
+from ..fitting.pose_prior import shipped_pose_prior
 from . import kernels as _kernels
 from .readout import N_POSE, SizeReadout, load_readout, pose_features
 
@@ -84,13 +85,22 @@ class SizeFitConfig:
     # each candidate's fit: 6 steps x 256 points, affordable since the scoring runs compiled; the
     # temperatures above were chosen with these settings, so they are pinned here: the worst finger
     # re-seeded once, and no rescue of bad starts (the fit stage's rescue re-seeds every finger where the
-    # energy is high, which would change every candidate's energy, and cost up to 3x, on such frames)
+    # energy is high, which would change every candidate's energy, and cost up to 3x, on such frames). The
+    # fit stage's pose prior (stream/fitting/pose_prior.py) holds the fingers the depth cannot see, so each
+    # candidate's pose, and with it the width's evidence, is better (BENCHMARKS.md, "Hand size")
     fit: FitConfig = field(
-        default_factory=lambda: FitConfig(iterations=6, points=256, reseed_fingers=1, rescue_fingers=0)
+        default_factory=lambda: FitConfig(
+            iterations=6, points=256, reseed_fingers=1, rescue_fingers=0, pose_prior=shipped_pose_prior()
+        )
     )
     # the learned reading of the evidence (readout.py): a shipped name or a path to its JSON; None: the
     # posterior mean (`read_size`). A readout is trained for the settings above and refuses others
     readout: str | None = "size_readout"
+
+    @property
+    def pose_prior_weight(self) -> float:
+        """The candidate fits' pose-prior weight (0 without a prior): a readout is trained for one."""
+        return float(self.fit.w_pose_prior) if self.fit.pose_prior is not None else 0.0
 
     def candidates(self) -> np.ndarray:
         """(nL, nW, 2) the candidate (length, width) grid."""

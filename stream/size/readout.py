@@ -39,6 +39,7 @@ CONFIG_KEYS = (
     "prior_width_sd_mm",
     "energy_ref_mm2",
     "length_scale",
+    "pose_prior_weight",
 )
 N_POSE = 3  # pose_features: the middle finger's flexion, the four fingers' mean flexion, the fit's RMS (mm)
 SHIPPED = "size_readout"  # engines/default/size_readout.json

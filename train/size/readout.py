@@ -94,12 +94,15 @@ def build_evidence(
     log=print,
     extra_frames: int = 0,
     extra_subjects: int = EXTRA_SUBJECTS,
+    shard: tuple[int, int] = (0, 1),
 ) -> list[Path]:
     """Chunks of measured training-subject frames and sequences under `out` (kept: a rerun resumes).
     `extra_frames`: more independent frames from a second stream (seed + 21) of `extra_subjects` training
     subjects (ids from the same offset, so the first 600 are the study's), `frames_xNNN.npz` in chunks of
     EXTRA_CHUNK; frame i is the stream's sample 100 000 x (i // 10 000 + 1) + i % 10 000, the layout the
-    shipped readout's extra frames were measured in (four blocks written side by side)."""
+    shipped readout's extra frames were measured in (four blocks written side by side). `shard` (i, n): only
+    every n-th chunk from the i-th is measured, so that n processes (one a core) share the work; each
+    returns every chunk's path."""
     from stream.size.measure import build_models, compile_kernels
     from stream.synth import HandSynthesizer
 
@@ -113,10 +116,15 @@ def build_evidence(
     maker = CropMaker()
     paths = []
 
+    index, count = shard
+    if not 0 <= index < count:
+        raise InputError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
+
     def chunk(p: Path, n: int, what: str, samples) -> None:
-        """Measure one chunk (`samples()` gives its generator) unless a previous run left it."""
+        """Measure one chunk (`samples()` gives its generator) unless a previous run left it or it is
+        another shard's."""
         paths.append(p)
-        if p.is_file():
+        if p.is_file() or (len(paths) - 1) % count != index:
             return
         t0 = time.thread_time()
         np.savez_compressed(p, **_measure(samples(), maker, models, cfg))

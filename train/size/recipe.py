@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", help="a local torchvision MobileNetV2 state dict (ImageNet weights)")
     p.add_argument("--init", help="`train`: continue from this checkpoint (a second cosine cycle)")
     p.add_argument("--evidence-dir", type=Path, help="`evidence` / `readout`: the measured training subjects")
+    p.add_argument(
+        "--evidence-shard", help="`evidence`: i/n, measure every n-th chunk from the i-th (n processes)"
+    )
     for name in (
         "evidence_frames",
         "evidence_sequences",
@@ -68,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("readout_ridge", "readout_weight_decay", "readout_track_weight"):
         p.add_argument("--" + name.replace("_", "-"), type=float)
     return p
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """'i/n' -> (i, n): this process measures every n-th evidence chunk from the i-th."""
+    try:
+        i, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise InputError(f"evidence_shard must read i/n (this process's share of n), got {text!r}") from None
+    return i, n
 
 
 def _load_parts(a, names=("train", "test", "seq", "static")) -> dict:
@@ -369,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             a.evidence_sequences,
             seed=a.seed,
             extra_frames=a.evidence_extra_frames,
+            shard=_shard(a.evidence_shard),
         )
         return 0
     if a.cmd == "readout":
