@@ -13,6 +13,7 @@ from stream.errors import InputError
 from stream.fitting.fit import FitConfig, fit_hand, observe
 from stream.fitting.model import LIMITS_RAD, build_model, default_shape
 from stream.fitting.pose_prior import PosePrior, fit_pose_prior, load_pose_prior
+from tests.test_fitting_kernels import _rendered as _frame  # a frame, our segmentation, the pose stage's crop
 
 
 def _random_prior(seed: int = 0, n: int = 400) -> PosePrior:
@@ -60,18 +61,6 @@ def test_the_shipped_prior_is_a_proper_gaussian_inside_the_limits():
     assert np.all(prior.mean_rad >= LIMITS_RAD[:, 0]) and np.all(prior.mean_rad <= LIMITS_RAD[:, 1])
     assert np.all(np.linalg.eigvalsh(prior.covariance_rad2) > -1e-12)
     assert np.all(np.linalg.eigvalsh(prior.precision) > 0)
-
-
-def _frame(seed: int):
-    from stream.preprocess import HandSegmenter, crop_cube
-    from stream.synth import HandSynthesizer, SceneConfig
-
-    smp = HandSynthesizer(SceneConfig(distractors=True), seed=seed).sample()
-    f = smp.frame
-    seg = HandSegmenter().segment(f.depth_mm, f.intrinsics)
-    assert seg.found
-    crop = crop_cube(f.depth_mm, f.intrinsics, seg.best.com_xyz_mm, 250.0, 64, seg.best.mask)
-    return smp, crop
 
 
 @pytest.mark.parametrize("seed", [3, 11])
