@@ -365,11 +365,7 @@ def _energy(model: HandModel, obs: Observation, posed, cfg: FitConfig, joint_ter
     flat = posed.joints.reshape(-1)
     res += [w * (flat - target) for w, target in joint_terms if w > 0]
     r = np.concatenate(res)
-    prior = _pose_prior_terms(cfg)
-    if prior is not None:
-        d = posed.pose - prior[0]
-        return float(r @ r) + float(d @ prior[1] @ d), own
-    return float(r @ r), own
+    return float(r @ r) + _prior_energy(cfg, posed.pose), own
 
 
 def _pose_prior_terms(cfg: FitConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
