@@ -51,6 +51,19 @@ def test_eval_synthetic_scenes_json_on_a_tiny_set(capsys):
         assert r["both_hands_found_rate"] is None and r["handedness_accuracy"] is None
 
 
+def test_eval_synthetic_with_the_hands_out_of_view_counts_every_hand_as_false(capsys):
+    from stream.cli import main
+
+    argv = ["eval", "synthetic", "--scenes", "desk", "--frames", "4", "--sequence-length", "2", "--no-hands"]
+    assert main(argv + ["--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    r = res["kinds"]["desk"]
+    assert res["hands_visible"] is False and r["frames"] == 4 and r["frames_visible"] == 0
+    assert r["found_on_hand"] == 0 and r["false_on_empty"] is not None and 0.0 <= r["false_on_empty"] <= 1.0
+    assert main(argv) == 0
+    assert "no hand in view in 4 frames" in capsys.readouterr().out
+
+
 def test_eval_synthetic_scenes_user_errors(capsys):
     from stream.cli import main
 

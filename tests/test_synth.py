@@ -204,6 +204,26 @@ def test_calibration_pose_is_an_open_palm_held_towards_the_camera():
     assert len(gestures) > 1  # the default draws other gestures
 
 
+def test_hands_out_of_view_leave_the_rest_of_the_scene():
+    """`hands_visible=False`: the same scenes (same draws: labels, objects, body) with no hand or forearm
+    pixels, for measuring what the detector finds when no hand is in view; it survives a round trip."""
+    from stream.synth.scene import M_ARM, M_ARM2, M_HAND, M_HAND2
+
+    for kind in ("frontal", "egocentric"):
+        cfg = SceneConfig(color=False, scene_kind=kind, two_hands=True)
+        seen, empty = HandSynthesizer(cfg, 5), HandSynthesizer(replace(cfg, hands_visible=False), 5)
+        for k in range(3):
+            a, b = seen.sample_at(k), empty.sample_at(k)
+            assert a.mask.any() and not b.mask.any() and not b.other_hands[0].mask.any()
+            assert not np.isin(b.material, (M_HAND, M_ARM, M_HAND2, M_ARM2)).any()
+            assert np.array_equal(a.joints_xyz_mm, b.joints_xyz_mm)  # the draws are the same
+            # where the hands were not, the scene is what it was (up to the sensor's noise)
+            away = ~np.isin(a.material, (M_HAND, M_ARM, M_HAND2, M_ARM2))
+            same = np.abs(a.frame.meta["z_clean_mm"] - b.frame.meta["z_clean_mm"])[away] < 1e-3
+            assert same.mean() > 0.99
+    assert SceneConfig.from_dict(SceneConfig(hands_visible=False).to_dict()).hands_visible is False
+
+
 def test_same_seed_same_bytes_and_independent_samples():
     cfg = SceneConfig(two_hands=True)
     a = [HandSynthesizer(cfg, 42).sample() for _ in range(1)] + list(HandSynthesizer(cfg, 42).sequence(3))

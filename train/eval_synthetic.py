@@ -14,7 +14,9 @@ Per frame and kind (hands as the generator labels them: the first hand, and with
   other object, arm, body, table or wall) -- the failure a user sees as "the skeleton sits on the bottle";
 - pose error: mean over 21 joints (mm) of the pipeline's (smoothed) joints against the hand it was found on;
   success@20 mm counts a frame with a visible hand whose worst joint is within 20 mm (misses fail).
-Rates are over frames with a visible hand; `false_on_empty` over frames without one.
+Rates are over frames with a visible hand; `false_on_empty` over frames without one. `--no-hands` draws
+the same scenes with the hands out of view (`SceneConfig.hands_visible=False`): every frame is empty, and
+`false_on_empty` is the share of frames where the pipeline reports a hand on some object.
 
 When the pipeline's result carries a `hands` list (several hands a frame), both-hands-found (frames where
 both are visible), handedness accuracy (the first labelled hand is a right hand, the second a left one) and
@@ -214,11 +216,19 @@ class KindScore:
         }
 
 
-def scene_frames(kind: str, n: int, seed: int, cam_name: str, two_hands: bool, seq_len: int):
+def scene_frames(
+    kind: str, n: int, seed: int, cam_name: str, two_hands: bool, seq_len: int, hands_visible: bool = True
+):
     """(new sequence?, sample) for n frames of one kind: sequences of seq_len frames (tracking runs)."""
     from stream.synth import HandSynthesizer, SceneConfig
 
-    cfg = SceneConfig(camera=KNOWN_CAMERAS[cam_name], scene_kind=kind, two_hands=two_hands, color=False)
+    cfg = SceneConfig(
+        camera=KNOWN_CAMERAS[cam_name],
+        scene_kind=kind,
+        two_hands=two_hands,
+        color=False,
+        hands_visible=hands_visible,
+    )
     syn = HandSynthesizer(cfg, seed)
     k = 0
     while k < n:
@@ -236,6 +246,7 @@ def evaluate_scenes(
     detector: str | None = None,
     method: str = "auto",
     seq_len: int = SEQUENCE_LENGTH,
+    hands_visible: bool = True,
 ) -> dict:
     """Run the standard pipeline (build_pipeline, no overlay) per scene kind; returns {kind: report, ...}."""
     from stream.pipeline import build_pipeline
@@ -244,7 +255,13 @@ def evaluate_scenes(
 
     cam = KNOWN_CAMERAS[cam_name]
     alone = _Alone(cam)
-    out: dict = {"seed": seed, "camera": cam_name, "two_hands": two_hands, "frames_per_kind": frames}
+    out: dict = {
+        "seed": seed,
+        "camera": cam_name,
+        "two_hands": two_hands,
+        "hands_visible": hands_visible,
+        "frames_per_kind": frames,
+    }
     pipe = build_pipeline(overlay=False, warmup=False)
     try:
         seg_cfg = SegmenterConfig(method=method, **({"detector_engine": detector} if detector else {}))
@@ -257,7 +274,9 @@ def evaluate_scenes(
         for kind in kinds:
             score = KindScore()
             t0 = time.perf_counter()
-            for new_seq, sample in scene_frames(kind, frames, seed, cam_name, two_hands, seq_len):
+            for new_seq, sample in scene_frames(
+                kind, frames, seed, cam_name, two_hands, seq_len, hands_visible
+            ):
                 if new_seq:
                     pipe.reset()
                 result = pipe.process(sample.frame)
@@ -279,6 +298,10 @@ def _print(res: dict) -> None:
     for kind, r in res["kinds"].items():
         pose = f"{r['pose_mean_mm']:.1f} mm" if r["pose_mean_mm"] is not None else "-"
         s20 = f"{100 * r['success_20mm']:.1f} %" if r["success_20mm"] is not None else "-"
+        if not r["frames_visible"]:
+            fe = r["false_on_empty"]
+            print(f"{kind:>10}: no hand in view in {r['frames']} frames, a hand reported in {100 * fe:.1f} %")
+            continue
         print(
             f"{kind:>10}: visible {r['frames_visible']}/{r['frames']}, on the hand "
             f"{100 * r['found_on_hand_rate']:.1f} %, wrong object {100 * r['wrong_object_rate']:.1f} % "
@@ -303,6 +326,11 @@ def add_scene_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera", default="d435_320x240", help="camera intrinsics by name (with --scenes)")
     p.add_argument("--two-hands", action="store_true", help="two hands in every frame (with --scenes)")
     p.add_argument(
+        "--no-hands",
+        action="store_true",
+        help="the same scenes with the hands out of view: how often a hand is reported on an object",
+    )
+    p.add_argument(
         "--detector", help="a detector engine (.onnx with its manifest) instead of the shipped one"
     )
     p.add_argument("--method", choices=("auto", "learned", "classic"), default="auto", help="segmenter path")
@@ -322,7 +350,15 @@ def main_scenes(a: argparse.Namespace) -> int:
         )
     camera(a.camera)  # an unknown name is one line
     res = evaluate_scenes(
-        kinds, a.frames, a.seed, a.camera, a.two_hands, a.detector, a.method, a.sequence_length
+        kinds,
+        a.frames,
+        a.seed,
+        a.camera,
+        a.two_hands,
+        a.detector,
+        a.method,
+        a.sequence_length,
+        hands_visible=not a.no_hands,
     )
     if a.json:
         print(json.dumps(res))

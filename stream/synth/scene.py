@@ -92,6 +92,9 @@ class SceneConfig:
     # camera, raised and held nearly still (a sequence sways a few mm and degrees). For measuring hand-size
     # calibration as a user performs it; off, the frontal scenes draw what they always drew
     calibration_pose: bool = False
+    # False: the same scenes with the hands and forearms left out of the picture (what the camera sees while
+    # the user's hands are out of view), the random draws unchanged; every detection there is a false one
+    hands_visible: bool = True
 
     def __post_init__(self) -> None:
         lo, hi = self.hand_distance_mm
@@ -138,6 +141,7 @@ class SceneConfig:
             "close_distance_mm": list(self.close_distance_mm),
             "held_object_prob": self.held_object_prob,
             "calibration_pose": self.calibration_pose,
+            "hands_visible": self.hands_visible,
         }
 
     @classmethod
@@ -749,10 +753,11 @@ class HandSynthesizer:
         if posed2 is not None:
             far = max(far, float((posed2.geom.cone_a[:, 2] + posed2.geom.radius_a).max()))
         pr = _Prims(far_fg_mm=far + 5.0)
-        pr.cone(g.cone_a, g.cone_b, g.radius_a, g.radius_b, M_HAND, fg=True)
-        if cfg.forearm:
+        if cfg.hands_visible:
+            pr.cone(g.cone_a, g.cone_b, g.radius_a, g.radius_b, M_HAND, fg=True)
+        if cfg.forearm and cfg.hands_visible:
             pr.cone(*posed.arm_cones, M_ARM, fg=True)
-        if posed2 is not None:
+        if posed2 is not None and cfg.hands_visible:
             g2 = posed2.geom
             pr.cone(g2.cone_a, g2.cone_b, g2.radius_a, g2.radius_b, M_HAND2, fg=True)
             if cfg.forearm:
