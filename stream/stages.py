@@ -147,20 +147,22 @@ class PreprocessStage(Stage):
             st.reason = "no depth in this frame"
             self._prev = None
             return
-        from .preprocess.segment.tracking import lost_hands, with_lost
+        from .preprocess.segment.tracking import lost_hands, previous_centres, with_lost
 
         cfg = self.segmenter.config
         check = self.presence
         ask = {"alternatives": True} if check is not None else {}
-        seg = self.segmenter.segment(f.depth_mm, f.intrinsics, with_lost(self._prev, self._lost), **ask)
+        prev = with_lost(self._prev, self._lost)
+        seg = self.segmenter.segment(f.depth_mm, f.intrinsics, prev, **ask)
         crop = None
-        if check is not None and seg.alternatives:
+        if check is not None and not previous_centres(prev) and (seg.found or seg.alternatives):
+            # a new track: every candidate judged on the crop the pose engine would read
             cut = [
                 crop_cube(f.depth_mm, f.intrinsics, h.com_xyz_mm, self.cube_mm, self.crop_size, h.mask)
-                for h in (seg.hands[0], *seg.alternatives)
+                for h in (*seg.hands, *seg.alternatives)
             ]
-            seg, k = check.choose(seg, [c.depth if np.any(c.depth < 1.0) else None for c in cut])
-            crop = cut[k]
+            seg, k = check.judge(seg, [c.depth if np.any(c.depth < 1.0) else None for c in cut])
+            crop = cut[k] if k >= 0 else None
         if cfg.lost_hand_frames > 0:
             self._lost = lost_hands(self._prev, self._lost, seg, cfg.track_radius_mm, cfg.lost_hand_frames)
         st.segmentation = seg

@@ -55,6 +55,26 @@ def test_alternatives_only_when_asked_and_not_tracking():
     assert tracked.alternatives == ()  # tracking keeps the hand it has: nothing to choose among
 
 
+def test_with_no_hand_found_the_weak_peaks_are_cut_when_asked():
+    from dataclasses import replace
+
+    from stream.preprocess import SegmenterConfig
+
+    s, f = _frame(HAND_FIRST[0])
+    # no peak reaches the first hand's threshold and the classic fallback is off: nothing is found
+    cfg = SegmenterConfig(presence_threshold=0.95, classic_fallback_presence=0.0, weak_first_presence=0.1)
+    seg = HandSegmenter(cfg)
+    asked = seg.segment(f.depth_mm, f.intrinsics, alternatives=True)
+    assert not asked.found and asked.alternatives
+    assert min(_off_hand_mm(s, h) for h in asked.alternatives) < 40.0  # the hand is among them
+    assert all(h.confidence >= 0.1 for h in asked.alternatives)
+    assert seg.segment(f.depth_mm, f.intrinsics).alternatives == ()  # only when asked
+    off = HandSegmenter(replace(cfg, weak_first_presence=0.0))
+    assert off.segment(f.depth_mm, f.intrinsics, alternatives=True).alternatives == ()
+    with pytest.raises(Exception, match="weak_first_presence"):
+        SegmenterConfig(weak_first_presence=1.5)
+
+
 def test_presence_score_is_log_odds_plus_weighted_peak():
     class Fixed:  # only score() is exercised: it needs no engine output
         output_names = ("p_hand",)
@@ -66,6 +86,27 @@ def test_presence_score_is_log_odds_plus_weighted_peak():
     assert chk.score(0.9, 0.0) == pytest.approx(np.log(9.0))
     assert chk.score(1.0, 0.0) == pytest.approx(np.log((1 - 1e-4) / 1e-4))  # clipped, finite
     assert chk.score(0.2, 0.6) > chk.score(0.2, 0.5)
+
+
+def test_the_rule_drops_unlikely_hands_swaps_by_the_margin_and_takes_a_plain_weak_hand():
+    class Fixed:  # pick() reads only the scores
+        output_names = ("p_hand",)
+        manifest = None
+
+    chk = PresenceCheck(Fixed(), margin=3.0, min_score=8.0, lone_score=17.0)
+    # candidates [*hands, *alternatives]; n found hands first
+    assert chk.pick(np.array([10.0, 5.0, 20.0]), 2) == (2, [])  # hand 1 dropped, the alternative wins
+    assert chk.pick(np.array([10.0, 9.0, 12.0]), 2) == (0, [1])  # within the margin: the segmenter's order
+    assert chk.pick(np.array([10.0, 9.0, 14.0]), 2) == (2, [1])  # the replaced hand goes, the other stays
+    assert chk.pick(np.array([5.0, 4.0, 16.0, 18.0]), 2) == (3, [])  # no hand left: a plain weak one
+    assert chk.pick(np.array([16.0, 16.5]), 0) == (-1, [])  # no found hand, none plain enough
+    assert chk.pick(np.array([]), 0) == (-1, [])
+    # an alternative under min_score never wins, however the first hand scores
+    assert chk.pick(np.array([8.5, 7.9]), 1) == (0, [])
+    off = PresenceCheck(Fixed(), min_score=None, lone_score=None)
+    assert off.pick(np.array([-np.inf, 3.0]), 1) == (1, [])  # a hand without a crop gives way
+    assert off.pick(np.array([-50.0, -48.0]), 1) == (0, [])  # nothing dropped, within the margin
+    assert off.pick(np.array([30.0]), 0) == (-1, [])  # no weak hand taken
 
 
 def test_the_check_puts_the_hand_before_the_object_in_front_of_it():

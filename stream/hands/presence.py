@@ -30,13 +30,24 @@ import numpy as np
 class PresenceCheck:
     """Chooses the first hand among a segmentation's hands[0] and its alternatives by P(hand)."""
 
-    def __init__(self, engine, peak_weight: float = 25.0, margin: float = 3.0) -> None:
+    def __init__(
+        self,
+        engine,
+        peak_weight: float = 25.0,
+        margin: float = 3.0,
+        min_score: float | None = None,
+        lone_score: float | None = 17.0,
+    ) -> None:
         """`engine`: the shipped "presence" engine (or one with the same contract); `peak_weight`: how much a
         detector peak counts against the presence log-odds (a peak 0.1 higher is worth 2.5 units at 25);
-        `margin`: how much an alternative must beat the segmenter's first hand by."""
+        `margin`: how much an alternative must beat the segmenter's first hand by; `min_score`: the score a
+        found hand needs to start a track (None: any); `lone_score`: the score a weak candidate needs to
+        become the hand of a frame where the segmenter found none (None: never)."""
         self.engine = engine
         self.peak_weight = float(peak_weight)
         self.margin = float(margin)
+        self.min_score = None if min_score is None else float(min_score)
+        self.lone_score = None if lone_score is None else float(lone_score)
         self._out = engine.output_names[0]
         pre = dict(getattr(engine.manifest, "preprocessing", {}) or {})
         self.size = int(pre.get("crop_size") or 64)
@@ -56,21 +67,49 @@ class PresenceCheck:
         p = float(np.clip(p_hand, 1e-4, 1 - 1e-4))
         return float(np.log(p / (1 - p)) + self.peak_weight * peak)
 
-    def choose(self, seg, crops: list) -> tuple[object, int]:
-        """(segmentation with the winner first, index of the winner among [hands[0], *alternatives]).
-        `crops`: the normalized crop depths of those candidates, in that order (None = no crop). An
-        alternative wins when its score beats hands[0]'s by `margin`; it then replaces hands[0] (which looked
-        less like a hand than it); the other hands stay unless they lie within 80 mm of the winner."""
-        cands = [seg.hands[0], *seg.alternatives]
-        scores = [
-            -np.inf
-            if c is None
-            else self.score(self.p_hand(c), float(h.confidence)) - (self.margin if i else 0.0)
-            for i, (h, c) in enumerate(zip(cands, crops, strict=True))
-        ]
-        best = int(np.argmax(scores))
-        if best == 0 or not np.isfinite(scores[best]):
-            return seg, 0
-        win = cands[best]
-        rest = [h for h in seg.hands[1:] if np.linalg.norm(h.com_xyz_mm - win.com_xyz_mm) >= 80.0]
-        return replace(seg, hands=(win, *rest)), best
+    def judge(self, seg, crops: list) -> tuple[object, int]:
+        """(segmentation, index of its first hand among [*hands, *alternatives], or -1 for none), on a frame
+        without a tracked hand. `crops`: the normalized crop depths of those candidates, in that order (None
+        = no crop). Every candidate is scored, and:
+        - a found hand scoring under `min_score` is dropped: with no hand in view the detector still peaks
+          on boxes, cups and sleeves, and a track started there draws a skeleton on them;
+        - the first hand is the segmenter's first surviving one unless an alternative beats it by `margin`
+          (its rules -- tracking, look-behind, the shape check -- sometimes chose a lower peak for a reason
+          the score does not see); then the alternative replaces it;
+        - with no hand left, the best candidate scoring at least `lone_score` is taken: a clearly visible
+          hand whose peak stayed under the detector's threshold.
+        Other hands stay unless they lie within 80 mm of the first."""
+        cands = [*seg.hands, *seg.alternatives]
+        n = len(seg.hands)
+        raw = np.array(
+            [
+                -np.inf if c is None else self.score(self.p_hand(c), float(h.confidence))
+                for h, c in zip(cands, crops, strict=True)
+            ]
+        )
+        first, keep = self.pick(raw, n)
+        if first < 0:
+            reason = "no candidate looks like a hand" if n else (seg.reason or "no hand")
+            return replace(seg, hands=(), reason=reason), -1
+        win = cands[first]
+        rest = [cands[i] for i in keep if np.linalg.norm(cands[i].com_xyz_mm - win.com_xyz_mm) >= 80.0]
+        return replace(seg, hands=(win, *rest), reason=""), first
+
+    def pick(self, raw: np.ndarray, n: int) -> tuple[int, list[int]]:
+        """`judge`'s rule on the candidates' scores `raw` ([*hands, *alternatives], the first `n` found
+        hands): (index of the first hand or -1, indices of the other found hands kept)."""
+        floor = -np.inf if self.min_score is None else self.min_score
+        keep = [i for i in range(n) if raw[i] >= floor]
+        if keep:
+            first = keep[0]
+            alt = [i for i in range(n, len(raw)) if raw[i] >= floor]
+            if alt:
+                best = max(alt, key=lambda i: raw[i])
+                if raw[best] - self.margin > raw[first]:
+                    return best, keep[1:]  # the hand it replaces looked less like one
+            return first, keep[1:]
+        if self.lone_score is not None and len(raw) > n:
+            best = n + int(np.argmax(raw[n:]))
+            if raw[best] >= self.lone_score:
+                return best, []
+        return -1, []

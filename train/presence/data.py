@@ -81,9 +81,15 @@ def make_crops(
     hand_mm: float = 40.0,
     other_mm: float = 80.0,
     progress: bool = False,
+    empty_share: float = 0.0,
 ) -> PresenceCrops:
     """Labelled candidate crops of `n_frames` independent generator frames (scene kinds as KINDS, a quarter
-    with two hands)."""
+    with two hands). `empty_share`: this share of the frames shows the same kinds of scene with the hands
+    out of view (`SceneConfig.hands_visible=False`): there the detector fires on boxes, cups and sleeves
+    with no hand to outscore them, which the frames with hands seldom show, and every candidate is not a
+    hand."""
+    if not 0.0 <= empty_share <= 1.0:
+        raise ValueError(f"empty_share must lie in [0, 1], got {empty_share}")
     from dataclasses import replace
 
     from engines.manifest import load_manifest
@@ -96,11 +102,14 @@ def make_crops(
     seg = HandSegmenter()
     base = replace(default_scene(), color=False)
     synths = {
-        (k, two): subject_synthesizer(
-            replace(base, scene_kind=k, two_hands=two), seed + 7 * i + two, subject_offset
+        (k, two, seen): subject_synthesizer(
+            replace(base, scene_kind=k, two_hands=two, hands_visible=seen),
+            seed + 7 * i + two + 3 * (not seen),
+            subject_offset,
         )
         for i, (k, _) in enumerate(KINDS)
         for two in (False, True)
+        for seen in (True, False)
     }
     rng = np.random.default_rng([seed, 11])
     shares = np.array([p for _, p in KINDS])
@@ -108,12 +117,13 @@ def make_crops(
     for n in range(n_frames):
         ki = int(rng.choice(len(KINDS), p=shares / shares.sum()))
         two = bool(rng.random() < 0.25)
-        s = synths[(KINDS[ki][0], two)].sample_at(n)
+        seen = not (empty_share > 0.0 and rng.random() < empty_share)
+        s = synths[(KINDS[ki][0], two, seen)].sample_at(n)
         f = s.frame
         joints = [s.joints_xyz_mm] + [o.joints_xyz_mm for o in s.other_hands]
         gt = np.concatenate(joints).astype(np.float64)
         for h, score in candidates(seg, f.depth_mm, f.intrinsics, min_peak):
-            d = float(np.linalg.norm(gt - h.com_xyz_mm, axis=1).min())
+            d = float(np.linalg.norm(gt - h.com_xyz_mm, axis=1).min()) if seen else np.inf
             if hand_mm < d <= other_mm:
                 continue
             c = crop_cube(f.depth_mm, f.intrinsics, h.com_xyz_mm, cube, size, h.mask)
@@ -146,8 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=6000)
     ap.add_argument("--seed", type=int, default=600)
     ap.add_argument("--subject-offset", type=int, default=1000)
+    ap.add_argument(
+        "--empty-share", type=float, default=0.0, help="share of frames with the hands out of view (0-1)"
+    )
     args = ap.parse_args(argv)
-    crops = make_crops(args.frames, args.seed, args.subject_offset, progress=True)
+    crops = make_crops(
+        args.frames, args.seed, args.subject_offset, progress=True, empty_share=args.empty_share
+    )
     crops.save(args.out)
     print(f"{len(crops)} crops ({int(crops.hand.sum())} hands) -> {args.out}")
     return 0

@@ -156,6 +156,11 @@ class SegmenterConfig:
     # a hand-presence check on the crops to choose among (stream/hands/presence.py); at most this many
     alternative_presence: float = 0.1
     max_alternatives: int = 2
+    # learned, on request and not while tracking: when no hand is found, the peaks at least this high are
+    # cut all the same and returned as alternatives with no first hand, so that the presence check may take
+    # one whose crop is plainly a hand (stream/hands/presence.py, `PresenceCheck.lone_score`): most of the
+    # clearly visible hands the detector misses still peak at 0.25-0.4 on the hand (0 = off)
+    weak_first_presence: float = 0.3
     # learned: a first hand that look_behind took from behind a convex peak is in doubt too, and gives way
     # the same way to a hand-shaped peak not behind it (a held or table object beside the hand looked like an
     # occluder, and the piece behind it was the table or a jar; tuning seed 9200, 300 egocentric frames,
@@ -179,6 +184,8 @@ class SegmenterConfig:
             raise InputError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if not (0.0 < self.presence_threshold < 1.0 and 0.0 < self.second_hand_threshold < 1.0):
             raise InputError("presence_threshold and second_hand_threshold must lie in (0, 1)")
+        if not 0.0 <= self.weak_first_presence < 1.0:
+            raise InputError(f"weak_first_presence must lie in [0, 1), got {self.weak_first_presence}")
         if self.detector_threads < 1:
             raise InputError(f"detector_threads must be >= 1, got {self.detector_threads}")
         if self.fallback_vouch_peaks < 1:

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -103,7 +104,7 @@ class HandSegmenter:
         low = tracked_threshold(min(cfg.presence_threshold, second), bool(prev_coms))
         peaks = det.peaks(out, min(low, cfg.object_swap_presence), cfg.max_hands + 2)
         if not peaks:
-            return self._classic_fallback(depth, intr, prev, out)
+            return self._none_found(depth, intr, prev, out, alternatives and not prev_coms)
         snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
         # each peak's 3-D centre and its score while tracking (a peak far behind the tracked hand loses
         # confidence), best first; without a previous hand the order is the heatmap's
@@ -156,27 +157,49 @@ class HandSegmenter:
             if len(hands) >= cfg.max_hands:
                 break
         if not hands:
-            return self._classic_fallback(depth, intr, prev, out)
+            return self._none_found(depth, intr, prev, out, alternatives and not prev_coms)
         hands = self._prefer_hand_shape(depth, intr, out, peaks, hands, from_behind)
         alts = self._alternatives(depth, intr, out, hands) if alternatives and not prev_coms else ()
         return Segmentation(hands=tuple(hands), alternatives=alts)
 
+    def _none_found(
+        self,
+        depth: np.ndarray,
+        intr: CameraIntrinsics,
+        prev: Segmentation | None,
+        out: DetectorOutput,
+        alternatives: bool,
+    ) -> Segmentation:
+        """No peak made a hand: the classic fallback's hands, else (`alternatives`) no hand but the weak
+        peaks' cuts (>= `weak_first_presence`) for the presence check to judge."""
+        seg = self._classic_fallback(depth, intr, prev, out)
+        if seg.found or not alternatives or self.config.weak_first_presence <= 0:
+            return seg
+        weak = self._alternatives(depth, intr, out, [], self.config.weak_first_presence)
+        return replace(seg, alternatives=weak)
+
     def _alternatives(
-        self, depth: np.ndarray, intr: CameraIntrinsics, out: DetectorOutput, hands: list
+        self,
+        depth: np.ndarray,
+        intr: CameraIntrinsics,
+        out: DetectorOutput,
+        hands: list,
+        floor: float | None = None,
     ) -> tuple[HandDetection, ...]:
         """The hands the other peaks (>= `alternative_presence`, 80 mm from every hand and from each other)
         would give, strongest first, at most `max_alternatives`: candidates for a check that can tell a hand
         from an object better than the heatmap's height (the detector also fires on held objects, balls and
-        jars, sometimes above the hand itself)."""
+        jars, sometimes above the hand itself). `floor`: another lowest peak than `alternative_presence`."""
         cfg, det = self.config, self.detector
+        floor = cfg.alternative_presence if floor is None else float(floor)
         lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
         snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
         taken = [h.com_xyz_mm for h in hands]
         alts: list[HandDetection] = []
         if cfg.max_alternatives < 1:
             return ()
-        for pk in det.peaks(out, cfg.alternative_presence, cfg.max_hands + 2 + cfg.max_alternatives):
-            if len(alts) >= cfg.max_alternatives or pk.score < cfg.alternative_presence:
+        for pk in det.peaks(out, floor, cfg.max_hands + 2 + cfg.max_alternatives):
+            if len(alts) >= cfg.max_alternatives or pk.score < floor:
                 break
             d_mm = peak_depth(out, pk.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
             if not d_mm > 0:
