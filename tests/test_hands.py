@@ -137,8 +137,10 @@ def test_pair_rule_gives_the_less_sure_hand_the_other_side():
     sure = [TrackSide("right", 0.95), TrackSide("right", 0.92)]
     assert resolve_pair(sure) == sure  # two sure right hands: two people
     assert resolve_pair([TrackSide("left", 0.7), None])[1] is None
-    # a hand alone is weighed against the prior that it is a right hand; two hands each keep their own
-    assert settle_sides([0.95])[0].label == "right" and settle_sides([0.99])[0].label == "left"
+    # a hand alone is weighed against a prior (by default none: 0.5); two hands each keep their own
+    assert settle_sides([0.45])[0].label == "right" and settle_sides([0.55])[0].label == "left"
+    assert settle_sides([0.95], lone_prior_left=0.03)[0].label == "right"
+    assert settle_sides([0.99], lone_prior_left=0.03)[0].label == "left"
     assert [s.label for s in settle_sides([0.6, 0.3])] == ["left", "right"]
     assert abs(with_prior(0.5, 0.3) - 0.3) < 1e-9
 

@@ -21,17 +21,16 @@ from ..stage_registry import register_stage
 from ..stages import POSE_OUTPUTS, FrameState, Stage, engine_identity
 
 LEFT, RIGHT = "left", "right"
-# the share of left hands among hands seen alone: a hand alone is called left only when its track's mean
-# P(left) is at least 0.9. The engine is weak (71 % of held-out crops), and a right hand taken for a left
-# one is mirrored into the pose engine, which costs as much as a left hand not mirrored: at 0.5 one track
-# in eight of the generator's lone right hands went that way (11.5 -> 15.1 mm mean joint error), at 0.3
-# still three in eight on another seed (17.8 -> 27.0 mm); at 0.1 none, and lone left hands go through the
-# pose engine unmirrored, as before there was a handedness (train/handedness/evaluate.py, BENCHMARKS.md).
-# With the analysis-by-synthesis cue (`COMBINE`) the P(left) is more decisive: 2.6 % of held-out right-hand
-# crops reach 0.9 against 0.7 % for the engine alone, and 0.5 % reach 0.97; so a hand alone is called left
-# at a mean P(left) of 0.97 (prior 0.03), which calls more lone left hands left than 0.9 did for the engine
-# alone (10.8 % of left crops reach it, against 8.6 %)
-LONE_PRIOR_LEFT = 0.03
+# the share of left hands among hands seen alone, weighed against a hand alone's track-mean P(left). While
+# the engine was weak (71-74 % of held-out crops) a right hand taken for a left one was mirrored into the
+# pose engine (11.5 -> 15.1 mm mean joint error on one seed), so a hand alone was called left only at a mean
+# P(left) of 0.97 (a prior of 0.03), and most lone left hands went through unmirrored. With the articulated
+# fit's cue (fit_side.py) the sides are clear enough to need no prior: on the tuning seeds 4242 / 5151
+# (`train.handedness.evaluate --one-hand [--mirror-frames]`), lone left hands right on 26 / 59 % of frames
+# at 0.03, 78 / 75 % at 0.1, 100 / 76 % at 0.25 and 100 / 94 % at 0.5, lone right hands on 100 / 100 % up to
+# 0.25 and 100 / 98.5 % at 0.5 (mean joint error 13.80 -> 14.02 mm on 5151); two hands 98.3-98.6 % on 4242
+# whatever the prior. So a hand alone is judged like any other
+LONE_PRIOR_LEFT = 0.5
 
 
 @register_stage("handedness", tasks=("handedness",))
@@ -163,7 +162,7 @@ def settle_sides(
 ) -> list[TrackSide | None]:
     """The sides of one frame's hands from their tracks' mean P(left). Two hands: each its own side,
     then `resolve_pair` (one person's hands are a left and a right). A hand alone: weighed against the
-    prior `lone_prior_left` (see LONE_PRIOR_LEFT: mostly right unless the engine is sure)."""
+    prior `lone_prior_left` (see LONE_PRIOR_LEFT: 0.5, no lean either way, since the fit cue)."""
     if len(p_lefts) == 1:
         p = p_lefts[0]
         return [None if p is None else side_of(with_prior(p, lone_prior_left))]

@@ -12,8 +12,19 @@ When a hand is not tracked (a new track: tracking keeps the hand it has), the se
 peaks (`Segmentation.alternatives`); each candidate is cropped as the pose engine's input and scored by
 log-odds of P(hand) plus `peak_weight` times its detector peak, and an alternative becomes the first hand
 when it beats the segmenter's own first hand by `margin` (whose rules -- tracking, look-behind, the shape
-check -- sometimes chose a lower peak for a reason the score does not see). The check runs only on frames
-with alternatives and no tracked hand, so a settled stream pays nothing.
+check -- sometimes chose a lower peak for a reason the score does not see). When the segmenter found no
+hand, it cuts the peaks of at least `SegmenterConfig.weak_first_presence` all the same, and the best of them
+becomes the hand when its score reaches `lone_score`: most clearly visible hands the detector misses still
+peak at 0.25-0.4 on the hand, and at 17 (P(hand) near 1 and a peak of at least 0.31) the generator's
+frontal tuning frames (seeds 78 / 77) gained 1.2 and 0.8 points of success at 20 mm after the fit: 16
+frames taken, none on an object. The check runs only on frames without a tracked hand, so a settled stream pays
+nothing.
+
+`min_score` (off by default) also drops a found hand scoring under it. With no hand in view the detector
+still fires on boxes and cups; on independent frames of such scenes a floor of 10 cut the frames with a
+reported hand from 19 to 7 % (frontal) and from 43 to 9 % (mixed scene kinds), but it also refused a
+quarter of the egocentric hands' first frames, and in sequences, where a track once started on an object
+is kept, it lowered the egocentric hands found from 74 to 68 % (BENCHMARKS.md, "Hand presence").
 
 The two numbers were chosen on the generator's frontal tuning frames (seeds 78 and 77, 1 600 and 400
 independent frames; BENCHMARKS.md, "Hand presence"): the fitted mean error over found frames fell from
