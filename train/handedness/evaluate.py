@@ -100,11 +100,12 @@ def evaluate(
     mirror_frames: bool = False,
     detector: str | None = None,
     seg_changes: dict | None = None,
+    scene_kind: str = "frontal",
 ) -> dict:
     from stream.frames import KNOWN_CAMERAS
     from stream.synth import HandSynthesizer, SceneConfig
 
-    cfg = SceneConfig(camera=KNOWN_CAMERAS["d435_320x240"], two_hands=two_hands)
+    cfg = SceneConfig(camera=KNOWN_CAMERAS["d435_320x240"], two_hands=two_hands, scene_kind=scene_kind)
     synth = HandSynthesizer(cfg, seed)
     both_visible = both_found = both_found_80 = 0
     side_ok = side_n = 0
@@ -161,7 +162,8 @@ def evaluate(
                 major = max(set(sides), key=sides.count)
                 tracks_ok += last_label.get(hid) == major
     return {
-        "scene": "two hands" if two_hands else "one hand",
+        "scene": ("two hands" if two_hands else "one hand")
+        + ("" if scene_kind == "frontal" else f", {scene_kind}"),
         "max_hands": max_hands,
         "mirrored_frames": mirror_frames,
         "first_hand_found": first_found / max(first_visible, 1),
@@ -223,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--set", action="append", default=[], help="NAME=VALUE: one SegmenterConfig field (a number)"
     )
+    ap.add_argument(
+        "--scene", default="frontal", help="scene kind (frontal, egocentric, desk, mixed); default frontal"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     changes = {}
@@ -240,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         mirror_frames=args.mirror_frames,
         detector=args.detector,
         seg_changes=changes,
+        scene_kind=args.scene,
     )
     print(json.dumps(rep, indent=None if args.json else 2))
     return 0
