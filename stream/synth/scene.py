@@ -92,8 +92,9 @@ class SceneConfig:
     # camera, raised and held nearly still (a sequence sways a few mm and degrees). For measuring hand-size
     # calibration as a user performs it; off, the frontal scenes draw what they always drew
     calibration_pose: bool = False
-    # False: the same scenes with the hands and forearms left out of the picture (what the camera sees while
-    # the user's hands are out of view), the random draws unchanged; every detection there is a false one
+    # False: the same scenes with the hands, forearms and the raised arms' sleeves left out of the picture
+    # (what the camera sees while the user's hands are down or out of view; an arm cut at the elbow would
+    # look like a fist), the random draws unchanged; every detection there is a false one
     hands_visible: bool = True
 
     def __post_init__(self) -> None:
@@ -768,7 +769,7 @@ class HandSynthesizer:
                 pr.cone(a, b, ra, rb, m)
             for c, r, h, m in boxes:
                 pr.box(c, r, h, m)
-        if ctx.kind != "frontal" and cfg.forearm:
+        if ctx.kind != "frontal" and cfg.forearm and cfg.hands_visible:
             # the upper arm (a sleeve) from each elbow on towards the image border the forearm came from
             w = shape.width_mm
             for p in (posed, posed2):
@@ -781,7 +782,8 @@ class HandSynthesizer:
             L = shape.length_mm
             w = shape.width_mm
             sd = ctx.body_side
-            pr.cone(posed.elbow_mm, s, 0.36 * w, 0.5 * w, M_BODY)  # upper arm (sleeve)
+            if cfg.hands_visible:
+                pr.cone(posed.elbow_mm, s, 0.36 * w, 0.5 * w, M_BODY)  # upper arm (sleeve)
             neck = s + np.array([sd * 1.0 * L, -0.15 * L, 0.15 * L])
             other = s + np.array([sd * 2.0 * L, 0.0, 0.0])
             torso_r = 0.85 * L
@@ -794,7 +796,8 @@ class HandSynthesizer:
                 neck + [0, -0.9 * L, 0.05 * L], neck + [0, -0.9 * L, 0.05 * L], 0.55 * L, 0.55 * L, M_HEAD
             )
             if posed2 is not None:
-                pr.cone(posed2.elbow_mm, other, 0.36 * w, 0.5 * w, M_BODY)
+                if cfg.hands_visible:
+                    pr.cone(posed2.elbow_mm, other, 0.36 * w, 0.5 * w, M_BODY)
             else:
                 pr.cone(other, other + [0, 1.7 * L, 0.1 * L], 0.5 * w, 0.36 * w, M_BODY)
         for a, b, ra, rb, m in ctx.cones:
