@@ -18,7 +18,6 @@ import numpy as np
 
 from ..stages import FrameState, pose_joints
 
-
 # the cue's fits: a hand model of the median adult size unless the user's is known (a model per estimated
 # size is built on first use, several fits' worth each, which a track's first frames would pay over and
 # over), no rescue of a bad start, 4 steps on 128 points. Each fit then costs ~0.4 ms against ~1.7-3.4 ms
