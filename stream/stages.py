@@ -155,13 +155,20 @@ class PreprocessStage(Stage):
         prev = with_lost(self._prev, self._lost)
         seg = self.segmenter.segment(f.depth_mm, f.intrinsics, prev, **ask)
         crop = None
-        if check is not None and not previous_centres(prev) and (seg.found or seg.alternatives):
-            # a new track: every candidate judged on the crop the pose engine would read
+        floor = check is not None and check.min_score is not None
+        if check is not None and not previous_centres(prev) and (seg.alternatives or floor and seg.found):
+            # a new track with something to judge: the candidates on the crops the pose engine would read
+            # (the other found hands only when a floor may drop them: hand_states cuts theirs)
+            n = len(seg.hands)
             cut = [
                 crop_cube(f.depth_mm, f.intrinsics, h.com_xyz_mm, self.cube_mm, self.crop_size, h.mask)
-                for h in (*seg.hands, *seg.alternatives)
+                if i == 0 or i >= n or floor
+                else None
+                for i, h in enumerate((*seg.hands, *seg.alternatives))
             ]
-            seg, k = check.judge(seg, [c.depth if np.any(c.depth < 1.0) else None for c in cut])
+            seg, k = check.judge(
+                seg, [c.depth if c is not None and np.any(c.depth < 1.0) else None for c in cut]
+            )
             crop = cut[k] if k >= 0 else None
         if cfg.lost_hand_frames > 0:
             self._lost = lost_hands(self._prev, self._lost, seg, cfg.track_radius_mm, cfg.lost_hand_frames)

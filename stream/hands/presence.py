@@ -17,8 +17,8 @@ hand, it cuts the peaks of at least `SegmenterConfig.weak_first_presence` all th
 becomes the hand when its score reaches `lone_score`: most clearly visible hands the detector misses still
 peak at 0.25-0.4 on the hand, and at 17 (P(hand) near 1 and a peak of at least 0.31) the generator's
 frontal tuning frames (seeds 78 / 77) gained 1.2 and 0.8 points of success at 20 mm after the fit: 16
-frames taken, none on an object. The check runs only on frames without a tracked hand, so a settled stream pays
-nothing.
+frames taken, none on an object. The check runs only on frames without a tracked hand that offer a choice,
+so a settled stream pays nothing.
 
 `min_score` (off by default) also drops a found hand scoring under it. With no hand in view the detector
 still fires on boxes and cups; on independent frames of such scenes a floor of 10 cut the frames with a
@@ -81,7 +81,7 @@ class PresenceCheck:
     def judge(self, seg, crops: list) -> tuple[object, int]:
         """(segmentation, index of its first hand among [*hands, *alternatives], or -1 for none), on a frame
         without a tracked hand. `crops`: the normalized crop depths of those candidates, in that order (None
-        = no crop). Every candidate is scored, and:
+        = no crop: it cannot win, and is dropped only by a floor). Every candidate is scored, and:
         - a found hand scoring under `min_score` is dropped: with no hand in view the detector still peaks
           on boxes, cups and sleeves, and a track started there draws a skeleton on them;
         - the first hand is the segmenter's first surviving one unless an alternative beats it by `margin`
