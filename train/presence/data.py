@@ -42,6 +42,20 @@ class PresenceCrops:
         np.savez(path, depth=self.depth, hand=self.hand, peak=self.peak, frame=self.frame, kind=self.kind)
 
     @classmethod
+    def from_lists(
+        cls, depth: list, hand: list, peak: list, frame: list, kind: list, size: int = 64
+    ) -> PresenceCrops:
+        """The crops gathered one by one (depth arrays, labels, peaks, frame and kind indices); none: an
+        empty set of (0, size, size) crops."""
+        return cls(
+            np.stack(depth) if depth else np.zeros((0, size, size), np.float16),
+            np.array(hand, np.uint8),
+            np.array(peak, np.float32),
+            np.array(frame, np.int32),
+            np.array(kind, np.int8),
+        )
+
+    @classmethod
     def load(cls, path: str | Path) -> PresenceCrops:
         z = np.load(path)
         return cls(z["depth"], z["hand"], z["peak"], z["frame"], z["kind"])
@@ -73,6 +87,15 @@ def candidates(seg, depth_mm, intr, min_peak: float) -> list:
     return out
 
 
+def pose_crop_geometry() -> tuple[float, int]:
+    """(cube mm, crop size) of the shipped pose engine: the crop the presence engine reads is its input."""
+    from engines.manifest import load_manifest
+    from engines.registry import resolve_engine_path
+
+    pre = load_manifest(resolve_engine_path("pose")).preprocessing
+    return float(pre["cube_mm"]), int(pre["crop_size"])
+
+
 def make_crops(
     n_frames: int,
     seed: int,
@@ -92,13 +115,10 @@ def make_crops(
         raise ValueError(f"empty_share must lie in [0, 1], got {empty_share}")
     from dataclasses import replace
 
-    from engines.manifest import load_manifest
-    from engines.registry import resolve_engine_path
     from stream.preprocess import HandSegmenter, crop_cube
     from train.data import default_scene, subject_synthesizer
 
-    pre = load_manifest(resolve_engine_path("pose")).preprocessing
-    cube, size = float(pre["cube_mm"]), int(pre["crop_size"])
+    cube, size = pose_crop_geometry()
     seg = HandSegmenter()
     base = replace(default_scene(), color=False)
     synths = {
@@ -139,13 +159,77 @@ def make_crops(
                 f"  {n + 1}/{n_frames} frames, {len(hand)} crops, {len(hand) - sum(hand)} not hands",
                 flush=True,
             )
-    return PresenceCrops(
-        np.stack(depth),
-        np.array(hand, np.uint8),
-        np.array(peak, np.float32),
-        np.array(frame, np.int32),
-        np.array(kind, np.int8),
-    )
+    return PresenceCrops.from_lists(depth, hand, peak, frame, kind, size)
+
+
+def tracked_crops(
+    n_frames: int,
+    seed: int,
+    empty_share: float = 0.25,
+    other_mm: float = 80.0,
+    seq_len: int = 60,
+    progress: bool = False,
+) -> PresenceCrops:
+    """Labelled crops of the hand the runtime *tracks*: generator sequences of every kind in KINDS (the
+    hands out of view in `empty_share` of them) through the preprocess stage as the pipeline runs it
+    (tracking on, the presence check choosing a new track's hand), one crop a frame where it reports a hand.
+    A crop is a hand where `handstream eval synthetic` says the result is on a hand (its centre near one of
+    the hand's visible pixels: a hand holding a cup counts), not a hand where its centre is also `other_mm`
+    from every joint; between the two it is left out. The candidates of `make_crops` are new tracks' first
+    frames; these are what a tracked hand's crop looks like frame after frame, including the objects a track
+    started on and kept, which a check of tracked hands must refuse."""
+    import engines
+    from stream.frames import KNOWN_CAMERAS, RGBDFrame
+    from stream.hands.presence import PresenceCheck
+    from stream.preprocess import HandSegmenter
+    from stream.stages import FrameState, PreprocessStage
+    from train.eval_segmentation import _Alone
+    from train.eval_synthetic import on_hand, scene_frames, truth_hands
+
+    cube, size = pose_crop_geometry()
+    # no floor on a track's presence: the crops are what tracking keeps without one (the objects a floor is to
+    # refuse among them); the shipped engine's were made with the engine before it choosing new tracks
+    check = PresenceCheck(engines.load_engine("presence", backend="onnxruntime", threads=1), track_floor=None)
+    pre = PreprocessStage(cube_mm=cube, crop_size=size, segmenter=HandSegmenter(), presence=check)
+    cam = "d435_320x240"
+    alone = _Alone(KNOWN_CAMERAS[cam])
+    rng = np.random.default_rng([seed, 13])
+    shares = np.array([p for _, p in KINDS])
+    depth, hand, peak, frame, kind = [], [], [], [], []
+    n = 0
+    seq = 0
+    while n < n_frames:
+        ki = int(rng.choice(len(KINDS), p=shares / shares.sum()))
+        seen = not (empty_share > 0.0 and rng.random() < empty_share)
+        length = min(seq_len, n_frames - n)
+        pre.reset()
+        for _, s in scene_frames(KINDS[ki][0], length, seed * 1000 + seq, cam, False, length, seen):
+            f = s.frame
+            st = FrameState(
+                RGBDFrame(index=n, timestamp_ms=0.0, depth_mm=f.depth_mm, intrinsics=f.intrinsics)
+            )
+            pre.run(st)
+            if st.crop is not None:
+                truth = truth_hands(s, alone)
+                com = st.detection.com_xyz_mm
+                label = None
+                if any(on_hand(com, t, f.intrinsics) for t in truth):
+                    label = 1
+                elif all(np.linalg.norm(t.joints_xyz_mm - com, axis=1).min() > other_mm for t in truth):
+                    label = 0
+                if label is not None:
+                    depth.append(st.crop.depth.astype(np.float16))
+                    hand.append(label)
+                    peak.append(float(st.detection.confidence))
+                    frame.append(n)
+                    kind.append(ki)
+            n += 1
+        seq += 1
+        if progress:
+            print(
+                f"  {n}/{n_frames} frames, {len(hand)} crops, {len(hand) - sum(hand)} not hands", flush=True
+            )
+    return PresenceCrops.from_lists(depth, hand, peak, frame, kind, size)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,10 +243,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--empty-share", type=float, default=0.0, help="share of frames with the hands out of view (0-1)"
     )
-    args = ap.parse_args(argv)
-    crops = make_crops(
-        args.frames, args.seed, args.subject_offset, progress=True, empty_share=args.empty_share
+    ap.add_argument(
+        "--tracked",
+        action="store_true",
+        help="crops of the hand the runtime tracks through generator sequences (tracked_crops), not a new "
+        "track's candidates; --empty-share is then the share of sequences with no hand in view",
     )
+    args = ap.parse_args(argv)
+    if args.tracked:
+        crops = tracked_crops(args.frames, args.seed, args.empty_share, progress=True)
+    else:
+        crops = make_crops(
+            args.frames, args.seed, args.subject_offset, progress=True, empty_share=args.empty_share
+        )
     crops.save(args.out)
     print(f"{len(crops)} crops ({int(crops.hand.sum())} hands) -> {args.out}")
     return 0
