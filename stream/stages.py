@@ -134,10 +134,12 @@ class PreprocessStage(Stage):
         self.presence = presence
         self._prev = None
         self._lost: tuple = ()  # hands of two-hand frames missed since (segment.tracking.lost_hands)
+        self._track = None  # the first hand's running presence (PresenceCheck.track_floor)
 
     def reset(self) -> None:
         self._prev = None
         self._lost = ()
+        self._track = None
 
     def run(self, st: FrameState) -> None:
         from .preprocess import crop_cube
@@ -185,6 +187,17 @@ class PreprocessStage(Stage):
         if not np.any(crop.depth < 1.0):  # 1 = background: nothing of the hand landed on a crop pixel
             st.detection, st.reason = None, "hand smaller than a crop pixel"
             return
+        if check is not None and check.track_floor is not None:
+            from .hands.presence import log_odds
+
+            self._track = self._track or check.track()
+            mean = self._track.update(not previous_centres(prev), lambda: log_odds(check.p_hand(crop.depth)))
+            if mean < check.track_floor:
+                # what the first hand's track holds has not looked like a hand: not reported, and let go so
+                # that the next frame's candidates are judged afresh (the other hands stay this frame)
+                self._prev, self._track = None, None
+                st.detection, st.reason = None, "what was tracked does not look like a hand"
+                return
         st.crop = crop
 
     def hand_states(self, st: FrameState, max_hands: int) -> list[FrameState]:
