@@ -188,10 +188,10 @@ class PreprocessStage(Stage):
             st.detection, st.reason = None, "hand smaller than a crop pixel"
             return
         if check is not None and check.track_floor is not None:
-            from .hands.presence import log_odds
-
             self._track = self._track or check.track()
-            mean = self._track.update(not previous_centres(prev), lambda: log_odds(check.p_hand(crop.depth)))
+            mean = self._track.update(
+                not previous_centres(prev), lambda: check.track_score(crop.depth, det.confidence)
+            )
             if mean < check.track_floor:
                 # what the first hand's track holds has not looked like a hand: not reported, and let go so
                 # that the next frame's candidates are judged afresh (the other hands stay this frame)

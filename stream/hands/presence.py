@@ -28,17 +28,19 @@ is kept, it lowered the egocentric hands found from 74 to 68 % (BENCHMARKS.md, "
 
 A tracked hand is checked too (`track_floor`, on by default). MediaPipe's landmark model scores hand
 presence on every tracked frame and lets the track go when it drops; here the preprocess stage scores the
-first hand's crop on a track's first frame and every `track_every`-th after it (one call is 0.22 ms, so a
-tracked frame's median cost does not move), and when the mean log-odds over the checked frames falls under
+first hand on a track's first frame and every `track_every`-th after it (one presence call is 0.22 ms, so a
+tracked frame's median cost does not move), and when the mean score over the checked frames falls under
 the floor the hand is not reported and the track is let go: the next frame's candidates are judged afresh.
 Without it, once a track started on a box or a cup, tracking kept it for as long as it was in view: with no
 hand in view the pipeline named a hand in 58 % of egocentric and desk frames and 30 % of frontal ones. The
 engine was retrained for it on the crops the runtime tracks (train.presence.data --tracked), where the one
 trained on new tracks' candidates separated egocentric hands from objects with a ROC AUC of 0.68 (now
-0.88). A floor of -4 (P(hand) about 0.02) with a check every 6th frame was chosen on the close-range
-tuning sequences (seeds 9200, 9300): with no hand in view 18-64 % fewer frames name one, and the frames
-with a visible hand found on it within 0.6 points of before; a check every 3rd frame refused a few more
-objects and cost up to 0.1 ms at the median (BENCHMARKS.md, "Hand presence of tracked hands").
+0.88). The score is the log-odds of P(hand) plus 5 x the detector's peak: on P(hand) alone (floor -4)
+more of the generated objects were refused, but so was the real NYU hand, to which an engine that has seen
+only generated hands gives P(hand) 0.006 (the engine before: 0.18); its detector peak of 0.9 keeps it now. The floor (-3), the peak's
+weight and a check every 6th frame were chosen on the close-range tuning sequences (seeds 9200, 9300): with
+no hand in view 10-60 % fewer frames name one, and the frames with a visible hand found on it within 0.8
+points of before (BENCHMARKS.md, "Hand presence of tracked hands").
 
 The two numbers were chosen on the generator's frontal tuning frames (seeds 78 and 77, 1 600 and 400
 independent frames; BENCHMARKS.md, "Hand presence"): the fitted mean error over found frames fell from
@@ -93,17 +95,18 @@ class PresenceCheck:
         margin: float = 3.0,
         min_score: float | None = None,
         lone_score: float | None = 17.0,
-        track_floor: float | None = -4.0,
+        track_floor: float | None = -3.0,
         track_every: int = 6,
+        track_peak_weight: float = 5.0,
     ) -> None:
         """`engine`: the shipped "presence" engine (or one with the same contract); `peak_weight`: how much a
         detector peak counts against the presence log-odds (a peak 0.1 higher is worth 2.5 units at 25);
         `margin`: how much an alternative must beat the segmenter's first hand by; `min_score`: the score a
         found hand needs to start a track (None: any); `lone_score`: the score a weak candidate needs to
         become the hand of a frame where the segmenter found none (None: never); `track_floor`: the mean
-        log-odds of P(hand) over a track's checked frames (its first, then every `track_every`-th) under
-        which the preprocess stage stops reporting it and lets the track go (None: a track is never
-        checked). Without it a track started on a cup or a box keeps it for as long as it is in view."""
+        over a track's checked frames (its first, then every `track_every`-th) of `track_score` under which
+        the preprocess stage stops reporting it and lets the track go (None: a track is never checked);
+        `track_peak_weight`: the detector peak's weight in that score. Without it a track started on a cup or a box keeps it for as long as it is in view."""
         self.engine = engine
         self.peak_weight = float(peak_weight)
         self.margin = float(margin)
@@ -113,9 +116,16 @@ class PresenceCheck:
         if int(track_every) < 1:
             raise ValueError(f"track_every must be at least 1, got {track_every}")
         self.track_every = int(track_every)
+        self.track_peak_weight = float(track_peak_weight)
         self._out = engine.output_names[0]
         pre = dict(getattr(engine.manifest, "preprocessing", {}) or {})
         self.size = int(pre.get("crop_size") or 64)
+
+    def track_score(self, depth: np.ndarray, peak: float) -> float:
+        """A tracked hand's score this frame: log-odds of P(hand) on its crop plus `track_peak_weight` x its
+        detector peak (the real NYU hand, P(hand) 0.006 from an engine that has seen only generated hands,
+        peaks at 0.9; the objects the detector fires on, at 0.4-0.6)."""
+        return log_odds(self.p_hand(depth)) + self.track_peak_weight * float(peak)
 
     def track(self) -> TrackPresence:
         """A new track's running presence, checked at this check's `track_every`."""
