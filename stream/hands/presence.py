@@ -37,10 +37,10 @@ engine was retrained for it on the crops the runtime tracks (train.presence.data
 trained on new tracks' candidates separated egocentric hands from objects with a ROC AUC of 0.68 (now
 0.88). The score is the log-odds of P(hand) plus 5 x the detector's peak: on P(hand) alone (floor -4)
 more of the generated objects were refused, but so was the real NYU hand, to which an engine that has seen
-only generated hands gives P(hand) 0.006 (the engine before: 0.18); its detector peak of 0.9 keeps it now. The floor (-3), the peak's
-weight and a check every 6th frame were chosen on the close-range tuning sequences (seeds 9200, 9300): with
-no hand in view 10-60 % fewer frames name one, and the frames with a visible hand found on it within 0.8
-points of before (BENCHMARKS.md, "Hand presence of tracked hands").
+only generated hands gives P(hand) 0.006 (the engine before: 0.18); its detector peak of 0.9 keeps it now.
+The floor (-3), the peak's weight and a check every 6th frame were chosen on the close-range tuning
+sequences (seeds 9200, 9300): with no hand in view 10-60 % fewer frames name one, and the frames with a
+visible hand found on it within 0.8 points of before (BENCHMARKS.md, "Hand presence of tracked hands").
 
 The two numbers were chosen on the generator's frontal tuning frames (seeds 78 and 77, 1 600 and 400
 independent frames; BENCHMARKS.md, "Hand presence"): the fitted mean error over found frames fell from
@@ -62,9 +62,9 @@ def log_odds(p_hand: float) -> float:
 
 
 class TrackPresence:
-    """The running presence of one track: the mean log-odds of P(hand) over its checked frames (its first,
-    then every `every`-th), so that one poorly seen frame of a hand does not end it and a few frames of an
-    object that looked like one do not keep it."""
+    """The running presence of one track: the mean of its score (PresenceCheck.track_score) over its checked
+    frames (its first, then every `every`-th), so that one poorly seen frame of a hand does not end it and a
+    few frames of an object that looked like one do not keep it."""
 
     def __init__(self, every: int = 6) -> None:
         if int(every) < 1:
@@ -74,12 +74,12 @@ class TrackPresence:
         self.checked = 0
         self.age = 0
 
-    def update(self, new_track: bool, log_odds_now: Callable[[], float]) -> float:
-        """The track's mean after this frame; `log_odds_now()` is called only on the frames checked."""
+    def update(self, new_track: bool, score_now: Callable[[], float]) -> float:
+        """The track's mean after this frame; `score_now()` is called only on the frames checked."""
         if new_track:
             self.total, self.checked, self.age = 0.0, 0, 0
         if self.checked == 0 or self.age % self.every == 0:
-            self.total += float(log_odds_now())
+            self.total += float(score_now())
             self.checked += 1
         self.age += 1
         return self.total / self.checked
@@ -106,7 +106,8 @@ class PresenceCheck:
         become the hand of a frame where the segmenter found none (None: never); `track_floor`: the mean
         over a track's checked frames (its first, then every `track_every`-th) of `track_score` under which
         the preprocess stage stops reporting it and lets the track go (None: a track is never checked);
-        `track_peak_weight`: the detector peak's weight in that score. Without it a track started on a cup or a box keeps it for as long as it is in view."""
+        `track_peak_weight`: the detector peak's weight in that score. Without the floor a track started on a
+        cup or a box keeps it for as long as it is in view."""
         self.engine = engine
         self.peak_weight = float(peak_weight)
         self.margin = float(margin)
