@@ -19,6 +19,7 @@ import numpy as np
 
 from ..stage_registry import register_stage
 from ..stages import POSE_OUTPUTS, FrameState, Stage, engine_identity
+from .odds import log_odds
 
 LEFT, RIGHT = "left", "right"
 # the share of left hands among hands seen alone, weighed against a hand alone's track-mean P(left). While
@@ -112,8 +113,7 @@ COMBINE = np.array([1.519, 1.74, 8.08, 8.14, -0.031])
 
 def combine(p_left: float, features: np.ndarray) -> float:
     """P(left) from the engine's P(left) and `chirality_features` (see COMBINE)."""
-    p = float(np.clip(p_left, 1e-4, 1 - 1e-4))
-    z = COMBINE[0] * np.log(p / (1 - p)) + float(COMBINE[1:4] @ np.asarray(features)) + COMBINE[4]
+    z = COMBINE[0] * log_odds(p_left) + float(COMBINE[1:4] @ np.asarray(features)) + COMBINE[4]
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
@@ -126,8 +126,7 @@ COMBINE_FIT = np.array([0.462, 0.127, 0.126])
 
 def combine_fit(p_left: float, energy_difference: float) -> float:
     """P(left) from a P(left) and `FitSide.energy_difference` (see COMBINE_FIT)."""
-    p = float(np.clip(p_left, 1e-4, 1 - 1e-4))
-    z = COMBINE_FIT[0] * np.log(p / (1 - p)) + COMBINE_FIT[1] * float(energy_difference) + COMBINE_FIT[2]
+    z = COMBINE_FIT[0] * log_odds(p_left) + COMBINE_FIT[1] * float(energy_difference) + COMBINE_FIT[2]
     return float(1.0 / (1.0 + np.exp(-z)))
 
 

@@ -54,11 +54,7 @@ from dataclasses import replace
 
 import numpy as np
 
-
-def log_odds(p_hand: float) -> float:
-    """log(p / (1 - p)), p clipped to [1e-4, 1 - 1e-4] (so within +-9.21)."""
-    p = float(np.clip(p_hand, 1e-4, 1 - 1e-4))
-    return float(np.log(p / (1 - p)))
+from .odds import log_odds
 
 
 class TrackPresence:

@@ -14,6 +14,8 @@ import json
 
 import numpy as np
 
+from stream.hands.odds import log_odds
+
 
 def features(path: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(engine P(left), the three measures, labels) of `n` crops of a crops file (all when n <= 0)."""
@@ -38,8 +40,7 @@ def features(path: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
 
 def design(p: np.ndarray, f: np.ndarray) -> np.ndarray:
     """[engine logit, measures x 10, 1]: the inputs of the combination."""
-    q = np.clip(p, 1e-4, 1 - 1e-4)
-    return np.column_stack([np.log(q / (1 - q)), f * 10.0, np.ones(len(q))])
+    return np.column_stack([log_odds(np.asarray(p)), f * 10.0, np.ones(len(p))])
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 50) -> np.ndarray:
