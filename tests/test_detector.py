@@ -130,6 +130,21 @@ def test_letterboxed_input_for_other_aspect_ratios():
     assert input_geometry((640, 480), (160, 120), 4).scale == 0.25
 
 
+@pytest.mark.parametrize("max_valid_mm", [10000.0, 900.5, 2999.0])
+def test_camera_depth_gives_the_input_its_float_copy_gives(max_valid_mm: float):
+    """uint16 depth takes a shorter path (missing zeroed while still integers): the network input must be
+    the one the same depth gives as float32, out-of-range and saturated values included."""
+    rng = np.random.default_rng(3)
+    d = rng.integers(0, 4000, (480, 640)).astype(np.uint16)
+    for value in (0, 65535, 10000, 10001, 900, 901, 2999, 3000):
+        d[rng.random(d.shape) < 0.02] = value
+    x16, geo16 = detector_input(d, (160, 120), 1000.0, 3.0, max_valid_mm, 4)
+    x32, geo32 = detector_input(d.astype(np.float32), (160, 120), 1000.0, 3.0, max_valid_mm, 4)
+    assert geo16 == geo32 and x16.dtype == np.float32
+    np.testing.assert_array_equal(x16, x32)
+    assert 0.0 < x16.max() <= 3.0 and (x16 == 0).any()
+
+
 def test_find_peaks():
     hm = np.zeros((30, 40), np.float32)
     hm[5, 6], hm[20, 30], hm[20, 31] = 0.9, 0.7, 0.6
