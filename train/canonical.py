@@ -29,9 +29,54 @@ def pixel_grid(size: int, like: torch.Tensor) -> torch.Tensor:
     return (torch.arange(size, dtype=like.dtype, device=like.device) + 0.5) / size * 2 - 1
 
 
+def moment_basis(size: int, like: torch.Tensor) -> torch.Tensor:
+    """(S * S, 10) monomials of the pixel centres, x and y along the crop's columns and rows:
+    1, x, y, xx, xy, yy, xxx, xxy, xyy, yyy. A silhouette's raw moments up to the third are then one matrix
+    product (`principal_angle`)."""
+    g = pixel_grid(size, like)
+    x = g.view(1, size).expand(size, size).reshape(-1)
+    y = g.view(size, 1).expand(size, size).reshape(-1)
+    return torch.stack(
+        [torch.ones_like(x), x, y, x * x, x * y, y * y, x * x * x, x * x * y, x * y * y, y * y * y], 1
+    )
+
+
 def principal_angle(depth: torch.Tensor) -> torch.Tensor:
     """(B, 1, S, S) normalized crops -> (B,) angle (rad) of the foreground's major axis from +x, pointing
-    towards the side with the positive third moment. A crop with no foreground gives 0."""
+    towards the side with the positive third moment along it. A crop with no foreground gives 0.
+
+    The central moments mu20, mu11, mu02 and the third moment along the axis are expanded from the raw
+    moments of `moment_basis`, taken in one matrix product: the same quantities as summing the centred
+    powers pixel by pixel (`principal_angle_reference`), in a dozen operations on (B, 10) instead of three
+    dozen on (B, S, S). In the exported engine that is most of the cost of the canonicalization (0.24 of
+    0.70 ms of the shipped pose engine on this CPU before, BENCHMARKS.md)."""
+    b, _, s, _ = depth.shape
+    m = (depth[:, 0] < 1).to(depth.dtype).reshape(b, s * s)
+    sums = torch.matmul(m, moment_basis(s, depth))
+    n0, sx, sy, sxx, sxy, syy, sxxx, sxxy, sxyy, syyy = sums.unbind(1)
+    n = n0.clamp_min(1.0)
+    mx, my = sx / n, sy / n
+    mu20 = sxx - mx * sx
+    mu02 = syy - my * sy
+    mu11 = sxy - mx * sy
+    theta = 0.5 * torch.atan2(2 * mu11, mu20 - mu02)
+    c, sn = torch.cos(theta), torch.sin(theta)
+    k = -(c * mx + sn * my)  # along = c x + sn y + k: the centred coordinate along the axis
+    cc, ss = c * c, sn * sn
+    skew = (
+        c * cc * sxxx
+        + 3 * cc * sn * sxxy
+        + 3 * c * ss * sxyy
+        + sn * ss * syyy
+        + 3 * k * (cc * sxx + 2 * c * sn * sxy + ss * syy)
+        + 3 * k * k * (c * sx + sn * sy)
+        + k * k * k * n0
+    )
+    return torch.where(skew < 0, theta + math.pi, theta)
+
+
+def principal_angle_reference(depth: torch.Tensor) -> torch.Tensor:
+    """`principal_angle` summed pixel by pixel over the centred powers: the definition, kept for tests."""
     b, _, s, _ = depth.shape
     m = (depth[:, 0] < 1).to(depth.dtype)
     g = pixel_grid(s, depth)
@@ -54,15 +99,25 @@ def rotation_matrices(angle: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
 
 
+def rotation_grid_basis(size: int, like: torch.Tensor) -> torch.Tensor:
+    """(4, S * S * 2): a flattened (B, 2, 2) rotation times this is the (B, S, S, 2) sampling grid of
+    `rotate_crops`, flattened -- the pixel centres q turned by rot (row-vector form q rot). One plain matrix
+    product: a batched (1, S*S, 2) x (B, 2, 2) one runs several times slower in ONNX Runtime."""
+    g = pixel_grid(size, like)
+    q = torch.stack([g.view(1, size).expand(size, size), g.view(size, 1).expand(size, size)], -1).reshape(
+        -1, 2
+    )
+    eye = torch.eye(2, dtype=like.dtype, device=like.device)
+    # basis[k, j, i, j'] = q[i, k] * (j == j')
+    return (q.t().reshape(2, 1, -1, 1) * eye.reshape(1, 2, 1, 2)).reshape(4, -1)
+
+
 def rotate_crops(depth: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
     """Rotate crops about their centre by `rot` (B, 2, 2): output pixel q shows input p = rot^T q.
     Nearest-neighbour (no depth blended across a silhouette); outside reads as background (1). The sampling
     grid is built by hand (not affine_grid) so the ONNX export needs only GridSample."""
     b, _, s, _ = depth.shape
-    g = pixel_grid(s, depth)
-    q = torch.stack([g.view(1, s).expand(s, s), g.view(s, 1).expand(s, s)], -1).reshape(1, s * s, 2)
-    p = torch.matmul(q, rot)  # row-vector form of rot^T q
-    grid = p.reshape(b, s, s, 2)
+    grid = torch.matmul(rot.reshape(b, 4), rotation_grid_basis(s, depth)).reshape(b, s, s, 2)
     return F.grid_sample(depth - 1, grid, mode="nearest", padding_mode="zeros", align_corners=False) + 1
 
 
@@ -84,16 +139,36 @@ class InPlaneCanonical(nn.Module):
         self.test_shifts_px = tuple((int(dx), int(dy)) for dx, dy in test_shifts_px)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training or not self.test_shifts_px:
-            return self._predict(x)
-        return shift_average(self._predict, x, self.test_shifts_px)
+        views, rot = self.canonical_views(x)
+        y = self.net(views).view(views.shape[0], -1, 3)
+        return self.from_views(y, rot, x.shape[-1])
 
-    def _predict(self, x: torch.Tensor) -> torch.Tensor:
-        b = x.shape[0]
-        rot = rotation_matrices(math.pi / 2 - principal_angle(x))
-        y = self.net(rotate_crops(x, rot)).view(b, -1, 3)
+    def view_shifts(self) -> tuple[tuple[int, int], ...]:
+        """The shifted views predicted from: `test_shifts_px` in eval mode, none (the crop itself) in training."""
+        return () if self.training else self.test_shifts_px
+
+    def canonical_views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, S, S) crops -> the canonical crops of their views, view-major (K * B, 1, S, S) with K the
+        number of views, and the (K * B, 2, 2) rotation each was turned by."""
+        shifts = self.view_shifts()
+        views = torch.cat([shift_crops(x, dx, dy) for dx, dy in shifts], 0) if shifts else x
+        rot = rotation_matrices(math.pi / 2 - principal_angle(views))
+        return rotate_crops(views, rot), rot
+
+    def from_views(self, y: torch.Tensor, rot: torch.Tensor, size: int) -> torch.Tensor:
+        """The net's (K * B, J, 3) canonical joints -> (B, 3J): (x, y) rotated back (rot^T), each view moved
+        back by its shift (one pixel = 2 / `size`), the views averaged (`shift_average`'s arithmetic)."""
         xy = torch.matmul(y[..., :2], rot)  # rot^T applied to each joint's (x, y)
-        return torch.cat([xy, y[..., 2:]], -1).reshape(b, -1)
+        out = torch.cat([xy, y[..., 2:]], -1)
+        shifts = self.view_shifts()
+        if not shifts:
+            return out.reshape(out.shape[0], -1)
+        k = len(shifts)
+        off = torch.tensor([[dx, dy, 0.0] for dx, dy in shifts], dtype=y.dtype, device=y.device) * (
+            2.0 / size
+        )
+        out = out.view(k, -1, out.shape[1], 3)
+        return (out - off.view(k, 1, 1, 3)).mean(0).reshape(out.shape[1], -1)
 
 
 def shift_crops(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
