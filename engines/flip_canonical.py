@@ -20,8 +20,6 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from stream.errors import InputError
 
 from .manifest import load_manifest, manifest_path_for, save_manifest, sha256_file
@@ -30,31 +28,16 @@ NAME = "pose_flipped"
 
 
 def _angle_sign_where(graph) -> object:
-    """The one Where node choosing between `a + pi` and `a` on a Less (the third moment's sign)."""
-    from onnx import numpy_helper
+    """The one Where node choosing between `a + pi` and `a` on a Less (the third moment's sign), in the
+    engine's own orientation (`angle + pi` its second input)."""
+    from .backends.canonical import angle_choice
 
-    producer = {o: n for n in graph.node for o in n.output}
-    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    for n in graph.node:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value":
-                    consts[n.output[0]] = numpy_helper.to_array(a.t)
-    found = []
-    for n in graph.node:
-        if n.op_type != "Where" or len(n.input) != 3:
-            continue
-        cond, plus, plain = (producer.get(i) for i in n.input)
-        if cond is None or cond.op_type != "Less" or plus is None or plus.op_type != "Add":
-            continue
-        if plain is None or plus.input[0] != n.input[2]:
-            continue
-        c = consts.get(plus.input[1])
-        if c is not None and c.size == 1 and abs(float(c.reshape(-1)[0]) - np.pi) < 1e-4:
-            found.append(n)
-    if len(found) != 1:
-        raise InputError(f"expected one canonical-angle sign choice in the graph, found {len(found)}")
-    return found[0]
+    choice = angle_choice(graph)
+    if choice is None:
+        raise InputError("expected one canonical-angle sign choice in the graph, found none")
+    if choice[1]:
+        raise InputError("this graph's canonical angle is already flipped (a twin, not an engine)")
+    return choice[0]
 
 
 def flip_canonical(src: str | Path, out_dir: str | Path) -> Path:

@@ -131,11 +131,14 @@ def turn_back_kernel(y, rots, shifts, size):  # pragma: no cover - compiled
     return out
 
 
-def angle_flipped(graph) -> bool | None:
-    """Whether the graph takes the axis's other end (the twin of engines/flip_canonical.py): the Where on
-    the third moment's sign picks `angle + pi` as its second input (False), or its third (True); None
-    when no such Where is there."""
+def angle_choice(graph) -> tuple[object, bool] | None:
+    """(the Where node, flipped) of a canonical graph's choice of the axis's end: the Where on the third
+    moment's sign (a Less) between `angle + pi` and `angle`, which picks `angle + pi` as its second input
+    (flipped False) or, in the twin of engines/flip_canonical.py, as its third (True); None when the graph
+    has no such Where, InputError when it has more than one."""
     from onnx import numpy_helper
+
+    from stream.errors import InputError
 
     producer = {o: n for n in graph.node for o in n.output}
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -145,6 +148,7 @@ def angle_flipped(graph) -> bool | None:
             for n in graph.node
             if n.op_type == "Constant"
             for a in n.attribute
+            if a.name == "value"
         }
     )
 
@@ -155,15 +159,24 @@ def angle_flipped(graph) -> bool | None:
         c = consts.get(node.input[1])
         return c is not None and c.size == 1 and abs(float(c.reshape(-1)[0]) - math.pi) < 1e-4
 
+    found = []
     for n in graph.node:
         cond = producer.get(n.input[0]) if n.op_type == "Where" and len(n.input) == 3 else None
         if cond is None or cond.op_type != "Less":
             continue
         if plus_pi(n.input[1], n.input[2]):
-            return False
-        if plus_pi(n.input[2], n.input[1]):
-            return True
-    return None
+            found.append((n, False))
+        elif plus_pi(n.input[2], n.input[1]):
+            found.append((n, True))
+    if len(found) > 1:
+        raise InputError(f"expected one canonical-angle sign choice in the graph, found {len(found)}")
+    return found[0] if found else None
+
+
+def angle_flipped(graph) -> bool | None:
+    """Whether the graph takes the axis's other end (`angle_choice`); None when it makes no such choice."""
+    choice = angle_choice(graph)
+    return None if choice is None else choice[1]
 
 
 def made_up_hand(size: int) -> np.ndarray:
