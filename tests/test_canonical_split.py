@@ -1,19 +1,25 @@
-"""A canonical pose engine on the CPU (engines/backends/canonical.py): its network alone in ONNX Runtime
-between two compiled kernels gives the whole graph's joints, for the engine and its flipped twin, on the
-crops the pipeline cuts; anything it cannot split runs whole."""
+"""Engines that turn their crop upright in the graph, on the CPU (engines/backends/canonical.py): the views
+and the rest of the graph in ONNX Runtime around one compiled kernel give the whole graph's outputs -- for
+the pose engine and its flipped twin, the presence engine and the handedness engine -- on the crops the
+pipeline cuts; a graph it cannot split runs whole."""
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
 import engines
-from engines.backends.canonical import CanonicalSplit, angle_flipped, made_up_hand
+from engines.backends.canonical import CanonicalSplit, angle_flipped, graph_turn, made_up_hand
 from engines.backends.ort import OrtEngine, session_options
 
 onnx = pytest.importorskip("onnx")
+
+TURNED = [
+    ("pose", False, True),
+    ("pose_flipped", True, True),
+    ("presence", False, False),
+    ("handedness", False, False),
+]
 
 
 @pytest.fixture(scope="module")
@@ -23,44 +29,46 @@ def crops() -> np.ndarray:
     return real_crops(64, frames=40, seed=11)
 
 
-@pytest.mark.parametrize("name, flipped", [("pose", False), ("pose_flipped", True)])
-def test_split_gives_the_whole_graphs_joints(name: str, flipped: bool, crops: np.ndarray) -> None:
+@pytest.mark.parametrize("name, flipped, turns_back", TURNED)
+def test_split_gives_the_whole_graphs_outputs(name: str, flipped: bool, turns_back: bool, crops) -> None:
     split = engines.load_engine(name, backend="onnxruntime", threads=1)
     assert split.split is not None and split.split.flip is flipped
+    assert (split.split._rot is not None) is turns_back  # the pose engines turn their joints back
     whole = OrtEngine(split.path, split.manifest, threads=1, split_canonical=False)
     assert whole.split is None
     assert len(crops) >= 20
-    for c in crops:
-        a, b = split.infer(c[None])["joints"], whole.infer(c[None])["joints"]
-        assert a.shape == b.shape == (1, 63) and a.dtype == np.float32
-        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
-    hand = made_up_hand(64)[None, None]
-    np.testing.assert_allclose(split.infer(hand)["joints"], whole.infer(hand)["joints"], atol=1e-5, rtol=0)
-    # where the silhouette's second moments vanish (no foreground) the exported atan2 is 0 / 0 and the
-    # whole graph's x, y are NaN; the split keeps train/canonical.py's definition, no turn
+    for c in [*crops, made_up_hand(64)[None]]:
+        a, b = split.infer(c[None]), whole.infer(c[None])
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k].shape == b[k].shape and a[k].dtype == np.float32
+            np.testing.assert_allclose(a[k], b[k], atol=1e-5, rtol=0)
+
+
+def test_an_empty_crop_is_not_turned() -> None:
+    """Where the silhouette's second moments vanish the exported atan2 is 0 / 0 and the whole graph's x, y
+    are NaN; the split keeps train/canonical.py's definition, no turn."""
+    split = engines.load_engine("pose", backend="onnxruntime", threads=1)
+    whole = OrtEngine(split.path, split.manifest, threads=1, split_canonical=False)
     empty = np.ones((1, 1, 64, 64), np.float32)
     assert np.isnan(whole.infer(empty)["joints"]).any()
     assert np.isfinite(split.infer(empty)["joints"]).all()
 
 
-def test_the_twin_is_told_by_its_graph() -> None:
+def test_the_turn_and_its_end_are_told_by_the_graph() -> None:
     root = engines.registry.DEFAULT_DIR
-    assert angle_flipped(onnx.load(str(root / "pose.onnx")).graph) is False
-    assert angle_flipped(onnx.load(str(root / "pose_flipped.onnx")).graph) is True
-    assert angle_flipped(onnx.load(str(root / "presence.onnx")).graph) is False  # it turns its crop too
-    assert angle_flipped(onnx.load(str(root / "detector.onnx")).graph) is None
+    graphs = {
+        n: onnx.load(str(root / f"{n}.onnx")).graph for n in ("pose", "pose_flipped", "presence", "detector")
+    }
+    assert angle_flipped(graphs["pose"]) is False and angle_flipped(graphs["pose_flipped"]) is True
+    assert angle_flipped(graphs["presence"]) is False
+    assert angle_flipped(graphs["detector"]) is None and graph_turn(graphs["detector"]) is None
+    views, turned, rot, read_after = graph_turn(graphs["pose"])
+    assert read_after and views != "input"  # the pose engine builds shifted views first
+    assert graph_turn(graphs["presence"])[0] == "input" and not graph_turn(graphs["presence"])[3]
 
 
 def test_what_it_cannot_split_runs_whole() -> None:
-    pose = engines.load_engine("pose", backend="onnxruntime", threads=1)
-    so = session_options(1)
-    # views the graph does not have
-    three = replace(
-        pose.manifest,
-        training={**pose.manifest.training, "model_kwargs": {"test_shifts_px": [[1, 1], [0, 0], [-1, -1]]}},
-    )
-    assert CanonicalSplit.build(pose.path, three, so, ["CPUExecutionProvider"]) is None
-    # not a canonical pose engine
-    presence = engines.load_engine("presence", backend="onnxruntime", threads=1)
-    assert CanonicalSplit.build(presence.path, presence.manifest, so, ["CPUExecutionProvider"]) is None
-    assert getattr(presence, "split", None) is None
+    detector = engines.load_engine("detector", backend="onnxruntime", threads=1)
+    assert detector.split is None
+    assert CanonicalSplit.build(detector.path, session_options(1), ["CPUExecutionProvider"]) is None

@@ -1,22 +1,24 @@
-"""A canonical pose engine on the CPU: its in-plane canonicalization by a compiled kernel, its network by
-ONNX Runtime.
+"""Engines that turn their crop upright in the graph, on the CPU: the turning by a compiled kernel, the rest
+by ONNX Runtime.
 
-A canonical pose engine (train/canonical.py) carries, ahead of its network, the turning of the crop's views
-upright (shifted copies, the silhouette's moments, the rotation, a GridSample) and, after it, the turning
-of the joints back. In ONNX Runtime on one CPU thread those two parts are ~75 small operations on
-(views, S, S) tensors, each paying the runtime's per-operation cost: 0.19 of the shipped engine's 0.64
-ms. The same arithmetic in one numba kernel takes a few hundredths of a millisecond, so on the CPU
-provider `OrtEngine` runs the graph's network alone (cut out of the graph at the canonical crops and the
-canonical joints, engines/canonical_graph.py) between the two kernels here. The engine file stays whole
-and self-contained -- other backends and tools read it as it is -- and the split is used only where it
-gives the whole graph's joints on a made-up hand at load (`CanonicalSplit.parity`); else the whole graph
-runs, as before.
+The pose engine (train/canonical.py), the presence engine and the handedness engine each carry, ahead of
+their network, the in-plane canonicalization of their views of the crop: the silhouette's image moments,
+the angle of its major axis and the end it points to, the rotation, a GridSample. In ONNX Runtime on one CPU
+thread that is some 70 small operations on (views, S, S) tensors, each paying the runtime's per-operation
+cost: 0.19 of the pose engine's 0.64 ms, 0.13 of the presence engine's 0.22, 0.55 of the handedness
+engine's 1.00 (its six views). The same arithmetic in one numba kernel takes a few hundredths of a
+millisecond, so on the CPU provider `OrtEngine` splits such a graph where it turns: ONNX Runtime builds the
+views (shifted, mirrored copies: whatever the graph does), the kernel here turns each upright, and ONNX
+Runtime runs the rest -- the network and what follows it, such as the pose engine's turning of the joints
+back by the same rotations. The engine file stays whole and self-contained -- other backends and tools read
+it as it is -- and the split is used only where it gives the whole graph's outputs on a made-up hand at load
+(`CanonicalSplit.parity`); else the whole graph runs, as before.
 
-The kernels follow the graph's arithmetic: the views and the rotation in float32 as exported, the
-moments in float64 (exact sums of the pixel centres' powers, where the graph rounds in float32: the angle
-agrees to ~1e-7 rad), the nearest sample rounded half to even as GridSample does. One difference: where a
-silhouette's second moments vanish (an empty crop) the exported atan2 is 0 / 0 and the whole graph's x, y
-are NaN (the pose stage then reports no hand); the kernel keeps train/canonical.py's definition, no turn.
+The kernel follows the graph's arithmetic: the rotation and the sampling in float32 as exported, the moments
+in float64 (exact sums of the pixel centres' powers, where the graph rounds in float32: the angle agrees to
+~1e-7 rad), the nearest sample rounded half to even as GridSample does. One difference: where a silhouette's
+second moments vanish (an empty crop) the exported atan2 is 0 / 0 and the whole graph's outputs are NaN (the
+pose stage then reports no hand); the kernel keeps train/canonical.py's definition, no turn.
 """
 
 from __future__ import annotations
@@ -41,26 +43,24 @@ except ImportError:  # the whole graph runs (OrtEngine never builds a split with
 
 
 @_njit
-def canonical_views_kernel(crop, shifts, flip):  # pragma: no cover - compiled
-    """(S, S) float32 normalized crop, (K, 2) int64 view shifts (dx, dy) px -> the (K, 1, S, S) float32
-    canonical views and their (K, 2, 2) float32 rotations, as train/canonical.py's
-    `InPlaneCanonical.canonical_views` (`flip`: the other end of the axis, engines/flip_canonical.py)."""
-    size = crop.shape[0]
-    k_views = shifts.shape[0]
-    views = np.empty((k_views, 1, size, size), np.float32)
+def canonical_views_kernel(views, flip):  # pragma: no cover - compiled
+    """(K, S, S) float32 normalized views -> each turned upright, (K, 1, S, S) float32, and the (K, 2, 2)
+    float32 rotations, as train/canonical.py's `rotate_crops(views, rotation_matrices(pi / 2 -
+    principal_angle(views)))` (`flip`: the other end of the axis, engines/flip_canonical.py)."""
+    k_views, size = views.shape[0], views.shape[1]
+    out = np.empty((k_views, 1, size, size), np.float32)
     rots = np.empty((k_views, 2, 2), np.float32)
     g = np.empty(size)
     for i in range(size):
         g[i] = (i + 0.5) / size * 2.0 - 1.0
+    gf = g.astype(np.float32)
     one, fs, half = np.float32(1.0), np.float32(size), np.float32(0.5)
     for k in range(k_views):
-        dx, dy = shifts[k, 0], shifts[k, 1]
-        # a view's pixel (i, j) is the crop's (i - dy, j - dx); background (1) shifted in
         n0 = sx = sy = sxx = sxy = syy = sxxx = sxxy = sxyy = syyy = 0.0
-        for i in range(max(dy, 0), min(size + dy, size)):
+        for i in range(size):
             y = g[i]
-            for j in range(max(dx, 0), min(size + dx, size)):
-                if crop[i - dy, j - dx] < 1.0:
+            for j in range(size):
+                if views[k, i, j] < 1.0:
                     x = g[j]
                     xx, yy = x * x, y * y
                     n0 += 1.0
@@ -93,42 +93,19 @@ def canonical_views_kernel(crop, shifts, flip):  # pragma: no cover - compiled
         cp, sp = np.float32(math.cos(phi)), np.float32(math.sin(phi))
         rots[k, 0, 0], rots[k, 0, 1], rots[k, 1, 0], rots[k, 1, 1] = cp, -sp, sp, cp
         # output pixel q samples the view at p = rot^T q (row form q rot), nearest, outside = background
+        msp, zero = -sp, np.float32(0.0)
         for i in range(size):
-            qy = np.float32(g[i])
+            qy = gf[i]
             ry_x, ry_y = qy * sp, qy * cp
             for j in range(size):
-                qx = np.float32(g[j])
-                px = qx * cp + ry_x
-                py = qx * -sp + ry_y
-                u = np.rint(((px + one) * fs - one) * half)
-                v = np.rint(((py + one) * fs - one) * half)
+                qx = gf[j]
+                u = np.rint(((qx * cp + ry_x + one) * fs - one) * half)
+                v = np.rint(((qx * msp + ry_y + one) * fs - one) * half)
                 val = one
-                if 0.0 <= u < size and 0.0 <= v < size:
-                    si, sj = int(v) - dy, int(u) - dx
-                    if 0 <= si < size and 0 <= sj < size:
-                        val = (crop[si, sj] - one) + one  # the graph samples (crop - 1) and adds 1
-                views[k, 0, i, j] = val
-    return views, rots
-
-
-@_njit
-def turn_back_kernel(y, rots, shifts, size):  # pragma: no cover - compiled
-    """The network's (K, J, 3) float32 canonical joints -> (1, 3J) float32: (x, y) turned back by each
-    view's rotation (rot^T), each view moved back by its shift (2 / size a pixel), the views averaged."""
-    k_views, n_joints = y.shape[0], y.shape[1]
-    out = np.zeros((1, 3 * n_joints), np.float32)
-    step = np.float32(2.0 / size)
-    for j in range(n_joints):
-        ax, ay, az = np.float32(0.0), np.float32(0.0), np.float32(0.0)
-        for k in range(k_views):
-            y0, y1 = y[k, j, 0], y[k, j, 1]
-            ax += (y0 * rots[k, 0, 0] + y1 * rots[k, 1, 0]) - np.float32(shifts[k, 0]) * step
-            ay += (y0 * rots[k, 0, 1] + y1 * rots[k, 1, 1]) - np.float32(shifts[k, 1]) * step
-            az += y[k, j, 2]
-        out[0, 3 * j] = ax / np.float32(k_views)
-        out[0, 3 * j + 1] = ay / np.float32(k_views)
-        out[0, 3 * j + 2] = az / np.float32(k_views)
-    return out
+                if u >= zero and u < fs and v >= zero and v < fs:
+                    val = (views[k, int(v), int(u)] - one) + one  # the graph samples (view - 1) and adds 1
+                out[k, 0, i, j] = val
+    return out, rots
 
 
 def angle_choice(graph) -> tuple[object, bool] | None:
@@ -195,62 +172,105 @@ def made_up_hand(size: int) -> np.ndarray:
     return crop
 
 
-class CanonicalSplit:
-    """A canonical pose engine's network as its own ONNX Runtime session, between the kernels above.
-    `build` returns None where the graph is not a canonical pose engine this can split."""
+def graph_turn(graph) -> tuple[str, str, str, bool] | None:
+    """(views, turned views, rotation, whether anything after the turn reads the rotation) of a graph that
+    turns its crop's views upright once, found by its structure: the one GridSample reads `views - 1` and
+    is followed by `+ 1`, and its grid is a matrix product of the rotation (through any Reshape). None for
+    any other graph."""
+    producer = {o: n for n in graph.node for o in n.output}
+    users: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    consts = {t.name for t in graph.initializer} | {
+        o for n in graph.node if n.op_type == "Constant" for o in n.output
+    }
+    samplers = [n for n in graph.node if n.op_type == "GridSample"]
+    if len(samplers) != 1:
+        return None
+    gs = samplers[0]
+    sub = producer.get(gs.input[0])
+    after = [n for n in users.get(gs.output[0], []) if n.op_type == "Add"]
+    if sub is None or sub.op_type != "Sub" or sub.input[1] not in consts or len(after) != 1:
+        return None
+    node = producer.get(gs.input[1])
+    while node is not None and node.op_type == "Reshape":
+        node = producer.get(node.input[0])
+    if node is None or node.op_type != "MatMul":
+        return None
+    grid_chain = {id(node)}
+    rot = ([i for i in node.input if i not in consts] or [""])[0]
+    while rot in producer and producer[rot].op_type == "Reshape":
+        grid_chain.add(id(producer[rot]))
+        rot = producer[rot].input[0]
+    if not rot:
+        return None
+    read_after = any(id(n) not in grid_chain for n in users.get(rot, []))
+    return sub.input[0], after[0].output[0], rot, read_after
 
-    def __init__(self, session, shifts: np.ndarray, size: int, flip: bool) -> None:
-        self.session = session
-        self.shifts = shifts
-        self.size = int(size)
+
+class CanonicalSplit:
+    """An engine's graph in two ONNX Runtime sessions around `canonical_views_kernel`: the views (None
+    where the graph turns its input itself), then everything after the turn. `build` returns None where the
+    graph is not one this can split."""
+
+    def __init__(self, views, rest, views_name: str, flip: bool, turned_name: str, rot_name: str | None):
+        self.views = views
+        self.rest = rest
         self.flip = bool(flip)
-        self._in = session.get_inputs()[0].name
-        self._out = [session.get_outputs()[0].name]
+        self._views_out = [views_name]
+        self._turned, self._rot = turned_name, rot_name
+        self._in = views.get_inputs()[0].name if views is not None else ""
+        self._outs = [o.name for o in rest.get_outputs()]
 
     @classmethod
-    def build(cls, onnx_path, manifest, session_options, providers) -> CanonicalSplit | None:
+    def build(cls, onnx_path, session_options, providers) -> CanonicalSplit | None:
         import onnx
         import onnxruntime as ort
 
-        from ..canonical_graph import network_cut
-
         if numba is None:
+            return None
+        model = onnx.load(str(onnx_path))
+        turn, choice = graph_turn(model.graph), angle_choice(model.graph)
+        if turn is None or choice is None:
             return None
         from stream.compiled import announce_compile
 
-        announce_compile(__file__, "pose-engine canonicalization")
-        pre = manifest.preprocessing or {}
-        kw = (manifest.training or {}).get("model_kwargs") or {}
-        size = pre.get("crop_size") or kw.get("input_size")
-        model = onnx.load(str(onnx_path))
-        try:
-            crops, joints = network_cut(model.graph)
-        except Exception:  # noqa: BLE001 - not a canonical pose engine: the whole graph runs
-            return None
-        flip = angle_flipped(model.graph)
-        if flip is None or not size:
-            return None
-        shifts = np.array([[int(dx), int(dy)] for dx, dy in kw.get("test_shifts_px") or ()] or [[0, 0]])
-        net = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(model)).extract_model([crops], [joints])
-        batch = net.graph.input[0].type.tensor_type.shape.dim[0].dim_value
-        if batch != len(shifts):
-            return None  # the manifest's views are not the graph's
-        session = ort.InferenceSession(
-            net.SerializeToString(), sess_options=session_options, providers=providers
-        )
-        return cls(session, np.ascontiguousarray(shifts, np.int64), int(size), flip)
+        announce_compile(__file__, "canonical-crop")
+        views_name, turned, rot, read_after = turn
+        shaped = onnx.shape_inference.infer_shapes(model)
+        outputs = [o.name for o in model.graph.output]
+        (inp,) = [i.name for i in model.graph.input]
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """(1, 1, S, S) float32 crop -> (1, 3J) float32 joints, as the whole graph gives them."""
-        views, rots = canonical_views_kernel(x[0, 0], self.shifts, self.flip)
-        y = self.session.run(self._out, {self._in: views})[0]
-        return turn_back_kernel(y, rots, self.shifts, self.size)
+        def session(inputs: list[str], outs: list[str]):
+            part = onnx.utils.Extractor(shaped).extract_model(inputs, outs)
+            return ort.InferenceSession(
+                part.SerializeToString(), sess_options=session_options, providers=providers
+            )
 
-    def parity(self, whole_session, input_name: str) -> float:
-        """max |split - whole graph| of the joints on `made_up_hand` and its mirror image."""
+        views = None if views_name == inp else session([inp], [views_name])
+        rest = session([turned, rot] if read_after else [turned], outputs)
+        return cls(views, rest, views_name, choice[1], turned, rot if read_after else None)
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The whole graph's outputs, by name, for its input `x`."""
+        v = x if self.views is None else self.views.run(self._views_out, {self._in: x})[0]
+        turned, rots = canonical_views_kernel(np.ascontiguousarray(v[:, 0]), self.flip)
+        feeds = {self._turned: turned}
+        if self._rot is not None:
+            feeds[self._rot] = rots
+        return dict(zip(self._outs, self.rest.run(self._outs, feeds)))
+
+    def parity(self, whole_session) -> float:
+        """max |split - whole graph| over the outputs on `made_up_hand` and its mirror image."""
+        name = whole_session.get_inputs()[0].name
+        shape = whole_session.get_inputs()[0].shape
+        size = int(shape[-1])
         worst = 0.0
-        for crop in (made_up_hand(self.size), made_up_hand(self.size)[:, ::-1]):
-            x = np.ascontiguousarray(crop)[None, None]
-            whole = whole_session.run(None, {input_name: x})[0]
-            worst = max(worst, float(np.max(np.abs(self.run(x) - whole))))
+        for crop in (made_up_hand(size), made_up_hand(size)[:, ::-1]):
+            x = np.ascontiguousarray(crop).reshape(1, 1, size, size)
+            whole = whole_session.run(self._outs, {name: x})
+            split = self.run(x)
+            for name_out, b in zip(self._outs, whole, strict=True):
+                worst = max(worst, float(np.max(np.abs(np.asarray(split[name_out], np.float64) - b))))
         return worst

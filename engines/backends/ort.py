@@ -85,8 +85,8 @@ class OrtEngine(Engine):
         self.providers = tuple(self.session.get_providers())
         self._check_io()
         self.split = None
-        if split_canonical and manifest.task == "pose" and self.providers[0] == "CPUExecutionProvider":
-            self.split = _canonical_split(onnx_path, manifest, self.session, threads, optimization)
+        if split_canonical and self.providers[0] == "CPUExecutionProvider":
+            self.split = _canonical_split(onnx_path, self.session, threads, optimization)
 
     def _check_io(self) -> None:
         """The graph's real I/O must be the manifest's: names, ranks and static sizes."""
@@ -117,11 +117,10 @@ class OrtEngine(Engine):
         return self.providers[0]
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        split = self.split
-        if split is not None:
+        if self.split is not None:
             (x,) = feeds.values()
-            if x.shape[0] == 1:
-                return {self.output_names[0]: split.run(x)}
+            outs = self.split.run(x)
+            return {n: outs[n] for n in self.output_names}
         outs = self.session.run(list(self.output_names), feeds)
         return dict(zip(self.output_names, outs))
 
@@ -131,18 +130,19 @@ class OrtEngine(Engine):
         self.split = None
 
 
-def _canonical_split(onnx_path, manifest: Manifest, whole, threads: int | None, optimization: str):
-    """The CPU split of a canonical pose engine (backends/canonical.py) when it gives the whole graph's
-    joints on a made-up hand (within 1e-4 of normalized units, 0.015 mm in a 300 mm cube), else None."""
+def _canonical_split(onnx_path, whole, threads: int | None, optimization: str):
+    """The CPU split of a graph that turns its crop upright (backends/canonical.py) when it gives the
+    whole graph's outputs on a made-up hand (within 1e-4: 0.015 mm of a pose engine's 300 mm cube), else
+    None."""
     from .canonical import CanonicalSplit
 
     try:
         split = CanonicalSplit.build(
-            onnx_path, manifest, session_options(threads, optimization), ["CPUExecutionProvider"]
+            onnx_path, session_options(threads, optimization), ["CPUExecutionProvider"]
         )
         if split is None:
             return None
-        diff = split.parity(whole, whole.get_inputs()[0].name)
+        diff = split.parity(whole)
     except Exception as exc:  # noqa: BLE001 - the whole graph still runs; say why once
         log.warning(
             "%s: running the whole graph (its canonicalization did not split: %s)", Path(onnx_path).name, exc
