@@ -231,6 +231,8 @@ class CanonicalSplit:
         if numba is None:
             return None
         model = onnx.load(str(onnx_path))
+        if len(model.graph.input) != 1:
+            return None
         turn, choice = graph_turn(model.graph), angle_choice(model.graph)
         if turn is None or choice is None:
             return None
@@ -240,7 +242,7 @@ class CanonicalSplit:
         views_name, turned, rot, read_after = turn
         shaped = onnx.shape_inference.infer_shapes(model)
         outputs = [o.name for o in model.graph.output]
-        (inp,) = [i.name for i in model.graph.input]
+        inp = model.graph.input[0].name
 
         def session(inputs: list[str], outs: list[str]):
             part = onnx.utils.Extractor(shaped).extract_model(inputs, outs)
