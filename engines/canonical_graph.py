@@ -5,8 +5,8 @@ A canonical pose engine (train/canonical.py's `InPlaneCanonical`) is three parts
 the crop turned upright (shifted copies, image moments, the rotation, GridSample), the network, and the
 joints turned back and averaged over the views. The first part used to be three dozen small operations on
 (views, S, S) tensors and a batched matrix product, 0.24 of the shipped engine's 0.70 ms on this CPU; the
-same arithmetic as moments from one matrix product costs a fraction of that (BENCHMARKS.md, "Pose engine:
-the canonicalization as moments"). A shipped engine whose checkpoint is not at hand gets the new form
+same arithmetic as moments from one matrix product costs a fraction of that (BENCHMARKS.md, "The pose
+engine's canonicalization on the CPU"). A shipped engine whose checkpoint is not at hand gets the new form
 here: its network is cut out of the graph at the canonical crops and the canonical joints (found by the
 graph's structure: the GridSample's output + 1, and the (views, J, 3) tensor turned back by the same
 rotation), and the two other parts are exported afresh from `InPlaneCanonical` with the engine's own view

@@ -49,7 +49,8 @@ def principal_angle(depth: torch.Tensor) -> torch.Tensor:
     moments of `moment_basis`, taken in one matrix product: the same quantities as summing the centred
     powers pixel by pixel (`principal_angle_reference`), in a dozen operations on (B, 10) instead of three
     dozen on (B, S, S). In the exported engine that is most of the cost of the canonicalization (0.24 of
-    0.70 ms of the shipped pose engine on this CPU before, BENCHMARKS.md)."""
+    0.70 ms of the shipped pose engine on this CPU before; BENCHMARKS.md, "The pose engine's canonicalization
+    on the CPU")."""
     b, _, s, _ = depth.shape
     m = (depth[:, 0] < 1).to(depth.dtype).reshape(b, s * s)
     sums = torch.matmul(m, moment_basis(s, depth))
