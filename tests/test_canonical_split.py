@@ -68,7 +68,15 @@ def test_the_turn_and_its_end_are_told_by_the_graph() -> None:
     assert graph_turn(graphs["presence"])[0] == "input" and not graph_turn(graphs["presence"])[3]
 
 
-def test_what_it_cannot_split_runs_whole() -> None:
+def test_what_it_cannot_split_runs_whole(monkeypatch) -> None:
+    import engines.backends.canonical as canonical
+
+    pose = engines.registry.resolve_engine_path("pose")
+    assert CanonicalSplit.build(pose, session_options(1), ["CPUExecutionProvider"]) is not None
+    # a graph larger than MAX_SPLIT_BYTES is not read at all (a large network: the split would not pay)
+    monkeypatch.setattr(canonical, "MAX_SPLIT_BYTES", pose.stat().st_size - 1)
+    assert CanonicalSplit.build(pose, session_options(1), ["CPUExecutionProvider"]) is None
+    monkeypatch.undo()
     detector = engines.load_engine("detector", backend="onnxruntime", threads=1)
     assert detector.split is None
     assert CanonicalSplit.build(detector.path, session_options(1), ["CPUExecutionProvider"]) is None

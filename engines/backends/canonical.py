@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -209,6 +210,12 @@ def graph_turn(graph) -> tuple[str, str, str, bool] | None:
     return sub.input[0], after[0].output[0], rot, read_after
 
 
+# graphs larger than this are not read to look for a turn: the split pays where a small network's cost is
+# comparable to the turn's per-operation overhead (the shipped engines are 0.3-1 MB), and reading a large
+# graph a second time at load costs seconds (a 600 MB Depth-Net: 3 s)
+MAX_SPLIT_BYTES = 16 << 20
+
+
 class CanonicalSplit:
     """An engine's graph in two ONNX Runtime sessions around `canonical_views_kernel`: the views (None
     where the graph turns its input itself), then everything after the turn. `build` returns None where the
@@ -228,7 +235,7 @@ class CanonicalSplit:
         import onnx
         import onnxruntime as ort
 
-        if numba is None:
+        if numba is None or Path(onnx_path).stat().st_size > MAX_SPLIT_BYTES:
             return None
         model = onnx.load(str(onnx_path))
         if len(model.graph.input) != 1:
