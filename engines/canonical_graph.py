@@ -33,44 +33,26 @@ from .manifest import load_manifest, manifest_path_for, save_manifest, sha256_fi
 
 def network_cut(graph) -> tuple[str, str]:
     """(canonical crops, canonical joints): the tensors between which a canonical pose engine's network
-    lies. The crops are the output of the Add after the one GridSample (GridSample reads `crops - 1`); the
-    joints are what the rotation that built the GridSample's grid turns back: the data input of the Slice
-    feeding the other MatMul by that rotation."""
+    lies. The crops are where the graph has turned its views upright (backends/canonical.py's `graph_turn`);
+    the joints are what the same rotation turns back: the data input of the Slice feeding a MatMul by it."""
+    from .backends.canonical import graph_turn
+
+    turn = graph_turn(graph)
+    if turn is None:
+        raise InputError("not a canonical engine: no GridSample turning `crops - 1` by a rotation's grid")
+    _, crops, rot, read_after = turn
     producer = {o: n for n in graph.node for o in n.output}
-    users: dict[str, list] = {}
-    for n in graph.node:
-        for i in n.input:
-            users.setdefault(i, []).append(n)
-    samplers = [n for n in graph.node if n.op_type == "GridSample"]
-    if len(samplers) != 1:
-        raise InputError(f"expected one GridSample in a canonical pose engine, found {len(samplers)}")
-    gs = samplers[0]
-    after = [n for n in users.get(gs.output[0], []) if n.op_type == "Add"]
-    if len(after) != 1:
-        raise InputError("the GridSample's output is not followed by one Add (the crops' + 1)")
-    crops = after[0].output[0]
-    # grid <- Reshape <- MatMul of the rotation (B, 2, 2) and the pixel centres, or of the flattened
-    # rotation (B, 4) and a constant basis (train/canonical.py's form): the rotation is its input that is
-    # not a constant, through any Reshape
-    consts = {t.name for t in graph.initializer} | {
-        o for n in graph.node if n.op_type == "Constant" for o in n.output
-    }
-    node = producer.get(gs.input[1])
-    while node is not None and node.op_type == "Reshape":
-        node = producer.get(node.input[0])
-    if node is None or node.op_type != "MatMul":
-        raise InputError("the GridSample's grid is not a rotation's matrix product")
-    grid_product = node
-    (rot,) = [i for i in node.input if i not in consts] or [""]
-    while rot in producer and producer[rot].op_type == "Reshape":
-        rot = producer[rot].input[0]
-    turns = [n for n in users.get(rot, []) if n.op_type == "MatMul" and n is not grid_product]
+
+    def turns_back(n) -> bool:
+        sl = producer.get(n.input[0])
+        return n.op_type == "MatMul" and rot in n.input and sl is not None and sl.op_type == "Slice"
+
+    turns = [n for n in graph.node if turns_back(n)] if read_after else []
     if len(turns) != 1:
-        raise InputError(f"expected one MatMul turning the joints back by the rotation, found {len(turns)}")
-    sl = producer.get(turns[0].input[0])
-    if sl is None or sl.op_type != "Slice":
-        raise InputError("the joints turned back are not a Slice of the network's output")
-    return crops, sl.input[0]
+        raise InputError(
+            f"expected one MatMul turning a Slice of the joints back by the rotation, found {len(turns)}"
+        )
+    return crops, producer[turns[0].input[0]].input[0]
 
 
 def _export(module, args: tuple, path: Path, inputs: list[str], outputs: list[str], opset: int) -> None:
