@@ -157,8 +157,9 @@ class PreprocessStage(Stage):
         prev = with_lost(self._prev, self._lost)
         seg = self.segmenter.segment(f.depth_mm, f.intrinsics, prev, **ask)
         crop = None
+        new_track = not previous_centres(prev)
         floor = check is not None and check.min_score is not None
-        if check is not None and not previous_centres(prev) and (seg.alternatives or floor and seg.found):
+        if check is not None and new_track and (seg.alternatives or floor and seg.found):
             # a new track with something to judge: the candidates on the crops the pose engine would read
             # (the other found hands only when a floor may drop them: hand_states cuts theirs)
             n = len(seg.hands)
@@ -189,9 +190,7 @@ class PreprocessStage(Stage):
             return
         if check is not None and check.track_floor is not None:
             self._track = self._track or check.track()
-            mean = self._track.update(
-                not previous_centres(prev), lambda: check.track_score(crop.depth, det.confidence)
-            )
+            mean = self._track.update(new_track, lambda: check.track_score(crop.depth, det.confidence))
             if mean < check.track_floor:
                 # what the first hand's track holds has not looked like a hand: not reported, and let go so
                 # that the next frame's candidates are judged afresh (the other hands stay this frame)

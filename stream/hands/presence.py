@@ -110,9 +110,7 @@ class PresenceCheck:
         self.min_score = None if min_score is None else float(min_score)
         self.lone_score = None if lone_score is None else float(lone_score)
         self.track_floor = None if track_floor is None else float(track_floor)
-        if int(track_every) < 1:
-            raise ValueError(f"track_every must be at least 1, got {track_every}")
-        self.track_every = int(track_every)
+        self.track_every = TrackPresence(track_every).every  # checked there, where it is used
         self.track_peak_weight = float(track_peak_weight)
         self._out = engine.output_names[0]
         pre = dict(getattr(engine.manifest, "preprocessing", {}) or {})
