@@ -158,18 +158,13 @@ class InPlaneCanonical(nn.Module):
 
     def from_views(self, y: torch.Tensor, rot: torch.Tensor, size: int) -> torch.Tensor:
         """The net's (K * B, J, 3) canonical joints -> (B, 3J): (x, y) rotated back (rot^T), each view moved
-        back by its shift (one pixel = 2 / `size`), the views averaged (`shift_average`'s arithmetic)."""
+        back by its shift (one pixel = 2 / `size`), the views averaged (`unshift_mean`)."""
         xy = torch.matmul(y[..., :2], rot)  # rot^T applied to each joint's (x, y)
         out = torch.cat([xy, y[..., 2:]], -1)
         shifts = self.view_shifts()
         if not shifts:
             return out.reshape(out.shape[0], -1)
-        k = len(shifts)
-        off = torch.tensor([[dx, dy, 0.0] for dx, dy in shifts], dtype=y.dtype, device=y.device) * (
-            2.0 / size
-        )
-        out = out.view(k, -1, out.shape[1], 3)
-        return (out - off.view(k, 1, 1, 3)).mean(0).reshape(out.shape[1], -1)
+        return unshift_mean(out.view(len(shifts), -1, out.shape[1], 3), shifts, size)
 
 
 def shift_crops(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
@@ -185,7 +180,14 @@ def shift_crops(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
 def shift_average(predict, x: torch.Tensor, shifts: tuple[tuple[int, int], ...]) -> torch.Tensor:
     """Mean of `predict` (crops -> (B, 3J) normalized joints) over shifted copies of `x`, each prediction
     moved back by its shift (one pixel = 2 / S in the normalized frame). All views run as one batch."""
-    b, s, k = x.shape[0], x.shape[-1], len(shifts)
+    b, k = x.shape[0], len(shifts)
     y = predict(torch.cat([shift_crops(x, dx, dy) for dx, dy in shifts], 0)).view(k, b, -1, 3)
-    off = torch.tensor([[dx, dy, 0.0] for dx, dy in shifts], dtype=y.dtype, device=y.device) * (2.0 / s)
-    return (y - off.view(k, 1, 1, 3)).mean(0).reshape(b, -1)
+    return unshift_mean(y, shifts, x.shape[-1])
+
+
+def unshift_mean(y: torch.Tensor, shifts: tuple[tuple[int, int], ...], size: int) -> torch.Tensor:
+    """(K, B, J, 3) normalized joints predicted from K views shifted by `shifts` -> (B, 3J): each moved back
+    by its shift (one pixel = 2 / `size`), the views averaged."""
+    k = len(shifts)
+    off = torch.tensor([[dx, dy, 0.0] for dx, dy in shifts], dtype=y.dtype, device=y.device) * (2.0 / size)
+    return (y - off.view(k, 1, 1, 3)).mean(0).reshape(y.shape[1], -1)
