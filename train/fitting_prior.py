@@ -1,4 +1,4 @@
-"""The fit's pose prior (stream/fitting/pose_prior.py) learned from the generator's hands on training seeds.
+"""The fit's pose priors (stream/fitting/pose_prior.py) learned from the generator's hands on training seeds.
 
 The angles are recovered from each sample's true joints by the fit's own inverse kinematics (exact to about
 a millimetre on generator hands: the model has the generator's kinematics), so the prior lives in the
@@ -7,7 +7,12 @@ mixed scenes (frontal, egocentric, desk; hands holding objects), so the grips of
 it too. Seeds from 1000 are the pose engine's training seeds; the tuning (77, 78) and test (4242) seeds are
 never drawn.
 
-    python -m train.fitting_prior --out engines/default/pose_prior.json     # ~2 min of one core
+    # the fit stage's mixture of 8 Gaussians and the size measurement's one Gaussian, ~2 min of one core each
+    python -m train.fitting_prior --components 8 --out engines/default/pose_prior_mixture.json
+    python -m train.fitting_prior --out engines/default/pose_prior.json
+
+Eight components were chosen on the fit's tuning frames (seeds 77, 78) against 1, 4 and 16, and against
+20 000 poses (BENCHMARKS.md, "Model fitting").
 """
 
 from __future__ import annotations
@@ -52,20 +57,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="the prior's JSON file")
     p.add_argument("--frames", type=int, default=6000)
     p.add_argument("--seed", type=int, default=1000)
-    p.add_argument("--shrink-deg", type=float, default=5.0, help="isotropic sd added to the covariance")
+    p.add_argument("--shrink-deg", type=float, default=5.0, help="isotropic sd added to every covariance")
+    p.add_argument("--components", type=int, default=1, help="Gaussians in the mixture (1: one Gaussian)")
+    p.add_argument("--em-seed", type=int, default=0, help="the mixture's expectation-maximisation starts")
     a = p.parse_args(argv)
     t0 = time.time()
     poses = training_poses(a.frames, a.seed)
     made = (
-        f"python -m train.fitting_prior --frames {a.frames} --seed {a.seed} --shrink-deg {a.shrink_deg} "
+        f"python -m train.fitting_prior --frames {a.frames} --seed {a.seed} --shrink-deg {a.shrink_deg}"
+        + (f" --components {a.components} --em-seed {a.em_seed}" if a.components > 1 else "")
+        + " "
         f"(train/fitting_prior.py): {len(poses)} generator hands, half frontal (seed {a.seed}), half mixed "
         f"scenes (seed {a.seed + 1}), angles by inverse kinematics of the true joints"
     )
-    prior = fit_pose_prior(poses, a.shrink_deg, made)
+    prior = fit_pose_prior(poses, a.shrink_deg, made, components=a.components, seed=a.em_seed)
     prior.save(a.out)
-    sd = np.degrees(np.sqrt(np.diag(prior.covariance_rad2)))
+    sd = np.degrees(np.sqrt(np.diagonal(prior.covariances_rad2, axis1=1, axis2=2)))
     print(
-        f"{a.out}: {len(poses)} poses in {time.time() - t0:.0f} s; angle sd {sd.min():.1f}-{sd.max():.1f} deg"
+        f"{a.out}: {len(poses)} poses, {prior.components} components (weights "
+        f"{', '.join(f'{w:.2f}' for w in prior.weights)}) in {time.time() - t0:.0f} s; "
+        f"angle sd {sd.min():.1f}-{sd.max():.1f} deg"
     )
     return 0
 

@@ -11,8 +11,8 @@ joints initialise the model by inverse kinematics, then a few damped Gauss-Newto
     free space a model sphere whose front surface lies in front of the observed depth at its pixel pays
                the gap (a camera sees through empty space, not through a hand);
     prior      the model's joints to the engine's joints, weakly (a wrong fit cannot run away);
-    pose prior the joint angles to a Gaussian of the poses hands take (pose_prior.py), where given: a finger
-               the depth cannot see follows its neighbours, not only the engine;
+    pose prior the joint angles to the nearest Gaussian of a mixture of the poses hands take (pose_prior.py),
+               where given: a finger the depth cannot see follows its neighbours, not only the engine;
     temporal   the model's joints to the previous frame's fitted joints;
 
 over the global rotation (about the wrist), translation and the 20 joint angles, with analytic Jacobians.
@@ -53,7 +53,7 @@ from .model import (
     pose_model,
     rotation_update,
 )
-from .pose_prior import PosePrior
+from .pose_prior import N_ANGLES, PosePrior
 
 
 @dataclass(frozen=True)
@@ -98,9 +98,9 @@ class FitConfig:
     rescue_energy: float = 5.0
     rescue_fingers: int = 5
     rescue_iterations: int = 2
-    # the Gaussian pose prior (pose_prior.py) and its weight: no term without a prior. The fit stage and the
-    # size measurement's candidate fits (SizeFitConfig) use the shipped one. Weight 5 chosen on the tuning
-    # sets (seeds 78, 77; BENCHMARKS.md, "Model fitting")
+    # the pose prior (pose_prior.py) and its weight: no term without a prior. The fit stage uses the shipped
+    # mixture, the size measurement's candidate fits (SizeFitConfig) the shipped single Gaussian. Weight 5
+    # chosen on the tuning sets (seeds 78, 77; BENCHMARKS.md, "Model fitting")
     w_pose_prior: float = 5.0
     pose_prior: PosePrior | None = field(default=None, compare=False, repr=False)
 
@@ -351,11 +351,12 @@ def _system(model: HandModel, obs: Observation, posed, cfg: FitConfig, joint_ter
     jac *= np.concatenate(wts)[:, None]
     r = np.concatenate(res)
     prior = _pose_prior_terms(cfg)
-    if prior is not None:  # w L^T (theta - mean): rows over the angles only
-        mean, _, root = prior
-        rows = np.zeros((len(root), N_PARAMS))
-        rows[:, 6:] = root
-        jac, r = np.vstack([jac, rows]), np.concatenate([r, root @ (posed.pose - mean)])
+    if prior is not None:  # w L_k^T (theta - mean_k) of the nearest component k: rows over the angles only
+        means, _, roots, _ = prior
+        k = _prior_component(prior, posed.pose)
+        rows = np.zeros((N_ANGLES, N_PARAMS))
+        rows[:, 6:] = roots[k]
+        jac, r = np.vstack([jac, rows]), np.concatenate([r, roots[k] @ (posed.pose - means[k])])
     return jac, r, rms, own
 
 
@@ -368,26 +369,36 @@ def _energy(model: HandModel, obs: Observation, posed, cfg: FitConfig, joint_ter
     return float(r @ r) + _prior_energy(cfg, posed.pose), own
 
 
-def _pose_prior_terms(cfg: FitConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(mean, w^2 precision, w L^T) of the config's pose prior, or None when it has none or weight 0."""
+def _pose_prior_terms(cfg: FitConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(means, w^2 precisions, w L_k^T, w^2 c_k) of the config's pose prior (pose_prior.py), or None when it
+    has none or weight 0."""
     if cfg.pose_prior is None or cfg.w_pose_prior <= 0:
         return None
     return _weighted_prior(cfg.pose_prior, float(cfg.w_pose_prior))
 
 
+def _prior_component_energies(prior: tuple, pose: np.ndarray) -> np.ndarray:
+    means, prec, _, const = prior
+    d = np.asarray(pose, np.float64) - means
+    return np.einsum("ki,kij,kj->k", d, prec, d) + const
+
+
+def _prior_component(prior: tuple, pose: np.ndarray) -> int:
+    """The component of lowest energy at `pose` (the first of equal ones, as the kernel)."""
+    return int(np.argmin(_prior_component_energies(prior, pose)))
+
+
 def _prior_energy(cfg: FitConfig, pose: np.ndarray) -> float:
-    """The pose prior's energy at `pose` (0 without one)."""
+    """The pose prior's energy at `pose` (0 without one): its nearest component's."""
     prior = _pose_prior_terms(cfg)
     if prior is None:
         return 0.0
-    d = np.asarray(pose, np.float64) - prior[0]
-    return float(d @ prior[1] @ d)
+    return float(_prior_component_energies(prior, pose).min())
 
 
 @functools.lru_cache(maxsize=8)
-def _weighted_prior(prior: PosePrior, weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    mean, prec, root = prior.weighted(weight)
-    return _c(mean), _c(prec), _c(root)
+def _weighted_prior(prior: PosePrior, weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(_c(a) for a in prior.weighted(weight))
 
 
 def _reseed(
@@ -521,7 +532,8 @@ def _config_array(cfg: FitConfig) -> np.ndarray:
     return np.array([float(getattr(cfg, f)) for f in _kernels.CONFIG_FIELDS])
 
 
-_NO_MEAN, _NO_PREC = np.zeros(0), np.zeros((0, 0))  # the kernel's "no pose prior"
+# the kernel's "no pose prior": no components
+_NO_MEAN, _NO_PREC, _NO_CONST = np.zeros((0, N_ANGLES)), np.zeros((0, N_ANGLES, N_ANGLES)), np.zeros(0)
 
 
 def _fit_compiled(
@@ -546,11 +558,15 @@ def _fit_compiled(
     else:
         targets, target_w = _c(np.stack([prior, prev])), np.array([cfg.w_prior, cfg.w_temporal])
     prior_terms = _pose_prior_terms(cfg)
-    mean, prec = (_NO_MEAN, _NO_PREC) if prior_terms is None else prior_terms[:2]
+    mean, prec, const = (
+        (_NO_MEAN, _NO_PREC, _NO_CONST)
+        if prior_terms is None
+        else (prior_terms[0], prior_terms[1], prior_terms[3])
+    )
     rot, trans, pose, joints, rms, energy, rescued = _kernels.gauss_newton_kernel(
         *_model_args(model), *_obs_args(obs), targets, target_w, _config_array(cfg), rot, trans, pose,
         iterations, int(cfg.reseed_fingers), int(cfg.reseed_iterations), int(cfg.rescue_fingers),
-        int(cfg.rescue_iterations), mean, prec,
+        int(cfg.rescue_iterations), mean, prec, const,
     )  # fmt: skip
     if obs.mirror < 0:
         joints = joints * _MIRROR

@@ -569,26 +569,38 @@ def _nearest_other(pts, origin, points, radii32, point_chain, chain, near_k, nea
 
 
 @numba.njit(**_JIT)
-def _pose_prior(pose, prior_mean, prior_prec, build, hess, grad) -> float:
-    """The pose prior's energy (theta - mean)^T P (theta - mean) (P: the weighted precision, fit.py), and with
-    `build` its rows' share of J^T J (P, upper triangle of the angle block) and J^T r (P (theta - mean));
-    0 without a prior (empty arrays)."""
-    n = prior_mean.shape[0]
-    if n == 0:
+def _pose_prior(pose, prior_mean, prior_prec, prior_const, build, hess, grad) -> float:
+    """The pose prior's energy min_k (theta - mean_k)^T P_k (theta - mean_k) + c_k (P_k: the weighted
+    precisions, c_k the constants, fit.py; the first of equal components), and with `build` the chosen
+    component's rows' share of J^T J (P_k, upper triangle of the angle block) and J^T r (P_k (theta -
+    mean_k)); 0 without a prior (no components)."""
+    n_comp = prior_mean.shape[0]
+    if n_comp == 0:
         return 0.0
+    n = prior_mean.shape[1]
     d = np.empty(n)
-    for i in range(n):
-        d[i] = pose[i] - prior_mean[i]
-    energy = 0.0
-    for i in range(n):
-        q = 0.0
-        for j in range(n):
-            q += prior_prec[i, j] * d[j]
-        energy += d[i] * q
-        if build:
+    best, energy = 0, np.inf
+    for k in range(n_comp):
+        for i in range(n):
+            d[i] = pose[i] - prior_mean[k, i]
+        e = prior_const[k]
+        for i in range(n):
+            q = 0.0
+            for j in range(n):
+                q += prior_prec[k, i, j] * d[j]
+            e += d[i] * q
+        if e < energy:
+            best, energy = k, e
+    if build:
+        for i in range(n):
+            d[i] = pose[i] - prior_mean[best, i]
+        for i in range(n):
+            q = 0.0
+            for j in range(n):
+                q += prior_prec[best, i, j] * d[j]
             grad[6 + i] += q
             for j in range(i, n):
-                hess[6 + i, 6 + j] += prior_prec[i, j]
+                hess[6 + i, 6 + j] += prior_prec[best, i, j]
     return energy
 
 
@@ -668,7 +680,7 @@ def _steps(
     rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, radii, radii32, length_mm, point_chain,
     pts, origin, depth_mm, raw_mm, dist_px, grad_u, grad_v, proj, mm_per_px, size, mirror, targets,
     target_w, cfg, rot, trans, pose, iterations, points, jd, hess, grad, chain_e, near_k, near_s, chain_sph,
-    prior_mean, prior_prec,
+    prior_mean, prior_prec, prior_const,
 ):  # fmt: skip
     """`iterations` damped Gauss-Newton steps over all 26 parameters from (rot, trans, pose), angles
     projected onto the limits after each; (rot, trans, pose) are updated in place where they can be.
@@ -687,7 +699,7 @@ def _steps(
             grad_v, proj, mm_per_px, size, mirror, targets, target_w, cfg, points, trans, axis_y, jd, hess,
             grad, True, point_chain, chain_e, -1, near_k, near_s, chain_sph,
         )  # fmt: skip
-        _pose_prior(pose, prior_mean, prior_prec, True, hess, grad)
+        _pose_prior(pose, prior_mean, prior_prec, prior_const, True, hess, grad)
         for i in range(N_PARAMS):
             hess[i, i] = hess[i, i] * (1.0 + damping) + 1e-6
             grad[i] = -grad[i]
@@ -737,6 +749,7 @@ def gauss_newton_kernel(
     rescue_iterations,
     prior_mean,
     prior_prec,
+    prior_const,
 ):
     """fit.fit_hand's descent from (rot, trans, pose): `iterations` damped Gauss-Newton steps, angles
     projected onto the limits after each; then the `reseed_fingers` fingers of the highest own energy
@@ -758,7 +771,7 @@ def gauss_newton_kernel(
         rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, radii, radii32, length_mm, point_chain,
         pts, origin, depth_mm, raw_mm, dist_px, grad_u, grad_v, proj, mm_per_px, size, mirror, targets,
         target_w, cfg, rot.copy(), trans.copy(), pose.copy(), iterations, points, jd, hess, grad, chain_e,
-        near_k, near_s, chain_sph, prior_mean, prior_prec,
+        near_k, near_s, chain_sph, prior_mean, prior_prec, prior_const,
     )  # fmt: skip
     damping = cfg[7]
     _kinematics(rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, rot, trans, pose, points, jd)
@@ -769,7 +782,7 @@ def gauss_newton_kernel(
         grad_v, proj, mm_per_px, size, mirror, targets, target_w, cfg, points, trans, axis_y, jd, hess,
         grad, False, point_chain, chain_e, -1, near_k, near_s, chain_sph,
     )  # fmt: skip
-    energy += _pose_prior(pose, prior_mean, prior_prec, False, hess, grad)
+    energy += _pose_prior(pose, prior_mean, prior_prec, prior_const, False, hess, grad)
     own = chain_e[:5].copy()
     if reseed_fingers > 0:
         # the worst fingers first (the first of equal ones, as a stable sort of the reference)
@@ -805,7 +818,7 @@ def gauss_newton_kernel(
                         points, trans, axis_y, jd, hess, grad, True, point_chain, scratch, c, near_k, near_s,
                         chain_sph,
                     )  # fmt: skip
-                    _pose_prior(trial, prior_mean, prior_prec, True, hess, grad)
+                    _pose_prior(trial, prior_mean, prior_prec, prior_const, True, hess, grad)
                     for a in range(4):
                         g4[a] = -grad[idx[a]]
                         for b in range(4):
@@ -824,13 +837,13 @@ def gauss_newton_kernel(
                     grad_u, grad_v, proj, mm_per_px, size, mirror, targets, target_w, cfg, points, trans,
                     axis_y, jd, hess, grad, False, point_chain, scratch, c, near_k, near_s, chain_sph,
                 )  # fmt: skip
-                e += _pose_prior(trial, prior_mean, prior_prec, False, hess, grad)
+                e += _pose_prior(trial, prior_mean, prior_prec, prior_const, False, hess, grad)
                 if e < energy:
                     energy = e
                     pose = trial
     rescued = False
     # the gate reads the depth's and the engine's evidence: the energy less the pose prior's share
-    depth_energy = energy - _pose_prior(pose, prior_mean, prior_prec, False, hess, grad)
+    depth_energy = energy - _pose_prior(pose, prior_mean, prior_prec, prior_const, False, hess, grad)
     if rescue_fingers > 0 and depth_energy > cfg[9] * pts.shape[0]:
         # a bad start, by the fit's own evidence (its energy per hand point): every finger, worst first,
         # straight and curled, each seed followed by whole-hand steps (the rest of the hand re-settles
@@ -849,7 +862,7 @@ def gauss_newton_kernel(
                     rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, radii, radii32, length_mm,
                     point_chain, pts, origin, depth_mm, raw_mm, dist_px, grad_u, grad_v, proj, mm_per_px, size,
                     mirror, targets, target_w, cfg, rot.copy(), trans.copy(), trial, rescue_iterations, points,
-                    jd, hess, grad, scratch, near_k, near_s, chain_sph, prior_mean, prior_prec,
+                    jd, hess, grad, scratch, near_k, near_s, chain_sph, prior_mean, prior_prec, prior_const,
                 )  # fmt: skip
                 _kinematics(
                     rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, t_rot, t_trans, trial,
@@ -861,7 +874,7 @@ def gauss_newton_kernel(
                     t_rot[:, 1].copy(), jd, hess, grad, False, point_chain, scratch, -1, near_k, near_s,
                     chain_sph,
                 )  # fmt: skip
-                e += _pose_prior(trial, prior_mean, prior_prec, False, hess, grad)
+                e += _pose_prior(trial, prior_mean, prior_prec, prior_const, False, hess, grad)
                 if e < energy:
                     energy, rot, trans, pose = e, t_rot, t_trans, trial
     _kinematics(rest_joints, bone_mm, base_xyz, pw_ptr, pw_idx, pw_val, offsets, rot, trans, pose, points, jd)

@@ -43,11 +43,12 @@ lower energy is kept (`fields["fit_flipped"]` says which). On the generator's fr
 1.7 and 0.8 points with the gate at 4 mm^2, where about 30 % of new hands pay one more engine call and fit
 (without the gate, every new hand: 9.40 and 10.61 mm; a tracked hand never pays).
 
-Pose prior: a Gaussian over the joint angles of the poses hands take (pose_prior.py, the shipped
-`engines/default/pose_prior.json`) joins the fit's terms with weight `FitConfig.w_pose_prior`: where the
-depth cannot see a finger, the engine's joints alone decided it, and on the generator's frontal tuning
-frames the truth's pose had the lower depth energy in three of five failing frames but lost to that prior
-(BENCHMARKS.md, "Model fitting"). `pose_prior=None` leaves it out.
+Pose prior: a mixture of Gaussians over the joint angles of the poses hands take (pose_prior.py, the
+shipped `engines/default/pose_prior_mixture.json`), of which the nearest component joins the fit's terms
+with weight `FitConfig.w_pose_prior`: where the depth cannot see a finger, the engine's joints alone
+decided it, and on the generator's frontal tuning frames the truth's pose had the lower depth energy in
+three of five failing frames but lost to that prior (BENCHMARKS.md, "Model fitting"). `pose_prior=None`
+leaves it out.
 
 A third reading, behind the same gate: the crop cut again around the pixels the fit so far explains
 (recut.py: the segmenter's mask held a forearm or an object beside the hand, and its centre was off the
@@ -66,8 +67,8 @@ from ..stages import FrameState, Stage
 from .fit import FitConfig, FitResult, compile_kernels, fit_hand, observe
 from .ik import estimate_size
 from .model import HandModel, build_model, default_shape
-from .pose_prior import SHIPPED as SHIPPED_PRIOR
-from .pose_prior import load_pose_prior, shipped_pose_prior
+from .pose_prior import SHIPPED as SHIPPED_GAUSSIAN
+from .pose_prior import SHIPPED_MIXTURE, load_pose_prior, shipped_pose_prior
 
 # the size estimates start from a typical adult hand; a size outside these bounds is not a hand
 SIZE_BOUNDS_MM = np.array([[100.0, 240.0], [45.0, 115.0]])
@@ -106,13 +107,13 @@ class FitStage(Stage):
         alternative_energy: float = 4.0,
         recut_engine=None,
         cold_energy: float = 3.0,
-        pose_prior: str | None = "pose_prior",
+        pose_prior: str | None = SHIPPED_MIXTURE,
     ) -> None:
         """`alternative`: a second pose engine whose joints start a second fit of a hand without a last fit
         when the first fit's energy per hand point exceeds `alternative_energy` mm^2 (the shipped
         `pose_flipped`, which build_pipeline passes when it is the pose engine's twin); `recut_engine`: the
         pose engine, run behind the same gate on the crop cut again around the fitted hand's pixels; the
-        other options are the docstring's above. `pose_prior`: the Gaussian over the joint angles
+        other options are the docstring's above. `pose_prior`: the prior over the joint angles
         (pose_prior.py; a shipped name or a file) the config is given when it has none; None: no pose prior."""
         super().__init__(None, name)
         self.alternative = alternative
@@ -120,7 +121,11 @@ class FitStage(Stage):
         self.recut_engine = recut_engine
         self.config = config or FitConfig()
         if pose_prior is not None and self.config.pose_prior is None and self.config.w_pose_prior > 0:
-            prior = shipped_pose_prior() if pose_prior == SHIPPED_PRIOR else load_pose_prior(pose_prior)
+            prior = (
+                shipped_pose_prior(pose_prior)
+                if pose_prior in (SHIPPED_MIXTURE, SHIPPED_GAUSSIAN)
+                else load_pose_prior(pose_prior)
+            )
             self.config = replace(self.config, pose_prior=prior)
         # a tracked hand (two starts) is not re-seeded: on generator sequences it bought nothing there and
         # cost 0.14 ms a frame; what the track's first frame settled is carried on by the warm start.
