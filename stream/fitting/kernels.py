@@ -584,11 +584,11 @@ def _pose_prior(pose, prior_mean, prior_prec, prior_const, build, hess, grad) ->
         for i in range(n):
             d[i] = pose[i] - prior_mean[k, i]
         e = prior_const[k]
-        for i in range(n):
-            q = 0.0
-            for j in range(n):
+        for i in range(n):  # the symmetric form from its upper triangle: half the products
+            q = 0.5 * prior_prec[k, i, i] * d[i]
+            for j in range(i + 1, n):
                 q += prior_prec[k, i, j] * d[j]
-            e += d[i] * q
+            e += 2.0 * d[i] * q
         if e < energy:
             best, energy = k, e
     if build:
