@@ -53,7 +53,7 @@ from .model import (
     pose_model,
     rotation_update,
 )
-from .pose_prior import N_ANGLES, PosePrior
+from .pose_prior import N_ANGLES, PosePrior, component_energies
 
 
 @dataclass(frozen=True)
@@ -377,15 +377,9 @@ def _pose_prior_terms(cfg: FitConfig) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return _weighted_prior(cfg.pose_prior, float(cfg.w_pose_prior))
 
 
-def _prior_component_energies(prior: tuple, pose: np.ndarray) -> np.ndarray:
-    means, prec, _, const = prior
-    d = np.asarray(pose, np.float64) - means
-    return (np.matmul(prec, d[:, :, None])[:, :, 0] * d).sum(1) + const  # einsum's parsing costs more
-
-
 def _prior_component(prior: tuple, pose: np.ndarray) -> int:
     """The component of lowest energy at `pose` (the first of equal ones, as the kernel)."""
-    return int(np.argmin(_prior_component_energies(prior, pose)))
+    return int(np.argmin(component_energies(prior, pose)))
 
 
 def _prior_energy(cfg: FitConfig, pose: np.ndarray) -> float:
@@ -393,7 +387,7 @@ def _prior_energy(cfg: FitConfig, pose: np.ndarray) -> float:
     prior = _pose_prior_terms(cfg)
     if prior is None:
         return 0.0
-    return float(_prior_component_energies(prior, pose).min())
+    return float(component_energies(prior, pose).min())
 
 
 @functools.lru_cache(maxsize=8)

@@ -81,9 +81,7 @@ class PosePrior:
 
     def component_energies(self, pose_rad: np.ndarray, weight: float) -> np.ndarray:
         """(K,) w^2 [(theta - mean_k)^T P_k (theta - mean_k) + c_k]: the energy is their smallest."""
-        means, prec, _, const = self.weighted(weight)
-        d = np.asarray(pose_rad, np.float64) - means
-        return np.einsum("ki,kij,kj->k", d, prec, d) + const
+        return component_energies(self.weighted(weight), pose_rad)
 
     def energy(self, pose_rad: np.ndarray, weight: float) -> float:
         """w^2 min_k [(theta - mean_k)^T P_k (theta - mean_k) + c_k]."""
@@ -139,6 +137,14 @@ class PosePrior:
                 "a pose prior needs positive weights, finite symmetric covariances, shrink_deg > 0"
             )
         return cls(weights / weights.sum(), means, covs, shrink, str(doc.get("made", "")))
+
+
+def component_energies(weighted: tuple, pose_rad: np.ndarray) -> np.ndarray:
+    """(K,) each component's energy at a pose, from `PosePrior.weighted`'s (means, w^2 precisions, roots,
+    w^2 constants) (the fit keeps them computed once per prior and weight)."""
+    means, prec, _, const = weighted
+    d = np.asarray(pose_rad, np.float64) - means
+    return (np.matmul(prec, d[:, :, None])[:, :, 0] * d).sum(1) + const  # einsum's parsing costs more
 
 
 def fit_pose_prior(
