@@ -131,6 +131,40 @@ def test_tracker_matches_by_centre_with_a_gate():
     assert match([a], [a + 101], [100.0]) == []
 
 
+def test_a_track_back_after_unseen_frames_beside_another_hand_starts_both_sides_over():
+    """Overlapping hands are one blob: one track goes unseen and, when they part, may take the other hand.
+    Its settled side would then be wrong for the rest of its life, so both tracks' side evidence restarts;
+    a track missed for one frame, or back with no other hand in view, keeps its own."""
+    tr = HandTracker(lambda: [], gate_mm=150.0, max_missed=5)
+    a, b = np.array([0.0, 0, 500]), np.array([120.0, 0, 500])
+    ta, tb = tr.assign([a, b])
+    for t, p in ((ta, 0.9), (tb, 0.1)):
+        t.p_left_sum, t.p_left_n = 30 * p, 30
+    tr.assign([a])  # b unseen for one frame ...
+    tr.assign([a, b])  # ... and back: too short to have crossed
+    assert (ta.p_left_n, tb.p_left_n) == (30, 30)
+    tr.assign([(a + b) / 2])  # the hands overlap: one centre between them, b unseen
+    tr.assign([(a + b) / 2])
+    back = tr.assign([b, a])  # they part after two unseen frames
+    assert {t.id for t in back} == {ta.id, tb.id}
+    assert all(t.p_left_n == 0 and t.p_left_sum == 0.0 and t.p_left is None for t in back)
+    # the same without another hand in view: the track that comes back keeps its side
+    tr = HandTracker(lambda: [], gate_mm=150.0, max_missed=5)
+    (t,) = tr.assign([a])
+    t.p_left_sum, t.p_left_n = 27.0, 30
+    tr.assign([])
+    tr.assign([])
+    tr.assign([a])
+    assert t.p_left_n == 30
+    off = HandTracker(lambda: [], gate_mm=150.0, max_missed=5, reopen_missed=None)
+    ta, tb = off.assign([a, b])
+    ta.p_left_sum, ta.p_left_n = 27.0, 30
+    off.assign([a])
+    off.assign([a])
+    off.assign([a, b])
+    assert ta.p_left_n == 30
+
+
 def test_pair_rule_gives_the_less_sure_hand_the_other_side():
     r = resolve_pair([TrackSide("right", 0.9), TrackSide("right", 0.6)])
     assert [s.label for s in r] == ["right", "left"] and abs(r[1].score - 0.4) < 1e-9

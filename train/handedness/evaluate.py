@@ -9,7 +9,8 @@ within 45 mm of that hand's palm centre and over 80 mm from the other's (overlap
 fall between the two, count for neither). `both_found_within_80mm` allows 80 mm to its own palm: the
 centre of a hand's pixels lies 45-60 mm from the palm's centre when the fingers are stretched, and such a
 hand, far from the other, is found all the same. Handedness is scored on those hands, per frame (the track's
-label that frame) and per track (its label on its last frame). An id swap is an id on one generator
+label that frame) and per track (its label on its last frame on each generator hand it was on: a track that
+changed hands, after hands overlapped, counts once per hand). An id swap is an id on one generator
 hand on a frame and on the other on the next frame; an id that comes out of frames where the hands overlap
 (no hand clearly on either) on the other hand is counted apart (`id_swaps_after_overlap`): there the
 centres alone cannot tell which hand is which. Pose error: mean joint distance to the generator's joints, for
@@ -118,8 +119,7 @@ def evaluate(
     with pipeline(mirror, max_hands, detector, seg_changes) as p:
         for _ in range(sequences):
             p.reset()
-            id_sides: dict[int, list[str]] = {}
-            last_label: dict[int, str | None] = {}
+            id_sides: dict[int, list[tuple[int, str, str | None]]] = {}
             for s in synth.sequence(frames):
                 frame, truth, masks = labelled(s, mirror_frames)
                 t0 = time.perf_counter()
@@ -135,8 +135,7 @@ def evaluate(
                     if side is None:
                         continue
                     on[h.id] = side
-                    id_sides.setdefault(h.id, []).append((s.frame_index, side))
-                    last_label[h.id] = h.handedness
+                    id_sides.setdefault(h.id, []).append((s.frame_index, side, h.handedness))
                     side_n += 1
                     side_ok += h.handedness == side
                     raw = h.fields.get("handedness_frame")  # absent once the track's side is settled
@@ -152,15 +151,15 @@ def evaluate(
                 if shown[first]:
                     first_visible += 1
                     first_found += first in on.values()
-            for hid, seen_at in id_sides.items():
-                sides = [side for _, side in seen_at]
-                for (i0, a), (i1, b) in zip(seen_at, seen_at[1:]):
+            for seen_at in id_sides.values():
+                for (i0, a, _), (i1, b, _) in zip(seen_at, seen_at[1:]):
                     if a != b:  # on one frame and the next, or across frames where the hands overlapped
                         swaps += i1 == i0 + 1
                         swaps_after_overlap += i1 > i0 + 1
-                tracks_total += 1
-                major = max(set(sides), key=sides.count)
-                tracks_ok += last_label.get(hid) == major
+                # per track and generator hand: its label on its last frame on that hand
+                last = {side: label for _, side, label in seen_at}
+                tracks_total += len(last)
+                tracks_ok += sum(label == side for side, label in last.items())
     return {
         "scene": ("two hands" if two_hands else "one hand")
         + ("" if scene_kind == "frontal" else f", {scene_kind}"),
