@@ -134,7 +134,8 @@ def test_tracker_matches_by_centre_with_a_gate():
 def test_a_track_back_after_unseen_frames_beside_another_hand_starts_both_sides_over():
     """Overlapping hands are one blob: one track goes unseen and, when they part, may take the other hand.
     Its settled side would then be wrong for the rest of its life, so both tracks' side evidence restarts;
-    a track missed for one frame, or back with no other hand in view, keeps its own."""
+    a track missed for one frame, unseen while no other hand came near its place, or back with no other
+    hand in view, keeps its own."""
     tr = HandTracker(lambda: [], gate_mm=150.0, max_missed=5)
     a, b = np.array([0.0, 0, 500]), np.array([120.0, 0, 500])
     ta, tb = tr.assign([a, b])
@@ -148,6 +149,15 @@ def test_a_track_back_after_unseen_frames_beside_another_hand_starts_both_sides_
     back = tr.assign([b, a])  # they part after two unseen frames
     assert {t.id for t in back} == {ta.id, tb.id}
     assert all(t.p_left_n == 0 and t.p_left_sum == 0.0 and t.p_left is None for t in back)
+    # unseen for two frames, but the other hand stayed 300 mm away: no blob, no reopening
+    far = np.array([300.0, 0, 500])
+    tr = HandTracker(lambda: [], gate_mm=150.0, max_missed=5)
+    ta, tf = tr.assign([a, far])
+    tf.p_left_sum, tf.p_left_n = 27.0, 30
+    tr.assign([a])
+    tr.assign([a])
+    tr.assign([a, far])
+    assert tf.p_left_n == 30
     # the same without another hand in view: the track that comes back keeps its side
     tr = HandTracker(lambda: [], gate_mm=150.0, max_missed=5)
     (t,) = tr.assign([a])

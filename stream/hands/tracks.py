@@ -13,10 +13,13 @@ Where centres cannot tell: hands that overlap in view are one blob with one cent
 tracks goes unseen while the other holds the blob, and when they part the unseen track takes whichever hand
 is nearest its old place -- the other hand, if they crossed. A track's handedness is settled over its first
 frames and then kept, so such a track would carry the other hand's side for the rest of its life. Hence
-when a track comes back after `reopen_missed` or more unseen frames while another hand is in view, both
-tracks' handedness evidence starts over (`p_left_sum`, `p_left_n`), and the handedness stage runs on them
-again. On the two-hand tuning sequences (seeds 4242, 5151, 7373, 8484) the handedness of found hands went
-from 95.7 / 96.0 / 90.9 / 94.3 % to 95.5 / 96.6 / 98.8 / 98.3 % of frames (BENCHMARKS.md, "Two hands").
+when a track comes back after `reopen_missed` or more unseen frames, during which another track's centre
+came within `reopen_near_mm` of its last place (one blob over both hands), while another hand is in view,
+the hands' handedness evidence starts over (`p_left_sum`, `p_left_n`) and the handedness stage runs on them
+again. Without the nearness condition a spurious second track (an object near the border) that flickers
+re-opened a lone hand's settled side as well. On the two-hand tuning sequences (seeds 4242, 5151, 7373,
+8484) the handedness of found hands went from 95.7 / 96.0 / 90.9 / 94.3 % to 95.4 / 96.9 / 98.4 / 98.3 %
+of frames (BENCHMARKS.md, "Two hands").
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class HandTrack:
     missed: int = 0  # consecutive frames without it
     p_left_sum: float = 0.0  # sum of the handedness engine's P(left) over the frames it ran
     p_left_n: int = 0
+    # while unseen: the nearest another seen track's centre came to this one's last centre
+    near_while_missed_mm: float = float("inf")
 
     @property
     def p_left(self) -> float | None:
@@ -55,14 +60,17 @@ class HandTracker:
         gate_growth_mm: float = 40.0,
         max_missed: int = 10,
         reopen_missed: int | None = 2,
+        reopen_near_mm: float = 150.0,
     ) -> None:
-        """`reopen_missed`: a track back after this many unseen frames, with another hand in view, starts
-        both hands' handedness over (None: never; see the module's docstring)."""
+        """`reopen_missed`, `reopen_near_mm`: a track back after this many unseen frames, during which another
+        track's centre came this near its last one, with another hand in view, starts the hands' handedness
+        over (None: never; see the module's docstring)."""
         self.make_stages = make_stages
         self.gate_mm = float(gate_mm)
         self.gate_growth_mm = float(gate_growth_mm)
         self.max_missed = int(max_missed)
         self.reopen_missed = None if reopen_missed is None else max(1, int(reopen_missed))
+        self.reopen_near_mm = float(reopen_near_mm)
         self.tracks: list[HandTrack] = []
         self._next_id = 1
 
@@ -81,15 +89,23 @@ class HandTracker:
         back = False  # a track seen again after `reopen_missed` unseen frames
         for ti, hi in pairs:
             t = self.tracks[ti]
-            back = back or (self.reopen_missed is not None and t.missed >= self.reopen_missed)
+            back = back or (
+                self.reopen_missed is not None
+                and t.missed >= self.reopen_missed
+                and t.near_while_missed_mm <= self.reopen_near_mm
+            )
+            t.near_while_missed_mm = float("inf")
             t.com_xyz_mm = np.asarray(coms[hi], np.float64)
             t.frames_seen += 1
             t.missed = 0
             out[hi] = t
             used.add(ti)
         keep = []
+        seen = [np.asarray(c, np.float64) for c in coms]
         for ti, t in enumerate(self.tracks):
             if ti not in used:
+                near = min((float(np.linalg.norm(c - t.com_xyz_mm)) for c in seen), default=float("inf"))
+                t.near_while_missed_mm = min(t.near_while_missed_mm, near)
                 t.missed += 1
                 if t.missed > self.max_missed:
                     continue  # the track ends: its stage copies go with it
