@@ -148,7 +148,16 @@ def test_a_track_back_after_unseen_frames_beside_another_hand_starts_both_sides_
     tr.assign([(a + b) / 2])
     back = tr.assign([b, a])  # they part after two unseen frames
     assert {t.id for t in back} == {ta.id, tb.id}
-    assert all(t.p_left_n == 0 and t.p_left_sum == 0.0 and t.p_left is None for t in back)
+    # the old means stay as `reopen_keep_frames` frames of evidence: the handedness stage runs again
+    assert all(t.p_left_n == tr.reopen_keep_frames < 30 for t in back)
+    assert (ta.p_left, tb.p_left) == pytest.approx((0.9, 0.1))
+    none = HandTracker(lambda: [], gate_mm=150.0, max_missed=5, reopen_keep_frames=0)
+    ta, tb = none.assign([a, b])
+    ta.p_left_sum, ta.p_left_n = 27.0, 30
+    none.assign([(a + b) / 2])
+    none.assign([(a + b) / 2])
+    none.assign([b, a])
+    assert ta.p_left_n == 0 and ta.p_left is None
     # unseen for two frames, but the other hand stayed 300 mm away: no blob, no reopening
     far = np.array([300.0, 0, 500])
     tr = HandTracker(lambda: [], gate_mm=150.0, max_missed=5)

@@ -16,10 +16,12 @@ frames and then kept, so such a track would carry the other hand's side for the 
 when a track comes back after `reopen_missed` or more unseen frames, during which another track's centre
 came within `reopen_near_mm` of its last place (one blob over both hands), while another hand is in view,
 the hands' handedness evidence starts over (`p_left_sum`, `p_left_n`) and the handedness stage runs on them
-again. Without the nearness condition a spurious second track (an object near the border) that flickers
-re-opened a lone hand's settled side as well. On the two-hand tuning sequences (seeds 4242, 5151, 7373,
-8484) the handedness of found hands went from 95.7 / 96.0 / 90.9 / 94.3 % to 95.4 / 96.9 / 98.4 / 98.3 %
-of frames (BENCHMARKS.md, "Two hands").
+again. The old mean stays as a few frames' worth of evidence (`reopen_keep_frames`): where the hands did
+not cross, the first noisy frames after they part no longer flip a side for a moment, and where they did,
+the fresh frames outweigh it within a few frames. Without the nearness condition a spurious second track
+(an object near the border) that flickers re-opened a lone hand's settled side as well. On the two-hand
+tuning sequences (seeds 4242, 5151, 7373, 8484) the handedness of found hands went from 95.7 / 96.0 / 90.9
+/ 94.3 % to 96.1 / 96.6 / 97.5 / 98.0 % of frames (BENCHMARKS.md, "Two hands").
 """
 
 from __future__ import annotations
@@ -61,16 +63,19 @@ class HandTracker:
         max_missed: int = 10,
         reopen_missed: int | None = 2,
         reopen_near_mm: float = 150.0,
+        reopen_keep_frames: int = 6,
     ) -> None:
         """`reopen_missed`, `reopen_near_mm`: a track back after this many unseen frames, during which another
         track's centre came this near its last one, with another hand in view, starts the hands' handedness
-        over (None: never; see the module's docstring)."""
+        over (None: never), its old mean kept as `reopen_keep_frames` frames' worth of evidence (see the
+        module's docstring)."""
         self.make_stages = make_stages
         self.gate_mm = float(gate_mm)
         self.gate_growth_mm = float(gate_growth_mm)
         self.max_missed = int(max_missed)
         self.reopen_missed = None if reopen_missed is None else max(1, int(reopen_missed))
         self.reopen_near_mm = float(reopen_near_mm)
+        self.reopen_keep_frames = max(0, int(reopen_keep_frames))
         self.tracks: list[HandTrack] = []
         self._next_id = 1
 
@@ -121,9 +126,13 @@ class HandTracker:
                 self.tracks.append(t)
                 out[hi] = t
         if back and len(out) >= 2:
-            # their hands may have crossed while one went unseen: both sides are decided again
+            # their hands may have crossed while one went unseen: both sides are decided again, the old
+            # mean kept as `reopen_keep_frames` frames' worth of evidence
+            keep = self.reopen_keep_frames
             for t in out:
-                t.p_left_sum, t.p_left_n = 0.0, 0
+                mean = t.p_left
+                t.p_left_n = keep if mean is not None else 0
+                t.p_left_sum = mean * keep if mean is not None else 0.0
         return out  # type: ignore[return-value]
 
     def lost(self, track: HandTrack) -> None:
