@@ -131,57 +131,45 @@ def test_tracker_matches_by_centre_with_a_gate():
     assert match([a], [a + 101], [100.0]) == []
 
 
+def _sides_after(frames: list, p_lefts=(0.9, 0.1), **tracker_options) -> tuple[HandTracker, list]:
+    """The tracker and the first frame's tracks, their sides settled (30 frames at `p_lefts`), after the
+    other frames' centres."""
+    tr = HandTracker(lambda: [], gate_mm=150.0, max_missed=5, **tracker_options)
+    first = tr.assign(frames[0])
+    for t, p in zip(first, p_lefts):
+        t.p_left_sum, t.p_left_n = 30 * p, 30
+    for coms in frames[1:]:
+        tr.assign(coms)
+    return tr, first
+
+
 def test_a_track_back_after_unseen_frames_beside_another_hand_starts_both_sides_over():
     """Overlapping hands are one blob: one track goes unseen and, when they part, may take the other hand.
     Its settled side would then be wrong for the rest of its life, so both tracks' side evidence restarts;
     a track missed for one frame, unseen while no other hand came near its place, or back with no other
     hand in view, keeps its own."""
-    tr = HandTracker(lambda: [], gate_mm=150.0, max_missed=5)
-    a, b = np.array([0.0, 0, 500]), np.array([120.0, 0, 500])
-    ta, tb = tr.assign([a, b])
-    for t, p in ((ta, 0.9), (tb, 0.1)):
-        t.p_left_sum, t.p_left_n = 30 * p, 30
-    tr.assign([a])  # b unseen for one frame ...
-    tr.assign([a, b])  # ... and back: too short to have crossed
+    a, b, far = np.array([0.0, 0, 500]), np.array([120.0, 0, 500]), np.array([300.0, 0, 500])
+    blob = (a + b) / 2  # the hands overlap: one centre between them, b unseen
+    # b unseen for one frame and back: too short to have crossed
+    _, (ta, tb) = _sides_after([[a, b], [a], [a, b]])
     assert (ta.p_left_n, tb.p_left_n) == (30, 30)
-    tr.assign([(a + b) / 2])  # the hands overlap: one centre between them, b unseen
-    tr.assign([(a + b) / 2])
-    back = tr.assign([b, a])  # they part after two unseen frames
-    assert {t.id for t in back} == {ta.id, tb.id}
-    # the old means stay as `reopen_keep_frames` frames of evidence: the handedness stage runs again
-    assert all(t.p_left_n == tr.reopen_keep_frames < 30 for t in back)
+    # they part after two frames as one blob: the old means stay as `reopen_keep_frames` frames of
+    # evidence, and the handedness stage runs on both again
+    tr, (ta, tb) = _sides_after([[a, b], [blob], [blob], [b, a]])
+    assert ta.p_left_n == tb.p_left_n == tr.reopen_keep_frames < 30
     assert (ta.p_left, tb.p_left) == pytest.approx((0.9, 0.1))
-    none = HandTracker(lambda: [], gate_mm=150.0, max_missed=5, reopen_keep_frames=0)
-    ta, tb = none.assign([a, b])
-    ta.p_left_sum, ta.p_left_n = 27.0, 30
-    none.assign([(a + b) / 2])
-    none.assign([(a + b) / 2])
-    none.assign([b, a])
+    _, (ta, tb) = _sides_after([[a, b], [blob], [blob], [b, a]], reopen_keep_frames=0)
     assert ta.p_left_n == 0 and ta.p_left is None
     # unseen for two frames, but the other hand stayed 300 mm away: no blob, no reopening
-    far = np.array([300.0, 0, 500])
-    tr = HandTracker(lambda: [], gate_mm=150.0, max_missed=5)
-    ta, tf = tr.assign([a, far])
-    tf.p_left_sum, tf.p_left_n = 27.0, 30
-    tr.assign([a])
-    tr.assign([a])
-    tr.assign([a, far])
+    _, (ta, tf) = _sides_after([[a, far], [a], [a], [a, far]])
     assert tf.p_left_n == 30
-    # the same without another hand in view: the track that comes back keeps its side
-    tr = HandTracker(lambda: [], gate_mm=150.0, max_missed=5)
-    (t,) = tr.assign([a])
-    t.p_left_sum, t.p_left_n = 27.0, 30
-    tr.assign([])
-    tr.assign([])
-    tr.assign([a])
+    # back with no other hand in view: the track keeps its side
+    _, (t,) = _sides_after([[a], [], [], [a]])
     assert t.p_left_n == 30
-    off = HandTracker(lambda: [], gate_mm=150.0, max_missed=5, reopen_missed=None)
-    ta, tb = off.assign([a, b])
-    ta.p_left_sum, ta.p_left_n = 27.0, 30
-    off.assign([a])
-    off.assign([a])
-    off.assign([a, b])
-    assert ta.p_left_n == 30
+    _, (ta, tb) = _sides_after([[a, b], [a], [a], [a, b]], reopen_missed=None)
+    assert (ta.p_left_n, tb.p_left_n) == (30, 30)
+    _, (ta, tb) = _sides_after([[a, b], [a], [a], [a, b]])  # the same with re-opening: a came within 120 mm
+    assert (ta.p_left_n, tb.p_left_n) == (6, 6)
 
 
 def test_pair_rule_gives_the_less_sure_hand_the_other_side():
