@@ -19,7 +19,7 @@ the hands' handedness evidence starts over (`p_left_sum`, `p_left_n`) and the ha
 again. The old mean stays as a few frames' worth of evidence (`reopen_keep_frames`): where the hands did
 not cross, the first noisy frames after they part no longer flip a side for a moment, and where they did,
 the fresh frames outweigh it within a few frames. Without the nearness condition a spurious second track
-(an object near the border) that flickers re-opened a lone hand's settled side as well. On the two-hand
+(an object) that flickers beside a lone hand re-opened that hand's settled side as well. On the two-hand
 tuning sequences (seeds 4242, 5151, 7373, 8484) the handedness of found hands went from 95.7 / 96.0 / 90.9
 / 94.3 % to 96.1 / 96.6 / 97.5 / 98.0 % of frames (BENCHMARKS.md, "Two hands").
 """
