@@ -164,10 +164,13 @@ def distributed_from_env(device: str = "auto") -> DistContext:
 
 
 def finish_distributed() -> None:
-    """Leave the process group (if any) before the process exits, as PyTorch asks."""
+    """Leave the process group (if any) before the process exits, as PyTorch asks: every rank first waits
+    for the others at a barrier, so that none tears gloo down while another still talks to it (a rank that
+    left early sometimes aborted with "terminate called without an active exception")."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
