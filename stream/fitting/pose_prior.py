@@ -174,23 +174,28 @@ def fit_pose_prior(
 
 
 def shipped_pose_prior(name: str = SHIPPED) -> PosePrior:
-    """A shipped prior, read once a process (configs that default to it share one object)."""
+    """A shipped prior (engines/default/NAME.json), read once a process (configs that name it share one
+    object)."""
     return _shipped(name)
+
+
+def load_pose_prior(name_or_path: str | Path = SHIPPED) -> PosePrior:
+    """The prior in a file, or shipped under a name (`shipped_pose_prior`); InputError with one line when
+    it is missing or unreadable."""
+    p = Path(name_or_path)
+    if p.suffix == ".json" or p.exists():
+        return _read(p)
+    return _shipped(p.name)
 
 
 @functools.cache
 def _shipped(name: str) -> PosePrior:
-    return load_pose_prior(name)
+    from engines.registry import DEFAULT_DIR
+
+    return _read(DEFAULT_DIR / f"{name}.json")
 
 
-def load_pose_prior(name_or_path: str | Path = SHIPPED) -> PosePrior:
-    """The prior in a file, or shipped under a name (engines/default/NAME.json); InputError with one line when
-    it is missing or unreadable."""
-    p = Path(name_or_path)
-    if not (p.suffix == ".json" or p.exists()):
-        from engines.registry import DEFAULT_DIR
-
-        p = DEFAULT_DIR / f"{p.name}.json"
+def _read(p: Path) -> PosePrior:
     try:
         return PosePrior.from_json(json.loads(p.read_text()))
     except FileNotFoundError:

@@ -67,8 +67,7 @@ from ..stages import FrameState, Stage
 from .fit import FitConfig, FitResult, compile_kernels, fit_hand, observe
 from .ik import estimate_size
 from .model import HandModel, build_model, default_shape
-from .pose_prior import SHIPPED as SHIPPED_GAUSSIAN
-from .pose_prior import SHIPPED_MIXTURE, load_pose_prior, shipped_pose_prior
+from .pose_prior import SHIPPED_MIXTURE, load_pose_prior
 
 # the size estimates start from a typical adult hand; a size outside these bounds is not a hand
 SIZE_BOUNDS_MM = np.array([[100.0, 240.0], [45.0, 115.0]])
@@ -121,12 +120,7 @@ class FitStage(Stage):
         self.recut_engine = recut_engine
         self.config = config or FitConfig()
         if pose_prior is not None and self.config.pose_prior is None and self.config.w_pose_prior > 0:
-            prior = (
-                shipped_pose_prior(pose_prior)
-                if pose_prior in (SHIPPED_MIXTURE, SHIPPED_GAUSSIAN)
-                else load_pose_prior(pose_prior)
-            )
-            self.config = replace(self.config, pose_prior=prior)
+            self.config = replace(self.config, pose_prior=load_pose_prior(pose_prior))
         # a tracked hand (two starts) is not re-seeded: on generator sequences it bought nothing there and
         # cost 0.14 ms a frame; what the track's first frame settled is carried on by the warm start.
         # Neither of its two fits is rescued on its own: with `rescue_tracked` the lower is, once, when its
