@@ -128,11 +128,11 @@ class HandTracker:
         if back and len(out) >= 2:
             # their hands may have crossed while one went unseen: both sides are decided again, the old
             # mean kept as `reopen_keep_frames` frames' worth of evidence
-            keep = self.reopen_keep_frames
+            frames = self.reopen_keep_frames
             for t in out:
                 mean = t.p_left
-                t.p_left_n = keep if mean is not None else 0
-                t.p_left_sum = mean * keep if mean is not None else 0.0
+                t.p_left_n = frames if mean is not None else 0
+                t.p_left_sum = mean * frames if mean is not None else 0.0
         return out  # type: ignore[return-value]
 
     def lost(self, track: HandTrack) -> None:
