@@ -66,5 +66,10 @@ def test_the_recipe_flags_reach_the_training_config_and_refuse_a_reversed_range(
     aug = hand_model_augment(config_from_args(GestureTrainConfig(), args))
     assert aug == HandModelAugment(mcp_shift=(0.0, 0.45), angle_deg=30.0) and aug.active
     assert not hand_model_augment(GestureTrainConfig()).active  # the shipped recipe: off
+    cfg = config_from_args(
+        GestureTrainConfig(), ap.parse_args(["--other-skeletons", "o.npz", "--other-share", "0.25"])
+    )
+    assert (cfg.other_skeletons, cfg.other_share) == ("o.npz", 0.25)
+    assert GestureTrainConfig().other_skeletons == ""  # the shipped recipe: our hand model alone
     with pytest.raises(SystemExit):
         ap.parse_args(["--aug-bone-ratio", "1.4,0.6"])

@@ -125,3 +125,57 @@ def test_rendered_gesture_crops_feed_the_depth_embedding(tmp_path):
     (u,) = metrics["unseen"]
     assert u["noise_mm"] is None and u["samples"] == 6 * len(vocab.UNSEEN)
     assert len(list(tmp_path.glob("crops_*.npz"))) == 2  # train and unseen crops cached for the next run
+
+
+def test_other_skeletons_join_every_pool_in_their_share(tmp_path):
+    """Another system's skeletons of the training classes (metres, another subject's hand): each pool draws
+    its share of every class from them, fed canonicalised as they come, with their own class ids."""
+    from stream.errors import InputError
+    from train.gesture.train import Pools, other_skeletons
+
+    d = vocab.gesture_dataset(vocab.TRAIN, 2, seed=5, noise_mm=0.0)
+    path = tmp_path / "other.npz"
+    np.savez(path, joints_xyz_mm=d["joints_xyz_mm"] / 1000.0, label=d["label"])
+    other = other_skeletons(str(path))
+    n_own = 3 * len(vocab.TRAIN)
+    own_fine = np.repeat(np.arange(len(vocab.TRAIN)), 3)
+    own = Pools(
+        lambda idx: np.zeros((len(idx), 21, 3), np.float32),
+        own_fine,
+        vocab.FINE_TO_COARSE[[vocab.FINE.index(vocab.TRAIN[k]) for k in own_fine]],
+        [np.flatnonzero(own_fine == k) for k in range(len(vocab.TRAIN))],
+    )
+    pools = own.with_other(other)
+    rng = np.random.default_rng(0)
+    pool = pools.draw(rng, 4, 0.5)
+    assert len(pool) == 4 * len(vocab.TRAIN)
+    theirs = pool[pool >= n_own]
+    assert len(theirs) == 2 * len(vocab.TRAIN)  # half of every class's pool
+    n = len(vocab.TRAIN)
+    for k in range(n):  # class by class, ours then theirs: each class's draws hold that class only
+        assert (
+            set(pools.fine[pool[2 * k : 2 * k + 2]])
+            == {k}
+            == set(pools.fine[pool[2 * n + 2 * k : 2 * n + 2 * k + 2]])
+        )
+    x = pools.inputs(theirs)
+    i = theirs - n_own
+    np.testing.assert_allclose(x, canonical_joints(d["joints_xyz_mm"][i]), atol=1e-5)  # metres or mm alike
+    assert (pools.inputs(pool[pool < n_own]) == 0).all()  # ours through our own inputs
+    assert np.array_equal(
+        pools.coarse[theirs], vocab.FINE_TO_COARSE[[vocab.FINE.index(f) for f in d["label"][i]]]
+    )
+    assert len(own.draw(np.random.default_rng(0), 3, 0.5)) == 3 * len(
+        vocab.TRAIN
+    )  # none to draw from: all ours
+    np.savez(
+        tmp_path / "bad.npz",
+        joints_xyz_mm=d["joints_xyz_mm"],
+        label=np.array(["fist_thumb_in"] * len(d["label"])),
+    )
+    with pytest.raises(InputError, match="not training classes"):
+        other_skeletons(str(tmp_path / "bad.npz"))
+    keep = d["label"] != vocab.TRAIN[0]
+    np.savez(tmp_path / "few.npz", joints_xyz_mm=d["joints_xyz_mm"][keep], label=d["label"][keep])
+    with pytest.raises(InputError, match=f"no skeletons of {vocab.TRAIN[0]}"):
+        other_skeletons(str(tmp_path / "few.npz"))

@@ -16,6 +16,10 @@ the one other hand-pose system we can run here, MediaPipe Hands (its own virtual
 
     .venv/bin/python tools/gesture_other_skeletons.py --out runs/gesture/mediapipe --per-class 40
 
+`--training-classes` renders the classes the embedding trains on instead and only writes MediaPipe's
+skeletons of them (OUT/skeletons.npz), which `handstream train gesture train --other-skeletons` mixes into its
+pools: training on the other system's own estimates (BENCHMARKS.md, "Gestures": worse on MediaPipe's).
+
 MediaPipe's joint order is ours (stream.synth.hand.JOINT_NAMES), so no joints are remapped. Prints one JSON
 object and writes it to OUT/report.json.
 """
@@ -34,8 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def render(out: Path, per_class: int, seed: int) -> dict[str, np.ndarray]:
-    """Colour frames of the unseen gesture classes with their labels and true joints (mm, camera frame)."""
+def render(
+    out: Path, per_class: int, seed: int, classes: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
+    """Colour frames of `classes` (default: the unseen gesture classes) with their labels and true joints
+    (mm, camera frame)."""
     from stream.frames import camera
     from stream.synth import gestures as vocab
     from stream.synth.scene import HandSynthesizer, SceneConfig
@@ -43,7 +50,7 @@ def render(out: Path, per_class: int, seed: int) -> dict[str, np.ndarray]:
     synth = HandSynthesizer(SceneConfig(camera=camera("d435_640x480"), color=True), seed=seed)
     color, labels, joints = [], [], []
     k = 0
-    for name in vocab.UNSEEN:
+    for name in vocab.UNSEEN if classes is None else classes:
         for _ in range(per_class):
             s = vocab.render_gesture(synth, name, k)
             k += 1
@@ -81,14 +88,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shots", type=int, default=5)
     ap.add_argument("--complexity", type=int, choices=(0, 1), default=0, help="MediaPipe's model complexity")
     ap.add_argument("--mediapipe-python", default=str(ROOT / ".cache/mediapipe-venv/bin/python"))
+    ap.add_argument(
+        "--training-classes",
+        action="store_true",
+        help="render the classes the embedding trains on instead, evaluate nothing, and write MediaPipe's "
+        "world skeletons (mm) with their labels to OUT/skeletons.npz: the trainer's --other-skeletons",
+    )
     a = ap.parse_args(argv)
     if not Path(a.mediapipe_python).is_file():
         raise SystemExit(f"no MediaPipe virtualenv at {a.mediapipe_python}: run bash tools/mediapipe_env.sh")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = render(out, a.per_class, a.seed)
+    from stream.synth import gestures as vocab
+
+    data = render(out, a.per_class, a.seed, vocab.TRAIN if a.training_classes else None)
     mp = mediapipe_landmarks(out / "frames.npz", out / "landmarks.npz", a.mediapipe_python, a.complexity)
     found = np.isfinite(mp["world_m"][:, 0, 0])
+    if a.training_classes:
+        (out / "frames.npz").unlink()  # the frames are large and the skeletons are what the trainer reads
+        np.savez(
+            out / "skeletons.npz", joints_xyz_mm=mp["world_m"][found] * 1000.0, label=data["label"][found]
+        )
+        print(
+            json.dumps(
+                {
+                    "frames": int(len(found)),
+                    "mediapipe_found": int(found.sum()),
+                    "out": str(out / "skeletons.npz"),
+                }
+            )
+        )
+        return 0
     labels = data["label"][found]
     h, w = data["color_bgr"].shape[1:3]
     image_px = mp["image"][found] * np.array([w, h, w], np.float32)  # MediaPipe: z on x's scale

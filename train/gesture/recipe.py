@@ -5,6 +5,8 @@ selection rule. Defaults are train.gesture.train.GestureTrainConfig's; flags ove
     handstream train gesture train --out runs/gesture [--loss quadruplet --selection method2 --steps 1500]
         [--aug-bone-ratio 0.6,1.4 --aug-mcp-shift 0,0.45 --aug-tip-scale 0.8,1.2 --aug-angle-deg 30]
         (another capture system's hand model imitated: train.gesture.augment; off by default)
+        [--other-skeletons SKELETONS.npz --other-share 0.5]
+        (another system's own skeletons of the training classes in every pool; off by default)
     handstream train gesture ship --checkpoint runs/gesture/gesture.pt --out engines/default
     handstream train gesture sweep --out runs/gesture/sweep.jsonl [--model depth_cnn --steps 600]
     handstream train gesture table runs/gesture/sweep.jsonl      # the BENCHMARKS.md table
@@ -126,6 +128,10 @@ def add_hand_model_options(p: argparse.ArgumentParser) -> None:
                    help="the last bone's length ratio (where the fingertip sits)")  # fmt: skip
     p.add_argument("--aug-angle-deg", dest="aug_angle_deg", type=float, default=None,
                    help="per-finger, per-joint flexion noise (sd, degrees)")  # fmt: skip
+    p.add_argument("--other-skeletons", dest="other_skeletons", default=None, metavar="FILE.npz",
+                   help="another capture system's skeletons of the training classes (joints_xyz_mm, label)")  # fmt: skip
+    p.add_argument("--other-share", dest="other_share", type=float, default=None,
+                   help="the share of each class's pool drawn from --other-skeletons (default 0.5)")  # fmt: skip
 
 
 def pick_reject_distance(emb: np.ndarray, labels: np.ndarray, shots: int = 5, seed: int = 0) -> dict:

@@ -15,6 +15,7 @@ these nets are small and start from scratch, for which Adam at 1e-3 converges in
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -50,6 +51,11 @@ class GestureTrainConfig:
     aug_mcp_shift: tuple[float, float] = (0.0, 0.0)
     aug_tip_scale: tuple[float, float] = (1.0, 1.0)
     aug_angle_deg: float = 0.0
+    # skeletons of the training classes from another capture system (an .npz of `joints_xyz_mm` (N, 21, 3),
+    # any unit, and `label` (N,) training-class names; `other_skeletons`), drawn for `other_share` of each
+    # class's pool, as they come (their own error is the noise): "" trains on our hand model alone
+    other_skeletons: str = ""
+    other_share: float = 0.5
     seed: int = 0
     threads: int = 1
     eval_per_class: int = 60
@@ -70,6 +76,77 @@ def noisy_canonical(
         joints = joints + rng.normal(size=joints.shape) * sd
     c = canonical_joints(joints)
     return c if aug is None else augment_hand_model(c, rng, aug)
+
+
+def other_skeletons(path: str) -> dict[str, np.ndarray]:
+    """Another capture system's skeletons of the training classes (`GestureTrainConfig.other_skeletons`):
+    `joints_xyz_mm` (N, 21, 3) in our joint order, any unit, and `label` (N,) training-class names."""
+    from stream.errors import InputError
+
+    with np.load(path) as z:
+        if "joints_xyz_mm" not in z.files or "label" not in z.files:
+            raise InputError(f"{path}: needs joints_xyz_mm (N, 21, 3) and label (N,)")
+        j, lab = z["joints_xyz_mm"].astype(np.float64), z["label"].astype(str)
+    if j.ndim != 3 or j.shape[1:] != (21, 3) or len(lab) != len(j):
+        raise InputError(f"{path}: joints_xyz_mm must be (N, 21, 3) with one label each, got {j.shape}")
+    unknown = sorted(set(lab) - set(vocab.TRAIN))
+    if unknown:
+        raise InputError(f"{path}: labels that are not training classes: {', '.join(unknown[:5])}")
+    keep = np.isfinite(j).all(axis=(1, 2))
+    missing = sorted(set(vocab.TRAIN) - set(lab[keep]))
+    if missing:
+        raise InputError(f"{path}: no skeletons of {', '.join(missing[:5])}")
+    return {"joints_xyz_mm": j[keep], "label": lab[keep]}
+
+
+@dataclass
+class Pools:
+    """What a step's pool is drawn from: the samples' inputs by index, their fine and coarse class ids, and
+    each training class's indices among our own skeletons and among another system's (`with_other`)."""
+
+    inputs: Callable[[np.ndarray], np.ndarray]
+    fine: np.ndarray
+    coarse: np.ndarray
+    own_by_class: list[np.ndarray]
+    other_by_class: list[np.ndarray] = field(default_factory=list)
+
+    def with_other(self, other: dict[str, np.ndarray]) -> Pools:
+        """These pools plus `other_skeletons`' samples, indexed after our own and fed canonicalised as they
+        come."""
+        n_own = len(self.fine)
+        canon = canonical_joints(other["joints_xyz_mm"])
+        fine = np.array([vocab.TRAIN.index(f) for f in other["label"]])
+        coarse = vocab.FINE_TO_COARSE[[vocab.FINE.index(f) for f in other["label"]]]
+        own_inputs = self.inputs
+
+        def inputs(idx: np.ndarray) -> np.ndarray:
+            out = np.empty((len(idx), *canon.shape[1:]), np.float32)
+            mine = idx < n_own
+            if mine.any():
+                out[mine] = own_inputs(idx[mine])
+            out[~mine] = canon[idx[~mine] - n_own]
+            return out
+
+        by_class = [np.flatnonzero(fine == k) + n_own for k in range(len(self.own_by_class))]
+        return Pools(
+            inputs,
+            np.concatenate([self.fine, fine]),
+            np.concatenate([self.coarse, coarse]),
+            self.own_by_class,
+            by_class,
+        )
+
+    def draw(self, rng: np.random.Generator, per_class: int, other_share: float) -> np.ndarray:
+        """`per_class` samples of every class, `other_share` of them another system's (with replacement
+        where it has fewer), the rest our own."""
+        n_other = int(round(per_class * other_share)) if self.other_by_class else 0
+        own = [rng.choice(ix, per_class - n_other, replace=False) for ix in self.own_by_class]
+        other = (
+            [rng.choice(ix, n_other, replace=len(ix) < n_other) for ix in self.other_by_class]
+            if n_other
+            else []
+        )
+        return np.concatenate(own + other)
 
 
 def hand_model_augment(cfg: GestureTrainConfig) -> HandModelAugment:
@@ -141,7 +218,11 @@ def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.n
     coarse_names = list(vocab.COARSE)
     fine = np.array([fine_names.index(f) for f in bank["label"]])
     coarse = np.array([coarse_names.index(c) for c in bank["coarse"]])
-    by_class = [np.flatnonzero(fine == k) for k in range(len(fine_names))]
+    pools = Pools(inputs, fine, coarse, [np.flatnonzero(fine == k) for k in range(len(fine_names))])
+    if cfg.other_skeletons:
+        if model.input_kind != "joints":
+            raise ValueError("other_skeletons needs a joints model")
+        pools = pools.with_other(other_skeletons(cfg.other_skeletons))
     params = model.parameters()
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
@@ -150,9 +231,9 @@ def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.n
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     history = []
     for step in range(cfg.steps):
-        pool = np.concatenate([rng.choice(ix, cfg.pool_per_class, replace=False) for ix in by_class])
-        x = torch.from_numpy(inputs(pool))
-        loss = pool_loss(model, x, coarse[pool], fine[pool], cfg, rng)
+        pool = pools.draw(rng, cfg.pool_per_class, cfg.other_share)
+        x = torch.from_numpy(pools.inputs(pool))
+        loss = pool_loss(model, x, pools.coarse[pool], pools.fine[pool], cfg, rng)
         optimizer_step(opt, sched, loss)
         if step % 250 == 0 or step == cfg.steps - 1:
             log_step(history, step, loss, t0, log)
