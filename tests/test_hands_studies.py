@@ -28,3 +28,28 @@ def test_every_frame_with_both_hands_in_view_gets_one_cause():
     assert rep["frames_both_visible"] > 0
     assert sum(rep["causes"].values()) == rep["frames_both_visible"]
     assert rep["causes"].get("both found", 0) > 0, rep
+    # the same frames binned twice (palm distance, the less visible hand's pixels), and the found ones agree
+    by = rep["both_found_by"]
+    for kind in ("palms_apart_mm", "fewer_pixels"):
+        rows = [v for k, v in by.items() if k.startswith(kind + " ")]
+        assert sum(v["frames"] for v in rows) == rep["frames_both_visible"]
+        found = sum(round(v["both_found"] * v["frames"]) for v in rows)
+        assert found == rep["causes"]["both found"]
+
+
+def test_bins_name_their_edges():
+    from train.handedness.why_lost import _bin
+
+    assert _bin("x", 50, (80, 120)) == "x 0-80"
+    assert _bin("x", 80, (80, 120)) == "x 80-120"
+    assert _bin("x", 500, (80, 120)) == "x 120+"
+
+
+def test_the_two_hand_evaluation_judges_hands_by_their_centre_and_by_their_drawn_skeleton():
+    from train.handedness.evaluate import evaluate
+
+    rep = evaluate(1, 12, 4242)
+    assert rep["frames_both_visible"] > 0
+    for key in ("both_found", "both_found_within_80mm", "both_found_by_skeleton"):
+        assert 0.0 < rep[key] <= 1.0, (key, rep[key])
+    assert rep["both_found_within_80mm"] >= rep["both_found"]  # a looser rule on the same centres

@@ -8,8 +8,10 @@ hands, each on a different generator hand). A found hand is on a generator hand 
 within 45 mm of that hand's palm centre and over 80 mm from the other's (overlapping hands, whose centres
 fall between the two, count for neither). `both_found_within_80mm` allows 80 mm to its own palm: the
 centre of a hand's pixels lies 45-60 mm from the palm's centre when the fingers are stretched, and such a
-hand, far from the other, is found all the same. Handedness is scored on those hands, per frame (the track's
-label that frame) and per track (its label on its last frame on each generator hand it was on: a track that
+hand, far from the other, is found all the same. `both_found_by_skeleton` judges each hand by the palm of
+the skeleton the runtime reports for it (the mean of its wrist and four MCPs) instead of its pixel centre,
+with the same 45 / 80 mm rule: what a user sees drawn, wherever the crop was centred. Handedness is scored
+on those hands, per frame (the track's label that frame) and per track (its label on its last frame on each generator hand it was on: a track that
 changed hands, after hands overlapped, counts once per hand). An id swap is an id on one generator
 hand on a frame and on the other on the next frame; an id that comes out of frames where the hands overlap
 (no hand clearly on either) on the other hand is counted apart (`id_swaps_after_overlap`): there the
@@ -108,7 +110,7 @@ def evaluate(
 
     cfg = SceneConfig(camera=KNOWN_CAMERAS["d435_320x240"], two_hands=two_hands, scene_kind=scene_kind)
     synth = HandSynthesizer(cfg, seed)
-    both_visible = both_found = both_found_80 = 0
+    both_visible = both_found = both_found_80 = both_found_skeleton = 0
     side_ok = side_n = 0
     raw_ok = raw_n = 0
     err = {"right": [], "left": []}
@@ -147,6 +149,12 @@ def evaluate(
                     both_found += len(set(on.values())) == 2
                     loose = {which_hand(truth, h.com_xyz_mm, near_mm=80.0) for h in found}
                     both_found_80 += len(loose - {None}) == 2
+                    drawn = {
+                        which_hand(truth, _palm(h.joints_xyz_mm))
+                        for h in found
+                        if h.joints_xyz_mm is not None
+                    }
+                    both_found_skeleton += len(drawn - {None}) == 2
                 first = "left" if mirror_frames else "right"  # the generator's first hand
                 if shown[first]:
                     first_visible += 1
@@ -173,6 +181,7 @@ def evaluate(
         "frames_both_visible": both_visible,
         "both_found": both_found / max(both_visible, 1),
         "both_found_within_80mm": both_found_80 / max(both_visible, 1),
+        "both_found_by_skeleton": both_found_skeleton / max(both_visible, 1),
         "hands_on_a_generator_hand": side_n,
         "handedness_accuracy_per_frame": side_ok / max(side_n, 1),
         "handedness_engine_alone_per_frame": raw_ok / max(raw_n, 1),

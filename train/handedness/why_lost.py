@@ -9,7 +9,10 @@ found centre 45-80 mm from its own palm and far from the other (a hand found, it
 stretched fingers); neither hand found; palms under 100 mm apart; no detector peak (>= 0.02) on the missed
 hand; its peak under the second-hand threshold (halved where the last frame had a hand there); the peak
 beyond the ones the segmenter reads; no depth at the peak; its mask rejected; the depth-gap rule; its
-centre within 80 mm of the first hand; else lost later (look-behind, crop, fallback). Uses no torch.
+centre within 80 mm of the first hand; else lost later (look-behind, crop, fallback). `both_found_by`
+gives the share of frames with both hands found by how far apart the palms are (touching hands seldom
+count: a found hand must also lie over 80 mm from the other palm) and by the pixels of the less visible hand (a
+hand at the border shows a few fingers). Uses no torch.
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ def causes(seed: int, sequences: int, frames: int, min_px: int = 150, detector: 
     synth = HandSynthesizer(SceneConfig(camera=KNOWN_CAMERAS["d435_320x240"], two_hands=True), seed)
     count: Counter[str] = Counter()
     visible = 0
+    # both found, by how far apart the palms are and by how much of the less visible hand the camera sees
+    bins: dict[str, list[int]] = {}
     with pipeline(True, 2, detector) as p:
         for _ in range(sequences):
             p.reset()
@@ -97,6 +102,15 @@ def causes(seed: int, sequences: int, frames: int, min_px: int = 150, detector: 
                     else:
                         on[side] = h
                 missing = [k for k in truth if k not in on]
+                apart = float(np.linalg.norm(_palm(truth["right"]) - _palm(truth["left"])))
+                seen_px = min(int((m & seen).sum()) for m in masks.values())
+                for key in (
+                    _bin("palms_apart_mm", apart, PALM_BINS_MM),
+                    _bin("fewer_pixels", seen_px, PIXEL_BINS),
+                ):
+                    n = bins.setdefault(key, [0, 0])
+                    n[0] += 1
+                    n[1] += not missing
                 if not missing:
                     count["both found"] += 1
                 elif amb and any(which_hand(truth, h.com_xyz_mm, near_mm=80.0) is None for h in amb):
@@ -111,7 +125,25 @@ def causes(seed: int, sequences: int, frames: int, min_px: int = 150, detector: 
                     count["palms under 100 mm apart"] += 1
                 else:
                     count[peak_cause(p, frame, truth, masks, on, missing[0], prev)] += 1
-    return {"seed": seed, "frames_both_visible": visible, "causes": dict(count.most_common())}
+    return {
+        "seed": seed,
+        "frames_both_visible": visible,
+        "causes": dict(count.most_common()),
+        "both_found_by": {
+            k: {"frames": n, "both_found": found / n} for k, (n, found) in sorted(bins.items())
+        },
+    }
+
+
+PALM_BINS_MM = (80, 120, 160, 250)
+PIXEL_BINS = (400, 800)
+
+
+def _bin(name: str, value: float, edges: tuple[int, ...]) -> str:
+    """'name a-b' for the bin of `edges` that holds `value` (the first from 0, the last open)."""
+    lo = max((e for e in edges if e <= value), default=0)
+    hi = min((e for e in edges if e > value), default=None)
+    return f"{name} {lo}-{hi}" if hi is not None else f"{name} {lo}+"
 
 
 def main(argv: list[str] | None = None) -> int:
