@@ -179,3 +179,9 @@ def test_other_skeletons_join_every_pool_in_their_share(tmp_path):
     np.savez(tmp_path / "few.npz", joints_xyz_mm=d["joints_xyz_mm"][keep], label=d["label"][keep])
     with pytest.raises(InputError, match=f"no skeletons of {vocab.TRAIN[0]}"):
         other_skeletons(str(tmp_path / "few.npz"))
+    with pytest.raises(InputError, match="no such file"):
+        other_skeletons(str(tmp_path / "missing.npz"))
+    from train.gesture.train import GestureTrainConfig, train_gesture_embedding
+
+    with pytest.raises(InputError, match="needs a joints model"):  # before any crop is rendered
+        train_gesture_embedding(GestureTrainConfig(model="depth_cnn", other_skeletons=str(path)), log=print)

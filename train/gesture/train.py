@@ -81,8 +81,12 @@ def noisy_canonical(
 def other_skeletons(path: str) -> dict[str, np.ndarray]:
     """Another capture system's skeletons of the training classes (`GestureTrainConfig.other_skeletons`):
     `joints_xyz_mm` (N, 21, 3) in our joint order, any unit, and `label` (N,) training-class names."""
+    from pathlib import Path
+
     from stream.errors import InputError
 
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such file of other skeletons")
     with np.load(path) as z:
         if "joints_xyz_mm" not in z.files or "label" not in z.files:
             raise InputError(f"{path}: needs joints_xyz_mm (N, 21, 3) and label (N,)")
@@ -207,6 +211,11 @@ def begin_training(cfg) -> tuple[np.random.Generator, float]:
 def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.nn.Module, dict]:
     rng, t0 = begin_training(cfg)
     model = create_gesture_model(cfg.model, dim=cfg.dim, n_coarse=len(vocab.COARSE), n_fine=len(vocab.TRAIN))
+    other = other_skeletons(cfg.other_skeletons) if cfg.other_skeletons else None
+    if other is not None and model.input_kind != "joints":
+        from stream.errors import InputError
+
+        raise InputError(f"--other-skeletons needs a joints model, not {cfg.model}")
     if model.input_kind == "depth":
         bank = rendered_crops(vocab.TRAIN, cfg.bank_per_class, cfg.seed, cfg)
         inputs = lambda idx: bank["crops"][idx]  # noqa: E731 - the renderer's sensor noise is the noise
@@ -219,10 +228,8 @@ def train_gesture_embedding(cfg: GestureTrainConfig, log=print) -> tuple[torch.n
     fine = np.array([fine_names.index(f) for f in bank["label"]])
     coarse = np.array([coarse_names.index(c) for c in bank["coarse"]])
     pools = Pools(inputs, fine, coarse, [np.flatnonzero(fine == k) for k in range(len(fine_names))])
-    if cfg.other_skeletons:
-        if model.input_kind != "joints":
-            raise ValueError("other_skeletons needs a joints model")
-        pools = pools.with_other(other_skeletons(cfg.other_skeletons))
+    if other is not None:
+        pools = pools.with_other(other)
     params = model.parameters()
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)

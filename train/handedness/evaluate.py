@@ -11,12 +11,12 @@ centre of a hand's pixels lies 45-60 mm from the palm's centre when the fingers 
 hand, far from the other, is found all the same. `both_found_by_skeleton` judges each hand by the palm of
 the skeleton the runtime reports for it (the mean of its wrist and four MCPs) instead of its pixel centre,
 with the same 45 / 80 mm rule: what a user sees drawn, wherever the crop was centred. Handedness is scored
-on those hands, per frame (the track's label that frame) and per track (its label on its last frame on each generator hand it was on: a track that
-changed hands, after hands overlapped, counts once per hand). An id swap is an id on one generator
-hand on a frame and on the other on the next frame; an id that comes out of frames where the hands overlap
-(no hand clearly on either) on the other hand is counted apart (`id_swaps_after_overlap`): there the
-centres alone cannot tell which hand is which. Pose error: mean joint distance to the generator's joints, for
-right and left hands apart; `--no-mirror` runs the pose engine unmirrored on left hands (the comparison
+on those hands, per frame (the track's label that frame) and per track (its label on its last frame on
+each generator hand it was on: a track that changed hands, after hands overlapped, counts once per hand).
+An id swap is an id on one generator hand on a frame and on the other on the next frame; an id that comes
+out of frames where the hands overlap (no hand clearly on either) on the other hand is counted apart
+(`id_swaps_after_overlap`): there the centres alone cannot tell which hand is which. Pose error: mean joint
+distance to the generator's joints, for right and left hands apart; `--no-mirror` runs the pose engine unmirrored on left hands (the comparison
 that says what mirroring buys). Uses no torch: only the runtime.
 """
 
