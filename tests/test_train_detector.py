@@ -136,3 +136,39 @@ def test_epoch_checkpoints_resume_extra_data_and_frozen_export(tmp_path):
     c, d = HandDetector(c_out / "detector.onnx").run(depth), HandDetector(d_out / "detector.onnx").run(depth)
     np.testing.assert_allclose(c.heatmap, d.heatmap, atol=1e-5)
     np.testing.assert_allclose(c.mask_logits, d.mask_logits, atol=1e-4)
+
+
+def test_mask_distillation_holds_the_masks_to_the_starting_model(tmp_path):
+    """--distill-mask: the student's mask logits are pulled towards a frozen copy of the model it started
+    from (no pull where they agree), and it needs --init."""
+    from stream.errors import InputError
+    from train.detector import create_detector
+    from train.recipes.detector import distill_loss, mask_teacher
+
+    torch.manual_seed(0)
+    model = create_detector(width=8, deep=16)
+    model.eval()
+    teacher = mask_teacher(model, tmp_path / "start.onnx", torch.contiguous_format)
+    assert not any(q.requires_grad for q in teacher.parameters())
+    x = torch.rand(2, 1, 120, 160)
+    logits = model(x)[1].detach().requires_grad_(True)
+    distill_loss(logits, teacher, x).backward()
+    assert logits.grad.abs().max() < 1e-6  # the same masks: nothing to pull
+    moved = (logits.detach() + 2.0).requires_grad_(True)
+    distill_loss(moved, teacher, x).backward()
+    assert (moved.grad > 0).all()  # logits above the teacher's are pulled down
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # the student trains on; the teacher keeps the start
+    assert not torch.equal(next(model.parameters()), next(teacher.parameters()))
+    with pytest.raises(InputError, match="needs --init"):
+        mask_teacher(model, None, torch.contiguous_format)
+
+    data = tmp_path / "data"
+    base = ["--frames", "8", "--val-frames", "4", "--batch", "4", "--threads", "1", "--data-dir", str(data)]
+    a_out = tmp_path / "a_engine"
+    assert (
+        train_detector([*base, "--minutes", "0.01", "--runs", str(tmp_path / "a"), "--out", str(a_out)]) == 0
+    )
+    argv = [*base, "--minutes", "0.02", "--runs", str(tmp_path / "b"), "--out", str(tmp_path / "b_engine")]
+    assert train_detector([*argv, "--init", str(a_out / "detector.onnx"), "--distill-mask", "1.0"]) == 0
+    assert json.loads((tmp_path / "b" / "history.json").read_text())[-1]["step"] >= 1

@@ -19,6 +19,11 @@ saw only frontal scenes put a real egocentric hand on a bottle 900 mm away.
 to the training frames. Each epoch writes runs/epoch-NNN.pt (export one with `--init it --minutes 0`, to
 judge checkpoints through the whole pipeline) and runs/resume.pt (`--resume` goes on after a stop).
 
+`--distill-mask W` (with `--init`) adds W x the BCE of the mask logits against a frozen copy of the starting
+model's mask probabilities on every batch: a fine-tune for new hands (second hands, close range) moved the
+masks, and with them the crops and centres the pose engine was trained on (BENCHMARKS.md, "Close-range and
+hand-object scenes": frontal pose 1.4-1.6 mm worse).
+
 `--init ENGINE.onnx` fine-tunes an exported engine (the shipped one: its training checkpoint is not kept):
 the folded convolutions are loaded with identity BatchNorms that stay frozen
 (train.detector.load_folded_onnx), and the statistics are not recomputed after training, nor when one of
@@ -305,6 +310,29 @@ def _peak_metrics(model, data, batch: int = 128) -> dict:
     return res
 
 
+def mask_teacher(model, init: Path | None, fmt):
+    """A frozen copy of the model as `--init` gave it (before any step): the masks a fine-tune is held to."""
+    import copy
+
+    if init is None:
+        raise InputError("--distill-mask needs --init (the model whose masks to keep)")
+    teacher = copy.deepcopy(model).to(memory_format=fmt)
+    teacher.eval()
+    for q in teacher.parameters():
+        q.requires_grad_(False)
+    return teacher
+
+
+def distill_loss(student_mask_logits, teacher, x):
+    """BCE of the student's mask logits against the teacher's mask probabilities on the same batch."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        target = torch.sigmoid(teacher(x)[1])
+    return F.binary_cross_entropy_with_logits(student_mask_logits, target)
+
+
 def _save_epoch(model, opt, rng, a, row: dict, history: list, prior_minutes: float, frozen_bn: bool) -> None:
     """After each epoch: the weights as runs/epoch-NNN.pt (an --init for export: `--minutes 0`, so each one
     can be judged) and everything --resume needs in runs/resume.pt (a long run on a shared machine may be
@@ -393,6 +421,13 @@ def main(argv: list[str] | None = None) -> int:
         help="continue the run in --runs from its last epoch (resume.pt): same budget, schedule and data",
     )
     p.add_argument(
+        "--distill-mask",
+        type=float,
+        help="with --init: also pull the mask logits towards the starting model's own on every batch, with "
+        "this weight (0: off), so a fine-tune that learns new hands keeps the masks (and the crops the pose "
+        "engine was trained on) where they were",
+    )
+    p.add_argument(
         "--bn-batches",
         type=int,
         help="after training, recompute BatchNorm statistics over this many augmented training batches "
@@ -462,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     model = model.to(memory_format=fmt)
     if frozen_bn:
         freeze_batchnorm(model)
+    teacher = mask_teacher(model, a.init, fmt) if a.distill_mask else None
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     n = len(train["x"])
     budget_s = a.minutes * 60.0
@@ -491,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
             x, hm, w, mk, dz, dw = _batch(train, perm[i : i + a.batch], rng, True)
             outs = model(x.contiguous(memory_format=fmt))
             loss = focal_heatmap_loss(outs[0], hm, w) + mask_loss(outs[1], mk)
+            if teacher is not None:
+                loss = loss + a.distill_mask * distill_loss(outs[1], teacher, x.contiguous(memory_format=fmt))
             if a.depth_head:
                 loss = loss + DEPTH_WEIGHT * depth_loss(outs[2], dz, dw)
             opt.zero_grad()
