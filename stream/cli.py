@@ -169,13 +169,24 @@ def _quiet_native_logs() -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 
+_TRAIN_MODULES = (
+    "torch",
+    "torchvision",
+    "onnxslim",
+    "optuna",
+    "tensorboard",
+    "matplotlib",
+    "yaml",
+    "scipy",
+    "sklearn",
+)
+
+
 def _install_hint(module: str) -> str:
     top = module.split(".")[0]
     hints = {
-        "torch": "pip install 'handstream[train]'",
-        "torchvision": "pip install 'handstream[train]'",
-        "onnx": "pip install 'handstream[train]'",
-        "optuna": "pip install 'handstream[train]'",
+        # the training extras (pyproject.toml's `train`): a runtime-only install (the demo's) has none
+        **dict.fromkeys(_TRAIN_MODULES, "pip install 'handstream[train]'"),
         "pyrealsense2": "pip install 'handstream[realsense]' (and apt-get install libusb-1.0-0)",
         "tensorrt": "pip install 'handstream[tensorrt]' on a machine with an NVIDIA GPU",
         "pycuda": "pip install 'handstream[tensorrt]' on a machine with an NVIDIA GPU",
