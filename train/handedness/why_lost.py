@@ -11,8 +11,8 @@ hand; its peak under the second-hand threshold (halved where the last frame had 
 beyond the ones the segmenter reads; no depth at the peak; its mask rejected; the depth-gap rule; its
 centre within 80 mm of the first hand; else lost later (look-behind, crop, fallback). `both_found_by`
 gives the share of frames with both hands found by how far apart the palms are (touching hands seldom
-count: a found hand must also lie over 80 mm from the other palm) and by the pixels of the less visible hand (a
-hand at the border shows a few fingers). Uses no torch.
+count: a found hand must also lie over 80 mm from the other palm) and by the pixels of the less visible
+hand (a hand at the border shows a few fingers). Uses no torch.
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def causes(seed: int, sequences: int, frames: int, min_px: int = 150, detector: 
                 frame, truth, masks = labelled(s, False)
                 r = p.process(frame)
                 seen = frame.depth_mm > 0
-                if not (len(masks) == 2 and all(int((m & seen).sum()) >= min_px for m in masks.values())):
+                px = [int((m & seen).sum()) for m in masks.values()]  # each hand's measured pixels
+                if not (len(px) == 2 and min(px) >= min_px):
                     continue
                 visible += 1
                 on, amb = {}, []
@@ -103,10 +104,9 @@ def causes(seed: int, sequences: int, frames: int, min_px: int = 150, detector: 
                         on[side] = h
                 missing = [k for k in truth if k not in on]
                 apart = float(np.linalg.norm(_palm(truth["right"]) - _palm(truth["left"])))
-                seen_px = min(int((m & seen).sum()) for m in masks.values())
                 for key in (
                     _bin("palms_apart_mm", apart, PALM_BINS_MM),
-                    _bin("fewer_pixels", seen_px, PIXEL_BINS),
+                    _bin("fewer_pixels", min(px), PIXEL_BINS),
                 ):
                     n = bins.setdefault(key, [0, 0])
                     n[0] += 1

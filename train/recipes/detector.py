@@ -525,10 +525,11 @@ def main(argv: list[str] | None = None) -> int:
             for g in opt.param_groups:
                 g["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * frac)) + 1e-5
             x, hm, w, mk, dz, dw = _batch(train, perm[i : i + a.batch], rng, True)
-            outs = model(x.contiguous(memory_format=fmt))
+            x = x.contiguous(memory_format=fmt)
+            outs = model(x)
             loss = focal_heatmap_loss(outs[0], hm, w) + mask_loss(outs[1], mk)
             if teacher is not None:
-                loss = loss + a.distill_mask * distill_loss(outs[1], teacher, x.contiguous(memory_format=fmt))
+                loss = loss + a.distill_mask * distill_loss(outs[1], teacher, x)
             if a.depth_head:
                 loss = loss + DEPTH_WEIGHT * depth_loss(outs[2], dz, dw)
             opt.zero_grad()
