@@ -118,6 +118,27 @@ def test_bone_distance_by_hand():
     j[1] = [0.0, 0.0, 100.0]  # the thumb's first bone runs from the wrist (0) along +z; the rest sit at 0
     pts = np.array([[0.0, 0.0, 50.0], [10.0, 0.0, 50.0], [0.0, 0.0, 130.0], [0.0, -4.0, -3.0]])
     np.testing.assert_allclose(bone_distance(pts, j), [0.0, 10.0, 30.0, 5.0], atol=1e-4)
+    np.testing.assert_allclose(bone_distance(pts, j, compiled=False), [0.0, 10.0, 30.0, 5.0], atol=1e-4)
+
+
+def test_bone_distance_kernel_matches_the_numpy_reference_bit_for_bit():
+    """The compiled distances are the reference's to the last bit, so the recut keeps the same pixels: on a
+    generator hand's own pixels (a thousand of them near its bones) and on points scattered around it,
+    with a zero-length bone among them (the reference's floor on the divisor)."""
+    from stream.fitting.recut import bone_distance, bone_distance_numpy
+    from stream.geometry import depth_to_points
+
+    s = HandSynthesizer(SceneConfig(camera=CAM, color=False), 78).sample_at(RECUT)
+    pts = depth_to_points(s.frame.depth_mm, s.frame.intrinsics, s.mask).astype(np.float32)
+    rng = np.random.default_rng(3)
+    scattered = (s.joints_xyz_mm.mean(0) + rng.normal(0.0, 60.0, (2000, 3))).astype(np.float32)
+    joints = s.joints_xyz_mm.copy()
+    joints[4] = joints[3]  # a zero-length thumb tip
+    for p in (pts, scattered):
+        ref = bone_distance_numpy(p, joints)
+        assert ref.dtype == np.float32 and len(ref) == len(p) and np.isfinite(ref).all()
+        np.testing.assert_array_equal(bone_distance(p, joints), ref)
+    assert (bone_distance_numpy(pts, joints) < 25.0).mean() > 0.5  # most of the hand's pixels are in reach
 
 
 def test_recut_keeps_the_pixels_near_the_bones_and_centres_on_them():
@@ -139,6 +160,34 @@ def test_recut_keeps_the_pixels_near_the_bones_and_centres_on_them():
     assert (
         recut(f.depth_mm, f.intrinsics, mask, s.joints_xyz_mm + 500.0, 300.0, 64) is None
     )  # nothing in reach
+
+
+def test_recut_measures_only_pixels_that_can_be_in_reach_and_keeps_the_same_ones(monkeypatch):
+    """The recut measures only the pixels inside the image box of the skeleton's grown 3-D box; the crop is
+    the one measuring every pixel gives, for several reaches and for a skeleton moved off the optical axis
+    and nearer the camera (where perspective stretches the box most), on 320- and 640-pixel frames."""
+    import stream.fitting.recut as rc
+    from stream.frames import camera
+
+    for cam in (CAM, camera("d435_640x480")):
+        s = HandSynthesizer(SceneConfig(camera=cam, color=False), 78).sample_at(RECUT)
+        f = s.frame
+        mask = (f.depth_mm > 0) & (np.abs(f.depth_mm.astype(np.float64) - s.joints_xyz_mm[:, 2].mean()) < 200)
+        cases = [
+            (s.joints_xyz_mm, 25.0),
+            (s.joints_xyz_mm, 60.0),
+            (s.joints_xyz_mm + [40.0, -30.0, -60.0], 25.0),
+        ]
+        boxed = [rc.recut(f.depth_mm, f.intrinsics, mask, j, 300.0, 64, reach_mm=r) for j, r in cases]
+        rows, cols = -(-mask.shape[0] // 2), -(-mask.shape[1] // 2)
+        assert rc._reach_box(s.joints_xyz_mm, 25.0, f.intrinsics, rows, cols, 2) != (0, rows, 0, cols)
+        with monkeypatch.context() as m:
+            m.setattr(rc, "_reach_box", lambda j, r, intr, rows, cols, step: (0, rows, 0, cols))
+            whole = [rc.recut(f.depth_mm, f.intrinsics, mask, j, 300.0, 64, reach_mm=r) for j, r in cases]
+        for a, b in zip(boxed, whole):
+            assert a is not None and b is not None
+            np.testing.assert_array_equal(a.depth, b.depth)
+            np.testing.assert_array_equal(a.com_xyz_mm, b.com_xyz_mm)
 
 
 def test_a_new_hand_with_a_forearm_in_its_mask_is_fitted_from_the_recut_crop():

@@ -54,7 +54,12 @@ def time_it(path: str, label: str, n: int, warmup: int, max_hands: int | None = 
                     stages.setdefault(k, []).append(v)
                 total.append(sum(r.stage_ms.values()))
     meds = " ".join(f"{k} {np.median(v):.3f}" for k, v in stages.items())
-    print(f"{label}: median ms {meds}, stage sum {np.median(total):.3f} ({n} frames)", flush=True)
+    means = " ".join(f"{k} {np.mean(v):.3f}" for k, v in stages.items())
+    print(
+        f"{label}: median ms {meds}, stage sum {np.median(total):.3f} ({n} frames); mean ms {means}, stage"
+        f" sum {np.mean(total):.3f}, p95 {np.percentile(total, 95):.3f}",
+        flush=True,
+    )
 
 
 def main() -> int:

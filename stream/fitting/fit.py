@@ -226,6 +226,12 @@ def _load_kernels():
 _kernels = _load_kernels()
 
 
+def fit_kernels():
+    """The compiled kernels module, or None where numba is missing or could not compile them here
+    (`compile_kernels` returned False): callers then run their numpy reference."""
+    return _kernels
+
+
 @dataclass(frozen=True, eq=False)
 class FitResult:
     joints: np.ndarray  # (21, 3) camera mm
@@ -651,3 +657,5 @@ def _warm_up_kernels() -> None:
     fit_hand(model, obs, joints, FitConfig(iterations=1), previous=joints)
     _kernels.observe_kernel(np.ones((size, size), dtype=np.float32), 100.0, 400.0, obs.proj, 128, False)
     _kernels.finish_observation_kernel(np.ones((size, size), dtype=np.float32), 1.5, points)
+    bone = np.ones((1, 3), dtype=np.float32)
+    _kernels.bone_distance_kernel(rel, bone, bone, np.ones(1, dtype=np.float32))

@@ -962,3 +962,32 @@ def finish_observation_kernel(
         m2[i, 0], m2[i, 1], m2[i, 2] = np.float32(-2.0) * r0, np.float32(-2.0) * r1, np.float32(-2.0) * r2
         sq[i, 0] = r0 * r0 + r1 * r1 + r2 * r2
     return d.ravel(), gu.ravel(), gv.ravel(), origin, m2, sq
+
+
+@numba.njit(**_JIT)
+def bone_distance_kernel(
+    points: np.ndarray, start: np.ndarray, along: np.ndarray, length2: np.ndarray
+) -> np.ndarray:
+    """recut.bone_distance_numpy's distances (float32, the same float32 operations in the same order) with
+    one scalar loop: `points` (N, 3), each bone's `start` and `along` (B, 3) float32, `length2` (B,) float32
+    its squared length (at least 1e-9)."""
+    n = points.shape[0]
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    out = np.empty(n, dtype=np.float32)
+    for i in range(n):
+        best = np.float32(np.inf)
+        for k in range(start.shape[0]):
+            ax = points[i, 0] - start[k, 0]
+            ay = points[i, 1] - start[k, 1]
+            az = points[i, 2] - start[k, 2]
+            t = (ax * along[k, 0] + ay * along[k, 1] + az * along[k, 2]) / length2[k]
+            t = min(max(t, zero), one)
+            dx = ax - t * along[k, 0]
+            dy = ay - t * along[k, 1]
+            dz = az - t * along[k, 2]
+            d2 = dx * dx + dy * dy + dz * dz
+            if d2 < best:
+                best = d2
+        out[i] = np.sqrt(best)
+    return out

@@ -215,7 +215,13 @@ class FitStage(Stage):
         if self.recut_engine is None or det is None or st.frame.depth_mm is None:
             return None
         crop = recut(
-            st.frame.depth_mm, st.frame.intrinsics, det.mask, res.joints, st.crop.cube_mm, st.crop.size
+            st.frame.depth_mm,
+            st.frame.intrinsics,
+            det.mask,
+            res.joints,
+            st.crop.cube_mm,
+            st.crop.size,
+            compiled=self.compiled,
         )
         if crop is None:
             return None
