@@ -121,7 +121,7 @@ def test_the_fit_cue_is_antisymmetric_and_names_most_sides(hands):
     from engines import load_engine
     from stream.frames import RGBDFrame
     from stream.hands.fit_side import FitSide
-    from stream.hands.handedness import COMBINE_FIT, combine_fit
+    from stream.hands.handedness import FIT_CUE, fit_p_left
     from stream.preprocess import crop_cube
     from stream.stages import FrameState
 
@@ -155,7 +155,57 @@ def test_the_fit_cue_is_antisymmetric_and_names_most_sides(hands):
         stage.run(st)
         named += st.fields["handedness"] == side
     assert named / len(hands) >= 0.88, named / len(hands)
-    assert fs.energy_difference(st, np.full_like(own, np.nan), mir) == 0.0  # no reading: no evidence
-    assert combine_fit(0.5, 0.0) == pytest.approx(1 / (1 + np.exp(-COMBINE_FIT[2])))
-    assert combine_fit(0.5, 10.0) > combine_fit(0.5, 0.0) > combine_fit(0.5, -10.0)
-    assert combine_fit(0.9, 0.0) > combine_fit(0.1, 0.0)
+    assert fs.energy_difference(st, np.full_like(own, np.nan), mir) is None  # no reading: no evidence
+    assert fit_p_left(0.0) == pytest.approx(1 / (1 + np.exp(-FIT_CUE[1])))
+    assert fit_p_left(10.0) > fit_p_left(1.0) > fit_p_left(0.0) > fit_p_left(-1.0) > fit_p_left(-10.0)
+    # on the log scale a failed pair of fits (|e| ~ 150 mm^2) is not ten times the evidence of |e| ~ 15
+    assert fit_p_left(150.0) < 1.0 - 1e-4 and fit_p_left(-150.0) > 1e-4
+
+
+def test_the_stage_answers_from_the_fit_cue_alone_and_from_the_engine_where_the_fit_has_no_evidence(hands):
+    """Where both fits have evidence, the side is the fit cue's (the engine need not run: a stage whose
+    engine would fail still answers); where a reading is not finite, the engine and the synthesis cue answer."""
+    from engines import load_engine
+    from stream.hands.handedness import HandednessStage, combine, fit_p_left
+    from stream.hands.synthesis import both_readings, fit_difference
+    from stream.stages import FrameState
+
+    stage = HandednessStage(load_engine("handedness", backend="onnxruntime", threads=1))
+    side, frame, crop, _ = hands[0]
+    st = FrameState(frame)
+    st.crop = crop
+    stage.run(st)
+    e = st.fields["handedness_fit_energy_difference"]
+    assert st.fields["handedness_score"] == pytest.approx(max(fit_p_left(e), 1.0 - fit_p_left(e)))
+
+    class Failing:  # the engine, were it run, would raise
+        output_names = stage.engine.output_names
+
+        def infer(self, x):
+            raise AssertionError("the handedness engine ran although the fit cue had evidence")
+
+    engine, stage.engine = stage.engine, Failing()
+    st = FrameState(frame)
+    st.crop = crop
+    stage.run(st)
+    assert "handedness" in st.fields
+    stage.engine = engine
+
+    class NoReading:  # a pose engine whose readings are not finite: the fit cue has no evidence
+        output_names = stage.pose.output_names
+        manifest = None
+
+        def infer(self, x):
+            return {n: np.full((1, 63), np.nan, np.float32) for n in self.output_names}
+
+    pose, stage.pose = stage.pose, NoReading()
+    st = FrameState(frame)
+    st.crop = crop
+    stage.run(st)
+    assert "handedness_fit_energy_difference" not in st.fields
+    own, mir = both_readings(stage.pose, crop.depth)
+    expected = combine(
+        stage._engine_p_left(crop.depth), fit_difference(crop.depth, own.reshape(-1, 3), mir.reshape(-1, 3))
+    )
+    assert st.fields["handedness_score"] == pytest.approx(max(expected, 1.0 - expected))
+    stage.pose = pose

@@ -42,15 +42,24 @@ def chirality_features(pose_engine, crop: np.ndarray) -> np.ndarray:
 
 
 def chirality_with_outputs(pose_engine, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`chirality_features`, and the pose engine's raw outputs on the crop and on its left-right mirror (as
-    the pose stage mirrors a left hand in: `stream.stages.mirror_crop`), as the engine returns them."""
+    """`chirality_features`, and the pose engine's raw outputs on the crop and on its left-right mirror
+    (`both_readings`)."""
+    own, mir = both_readings(pose_engine, crop)
+    x = np.ascontiguousarray(crop, np.float32)
+    return fit_difference(x, own.reshape(-1, 3), mir.reshape(-1, 3)), own, mir
+
+
+def both_readings(pose_engine, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pose engine's raw outputs on the crop and on its left-right mirror (as the pose stage mirrors a
+    left hand in: `stream.stages.mirror_crop`), as the engine returns them: the readings of the hand as a
+    right one and as a left one."""
     x = np.ascontiguousarray(crop, np.float32)
     m = np.ascontiguousarray(x[:, ::-1])
     s = x.shape[0]
     name = "joints" if "joints" in pose_engine.output_names else pose_engine.output_names[0]
     own = np.asarray(pose_engine.infer(x.reshape(1, 1, s, s))[name])
     mir = np.asarray(pose_engine.infer(m.reshape(1, 1, s, s))[name])
-    return fit_difference(x, own.reshape(-1, 3), mir.reshape(-1, 3)), own, mir
+    return own, mir
 
 
 def fit_difference(crop: np.ndarray, own: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
