@@ -125,8 +125,13 @@ def test_bone_distance_kernel_matches_the_numpy_reference_bit_for_bit():
     """The compiled distances are the reference's to the last bit, so the recut keeps the same pixels: on a
     generator hand's own pixels (a thousand of them near its bones) and on points scattered around it,
     with a zero-length bone among them (the reference's floor on the divisor)."""
+    from stream.fitting.fit import fit_kernels
     from stream.fitting.recut import bone_distance, bone_distance_numpy
     from stream.geometry import depth_to_points
+
+    assert (
+        fit_kernels() is not None
+    )  # numba is a runtime dependency: the kernel, not the reference, is tested
 
     s = HandSynthesizer(SceneConfig(camera=CAM, color=False), 78).sample_at(RECUT)
     pts = depth_to_points(s.frame.depth_mm, s.frame.intrinsics, s.mask).astype(np.float32)

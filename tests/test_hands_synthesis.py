@@ -204,8 +204,6 @@ def test_the_stage_answers_from_the_fit_cue_alone_and_from_the_engine_where_the_
     stage.run(st)
     assert "handedness_fit_energy_difference" not in st.fields
     own, mir = both_readings(stage.pose, crop.depth)
-    expected = combine(
-        stage._engine_p_left(crop.depth), fit_difference(crop.depth, own.reshape(-1, 3), mir.reshape(-1, 3))
-    )
+    expected = combine(stage._engine_p_left(crop.depth), fit_difference(crop.depth, own, mir))
     assert st.fields["handedness_score"] == pytest.approx(max(expected, 1.0 - expected))
     stage.pose = pose

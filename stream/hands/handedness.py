@@ -101,7 +101,7 @@ class HandednessStage(Stage):
                 p_left = fit_p_left(energy)
             else:
                 p_left = self._engine_p_left(x)
-                p_left = combine(p_left, fit_difference(x, own.reshape(-1, 3), mir.reshape(-1, 3)))
+                p_left = combine(p_left, fit_difference(x, own, mir))
         if not np.isfinite(p_left):
             return
         side = side_of(p_left)

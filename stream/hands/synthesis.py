@@ -45,8 +45,7 @@ def chirality_with_outputs(pose_engine, crop: np.ndarray) -> tuple[np.ndarray, n
     """`chirality_features`, and the pose engine's raw outputs on the crop and on its left-right mirror
     (`both_readings`)."""
     own, mir = both_readings(pose_engine, crop)
-    x = np.ascontiguousarray(crop, np.float32)
-    return fit_difference(x, own.reshape(-1, 3), mir.reshape(-1, 3)), own, mir
+    return fit_difference(np.ascontiguousarray(crop, np.float32), own, mir), own, mir
 
 
 def both_readings(pose_engine, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -63,8 +62,9 @@ def both_readings(pose_engine, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def fit_difference(crop: np.ndarray, own: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
-    """`skeleton_fit` of the crop's own skeleton minus that of the mirrored crop's; zeros (no evidence)
-    when either skeleton holds a non-finite joint (the pose stage reports that frame as no hand)."""
+    """`skeleton_fit` of the crop's own skeleton minus that of the mirrored crop's (each (J, 3), or the
+    engine's flat output); zeros (no evidence) when either skeleton holds a non-finite joint (the pose stage
+    reports that frame as no hand)."""
     if not (np.all(np.isfinite(own)) and np.all(np.isfinite(mirrored))):
         return np.zeros(3)
     return skeleton_fit(crop, own) - skeleton_fit(np.ascontiguousarray(crop[:, ::-1]), mirrored)
