@@ -149,53 +149,56 @@ class HandModel:
 
 def build_model(shape: HandShape, spacing: float = 1.5) -> HandModel:
     """The model of a hand shape, read off the generator at rest: joints, bone lengths, and spheres along
-    each round cone about `spacing` x radius apart (the fingertip cone keeps the generator's shortened end)."""
+    each round cone about `spacing` x radius apart (the fingertip cone keeps the generator's shortened end).
+
+    Each cone end is attached to the joints and anchors at once (array operations over all ends: the fit
+    stage builds a model per new size cell of a track's first frames, ~4 ms each one end at a time);
+    tests/test_fitting_model.py checks the result against the one-end-at-a-time construction."""
     geom = hand_joints_local(shape, np.zeros(N_POSE))
     rest = geom.joints.copy()
     bones = np.stack(
         [np.linalg.norm(rest[_MOVING[:, k]] - rest[_MOVING[:, k] - 1], axis=1) for k in range(3)], 1
     )
+    k = len(geom.part)
+    ends = np.empty((2 * k, 3))
+    ends[0::2], ends[1::2] = geom.cone_a, geom.cone_b  # in the order the ends are met: a, b of each cone
+    parts = np.repeat(geom.part.astype(np.int64), 2)
+    dist = np.linalg.norm(rest[None, :, :] - ends[:, None, :], axis=2)  # (2K, 21)
+    nearest = np.argmin(dist, axis=1)
+    weights = np.zeros((2 * k, 21 + 16))
     anchors: list[np.ndarray] = []
-    rows: list[np.ndarray] = []
-    radii: list[float] = []
-
-    def attach(p: np.ndarray, part: int) -> np.ndarray:
-        """A cone end as weights over (21 joints + anchors): a joint, a point on a chain's bone, or an anchor."""
-        w = np.zeros(21 + 16)
-        d = np.linalg.norm(rest - p, axis=1)
-        j = int(np.argmin(d))
-        if d[j] < 1e-6:
-            w[j] = 1.0
-            return w
-        if part >= 1:  # on a bone of chain part-1: between two of its joints
-            base = 1 + 4 * (part - 1)
-            for a in range(base, base + 3):
-                seg = rest[a + 1] - rest[a]
-                t = float(np.dot(p - rest[a], seg) / np.dot(seg, seg))
-                if 0.0 <= t <= 1.0 and np.linalg.norm(rest[a] + t * seg - p) < 1e-6:
-                    w[a], w[a + 1] = 1.0 - t, t
-                    return w
-        for i, q in enumerate(anchors):
+    for e in range(2 * k):
+        j = int(nearest[e])
+        if dist[e, j] < 1e-6:  # a joint
+            weights[e, j] = 1.0
+            continue
+        p, part = ends[e], int(parts[e])
+        if part >= 1 and _on_bone(rest, p, part, weights[e]):
+            continue
+        for i, q in enumerate(anchors):  # an anchor met before
             if np.linalg.norm(q - p) < 1e-6:
-                w[21 + i] = 1.0
-                return w
-        anchors.append(p.copy())
-        w[21 + len(anchors) - 1] = 1.0
-        return w
-
-    for a, b, ra, rb, part in zip(geom.cone_a, geom.cone_b, geom.radius_a, geom.radius_b, geom.part):
-        wa, wb = attach(a, int(part)), attach(b, int(part))
-        length = float(np.linalg.norm(b - a))
-        n = max(2, int(np.ceil(length / (spacing * min(ra, rb)))) + 1)
-        for t in np.linspace(0.0, 1.0, n):
-            rows.append((1.0 - t) * wa + t * wb)
-            radii.append((1.0 - t) * ra + t * rb)
+                weights[e, 21 + i] = 1.0
+                break
+        else:
+            anchors.append(p.copy())
+            weights[e, 21 + len(anchors) - 1] = 1.0
+    wa, wb = weights[0::2], weights[1::2]
+    length = np.linalg.norm(geom.cone_b - geom.cone_a, axis=1)
+    r_min = np.minimum(geom.radius_a, geom.radius_b)
+    counts = [max(2, int(np.ceil(float(length[c]) / (spacing * float(r_min[c]))))) + 1 for c in range(k)]
+    spans = {n: np.linspace(0.0, 1.0, n) for n in set(counts)}
+    t = np.concatenate([spans[n] for n in counts])
+    cone = np.repeat(np.arange(k), counts)
+    rows = (1.0 - t)[:, None] * wa[cone] + t[:, None] * wb[cone]
+    radii = (1.0 - t) * geom.radius_a[cone] + t * geom.radius_b[cone]
     n_anchor = len(anchors)
-    w = np.stack(rows)[:, : 21 + n_anchor]
+    w = rows[:, : 21 + n_anchor]
     # spheres that coincide (shared joints between cones) are kept once
-    key = np.round(np.concatenate([w, np.array(radii)[:, None]], 1), 6)
-    _, keep = np.unique(key, axis=0, return_index=True)
-    keep = np.sort(keep)
+    key = np.round(np.concatenate([w, radii[:, None]], 1), 6) + 0.0  # + 0.0: no -0.0 beside 0.0
+    first: dict[bytes, int] = {}
+    for i, row in enumerate(key):
+        first.setdefault(row.tobytes(), i)
+    keep = np.array(sorted(first.values()), dtype=np.int64)
     pw = np.concatenate([w[keep], np.eye(21, 21 + n_anchor)], 0)
     anchor_xyz = np.array(anchors).reshape(n_anchor, 3)
     return HandModel(
@@ -204,15 +207,28 @@ def build_model(shape: HandShape, spacing: float = 1.5) -> HandModel:
         bone_mm=bones,
         anchors=anchor_xyz,
         sphere_weights=w[keep],
-        radii=np.array(radii)[keep],
+        radii=radii[keep],
         rest_xyz_by_chain=rest[_BASE].T.copy(),
         pair_joint_index=_BASE[None, :] + _PAIR_JOINT[:, None],
         pair_pose_index=_DOF_INDEX[_PAIR_DOF],
         point_weights=np.ascontiguousarray(pw[:, :21]),
         point_offsets=pw[:, 21:] @ anchor_xyz,
-        radii32=np.array(radii, dtype=np.float32)[keep],
+        radii32=radii.astype(np.float32)[keep],
         **_compressed_rows(pw[:, :21]),
     )
+
+
+def _on_bone(rest: np.ndarray, p: np.ndarray, part: int, w: np.ndarray) -> bool:
+    """Whether point `p` lies on a bone of chain `part` - 1 (1: thumb .. 5: pinky); if so, its two joints'
+    weights are written into `w`."""
+    base = 1 + 4 * (part - 1)
+    for a in range(base, base + 3):
+        seg = rest[a + 1] - rest[a]
+        t = float(np.dot(p - rest[a], seg) / np.dot(seg, seg))
+        if 0.0 <= t <= 1.0 and np.linalg.norm(rest[a] + t * seg - p) < 1e-6:
+            w[a], w[a + 1] = 1.0 - t, t
+            return True
+    return False
 
 
 def _compressed_rows(w: np.ndarray) -> dict[str, np.ndarray]:
