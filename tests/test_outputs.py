@@ -41,7 +41,10 @@ def cli(args: list[str], cwd: Path, preexec_fn=None, timeout: float = 240) -> su
 
 
 def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
-    """The CLI in its own process, left running (to be signalled), its output piped."""
+    """The CLI in its own process, left running (to be signalled), its output piped. It starts with SIGINT at
+    its default, as under a terminal: a suite started in the background by a non-interactive shell ignores
+    SIGINT and would hand that on, and a process that inherits an ignored SIGINT rightly keeps ignoring it
+    (a background job is not stopped by Ctrl-C)."""
     return subprocess.Popen(
         [sys.executable, "-m", "stream.cli", *args],
         cwd=cwd,
@@ -49,6 +52,7 @@ def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
