@@ -1,28 +1,19 @@
 """The hand model's construction (stream/fitting/model.py): `build_model` attaches every cone end at once;
-the straightforward construction, one end at a time, is kept here as its reference."""
+the straightforward construction, one end at a time, is kept here as its reference (it shares with
+`build_model` only what that change left alone: the on-bone test and the final assembly)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stream.fitting.model import (
-    _BASE,
-    _DOF_INDEX,
-    _MOVING,
-    _PAIR_DOF,
-    _PAIR_JOINT,
-    N_POSE,
-    HandModel,
-    _compressed_rows,
-    build_model,
-    default_shape,
-)
+from stream.fitting.model import _MOVING, N_POSE, HandModel, _assemble, _on_bone, build_model, default_shape
 from stream.synth.hand import hand_joints_local
 
 
 def reference_model(shape, spacing: float = 1.5) -> HandModel:
-    """build_model as first written: each cone end attached on its own, each sphere row appended."""
+    """build_model as first written: each cone end attached on its own, each sphere row appended, the
+    coinciding spheres found by np.unique."""
     geom = hand_joints_local(shape, np.zeros(N_POSE))
     rest = geom.joints.copy()
     bones = np.stack(
@@ -39,14 +30,8 @@ def reference_model(shape, spacing: float = 1.5) -> HandModel:
         if d[j] < 1e-6:
             w[j] = 1.0
             return w
-        if part >= 1:
-            base = 1 + 4 * (part - 1)
-            for a in range(base, base + 3):
-                seg = rest[a + 1] - rest[a]
-                t = float(np.dot(p - rest[a], seg) / np.dot(seg, seg))
-                if 0.0 <= t <= 1.0 and np.linalg.norm(rest[a] + t * seg - p) < 1e-6:
-                    w[a], w[a + 1] = 1.0 - t, t
-                    return w
+        if part >= 1 and _on_bone(rest, p, part, w):
+            return w
         for i, q in enumerate(anchors):
             if np.linalg.norm(q - p) < 1e-6:
                 w[21 + i] = 1.0
@@ -67,23 +52,7 @@ def reference_model(shape, spacing: float = 1.5) -> HandModel:
     key = np.round(np.concatenate([w, np.array(radii)[:, None]], 1), 6)
     _, keep = np.unique(key, axis=0, return_index=True)
     keep = np.sort(keep)
-    pw = np.concatenate([w[keep], np.eye(21, 21 + n_anchor)], 0)
-    anchor_xyz = np.array(anchors).reshape(n_anchor, 3)
-    return HandModel(
-        shape=shape,
-        rest_joints=rest,
-        bone_mm=bones,
-        anchors=anchor_xyz,
-        sphere_weights=w[keep],
-        radii=np.array(radii)[keep],
-        rest_xyz_by_chain=rest[_BASE].T.copy(),
-        pair_joint_index=_BASE[None, :] + _PAIR_JOINT[:, None],
-        pair_pose_index=_DOF_INDEX[_PAIR_DOF],
-        point_weights=np.ascontiguousarray(pw[:, :21]),
-        point_offsets=pw[:, 21:] @ anchor_xyz,
-        radii32=np.array(radii, dtype=np.float32)[keep],
-        **_compressed_rows(pw[:, :21]),
-    )
+    return _assemble(shape, rest, bones, anchors, w[keep], np.array(radii)[keep])
 
 
 FIELDS = [f for f in HandModel.__dataclass_fields__ if f != "shape"]

@@ -199,21 +199,35 @@ def build_model(shape: HandShape, spacing: float = 1.5) -> HandModel:
     for i, row in enumerate(key):
         first.setdefault(row.tobytes(), i)
     keep = np.array(sorted(first.values()), dtype=np.int64)
-    pw = np.concatenate([w[keep], np.eye(21, 21 + n_anchor)], 0)
+    return _assemble(shape, rest, bones, anchors, w[keep], radii[keep])
+
+
+def _assemble(
+    shape: HandShape,
+    rest: np.ndarray,
+    bones: np.ndarray,
+    anchors: list[np.ndarray],
+    sphere_weights: np.ndarray,
+    radii: np.ndarray,
+) -> HandModel:
+    """The HandModel of the kept spheres (`sphere_weights` (K, 21 + A) over the joints and `anchors`, and
+    their `radii`), with the per-point tables the kernels read."""
+    n_anchor = len(anchors)
+    pw = np.concatenate([sphere_weights, np.eye(21, 21 + n_anchor)], 0)
     anchor_xyz = np.array(anchors).reshape(n_anchor, 3)
     return HandModel(
         shape=shape,
         rest_joints=rest,
         bone_mm=bones,
         anchors=anchor_xyz,
-        sphere_weights=w[keep],
-        radii=radii[keep],
+        sphere_weights=sphere_weights,
+        radii=radii,
         rest_xyz_by_chain=rest[_BASE].T.copy(),
         pair_joint_index=_BASE[None, :] + _PAIR_JOINT[:, None],
         pair_pose_index=_DOF_INDEX[_PAIR_DOF],
         point_weights=np.ascontiguousarray(pw[:, :21]),
         point_offsets=pw[:, 21:] @ anchor_xyz,
-        radii32=radii.astype(np.float32)[keep],
+        radii32=radii.astype(np.float32),
         **_compressed_rows(pw[:, :21]),
     )
 
