@@ -39,6 +39,12 @@ SIDE_SETTLED_FRAMES = 30
 _NO_RECORD_FIELDS: Mapping[str, object] = MappingProxyType({})
 
 
+def _settle_count(track) -> int:
+    """The frames of handedness evidence after which a track's side is settled: its own count after a
+    re-decision (`HandTrack.settle_frames`), else a new track's."""
+    return SIDE_SETTLED_FRAMES if track.settle_frames is None else track.settle_frames
+
+
 @dataclass(frozen=True, eq=False)
 class FrameResult:
     """What the pipeline made of one frame. Joints are the smoothed ones (raw in `joints_raw_xyz_mm`);
@@ -318,7 +324,7 @@ class Pipeline:
         alive = list(range(len(states)))
         for k, template in enumerate(self._per_hand):
             for i in list(alive):
-                if k == self._side_after and tracks[i].p_left_n >= SIDE_SETTLED_FRAMES:
+                if k == self._side_after and tracks[i].p_left_n >= _settle_count(tracks[i]):
                     continue  # this track's handedness is settled: the engine need not run on it again
                 try:
                     tracks[i].stages[k].run(states[i])

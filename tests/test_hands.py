@@ -158,6 +158,12 @@ def test_a_track_back_after_unseen_frames_beside_another_hand_starts_both_sides_
     tr, (ta, tb) = _sides_after([[a, b], [blob], [blob], [b, a]])
     assert ta.p_left_n == tb.p_left_n == tr.reopen_keep_frames < 30
     assert (ta.p_left, tb.p_left) == pytest.approx((0.9, 0.1))
+    # and settle again after `reopen_decide_frames` fresh frames (a new track's side: the pipeline's count)
+    keep, decide = tr.reopen_keep_frames, tr.reopen_decide_frames
+    assert ta.settle_frames == tb.settle_frames == keep + decide < 30
+    assert tr.tracks and all(t.settle_frames is None for t in _sides_after([[a, b], [a, b]])[0].tracks)
+    _, (ta, tb) = _sides_after([[a, b], [blob], [blob], [b, a]], reopen_decide_frames=None)
+    assert ta.settle_frames is tb.settle_frames is None
     _, (ta, tb) = _sides_after([[a, b], [blob], [blob], [b, a]], reopen_keep_frames=0)
     assert ta.p_left_n == 0 and ta.p_left is None
     # unseen for two frames, but the other hand stayed 300 mm away: no blob, no reopening
@@ -379,6 +385,36 @@ def test_handedness_engine_on_real_left_hands_and_mirrored_frames():
         acc[k] = sum(x == truth for x in v) / len(v)
     # measured 0.79 / 0.71 / 0.84 (a weak engine: BENCHMARKS.md); a constant answer would score 0 on a side
     assert min(acc.values()) >= 0.6 and np.mean(list(acc.values())) >= 0.7, acc
+
+
+def test_handedness_stage_stops_at_each_tracks_own_settle_count(two_hand_sequence, monkeypatch):
+    """A track's side is settled after its own count of frames (`HandTrack.settle_frames`, set when a
+    reopening starts its side over; else the pipeline's 30): from then on the handedness stage no longer
+    runs on it, and its hands keep the settled label."""
+    from stream.hands.handedness import HandednessStage
+
+    runs: list[int] = []
+    real = HandednessStage.run
+
+    def counted(self, st):
+        runs.append(st.frame.index)
+        return real(self, st)
+
+    monkeypatch.setattr(HandednessStage, "run", counted)
+    with build_pipeline(backend="onnxruntime", models="pose", overlay=False, max_hands=2, fit=False) as p:
+        first = [p.process(s.frame) for s in two_hand_sequence[:8]]
+        assert runs and len(runs) == sum(len(r.hands) for r in first)  # new tracks: every hand ran it
+        for t in p.tracker.tracks:
+            t.settle_frames = t.p_left_n  # as if a re-decision had just ended
+        n = len(runs)
+        # (on these frames the second hand is unseen for two frames from frame 10 and then comes back
+        # beside the first: a reopening, after which both sides run again; so up to frame 11)
+        later = [p.process(s.frame) for s in two_hand_sequence[8:12]]
+        settled = {t.id for t in p.tracker.tracks if t.settle_frames is not None}
+    ran_new = sum(1 for r in later for h in r.hands if h.id not in settled)
+    assert len(runs) - n == ran_new  # only hands of tracks born since ran it
+    assert sum(h.id in settled for r in later for h in r.hands) >= 4
+    assert all(h.handedness in ("left", "right") for r in later for h in r.hands if h.id in settled)
 
 
 def test_pose_stage_reuses_the_handedness_cues_pose_outputs(two_hand_sequence, monkeypatch):

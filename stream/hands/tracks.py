@@ -18,8 +18,14 @@ came within `reopen_near_mm` of its last place (one blob over both hands), while
 the hands' handedness evidence starts over (`p_left_sum`, `p_left_n`) and the handedness stage runs on them
 again. The old mean stays as a few frames' worth of evidence (`reopen_keep_frames`): where the hands did
 not cross, the first noisy frames after they part no longer flip a side for a moment, and where they did,
-the fresh frames outweigh it within a few frames. Without the nearness condition a spurious second track
-(an object) that flickers beside a lone hand re-opened that hand's settled side as well. On the two-hand
+the fresh frames outweigh it within a few frames. The side settles again after `reopen_decide_frames` (12)
+fresh frames rather than a new track's 24 more: the question is only whether the two crossed, and both
+hands' frames answer it. On a 300-frame two-hand sequence the hands are one blob every few seconds, and
+with a full second of re-decision each time the handedness stage ran on two thirds of the hand-frames;
+with 12 the stage ran 13 % fewer times over the six frontal tuning sequences (seeds 4242, 5151, 7373, 8484,
+9494, 1717), and the hands' side was right as often on each, more often on three (95.5 -> 96.2 % on
+average; 6 frames: 95.5 %, 3: 93.1 %; BENCHMARKS.md, "Two hands"). Without the nearness condition a
+spurious second track (an object) that flickers beside a lone hand re-opened that hand's settled side as well. On the two-hand
 tuning sequences (seeds 4242, 5151, 7373, 8484) the handedness of found hands went from 95.7 / 96.0 / 90.9
 / 94.3 % to 96.1 / 96.6 / 97.5 / 98.0 % of frames (BENCHMARKS.md, "Two hands").
 """
@@ -43,6 +49,9 @@ class HandTrack:
     missed: int = 0  # consecutive frames without it
     p_left_sum: float = 0.0  # sum of the handedness engine's P(left) over the frames it ran
     p_left_n: int = 0
+    # the frames of evidence after which the side is settled (None: the pipeline's SIDE_SETTLED_FRAMES);
+    # set when a reopening starts the side over
+    settle_frames: int | None = None
     # while unseen: the nearest another seen track's centre came to this one's last centre
     near_while_missed_mm: float = float("inf")
 
@@ -64,11 +73,13 @@ class HandTracker:
         reopen_missed: int | None = 2,
         reopen_near_mm: float = 150.0,
         reopen_keep_frames: int = 6,
+        reopen_decide_frames: int | None = 12,
     ) -> None:
         """`reopen_missed`, `reopen_near_mm`: a track back after this many unseen frames, during which another
         track's centre came this near its last one, with another hand in view, starts the hands' handedness
         over (None: never), its old mean kept as `reopen_keep_frames` frames' worth of evidence (see the
-        module's docstring)."""
+        module's docstring). `reopen_decide_frames`: the fresh frames of evidence after which a reopened
+        side is settled again (None: as many as a new track's, less the kept ones)."""
         self.make_stages = make_stages
         self.gate_mm = float(gate_mm)
         self.gate_growth_mm = float(gate_growth_mm)
@@ -76,6 +87,9 @@ class HandTracker:
         self.reopen_missed = None if reopen_missed is None else max(1, int(reopen_missed))
         self.reopen_near_mm = float(reopen_near_mm)
         self.reopen_keep_frames = max(0, int(reopen_keep_frames))
+        self.reopen_decide_frames = (
+            None if reopen_decide_frames is None else max(1, int(reopen_decide_frames))
+        )
         self.tracks: list[HandTrack] = []
         self._next_id = 1
 
@@ -133,6 +147,8 @@ class HandTracker:
                 mean = t.p_left
                 t.p_left_n = frames if mean is not None else 0
                 t.p_left_sum = mean * frames if mean is not None else 0.0
+                if self.reopen_decide_frames is not None and mean is not None:
+                    t.settle_frames = t.p_left_n + self.reopen_decide_frames
         return out  # type: ignore[return-value]
 
     def lost(self, track: HandTrack) -> None:
