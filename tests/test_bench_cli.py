@@ -152,6 +152,42 @@ def test_bad_options_are_one_line_errors():
         main(["--frames", "0"])
     with pytest.raises(InputError):
         main(["--peers", "openpose"])
+    with pytest.raises(InputError, match="--max-hands 2"):
+        main(["--two-hands", "--max-hands", "1"])
+
+
+def test_two_hands_against_one_in_alternating_rounds(clip_npz, tmp_path):
+    """`--two-hands`: the default path on the generator's two-hand scene and on the input, alternately; each
+    round's ratio is its two runs' figures, and the target row is the rounds' median."""
+    path, _ = clip_npz
+    js = tmp_path / "b.json"
+    argv = ["--source", str(path), "--frames", "5", "--warmup", "1", "--two-hands", "--two-hand-clip", "3"]
+    argv += ["--rounds", "2", "--backends", "none", "--variants", "none", "--no-replay"]
+    argv += ["--accuracy-data", "none", "--json", str(js), "--md", str(tmp_path / "b.md")]
+    assert main(argv) == 0
+    r = rep.read_json(js)
+    two = r["two_hands"]
+    assert two["clip"]["distinct_frames"] == 3 and "two-hand" in two["clip"]["description"]
+    assert len(two["rounds"]) == 2
+    for row in two["rounds"]:
+        one, both = row["one_hand"]["end_to_end_ms"], row["two_hands"]["end_to_end_ms"]
+        assert one["n"] == both["n"] == 5
+        assert row["ratio_p50"] == pytest.approx(both["p50"] / one["p50"])
+        assert row["ratio_mean"] == pytest.approx(both["mean"] / one["mean"])
+        assert list(row["two_hands"]["stages_p50_ms"]) == [
+            "preprocess",
+            "handedness",
+            "pose",
+            "fit",
+            "smooth",
+        ]
+    ratios = [row["ratio_p50"] for row in two["rounds"]]
+    assert two["ratio_p50_range"] == [min(ratios), max(ratios)]
+    assert two["ratio_p50_median"] == pytest.approx(sum(ratios) / 2)
+    target = next(t for t in r["targets"] if t["name"] == "two hands vs one hand, end-to-end p50")
+    assert target["met"] == (two["ratio_p50_median"] <= 2.0) and "2 alternating rounds" in target["note"]
+    text = (tmp_path / "b.md").read_text()
+    assert "**Two hands against one**" in text and "two hands vs one hand" in text
 
 
 def test_targets_from_figures():
@@ -161,6 +197,7 @@ def test_targets_from_figures():
         "peers": {"mediapipe_tracking_c1": {"p50": 3.0}},
         "replay": {"fps": 75.0},
         "variants": {"net6": {"engine_vs_bare_ort": {"ratio_p50": 1.05}}},
+        "two_hands": {"rounds": [{}, {}, {}], "ratio_p50_median": 2.4, "ratio_p50_range": [2.3, 2.7]},
     }
     got = {t["name"]: t["met"] for t in check_targets(r)}
     assert got == {
@@ -170,6 +207,7 @@ def test_targets_from_figures():
         "pipeline overhead (p50, of stage sum)": False,
         "replay with overlay + mp4 encoding": True,
         "net6 via our engine vs bare ORT session": True,
+        "two hands vs one hand, end-to-end p50": False,
     }
     assert check_targets({}) == []
 

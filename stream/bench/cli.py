@@ -8,14 +8,17 @@ written once as a RealSense recording and decoded by librealsense on every run (
 Sections, in this order so each one's memory and threads do not disturb the ones before it:
 1. the default pose path (preprocess + pose engine + smoothing) on the fixed input: per-stage and
    end-to-end p50/p95/p99, capture/decode, sustained FPS, dropped frames, peak RSS, overhead;
-2. a replay with overlay + mp4 encoding through run_stream (throughput target), and the same frames from
+2. with `--two-hands`, the same path on the generator's two-hand scene, alternately with the input above
+   (`--rounds` each): two hands' cost against one hand's, end to end, each round's two runs minutes apart
+   at most, so that the shared machine's drift falls on both;
+3. a replay with overlay + mp4 encoding through run_stream (throughput target), and the same frames from
    memory with the encoder inline (the pipeline's own capacity and the encoder's per-frame cost);
-3. backends: the default engine on ONNX Runtime at 1 and 2 threads, PyTorch eager, TensorRT where present;
-4. model variants on the same crops, with accuracy where one exists; Net6 engine vs a bare ORT session;
-5. peers: MediaPipe Hands in its own venv on the colour stream of the same frames.
-The project's runtime targets (end-to-end p50 <= 3 ms, >= 2x faster than MediaPipe's tracking mode, <= 10 %
-overhead, >= 60 FPS replay with overlay + mp4, Net6 through our engine within 1.10x of a bare ORT session) are
-checked at the end and written with the figures (JSON, markdown, PNG plots).
+4. backends: the default engine on ONNX Runtime at 1 and 2 threads, PyTorch eager, TensorRT where present;
+5. model variants on the same crops, with accuracy where one exists; Net6 engine vs a bare ORT session;
+6. peers: MediaPipe Hands in its own venv on the colour stream of the same frames.
+The project's runtime targets (end-to-end p50 <= 3 ms, two hands <= 2x one hand, >= 2x faster than MediaPipe's
+tracking mode, <= 10 % overhead, >= 60 FPS replay with overlay + mp4, Net6 through our engine within 1.10x of a
+bare ORT session) are checked at the end and written with the figures (JSON, markdown, PNG plots).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import datetime as dt
 import math
 import shlex
+import statistics
 import sys
 from pathlib import Path
 
@@ -99,6 +103,25 @@ def _parser() -> argparse.ArgumentParser:
         help="time the pose path with the hand-model fit after the pose engine (on by default; --no-fit: without)",
     )
     p.add_argument(
+        "--two-hands",
+        action="store_true",
+        help="also time the default path on the generator's two-hand scene, alternately with the input "
+        "above, and check two hands' cost against one hand's (target: <= 2x end to end)",
+    )
+    p.add_argument(
+        "--two-hand-clip",
+        type=int_type("--two-hand-clip", 2),
+        default=300,
+        help="distinct frames of the two-hand clip, cycled (default 300: its tracks then live 10 s; a short "
+        "clip, cycled, starts them over every cycle and times mostly their first second)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int_type("--rounds", 1, 20),
+        default=3,
+        help="--two-hands: one-hand and two-hand runs, alternately, this many times each (default 3)",
+    )
+    p.add_argument(
         "--no-recording",
         action="store_true",
         help="serve frames from memory instead of a RealSense recording (no capture/decode cost)",
@@ -128,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         from .variants import export_checkpoint
 
         args.engine = str(export_checkpoint(Path(args.engine).stem, args.engine))
+    if args.two_hands and args.max_hands < 2:
+        raise InputError("--two-hands times two hands a frame: it needs --max-hands 2")
     _check_outputs(args)  # before the bench runs: a bad --json must not cost a whole bench
     result = run_bench(args, command="handstream bench " + shlex.join(argv), peers=peers)
     md = rep.render_markdown(result)
@@ -192,6 +217,8 @@ def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:
         )
         report[key] = run.to_dict() | info
         samples[key] = run.samples_ms | run.off_path_ms
+    if args.two_hands:
+        report["two_hands"] = _two_hands(args, inp)
     if not args.no_replay:
         runs = [("replay", False, True)]
         if inp.recording is not None:
@@ -239,6 +266,49 @@ def run_bench(args: argparse.Namespace, command: str, peers: list[str]) -> dict:
         for entry in (report.get(section) or {}).values():
             entry.pop("samples_ms", None)
     return report
+
+
+def _two_hands(args: argparse.Namespace, inp) -> dict:
+    """Two hands against one: the default path on the input above (one hand) and on the generator's
+    two-hand scene, alternately, `--rounds` times each, through the same kind of input (a recording, or
+    frames from memory). Alternating puts the shared machine's drift on both; each round's ratio compares
+    runs made minutes apart at most."""
+    from .runtime import BenchInput, pose_path_run
+    from .sources import synthetic_clip
+
+    clip2 = synthetic_clip(args.two_hand_clip, args.seed, two_hands=True)
+    memory = inp.recording is None
+    inp2 = BenchInput.prepare(
+        clip2,
+        args.frames + args.warmup,
+        use_recording=not memory,
+        compress=not args.uncompressed_recording,
+    )
+    rounds = []
+    for _ in range(args.rounds):
+        row = {}
+        for key, source in (("one_hand", inp), ("two_hands", inp2)):
+            run, info = pose_path_run(
+                source, args.engine, args.threads, args.frames, args.warmup, memory, max_hands=2, fit=args.fit
+            )
+            d = run.to_dict()
+            row[key] = {
+                "end_to_end_ms": d["end_to_end_ms"],
+                "stages_p50_ms": {k: v["p50"] for k, v in d["stages_ms"].items()},
+                "hand_frames": d.get("hand_frames"),
+            }
+        one, two = row["one_hand"]["end_to_end_ms"], row["two_hands"]["end_to_end_ms"]
+        row["ratio_p50"] = two["p50"] / one["p50"]
+        row["ratio_mean"] = two["mean"] / one["mean"]
+        rounds.append(row)
+    ratios = [r["ratio_p50"] for r in rounds]
+    return {
+        "clip": clip2.describe(),
+        "timed_through": inp2.describe(memory),
+        "rounds": rounds,
+        "ratio_p50_median": statistics.median(ratios),
+        "ratio_p50_range": [min(ratios), max(ratios)],
+    }
 
 
 def _accuracy_data(given: str | None, notes: list[str]) -> str | None:
@@ -348,6 +418,12 @@ def check_targets(report: dict) -> list[dict]:
         name = "the same, frames from memory (no decoding thread)"
         t = _target(name, "<= 3 ms", f"{mem:.2f} ms", mem <= 3.0)
         out.append(t | {"note": _largest_stage(report["pipeline_memory"])})
+    two = report.get("two_hands")
+    if two:
+        lo, hi = two["ratio_p50_range"]
+        med = two["ratio_p50_median"]
+        t = _target("two hands vs one hand, end-to-end p50", "<= 2x", f"{med:.2f}x", med <= 2.0)
+        out.append(t | {"note": f"median of {len(two['rounds'])} alternating rounds ({lo:.2f}-{hi:.2f}x)"})
     mp = _get(report, "peers", "mediapipe_tracking_c1", "p50")
     if e2e is not None and mp is not None:
         s = speedup(mp, e2e)

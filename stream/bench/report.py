@@ -173,6 +173,40 @@ def peers_section(peers: dict, ours_p50: float | None) -> str:
     return f"**MediaPipe Hands** ({what})\n\n" + table(header, rows)
 
 
+def two_hands_section(two: dict) -> str:
+    """Each alternating round's one-hand and two-hand runs: end to end, and their ratio."""
+
+    def cell(e: dict) -> str:
+        return " / ".join(f"{e[k]:.2f}" for k in ("p50", "p95", "p99", "mean"))
+
+    rows = [
+        [
+            str(i + 1),
+            cell(r["one_hand"]["end_to_end_ms"]),
+            cell(r["two_hands"]["end_to_end_ms"]),
+            f"{r['ratio_p50']:.2f} / {r['ratio_mean']:.2f}",
+        ]
+        for i, r in enumerate(two["rounds"])
+    ]
+    last = two["rounds"][-1]
+    stages = "; ".join(
+        f"{who}: " + ", ".join(f"{k} {v:.2f}" for k, v in last[key]["stages_p50_ms"].items())
+        for who, key in (("one hand", "one_hand"), ("two hands", "two_hands"))
+    )
+    head = [
+        "round",
+        "one hand: p50 / p95 / p99 / mean ms",
+        "two hands: p50 / p95 / p99 / mean ms",
+        "ratio p50 / mean",
+    ]
+    what = f"the default pose path, alternately on the input above and on {two['clip'].get('description')}"
+    return (
+        f"**Two hands against one** ({what}; {two.get('timed_through')})\n\n"
+        + table(head, rows)
+        + f"\n\nStage p50s of the last round, ms: {stages}."
+    )
+
+
 def targets_section(targets: list[dict]) -> str:
     rows = [
         [
@@ -206,6 +240,8 @@ def render_markdown(report: dict) -> str:
     if report.get("replay_memory"):
         title = "Same replay, frames from memory, encoder inline (pipeline capacity)"
         parts.append(pipeline_section(title, report["replay_memory"]))
+    if report.get("two_hands"):
+        parts.append(two_hands_section(report["two_hands"]))
     if report.get("backends"):
         parts.append(backends_section(report["backends"]))
     if report.get("variants"):

@@ -104,23 +104,28 @@ def load_npz_clip(path: str | Path, limit: int = 0) -> list[RGBDFrame]:
     ]
 
 
-def synthetic_clip(n: int, seed: int = 0, cache_dir: str | Path | None = None) -> Clip:
-    """A smooth synthetic 640x480 sequence (depth + colour), rendered once and cached as .npz."""
+def synthetic_clip(
+    n: int, seed: int = 0, cache_dir: str | Path | None = None, two_hands: bool = False
+) -> Clip:
+    """A smooth synthetic 640x480 sequence (depth + colour), rendered once and cached as .npz.
+    `two_hands`: the generator's two-hand scene (a right and a left hand of one person)."""
     from ..synth import GENERATOR_VERSION, HandSynthesizer, SceneConfig
 
     # the generator's version is in the name: a changed generator renders (and is timed on) new frames
-    cache = Path(cache_dir or CLIP_DIR) / f"synthetic_{GENERATOR_VERSION}_{SYNTH_CAMERA}_seed{seed}_n{n}.npz"
-    desc = f"synthetic {SYNTH_CAMERA} sequence ({GENERATOR_VERSION}), seed {seed}, {n} frames cycled"
+    kind = "synthetic_two_hands" if two_hands else "synthetic"
+    cache = Path(cache_dir or CLIP_DIR) / f"{kind}_{GENERATOR_VERSION}_{SYNTH_CAMERA}_seed{seed}_n{n}.npz"
+    scene = "two-hand sequence" if two_hands else "sequence"
+    desc = f"synthetic {SYNTH_CAMERA} {scene} ({GENERATOR_VERSION}), seed {seed}, {n} frames cycled"
     if cache.is_file():
         try:
-            return Clip(load_npz_clip(cache), "synthetic", desc)
+            return Clip(load_npz_clip(cache), kind, desc)
         except InputError:
             pass  # a damaged cache is rendered again
 
-    synth = HandSynthesizer(SceneConfig(camera=KNOWN_CAMERAS[SYNTH_CAMERA]), seed)
+    synth = HandSynthesizer(SceneConfig(camera=KNOWN_CAMERAS[SYNTH_CAMERA], two_hands=two_hands), seed)
     frames = [s.frame for s in synth.sequence(n, 30.0)]
     save_clip(cache, frames)
-    return Clip(frames, "synthetic", desc)
+    return Clip(frames, kind, desc)
 
 
 def _nyu_png_clip(path: Path) -> Clip:
