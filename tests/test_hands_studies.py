@@ -37,12 +37,12 @@ def test_every_frame_with_both_hands_in_view_gets_one_cause():
         assert found == rep["causes"]["both found"]
 
 
-def test_the_fit_cue_study_collects_hand_frames_of_both_sides_and_its_design_is_the_signed_log():
+def test_the_fit_cue_study_collects_hand_frames_of_both_sides_and_its_design_is_the_log_ratio():
     from train.handedness.fit_cue import collect
     from train.handedness.fit_cue import design as cue_design
 
-    x = cue_design(np.array([0.0, np.e - 1.0, -(np.e - 1.0)]))
-    assert np.allclose(x, [[0.0, 1.0], [1.0, 1.0], [-1.0, 1.0]])
+    x = cue_design(np.array([0.0, 1.5, -0.25]))
+    assert np.allclose(x, [[0.0, 1.0], [1.5, 1.0], [-0.25, 1.0]])
     e, left = collect(4242, 1, frames=12)
     assert len(e) == len(left) > 0 and np.all(np.isfinite(e))
     assert set(left.tolist()) == {0, 1}  # both hands of the pair, each judged by the generator hand it is on

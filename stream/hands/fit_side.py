@@ -10,8 +10,9 @@ said. On the generator's two-hand frontal frames (independent frames, hands cut 
 depth energy's difference alone names the side of 92-94 % of hands against 76-78 % for the handedness
 engine with the synthesis cue (BENCHMARKS.md, "Two hands"); on the runtime's own crops (seeds 100-400,
 4 900 hand-frames) it alone names 89.8 % of tuning hand-frames against 87.1 % for it combined with them, so
-the handedness stage reads this cue alone where it has evidence (handedness.FIT_CUE). It costs two small
-cold fits a hand (`CUE_FIT`, ~0.8 ms), which the pipeline pays during a track's first second only.
+the handedness stage reads this cue alone where it has evidence (handedness.FIT_CUE), as the log of the
+two energies' ratio. It costs two small cold fits a hand (`CUE_FIT`, ~0.8 ms), which the pipeline pays
+during a track's first second only.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from ..stages import FrameState, pose_joints
 # against 92.1 / 93.9 % of hands alone on tuning seeds 4242 / 5151, the same through the runtime
 CUE_FIT = {"rescue_fingers": 0, "iterations": 4, "points": 128}
 CUE_SIZE_MM = (185.0, 83.0)
+# the cue is the log of the two fits' energy ratio (handedness.FIT_CUE): the same gap between two poor fits
+# (a crop that holds another object, a reading upside down) weighs less than between two good ones. The
+# floor keeps two near-perfect fits (energies of a fraction of a mm^2) from reading as a strong ratio
+ENERGY_FLOOR_MM2 = 1.0
 
 
 class FitSide:
@@ -51,10 +56,18 @@ class FitSide:
         )
         self.size_mm = np.asarray(size_mm, dtype=np.float32)
 
-    def energy_difference(self, st: FrameState, own: np.ndarray, mirrored: np.ndarray) -> float | None:
-        """Right-hand fit's depth energy per point minus the left-hand fit's (mm^2 a point; > 0 says left),
-        from the pose engine's raw outputs on the crop (`own`) and on its mirror (`mirrored`); None (no
-        evidence) when either reading is not finite or too few hand pixels are seen to fit."""
+    def energy_log_ratio(self, st: FrameState, own: np.ndarray, mirrored: np.ndarray) -> float | None:
+        """log((E_right + f) / (E_left + f)), E the fits' depth energies per point (mm^2; `energies`), f
+        `ENERGY_FLOOR_MM2`: > 0 says left. None (no evidence) where `energies` has none."""
+        e = self.energies(st, own, mirrored)
+        if e is None:
+            return None
+        return float(np.log((e[0] + ENERGY_FLOOR_MM2) / (e[1] + ENERGY_FLOOR_MM2)))
+
+    def energies(self, st: FrameState, own: np.ndarray, mirrored: np.ndarray) -> tuple[float, float] | None:
+        """The right-hand fit's and the left-hand fit's depth energy per point (mm^2), from the pose
+        engine's raw outputs on the crop (`own`) and on its mirror (`mirrored`); None (no evidence) when
+        either reading is not finite or too few hand pixels are seen to fit."""
         crop = st.crop
         size = st.fields.get("hand_size_mm", self.size_mm)
         energies = []
@@ -72,4 +85,4 @@ class FitSide:
             if e is None or not np.isfinite(e):
                 return None
             energies.append(float(e))
-        return energies[0] - energies[1]
+        return energies[0], energies[1]

@@ -44,8 +44,8 @@ class HandednessStage(Stage):
     it over each track)."""
 
     reads = ("crop",)
-    # the fit cue's energy difference (mm^2 a point) where it had evidence: for evaluation (fit_cue.py)
-    writes = ("handedness", "handedness_score", "handedness_fit_energy_difference")
+    # the fit cue's log energy ratio where it had evidence: for evaluation (fit_cue.py)
+    writes = ("handedness", "handedness_score", "handedness_fit_log_ratio")
     engine = "handedness"
     needs_engine = True
 
@@ -92,13 +92,13 @@ class HandednessStage(Stage):
             own, mir = both_readings(self.pose, x)
             if x is crop.depth:  # the pose stage's own input: it reuses the output it needs, if same engine
                 st.fields[POSE_OUTPUTS] = (engine_identity(self.pose), own, mir)
-            energy = None
+            ratio = None
             if self.fit_side is not None and getattr(st.frame, "depth_mm", None) is not None:
-                energy = self.fit_side.energy_difference(st, own, mir)
-            if energy is not None:
+                ratio = self.fit_side.energy_log_ratio(st, own, mir)
+            if ratio is not None:
                 # the fit cue alone where it has evidence (FIT_CUE): the engine need not run
-                st.fields["handedness_fit_energy_difference"] = energy
-                p_left = fit_p_left(energy)
+                st.fields["handedness_fit_log_ratio"] = ratio
+                p_left = fit_p_left(ratio)
             else:
                 p_left = self._engine_p_left(x)
                 p_left = combine(p_left, fit_difference(x, own, mir))
@@ -133,29 +133,23 @@ def combine(p_left: float, features: np.ndarray) -> float:
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
-# P(left) from the fit cue alone (fit_side.FitSide.energy_difference, e: the right-hand fit's depth energy per
-# point minus the left-hand fit's, mm^2): sigmoid(FIT_CUE[0] * sign(e) log(1 + |e|) + FIT_CUE[1]), by a
+# P(left) from the fit cue alone (fit_side.FitSide.energy_log_ratio, r = log((E_R + 1) / (E_L + 1)), E the
+# right-hand and the left-hand fit's depth energy per point, mm^2): sigmoid(FIT_CUE[0] * r + FIT_CUE[1]), by a
 # logistic fit on the runtime's own hand-frames (`python -m train.handedness.fit_cue`: frontal two-hand
-# generator sequences of seeds 100-400, 4 895 hand-frames where the stage ran, each judged by the generator
-# hand it lies on; 89.8 % of the 1 103 hand-frames of tuning seeds 4242 / 5151 right, against 87.1 % for the
-# earlier logistic combination of the engine, the synthesis cue and e itself). The log keeps the frames
-# whose fits both fail (|e| of 50-150 mm^2 where the crop holds another object) from outweighing a track's
-# other frames. The engine and the synthesis cue added nothing to this on those frames (89.5 % with them),
-# so they answer only where the fit has no evidence. Sharper weights (x2) named more frontal hand-frames
-# right on four of six tuning seeds but fewer close-range ones (one desk seed lost 7 points), so the fitted
-# weights are shipped as they are (BENCHMARKS.md, "Two hands").
-FIT_CUE = np.array([0.737, 0.071])
+# generator sequences of seeds 100-400, each hand-frame where the stage ran judged by the generator hand it
+# lies on). Before it, the cue was the energies' difference on a log scale, sign(e) log(1 + |e|) (89.8 % of
+# the tuning hand-frames right against 87.1 % for the earlier combination with the handedness engine and the
+# synthesis cue, which add nothing to either). The ratio names as many single frames (88.7 % on the six
+# frontal tuning seeds either way), but a gap between two poor fits (a crop that holds another object, a
+# reading upside down) weighs less than the same gap between two good ones, so a track's mean leans on its
+# good frames: through the runtime, 96.2 -> 96.5 % of frontal tuning hand-frames and 1 805 -> 1 833 of 1 971
+# close-range ones right (BENCHMARKS.md, "Two hands")
+FIT_CUE = np.array([2.244, 0.095])
 
 
-def signed_log(energy_difference: float) -> float:
-    """sign(e) log(1 + |e|): the fit cue's evidence on a scale where a failed pair of fits stays bounded."""
-    e = float(energy_difference)
-    return float(np.sign(e) * np.log1p(abs(e)))
-
-
-def fit_p_left(energy_difference: float) -> float:
-    """P(left) from `FitSide.energy_difference` (see FIT_CUE)."""
-    z = FIT_CUE[0] * signed_log(energy_difference) + FIT_CUE[1]
+def fit_p_left(log_ratio: float) -> float:
+    """P(left) from `FitSide.energy_log_ratio` (see FIT_CUE)."""
+    z = FIT_CUE[0] * float(log_ratio) + FIT_CUE[1]
     return float(1.0 / (1.0 + np.exp(-z)))
 
 

@@ -2,9 +2,9 @@
 
 Two-hand generator sequences (`SceneConfig(two_hands=True)`, D435 320x240, as `train.handedness.evaluate`
 runs them) go through the default two-hand pipeline; every hand-frame where the handedness stage ran and
-whose centre lies on a generator hand gives the fit cue's energy difference (the right-hand fit's depth
-energy per point minus the left-hand fit's) and the side it truly is. A logistic regression on
-[sign(e) log(1 + |e|), 1] is fitted on the training seeds and scored per frame on the test seeds, beside the
+whose centre lies on a generator hand gives the fit cue's log energy ratio (r = log((E_R + 1) / (E_L + 1)),
+E the right-hand and the left-hand fit's depth energy per point) and the side it truly is. A logistic
+regression on [r, 1] is fitted on the training seeds and scored per frame on the test seeds, beside the
 shipped weights' per-frame answers:
 
     python -m train.handedness.fit_cue --train-seeds 100,200,300,400 --test-seeds 4242,5151 --sequences 20
@@ -21,7 +21,7 @@ import numpy as np
 
 
 def collect(seed: int, sequences: int, frames: int = 60) -> tuple[np.ndarray, np.ndarray]:
-    """(energy differences, 1 for a left hand) of the hand-frames of `sequences` two-hand sequences."""
+    """(log energy ratios, 1 for a left hand) of the hand-frames of `sequences` two-hand sequences."""
     from stream.frames import KNOWN_CAMERAS
     from stream.synth import HandSynthesizer, SceneConfig
 
@@ -35,7 +35,7 @@ def collect(seed: int, sequences: int, frames: int = 60) -> tuple[np.ndarray, np
             for s in synth.sequence(frames):
                 frame, truth, _ = labelled(s, False)
                 for h in p.process(frame).hands or ():
-                    d = h.fields.get("handedness_fit_energy_difference")
+                    d = h.fields.get("handedness_fit_log_ratio")
                     side = which_hand(truth, h.com_xyz_mm)
                     if d is not None and side is not None:
                         e.append(float(d))
@@ -43,9 +43,9 @@ def collect(seed: int, sequences: int, frames: int = 60) -> tuple[np.ndarray, np
     return np.array(e), np.array(left)
 
 
-def design(e: np.ndarray) -> np.ndarray:
-    """[sign(e) log(1 + |e|), 1]: the inputs of the cue's logistic regression."""
-    return np.column_stack([np.sign(e) * np.log1p(np.abs(e)), np.ones(len(e))])
+def design(r: np.ndarray) -> np.ndarray:
+    """[r, 1]: the inputs of the cue's logistic regression."""
+    return np.column_stack([np.asarray(r, np.float64), np.ones(len(r))])
 
 
 def main(argv: list[str] | None = None) -> int:
