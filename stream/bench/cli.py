@@ -288,7 +288,7 @@ def _two_hands(args: argparse.Namespace, inp) -> dict:
     for _ in range(args.rounds):
         row = {}
         for key, source in (("one_hand", inp), ("two_hands", inp2)):
-            run, info = pose_path_run(
+            run, _ = pose_path_run(
                 source, args.engine, args.threads, args.frames, args.warmup, memory, max_hands=2, fit=args.fit
             )
             d = run.to_dict()

@@ -48,8 +48,8 @@ class FitSide:
 
         config = config or replace(FitConfig(), **CUE_FIT)
         # cold fits only: every call starts from this frame's engine joints. The pose prior is the single
-        # Gaussian the cue's combination with the handedness engine (COMBINE_FIT) was learned with, not the
-        # fit stage's mixture (on tuning seed 4242 the mixture named as many frames right, 95.8 against
+        # Gaussian the cue was first learned with (then combined with the handedness engine), not the fit
+        # stage's mixture (on tuning seed 4242 the mixture named as many frames right, 95.8 against
         # 95.7 %, and one track of 18 wrong)
         self._fit = FitStage(
             config=config, temporal=False, warm_start=False, keep_cold=False, pose_prior=SHIPPED_GAUSSIAN

@@ -25,9 +25,9 @@ with a full second of re-decision each time the handedness stage ran on two thir
 with 12 the stage ran 13 % fewer times over the six frontal tuning sequences (seeds 4242, 5151, 7373, 8484,
 9494, 1717), and the hands' side was right as often on each, more often on three (95.5 -> 96.2 % on
 average; 6 frames: 95.5 %, 3: 93.1 %; BENCHMARKS.md, "Two hands"). Without the nearness condition a
-spurious second track (an object) that flickers beside a lone hand re-opened that hand's settled side as well. On the two-hand
-tuning sequences (seeds 4242, 5151, 7373, 8484) the handedness of found hands went from 95.7 / 96.0 / 90.9
-/ 94.3 % to 96.1 / 96.6 / 97.5 / 98.0 % of frames (BENCHMARKS.md, "Two hands").
+spurious second track (an object) that flickers beside a lone hand re-opened that hand's settled side as
+well. On the two-hand tuning sequences (seeds 4242, 5151, 7373, 8484) the handedness of found hands went
+from 95.7 / 96.0 / 90.9 / 94.3 % to 96.1 / 96.6 / 97.5 / 98.0 % of frames (BENCHMARKS.md, "Two hands").
 """
 
 from __future__ import annotations
