@@ -422,5 +422,19 @@ def test_a_tracked_hand_keeps_the_lower_energy_of_its_last_fit_and_the_engines_s
         np.testing.assert_allclose(st.joints_raw_mm, kept.joints, atol=1e-6)
     # a jump (the engine's wrist far from the last fit's) starts over from the engine's joints
     assert stage._start(engine + 50.0, False) is None and stage._start(engine, True) is None
+    # beside another tracked hand the jump is the hand's own points moving, whatever the engine's wrist did
+    assert stage._start(engine + 50.0, False, paired=True, points_moved_mm=5.0) is not None
+    assert stage._start(engine, False, paired=True, points_moved_mm=50.0) is None
+    assert stage._start(engine, False, paired=True, points_moved_mm=None) is None  # nothing to compare
+    assert stage._start(engine + 50.0, True, paired=True, points_moved_mm=5.0) is None  # the other side
+    # the stage reads the pipeline's count of tracked hands and its own points' last mean
+    paired = FitStage(pose_prior=None)
+    paired.run(_state(smp, crop, engine))
+    kept = paired._warm[1]
+    st = _state(smp, crop, engine + 50.0)  # the same pixels; the engine's wrist 87 mm off
+    st.fields["tracked_hands"] = 2
+    paired.run(st)
+    assert not st.fields["fit_flipped"] and not st.fields["fit_recut"]
+    assert float(np.linalg.norm(st.joints_raw_mm[0] - kept.joints[0])) < 30.0  # carried on, not read anew
     stage.reset()
-    assert stage._warm is None
+    assert stage._warm is None and stage._points_mean is None

@@ -409,11 +409,17 @@ def test_handedness_stage_stops_at_each_tracks_own_settle_count(two_hand_sequenc
         n = len(runs)
         # (on these frames the second hand is unseen for two frames from frame 10 and then comes back
         # beside the first: a reopening, after which both sides run again; so up to frame 11)
-        later = [p.process(s.frame) for s in two_hand_sequence[8:12]]
+        later, counts = [], []
+        for s in two_hand_sequence[8:12]:
+            later.append(p.process(s.frame))
+            counts.append(len(p.tracker.tracks))
         settled = {t.id for t in p.tracker.tracks if t.settle_frames is not None}
     ran_new = sum(1 for r in later for h in r.hands if h.id not in settled)
     assert len(runs) - n == ran_new  # only hands of tracks born since ran it
     assert sum(h.id in settled for r in later for h in r.hands) >= 4
+    # every hand's state carries how many hands are tracked (the fit stage's jump test reads it)
+    assert all(h.fields["tracked_hands"] == n for r, n in zip(later, counts) for h in r.hands)
+    assert max(counts) == 2
     assert all(h.handedness in ("left", "right") for r in later for h in r.hands if h.id in settled)
 
 

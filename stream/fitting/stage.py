@@ -50,6 +50,17 @@ decided it, and on the generator's frontal tuning frames the truth's pose had th
 three of five failing frames but lost to that prior (BENCHMARKS.md, "Model fitting"). `pose_prior=None`
 leaves it out.
 
+Two hands: while the pipeline tracks another hand too (`fields["tracked_hands"]` >= 2, even one unseen this
+frame because the two are one blob), a hand counts as new only when its own observed points' mean moved
+more than `tracking_jump_mm` since the last frame, not when the engine's wrist did. The engine's reading of a
+hand jumps three times as often beside the other hand: on the generator's two-hand scene a third of the
+tracked hand-frames went the new-hand way (about 10 ms each, against 1.2-1.6 ms for a warm fit), where the
+crop held part of the other hand or the hands were one blob, and two hands cost 2.5-2.7x one hand end to
+end. With this rule the two-hand tuning sequences' pose error was level (frontal 4242 / 5151 / 7373 / 8484
+and close-range 9200 / 9300, right and left hands: -0.01 and +0.03 mm on average) and two hands cost 1.8-2.1x
+one hand (BENCHMARKS.md, "Two hands"). A hand alone keeps the engine's rule: decided by its own pixels, the
+one-hand close-range sequences lost 0.15-1.2 mm, where the second readings fix what the engine misread.
+
 A third reading, behind the same gate: the crop cut again around the pixels the fit so far explains
 (recut.py: the segmenter's mask held a forearm or an object beside the hand, and its centre was off the
 hand's), the pose engine (`recut_engine`, which build_pipeline passes) run on it, and the model fitted from
@@ -81,7 +92,8 @@ class FitStage(Stage):
     the pose engine's joints: constant bone lengths per user, angles within the joint limits."""
 
     reads = ("joints_raw_mm", "crop")
-    optional_reads = ("hand_size_mm", "handedness")
+    # "tracked_hands": how many hands the pipeline tracks this frame (see `_start`)
+    optional_reads = ("hand_size_mm", "handedness", "tracked_hands")
     writes = (
         "joints_raw_mm",
         "joints_engine_mm",
@@ -145,6 +157,7 @@ class FitStage(Stage):
         self._held = False
         self._previous: np.ndarray | None = None
         self._warm: tuple[bool, FitResult] | None = None  # (left, the last fit) of this track
+        self._points_mean: np.ndarray | None = None  # the last observed hand points' mean (mm)
 
     def run(self, st: FrameState) -> None:
         engine = st.joints_raw_mm
@@ -159,7 +172,12 @@ class FitStage(Stage):
             self._warm = None
             return
         previous = self._previous if self.temporal else None
-        warm = self._start(engine, left)
+        mean = np.asarray(obs.points, dtype=np.float64).mean(axis=0)
+        moved = None if self._points_mean is None else float(np.linalg.norm(mean - self._points_mean))
+        self._points_mean = mean
+        warm = self._start(
+            engine, left, paired=int(st.fields.get("tracked_hands", 1)) >= 2, points_moved_mm=moved
+        )
         cfg = self.config if warm is None else self._tracked_config
         res = fit_hand(model, obs, engine, cfg, previous, warm, compiled=self.compiled)
         if (
@@ -233,16 +251,22 @@ class FitStage(Stage):
         cfg = self.config
         return cfg.rescue_fingers > 0 and res.depth_energy > cfg.rescue_energy * len(obs.points)
 
-    def _start(self, engine: np.ndarray, left: bool) -> tuple | None:
-        """The last fit as the start of this one, when this track has one of the same hand and the
-        engine's wrist is near its wrist; None: start from the engine's joints."""
+    def _start(
+        self, engine: np.ndarray, left: bool, paired: bool = False, points_moved_mm: float | None = None
+    ) -> tuple | None:
+        """The last fit as the start of this one, when this track has one of the same hand and the hand
+        has not jumped; None: start from the engine's joints (a new hand: the rescue and the second
+        readings may follow). A jump is the engine's wrist far from the last fit's, or, while another hand
+        is tracked too (`paired`), the hand's own observed points moving that far since the last frame
+        (`points_moved_mm`; None: no last frame to compare with): see the module's docstring."""
         if not self.warm_start or self._warm is None or self._warm[0] != left:
             return None
         last = self._warm[1]
-        if (
-            np.linalg.norm(np.asarray(engine[0], dtype=np.float64) - last.joints[0])
-            > self.config.tracking_jump_mm
-        ):
+        jump = self.config.tracking_jump_mm
+        if paired:
+            if points_moved_mm is None or points_moved_mm > jump:
+                return None
+        elif np.linalg.norm(np.asarray(engine[0], dtype=np.float64) - last.joints[0]) > jump:
             return None
         return last.rot, last.trans, last.pose
 
