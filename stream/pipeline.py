@@ -319,9 +319,9 @@ class Pipeline:
             self._drop_hand(st)
             states = []
         tracks = self.tracker.assign([h.detection.com_xyz_mm for h in states])
-        for (
-            hs
-        ) in states:  # the fit stage's jump test reads it (another hand tracked: stream/fitting/stage.py)
+        # how many hands are tracked, an unseen one included: the fit stage's jump test reads it
+        # (stream/fitting/stage.py)
+        for hs in states:
             hs.fields["tracked_hands"] = len(self.tracker.tracks)
         t0 = clock()
         stage_ms[pre.name] = (t0 - t_start) * 1e-6
