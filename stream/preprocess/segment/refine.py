@@ -225,6 +225,12 @@ def learned_hand(
     )
 
 
+def _around(a: np.ndarray, uv: tuple[float, float], reach_px: int) -> np.ndarray:
+    """The pixels of `a` within `reach_px` of (u, v) (a square; empty where it lies off `a`)."""
+    u, v = int(round(uv[0])), int(round(uv[1]))
+    return a[max(v - reach_px, 0) : max(v + reach_px + 1, 0), max(u - reach_px, 0) : max(u + reach_px + 1, 0)]
+
+
 def split_at_peaks(
     m8: np.ndarray,
     depth: np.ndarray,
@@ -239,6 +245,12 @@ def split_at_peaks(
     by more than `jump_mm` (a hand lying over the other hand or its forearm). A piece holds a peak when
     one of its pixels lies within `reach_px` of it (a coarse peak can sit a few pixels off the hand).
     Returns `m8` itself when nothing is removed."""
+
+    # a piece can only hold another peak where the mask itself lies within reach of it: when no other peak
+    # does (the other hand lies outside this cube, the usual case), nothing can be dropped and the cuts and
+    # pieces below are not needed (the same result, without their cost)
+    if not any(_around(m8, uv, reach_px).any() for uv in others_uv):
+        return m8
     d = depth.astype(np.float32)
     edge = np.zeros(m8.shape, dtype=bool)
     dv = np.abs(d[1:] - d[:-1]) > jump_mm
@@ -253,11 +265,7 @@ def split_at_peaks(
         return m8  # one piece (or none): nothing to split
 
     def pieces_at(uv: tuple[float, float]) -> set[int]:
-        u, v = int(round(uv[0])), int(round(uv[1]))
-        win = labels[
-            max(v - reach_px, 0) : max(v + reach_px + 1, 0), max(u - reach_px, 0) : max(u + reach_px + 1, 0)
-        ]
-        return set(np.unique(win).tolist()) - {0}
+        return set(np.unique(_around(labels, uv, reach_px)).tolist()) - {0}
 
     own = pieces_at(own_uv)
     drop = set()
