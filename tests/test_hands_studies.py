@@ -64,3 +64,20 @@ def test_the_two_hand_evaluation_judges_hands_by_their_centre_and_by_their_drawn
     for key in ("both_found", "both_found_within_80mm", "both_found_by_skeleton"):
         assert 0.0 < rep[key] <= 1.0, (key, rep[key])
     assert rep["both_found_within_80mm"] >= rep["both_found"]  # a looser rule on the same centres
+    assert rep["both_found_matched_by_skeleton"] >= rep["both_found_by_skeleton"]  # no 80 mm rule
+    assert 0 < rep["frames_both_clear"] <= rep["frames"]
+    for key in ("clear_both_found", "clear_both_found_by_skeleton", "clear_both_found_matched_by_skeleton"):
+        assert 0.0 <= rep[key] <= 1.0, (key, rep[key])
+
+
+def test_found_hands_are_paired_with_generator_hands_one_to_one():
+    from train.handedness.evaluate import matched
+
+    joints = lambda x: np.tile(np.array([x, 0.0, 500.0]), (21, 1))  # noqa: E731 - palm at (x, 0, 500)
+    truth = {"right": joints(0.0), "left": joints(90.0)}  # palms 90 mm apart: touching hands
+    at = lambda x: np.array([x, 0.0, 500.0])  # noqa: E731
+    assert matched(truth, [at(10.0), at(80.0)]) == 2  # each within 45 mm of its own palm
+    assert matched(truth, [at(80.0), at(10.0)]) == 2  # in either order
+    assert matched(truth, [at(45.0), at(46.0)]) == 1  # both between: one of them pairs
+    assert matched(truth, [at(10.0)]) == 1 and matched(truth, []) == 0
+    assert matched(truth, [at(10.0), at(20.0), at(85.0)]) == 2  # a third found hand changes nothing

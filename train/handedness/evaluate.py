@@ -10,7 +10,14 @@ fall between the two, count for neither). `both_found_within_80mm` allows 80 mm 
 centre of a hand's pixels lies 45-60 mm from the palm's centre when the fingers are stretched, and such a
 hand, far from the other, is found all the same. `both_found_by_skeleton` judges each hand by the palm of
 the skeleton the runtime reports for it (the mean of its wrist and four MCPs) instead of its pixel centre,
-with the same 45 / 80 mm rule: what a user sees drawn, wherever the crop was centred. Handedness is scored
+with the same 45 / 80 mm rule: what a user sees drawn, wherever the crop was centred.
+`both_found_matched_by_skeleton` pairs the drawn skeletons with the generator hands one to one and asks each
+palm within 45 mm of its own, without the 80 mm rule: hands whose palms lie under 125 mm apart (touching,
+one across the other) cannot pass that rule even when drawn exactly. The same measures on the frames where
+both hands are clearly visible (`clear`: visibility >= 0.6 as `handstream eval segmentation` defines it,
+the geometrically visible pixels over those of the hand rendered alone by a padded camera): a hand mostly
+hidden or outside the picture, a few fingers at the border, is a legitimate "no hand" there, while
+`--min-px` counts any hand with that many measured pixels. Handedness is scored
 on those hands, per frame (the track's label that frame) and per track (its label on its last frame on
 each generator hand it was on: a track that changed hands, after hands overlapped, counts once per hand).
 An id swap is an id on one generator hand on a frame and on the other on the next frame; an id that comes
@@ -23,6 +30,7 @@ that says what mirroring buys). Uses no torch: only the runtime.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 
@@ -40,6 +48,27 @@ def which_hand(truth: dict, com: np.ndarray, near_mm: float = 45.0, far_mm: floa
     near = min(d, key=d.get)
     ok = d[near] < near_mm and all(v > far_mm for k, v in d.items() if k != near)
     return near if ok else None
+
+
+def matched(truth: dict, points: list[np.ndarray], near_mm: float = 45.0) -> int:
+    """How many generator hands (`truth`: side -> joints) the found hands' `points` reach when paired one to
+    one, each within `near_mm` of its hand's palm (the best of the pairings)."""
+    palms = [_palm(j) for j in truth.values()]
+    close = [[float(np.linalg.norm(p - q)) < near_mm for q in palms] for p in points]
+    best = 0
+    for order in itertools.permutations(range(len(points)), min(len(points), len(palms))):
+        best = max(best, sum(close[i][k] for k, i in enumerate(order)))
+    return best
+
+
+def visibility(s, alone) -> dict[str, float]:
+    """Each generator hand's visibility (side -> share): its visible pixels over the pixels of the same hand
+    rendered alone through `alone` (train.eval_segmentation's padded camera)."""
+    geoms = {"right": s.frame.meta["hand_geometry"]}
+    masks = {"right": s.mask}
+    for o, g in zip(s.other_hands, s.frame.meta.get("other_hand_geometries", ())):
+        geoms["left"], masks["left"] = g, o.mask
+    return {k: min(1.0, int(masks[k].sum()) / max(alone.counts(g)[0], 1)) for k, g in geoms.items()}
 
 
 def mirrored(frame):
@@ -107,10 +136,13 @@ def evaluate(
 ) -> dict:
     from stream.frames import KNOWN_CAMERAS
     from stream.synth import HandSynthesizer, SceneConfig
+    from train.eval_segmentation import CLEAR_VISIBILITY, _Alone
 
     cfg = SceneConfig(camera=KNOWN_CAMERAS["d435_320x240"], two_hands=two_hands, scene_kind=scene_kind)
     synth = HandSynthesizer(cfg, seed)
-    both_visible = both_found = both_found_80 = both_found_skeleton = 0
+    alone = _Alone(cfg.camera)
+    both_visible = both_found = both_found_80 = both_found_skeleton = both_matched = 0
+    clear = clear_found = clear_skeleton = clear_matched = 0
     side_ok = side_n = 0
     raw_ok = raw_n = 0
     err = {"right": [], "left": []}
@@ -144,17 +176,23 @@ def evaluate(
                     raw_n += raw is not None
                     raw_ok += raw == side
                     err[side].append(float(np.linalg.norm(h.joints_xyz_mm - truth[side], axis=1).mean()))
+                if vis or len(truth) == 2:
+                    two = len(set(on.values())) == 2
+                    skeletons = [_palm(h.joints_xyz_mm) for h in found if h.joints_xyz_mm is not None]
+                    drawn = {which_hand(truth, q) for q in skeletons} - {None}
+                    pairs = matched(truth, skeletons) == 2
                 if vis:
                     both_visible += 1
-                    both_found += len(set(on.values())) == 2
+                    both_found += two
                     loose = {which_hand(truth, h.com_xyz_mm, near_mm=80.0) for h in found}
                     both_found_80 += len(loose - {None}) == 2
-                    drawn = {
-                        which_hand(truth, _palm(h.joints_xyz_mm))
-                        for h in found
-                        if h.joints_xyz_mm is not None
-                    }
-                    both_found_skeleton += len(drawn - {None}) == 2
+                    both_found_skeleton += len(drawn) == 2
+                    both_matched += pairs
+                if len(truth) == 2 and min(visibility(s, alone).values()) >= CLEAR_VISIBILITY:
+                    clear += 1
+                    clear_found += two
+                    clear_skeleton += len(drawn) == 2
+                    clear_matched += pairs
                 first = "left" if mirror_frames else "right"  # the generator's first hand
                 if shown[first]:
                     first_visible += 1
@@ -182,6 +220,11 @@ def evaluate(
         "both_found": both_found / max(both_visible, 1),
         "both_found_within_80mm": both_found_80 / max(both_visible, 1),
         "both_found_by_skeleton": both_found_skeleton / max(both_visible, 1),
+        "both_found_matched_by_skeleton": both_matched / max(both_visible, 1),
+        "frames_both_clear": clear,
+        "clear_both_found": clear_found / max(clear, 1),
+        "clear_both_found_by_skeleton": clear_skeleton / max(clear, 1),
+        "clear_both_found_matched_by_skeleton": clear_matched / max(clear, 1),
         "hands_on_a_generator_hand": side_n,
         "handedness_accuracy_per_frame": side_ok / max(side_n, 1),
         "handedness_engine_alone_per_frame": raw_ok / max(raw_n, 1),
