@@ -40,6 +40,10 @@ def test_split_keeps_the_mask_without_another_peak_or_with_both_peaks_on_one_pie
     assert split_at_peaks(m8, depth, (10.0, 20.0), [(20.0, 20.0)], 35.0) is m8  # same piece as this hand
     flat = np.full_like(depth, 500.0)
     assert split_at_peaks(m8, flat, (10.0, 20.0), [(45.0, 20.0)], 35.0) is m8  # one continuous surface
+    # another peak off the mask (beyond its reach, or outside the window): nothing it could take
+    assert split_at_peaks(m8, depth, (10.0, 20.0), [(45.0, 36.0), (80.0, 20.0), (-9.0, -9.0)], 35.0) is m8
+    # ... and one within reach of the mask's edge still takes its piece
+    assert split_at_peaks(m8, depth, (10.0, 20.0), [(45.0, 32.0)], 35.0)[20, 45] == 0
 
 
 @pytest.fixture(scope="module")
