@@ -62,13 +62,15 @@ def matched(truth: dict, points: list[np.ndarray], near_mm: float = 45.0) -> int
 
 
 def visibility(s, alone) -> dict[str, float]:
-    """Each generator hand's visibility (side -> share): its visible pixels over the pixels of the same hand
-    rendered alone through `alone` (train.eval_segmentation's padded camera)."""
-    geoms = {"right": s.frame.meta["hand_geometry"]}
-    masks = {"right": s.mask}
+    """Each generator hand's visibility (side -> share) as `handstream eval segmentation` measures it: its
+    visible pixels over the pixels of the same hand rendered alone through `alone` (its padded camera)."""
+    from train.eval_segmentation import _gt_hand
+
+    hands = {"right": (s.mask, s.joints_xyz_mm, s.frame.meta["hand_geometry"])}
     for o, g in zip(s.other_hands, s.frame.meta.get("other_hand_geometries", ())):
-        geoms["left"], masks["left"] = g, o.mask
-    return {k: min(1.0, int(masks[k].sum()) / max(alone.counts(g)[0], 1)) for k, g in geoms.items()}
+        hands["left"] = (o.mask, o.joints_xyz_mm, g)
+    d = s.frame.depth_mm
+    return {k: _gt_hand(m, j, d, g, alone).visibility for k, (m, j, g) in hands.items()}
 
 
 def mirrored(frame):
@@ -176,7 +178,7 @@ def evaluate(
                     raw_n += raw is not None
                     raw_ok += raw == side
                     err[side].append(float(np.linalg.norm(h.joints_xyz_mm - truth[side], axis=1).mean()))
-                if vis or len(truth) == 2:
+                if len(truth) == 2:
                     two = len(set(on.values())) == 2
                     skeletons = [_palm(h.joints_xyz_mm) for h in found if h.joints_xyz_mm is not None]
                     drawn = {which_hand(truth, q) for q in skeletons} - {None}
