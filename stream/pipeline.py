@@ -35,6 +35,15 @@ MAX_HANDS = 2  # the segmenter keeps at most two hands (one person's); --max-han
 # a track's handedness is the mean of this many frames' P(left) (1 s at 30 FPS); after them the handedness
 # engine (0.4-0.5 ms a hand on one core) is not run on that track again, and its label no longer flickers
 SIDE_SETTLED_FRAMES = 30
+# ... or sooner, once its mean P(left) over at least SIDE_EARLY_FRAMES fresh frames lies SIDE_EARLY_MARGIN or
+# more from even (>= 0.8 or <= 0.2): the handedness stage is most of a new hand's cost (2.9 ms a call: two
+# pose-engine readings and two side fits), and a clear side does not turn. Over the runtime's 282 tracks of
+# 14 tuning sets (frontal two-hand seeds 4242, 5151, 7373, 8484, 9494, 1717; desk and egocentric 9200 / 9300;
+# lone hands), no track that this rule settles had the other side after its 30 frames; that held down to a
+# margin of 0.15 (at 0.1 two did). The stage then ran 36 % fewer times on the frontal two-hand tuning sets, 13-38 %
+# fewer at close range, and the per-frame sides moved by at most 5 hand-frames a set (BENCHMARKS.md, "Two hands")
+SIDE_EARLY_FRAMES = 8
+SIDE_EARLY_MARGIN = 0.3
 # the record fields of a frame no stage adds any to: one shared read-only empty mapping, not a dict a frame
 _NO_RECORD_FIELDS: Mapping[str, object] = MappingProxyType({})
 
@@ -43,6 +52,17 @@ def _settle_count(track) -> int:
     """The frames of handedness evidence after which a track's side is settled: its own count after a
     re-decision (`HandTrack.settle_frames`), else a new track's."""
     return SIDE_SETTLED_FRAMES if track.settle_frames is None else track.settle_frames
+
+
+def side_settled(track) -> bool:
+    """Whether a track's side is settled, so the handedness stage need not run on it again: after its full
+    count of frames, or after SIDE_EARLY_FRAMES fresh ones (evidence kept from before a reopening does not
+    count as fresh, though it weighs in the mean) whose mean is clear by SIDE_EARLY_MARGIN."""
+    n = track.p_left_n
+    if n >= _settle_count(track):
+        return True
+    fresh = n - track.kept_frames
+    return fresh >= SIDE_EARLY_FRAMES and abs(track.p_left - 0.5) >= SIDE_EARLY_MARGIN
 
 
 @dataclass(frozen=True, eq=False)
@@ -328,7 +348,7 @@ class Pipeline:
         alive = list(range(len(states)))
         for k, template in enumerate(self._per_hand):
             for i in list(alive):
-                if k == self._side_after and tracks[i].p_left_n >= _settle_count(tracks[i]):
+                if k == self._side_after and side_settled(tracks[i]):
                     continue  # this track's handedness is settled: the engine need not run on it again
                 try:
                     tracks[i].stages[k].run(states[i])

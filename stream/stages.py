@@ -55,7 +55,7 @@ class FrameState:
 
 # `st.fields` key: (engine identity, raw output on the crop, on the mirrored crop) of a pose engine the
 # handedness stage's analysis-by-synthesis cue ran; the pose stage takes the one it needs instead of running
-# the same engine on the same crop again (one pose-engine call a hand-frame during a track's first second)
+# the same engine on the same crop again (one pose-engine call a hand-frame until a track's side settles)
 POSE_OUTPUTS = "pose_outputs_crop_mirror"
 
 

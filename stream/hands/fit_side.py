@@ -12,7 +12,7 @@ engine with the synthesis cue (BENCHMARKS.md, "Two hands"); on the runtime's own
 4 900 hand-frames) it alone names 89.8 % of tuning hand-frames against 87.1 % for it combined with them, so
 the handedness stage reads this cue alone where it has evidence (handedness.FIT_CUE), as the log of the
 two energies' ratio. It costs two small cold fits a hand (`CUE_FIT`, ~0.8 ms), which the pipeline pays
-during a track's first second only.
+until a track's side settles (at most its first second).
 """
 
 from __future__ import annotations

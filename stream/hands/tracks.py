@@ -52,6 +52,8 @@ class HandTrack:
     # the frames of evidence after which the side is settled (None: the pipeline's SIDE_SETTLED_FRAMES);
     # set when a reopening starts the side over
     settle_frames: int | None = None
+    # of p_left_n, the frames' worth of evidence kept from before a reopening (0: all of it is fresh)
+    kept_frames: int = 0
     # while unseen: the nearest another seen track's centre came to this one's last centre
     near_while_missed_mm: float = float("inf")
 
@@ -147,6 +149,7 @@ class HandTracker:
                 mean = t.p_left
                 t.p_left_n = frames if mean is not None else 0
                 t.p_left_sum = mean * frames if mean is not None else 0.0
+                t.kept_frames = t.p_left_n
                 if self.reopen_decide_frames is not None and mean is not None:
                     t.settle_frames = t.p_left_n + self.reopen_decide_frames
         return out  # type: ignore[return-value]
