@@ -33,7 +33,7 @@ from .stages import EngineStage, FrameState, OverlayStage, PoseStage, Preprocess
 log = logging.getLogger("handstream.pipeline")
 MAX_HANDS = 2  # the segmenter keeps at most two hands (one person's); --max-hands is 1 or 2
 # a track's handedness is the mean of this many frames' P(left) (1 s at 30 FPS); after them the handedness
-# engine (0.4-0.5 ms a hand on one core) is not run on that track again, and its label no longer flickers
+# stage is not run on that track again, and its label no longer flickers
 SIDE_SETTLED_FRAMES = 30
 # ... or sooner, once its mean P(left) over at least SIDE_EARLY_FRAMES fresh frames lies SIDE_EARLY_MARGIN or
 # more from even (>= 0.8 or <= 0.2): the handedness stage is most of a new hand's cost (2.9 ms a call: two
