@@ -172,3 +172,47 @@ def test_mask_distillation_holds_the_masks_to_the_starting_model(tmp_path):
     argv = [*base, "--minutes", "0.02", "--runs", str(tmp_path / "b"), "--out", str(tmp_path / "b_engine")]
     assert train_detector([*argv, "--init", str(a_out / "detector.onnx"), "--distill-mask", "1.0"]) == 0
     assert json.loads((tmp_path / "b" / "history.json").read_text())[-1]["step"] >= 1
+
+
+def test_widened_context_keeps_the_function_and_trains_its_new_channels(tmp_path):
+    """widen_context grows the context channels of the shipped engine with the same outputs; the new
+    channels then learn (the lateral weights that read them start at zero and move); --widen-deep exports
+    a wider engine from an --init and refuses to shrink or to run without one."""
+    from engines.registry import DEFAULT_DIR
+    from stream.errors import InputError
+    from stream.preprocess.detect import HandDetector
+    from train.detector import create_detector, freeze_batchnorm, load_folded_onnx, widen_context
+
+    shipped = DEFAULT_DIR / "detector.onnx"
+    model = create_detector(width=16, deep=48, depth_head=True)
+    load_folded_onnx(model, shipped)
+    model.eval()
+    wide = widen_context(model, 64).eval()
+    assert wide.lateral.in_channels == 64 and wide.context[0].body[1][0].weight.shape[:2] == (64, 64)
+    x = torch.rand(2, 1, 120, 160)
+    with torch.no_grad():
+        for a, b in zip(model(x), wide(x)):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    wide.train()
+    freeze_batchnorm(wide)
+    opt = torch.optim.SGD(wide.parameters(), lr=1e-3)
+    heat, mask, depth = wide(x)
+    (heat.mean() + mask.mean() + depth.mean()).backward()
+    opt.step()
+    assert wide.lateral.weight[:, 48:].abs().sum() > 0  # the new channels are read after one step
+    with pytest.raises(ValueError, match="fewer"):
+        widen_context(model, 32)
+
+    data = tmp_path / "data"
+    base = ["--frames", "8", "--val-frames", "4", "--batch", "4", "--threads", "1", "--data-dir", str(data)]
+    out = tmp_path / "engine"
+    argv = [*base, "--minutes", "0.01", "--runs", str(tmp_path / "r"), "--out", str(out)]
+    assert train_detector([*argv, "--init", str(shipped), "--widen-deep", "64"]) == 0
+    manifest = json.loads((out / "detector.json").read_text())
+    assert manifest["training"]["model_kwargs"]["deep"] == 64
+    depth_mm = np.random.default_rng(0).integers(300, 900, (240, 320)).astype(np.uint16)
+    assert HandDetector(out / "detector.onnx").run(depth_mm).heatmap.shape == (30, 40)
+    with pytest.raises(InputError, match="needs --init"):
+        train_detector([*argv, "--widen-deep", "64"])
+    with pytest.raises(InputError, match="fewer channels"):
+        train_detector([*argv, "--init", str(shipped), "--widen-deep", "32"])

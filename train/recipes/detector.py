@@ -25,6 +25,9 @@ keeps the masks it started with. Measured (BENCHMARKS.md, "Close-range and hand-
 the segmentation IoU, but the frontal pose losses of such fine-tunes come mostly from a few frames where
 the first hand chosen is another object, which holding the masks does not prevent.
 
+`--widen-deep N` (with `--init`) grows the starting model's context to N channels before training, with the
+same outputs at the first step (train.detector.widen_context): room for new scenes without starting over.
+
 `--init ENGINE.onnx` fine-tunes an exported engine (the shipped one: its training checkpoint is not kept):
 the folded convolutions are loaded with identity BatchNorms that stay frozen
 (train.detector.load_folded_onnx), and the statistics are not recomputed after training, nor when one of
@@ -428,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
         "this weight (0: off), so a fine-tune that learns new hands keeps the masks it started with",
     )
     p.add_argument(
+        "--widen-deep",
+        type=int,
+        help="with --init: grow the context to this many channels, keeping the model's function "
+        "(train.detector.widen_context; 0: keep the width)",
+    )
+    p.add_argument(
         "--bn-batches",
         type=int,
         help="after training, recompute BatchNorm statistics over this many augmented training batches "
@@ -464,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         freeze_batchnorm,
         load_folded_onnx,
         mask_loss,
+        widen_context,
     )
     from train.trainer import recompute_bn_stats
 
@@ -491,6 +501,12 @@ def main(argv: list[str] | None = None) -> int:
         prior_minutes = float(ck.get("minutes", 0.0))
         if ck.get("batchnorm_frozen"):  # a fine-tune of an exported engine: its BatchNorms stay the identity
             frozen_bn, a.bn_batches = True, 0
+    if a.widen_deep:
+        if not a.init:
+            raise InputError("--widen-deep needs --init (the model to grow)")
+        if a.widen_deep < a.deep:
+            raise InputError(f"--widen-deep {a.widen_deep}: fewer channels than the model's {a.deep}")
+        model, a.deep = widen_context(model, a.widen_deep), a.widen_deep
     # NHWC weights and batches: oneDNN skips its reorders (train.trainer.TrainConfig.channels_last); the
     # model goes back to NCHW before it is saved and exported
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
