@@ -58,8 +58,8 @@ def test_targets_mark_both_hands_and_leave_held_objects_and_arms_background():
     held_cells = both = 0
     for k in (1, 5, 6, 8):  # both hands >= 40 % visible, a held object in view
         s = syn.sample_at(k)
-        x, hm, w, mk, info = frame_targets(s, cam, alone)
-        assert x.shape == INPUT_WH[::-1] and hm.shape == mk.shape == w.shape == (30, 40)
+        x, hm, w, mk, info, hard = frame_targets(s, cam, alone)
+        assert x.shape == INPUT_WH[::-1] and hm.shape == mk.shape == w.shape == hard.shape == (30, 40)
         visible = [h for h in info if h[3] > 0 and h[2] >= POS_VISIBILITY]
         both += len(visible) == 2
         peaks = find_peaks(hm, 0.5, 4)
@@ -82,6 +82,10 @@ def test_targets_mark_both_hands_and_leave_held_objects_and_arms_background():
             ys, xs = np.mgrid[0:30, 0:40]
             far &= (xs - h[0]) ** 2 + (ys - h[1]) ** 2 > 9.0
         assert (hm[far] < 0.02).all()
+        # the hard-negative cells: all of a cell that shows only the held object, none of a hand-only one
+        held_only = ((s.material == held) & d).reshape(30, cells[0], 40, cells[1]).all(axis=(1, 3))
+        assert held_only.any() and (hard[held_only] == 255).all()
+        assert (hard[mk == 255] == 0).all()
     assert both == 4 and held_cells > 0
 
 
@@ -216,3 +220,27 @@ def test_widened_context_keeps_the_function_and_trains_its_new_channels(tmp_path
         train_detector([*argv, "--widen-deep", "64"])
     with pytest.raises(InputError, match="fewer channels"):
         train_detector([*argv, "--init", str(shipped), "--widen-deep", "32"])
+
+
+def test_hard_negative_weight_counts_object_and_forearm_cells_more():
+    """--hard-negative-weight K: the heatmap loss weight of a cell grows with the share of it that shows
+    objects or forearms (K on a cell that shows only them), and ignored cells stay ignored."""
+    from train.recipes.detector import _batch
+
+    n, hw = 2, (30, 40)
+    data = {
+        "x": np.zeros((n, 120, 160), np.float16),
+        "heat": np.zeros((n, *hw), np.float16),
+        "weight": np.ones((n, *hw), np.uint8),
+        "mask": np.zeros((n, *hw), np.uint8),
+        "info": np.zeros((n, 2, 5), np.float32),
+        "hard": np.zeros((n, *hw), np.uint8),
+    }
+    data["hard"][0, 3, 4], data["hard"][0, 5, 6] = 255, 51
+    data["weight"][1, 3, 4], data["hard"][1, 3, 4] = 0, 255
+    idx = np.arange(n)
+    plain = _batch(data, idx, np.random.default_rng(0), False)[2][:, 0].numpy()
+    assert (plain == data["weight"]).all()
+    w = _batch(data, idx, np.random.default_rng(0), False, 4.0)[2][:, 0].numpy()
+    assert w[0, 3, 4] == pytest.approx(4.0) and w[0, 5, 6] == pytest.approx(1.6) and w[0, 0, 0] == 1.0
+    assert w[1, 3, 4] == 0.0

@@ -42,6 +42,9 @@ Targets per frame, at 1/4 of the 160x120 input (stream/preprocess/detect.py's de
 - depth (the default; --no-depth-head for the two-output detector): the mean depth (m) of the hand's measured pixels, in the
   cells within DEPTH_RADIUS_CELLS of the palm of hands at least 40 % visible (elsewhere unsupervised). The
   runtime snaps it to the nearest measured surface near the peak: the hand, not the occluder before it.
+With `--hard-negative-weight K` the heatmap loss counts K times on cells covered by objects (the held one
+included) and forearms, in proportion to the share they cover: the wrong choices at close range are mostly
+the held object.
 Loss: CenterNet focal loss on the heatmap + BCE + dice on the mask + DEPTH_WEIGHT x L1 on the depth. AdamW, cosine learning rate, horizontal
 flips and sensor-like pixel drop-outs; one torch thread (the machine is shared).
 """
@@ -76,7 +79,7 @@ POS_VISIBILITY = 0.4
 IGNORE_VISIBILITY = 0.15
 TRAIN_SEED = 1000
 VAL_SEED = 500
-DATA_VERSION = 2  # v2: per-hand visible depth (info[..., 4]) and OCCLUDER_PROB occluders
+DATA_VERSION = 3  # v2: per-hand visible depth (info[..., 4]) and OCCLUDER_PROB occluders; v3: `hard` cells
 # camera, share of frames, hand distance range (mm)
 CAMERAS = (
     ("d435_320x240", 0.35, (300.0, 700.0)),
@@ -166,7 +169,21 @@ def frame_targets(s, cam, alone) -> tuple[np.ndarray, ...]:
             ys, xs = np.mgrid[0:oh, 0:ow]
             w[(xs - cu) ** 2 + (ys - cv_) ** 2 <= 9.0] = 0
     mk = np.round(cv2.resize(allmask, (ow, oh), interpolation=cv2.INTER_AREA) * 255).astype(np.uint8)
-    return x, hm, w, mk, info
+    return x, hm, w, mk, info, hard_cells(s, (ow, oh))
+
+
+def hard_cells(s, out_wh: tuple[int, int]) -> np.ndarray:
+    """The fraction (0-255) of each output cell showing what the detector mistakes for a hand: objects (the
+    held one included) and forearms (`--hard-negative-weight` weighs the heatmap loss there up). Measured
+    close-range errors are mostly these (BENCHMARKS.md, "Close-range and hand-object scenes")."""
+    from stream.synth.scene import M_ARM, M_ARM2, M_OBJECT
+
+    if s.material is None:
+        return np.zeros(out_wh[::-1], np.uint8)
+    m = s.material
+    hard = ((m >= M_OBJECT) | (m == M_ARM) | (m == M_ARM2)) & (s.frame.depth_mm > 0)
+    small = cv2.resize(hard.astype(np.float32), out_wh, interpolation=cv2.INTER_AREA)
+    return np.round(small * 255).astype(np.uint8)
 
 
 def make_frames(
@@ -191,13 +208,14 @@ def make_frames(
     HM = np.zeros((n, oh, ow), np.float16)
     W = np.ones((n, oh, ow), np.uint8)
     MK = np.zeros((n, oh, ow), np.uint8)
+    HARD = np.zeros((n, oh, ow), np.uint8)
     info = np.zeros((n, 2, 5), np.float32)
     rng_mix = np.random.default_rng([seed, 7])
     for k in range(n):
         pair = rng_mix.random() < two_hands_share
         syn = two if pair else one
-        X[k], HM[k], W[k], MK[k], info[k] = frame_targets(syn.sample_at(k), cam, alone)
-    return {"x": X, "heat": HM, "weight": W, "mask": MK, "info": info}
+        X[k], HM[k], W[k], MK[k], info[k], HARD[k] = frame_targets(syn.sample_at(k), cam, alone)
+    return {"x": X, "heat": HM, "weight": W, "mask": MK, "info": info, "hard": HARD}
 
 
 def dataset(
@@ -234,12 +252,14 @@ def dataset(
     return data
 
 
-def _batch(data, idx, rng, augment: bool):
+def _batch(data, idx, rng, augment: bool, hard_weight: float = 1.0):
     import torch
 
     x = data["x"][idx].astype(np.float32)
     hm = data["heat"][idx].astype(np.float32)
     w = data["weight"][idx].astype(np.float32)
+    if hard_weight != 1.0:
+        w *= 1.0 + (hard_weight - 1.0) * (data["hard"][idx].astype(np.float32) / 255.0)
     mk = data["mask"][idx].astype(np.float32) / 255.0
     dz, dw = _depth_target(data["info"][idx], hm.shape[1:])
     if augment:
@@ -431,6 +451,11 @@ def main(argv: list[str] | None = None) -> int:
         "this weight (0: off), so a fine-tune that learns new hands keeps the masks it started with",
     )
     p.add_argument(
+        "--hard-negative-weight",
+        type=float,
+        help="weight of the heatmap loss on cells showing objects or forearms (1: as every cell)",
+    )
+    p.add_argument(
         "--widen-deep",
         type=int,
         help="with --init: grow the context to this many channels, keeping the model's function "
@@ -448,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("close_share", "two_hand_share", "val_close_share"):
         if getattr(a, key) is not None and not 0.0 <= getattr(a, key) <= 1.0:
             raise InputError(f"{key} must lie in [0, 1], got {getattr(a, key)}")
+    if a.hard_negative_weight < 1.0:
+        raise InputError(f"hard_negative_weight must be >= 1, got {a.hard_negative_weight}")
     if a.train_seed in range(VAL_SEED - 10, VAL_SEED + 2 * CLOSE_SEED_OFFSET + 10):
         raise InputError(f"train_seed {a.train_seed} overlaps the validation seeds ({VAL_SEED}..)")
     val_close = a.close_share if a.val_close_share is None else a.val_close_share
@@ -540,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
             frac = min(1.0, (time.perf_counter() - t0) / budget_s)
             for g in opt.param_groups:
                 g["lr"] = a.lr * 0.5 * (1 + math.cos(math.pi * frac)) + 1e-5
-            x, hm, w, mk, dz, dw = _batch(train, perm[i : i + a.batch], rng, True)
+            x, hm, w, mk, dz, dw = _batch(train, perm[i : i + a.batch], rng, True, a.hard_negative_weight)
             x = x.contiguous(memory_format=fmt)
             outs = model(x)
             loss = focal_heatmap_loss(outs[0], hm, w) + mask_loss(outs[1], mk)
@@ -624,6 +651,7 @@ def main(argv: list[str] | None = None) -> int:
                 "frames": n,
                 "close_share": a.close_share,
                 "two_hand_share": a.two_hand_share,
+                "hard_negative_weight": a.hard_negative_weight,
                 "extra_data": [p.name for p in a.extra_data],
                 "cameras": [c[0] for c in CAMERAS],
                 "seeds": {"train": a.train_seed, "val": VAL_SEED},
