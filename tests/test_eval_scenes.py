@@ -122,6 +122,7 @@ def test_scoring_tells_the_hand_from_an_object_and_a_miss():
 def test_detector_fine_tuning_starts_from_the_shipped_engine(tmp_path, one_torch_thread):
     """--init ENGINE.onnx with no training time exports the same function (folded BatchNorm loaded back)."""
     from stream.preprocess.detect import HandDetector
+    from train.recipes.detector import DATA_VERSION
     from train.recipes.detector import main as train_detector
 
     data, runs, out = tmp_path / "data", tmp_path / "runs", tmp_path / "eng"
@@ -134,8 +135,8 @@ def test_detector_fine_tuning_starts_from_the_shipped_engine(tmp_path, one_torch
     argv += ["--init", str(Path(engines.__file__).parent / "default" / "detector.onnx")]
     assert train_detector(argv) == 0
     assert [p.name for p in sorted(data.glob("*.npz"))] == [
-        "train-v2-4-1000-close0.5.npz",
-        "val-v2-4-500-close0.5.npz",
+        f"train-v{DATA_VERSION}-4-1000-close0.5.npz",
+        f"val-v{DATA_VERSION}-4-500-close0.5.npz",
     ]
     manifest = json.loads((out / "detector.json").read_text())
     assert manifest["training"]["close_share"] == 0.5 and manifest["training"]["batchnorm_frozen"]
