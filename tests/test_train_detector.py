@@ -93,7 +93,9 @@ def test_epoch_checkpoints_resume_extra_data_and_frozen_export(tmp_path):
     """Each epoch leaves a checkpoint to judge and a state to resume from; --extra-data adds a second cached
     frame set; a checkpoint of a fine-tuned engine (frozen identity BatchNorms) exports to the same
     function, its statistics not recomputed over training batches."""
+    from stream.errors import InputError
     from stream.preprocess.detect import HandDetector
+    from train.recipes.detector import DATA_VERSION
 
     data = tmp_path / "data"
     base = ["--frames", "8", "--val-frames", "4", "--batch", "4", "--threads", "1", "--data-dir", str(data)]
@@ -125,6 +127,12 @@ def test_epoch_checkpoints_resume_extra_data_and_frozen_export(tmp_path):
     ]
     assert train_detector(argv) == 0
     assert json.loads((b_runs / "detector.json").read_text())["training"]["frames"] == 16
+    # a set cached by an older data version (no `hard` map) is refused in one line that says so
+    old = tmp_path / "old.npz"
+    with np.load(extra) as z:
+        np.savez(old, **{k: z[k] for k in z.files if k != "hard"})
+    with pytest.raises(InputError, match=f"data version {DATA_VERSION} .*generate it again"):
+        train_detector([*argv[:-1], str(old)])
 
     # fine-tune the exported engine; its last epoch's checkpoint exports to the same outputs
     c_runs, c_out, d_out = tmp_path / "c", tmp_path / "c_engine", tmp_path / "d_engine"

@@ -486,7 +486,10 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--extra-data {path}: no such file")
         with np.load(path) as z:
             if sorted(z.files) != sorted(train):
-                raise InputError(f"--extra-data {path}: not a detector frame set ({', '.join(z.files)})")
+                raise InputError(
+                    f"--extra-data {path}: not a detector frame set of data version {DATA_VERSION} "
+                    f"(it holds {', '.join(z.files)}; generate it again with --data-only)"
+                )
             train = {k: np.concatenate([train[k], z[k]]) for k in train}
     if a.data_only:
         return 0
