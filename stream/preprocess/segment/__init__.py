@@ -15,8 +15,9 @@ By responsibility:
   a detector peak);
 - scoring.py: how much a candidate looks like a hand, which are chosen, which fallback hands a weak
   detector peak vouches for;
-- refine.py: the chosen hands at full resolution (mask, centre of mass, palm), mask growth, and the look
-  behind a convex occluder;
+- refine.py: the chosen hands at full resolution (mask, centre of mass, palm), mask growth, the forearm cut
+  (its compiled test in arm_kernels.py), and the look behind a convex occluder;
+- pieces.py: a held object's piece left out of a learned hand's mask (compiled in piece_kernels.py);
 - tracking.py: reuse of the previous frame's result;
 - measure.py: small measurements both paths share;
 - segmenter.py: `HandSegmenter`, which path runs and in which order.

@@ -6,7 +6,8 @@ low-res pixel, intersected with the hand's depth range (`refine_candidate`).
 Learned peaks (`learned_hand`): the detector's mask logits come at 1/16 of the frame's area (40x30 for 4:3
 frames); the mask is the predicted mask, upsampled bilinearly inside the cube-sized ROI around the peak only,
 AND the pixels within +- known_cube_mm / 2 of the peak's depth, then grown by up to `mask_grow_mm` into the
-depth-continuous surface around it (`grow_mask`: the coarse map misses thin fingers).
+depth-continuous surface around it (`grow_mask`: the coarse map misses thin fingers). A held bottle, cup or
+box in the same depth band, which the coarse mask also covers, is then left out (`pieces.drop_object_pieces`).
 
 Forearms (`cut_arm`): at close range the forearm reaches towards the camera inside the peak's depth band
 and the detector's mask covers it; a mask with a broad band far past the peak in one direction, nearer the
@@ -35,6 +36,7 @@ from ...frames import CameraIntrinsics
 from ...geometry import uvd_to_xyz, xyz_to_uvd
 from .config import HandDetection, SegmenterConfig
 from .measure import com_from_moments, mask_bbox, palm_centre, quantile, robust_range
+from .pieces import drop_object_pieces
 from .scoring import Candidate
 
 if TYPE_CHECKING:
@@ -188,6 +190,19 @@ def learned_hand(
         m8 = split_at_peaks(m8, vals, own_uv, rel, cfg.depth_jump_mm)
         if core8 is not m8:
             core8 = cv2.bitwise_and(core8, m8)
+    if cfg.object_piece_logit > -1e9:
+        cut = drop_object_pieces(
+            m8,
+            vals,
+            logits,
+            cfg.object_piece_jump_mm,
+            cfg.object_piece_logit,
+            cfg.object_piece_min_px,
+            max(1, intr.width // cfg.object_piece_work_width_px),
+        )
+        if cut is not m8:
+            core8 = cv2.bitwise_and(core8, cut)
+            m8 = cut
     n_px = cv2.countNonZero(m8)
     if n_px == 0:
         return None

@@ -6,7 +6,8 @@
   (engines/default/detector.onnx, see stream/preprocess/detect.py and train/detector.py) when it loads, else
   the classic path; "learned" requires it; "classic" never loads it). Each heatmap peak >=
   `presence_threshold` is a hand (candidates.peak_depth, refine.learned_hand, refine.look_behind); a mask
-  that runs onto a forearm reaching towards the camera is cut at about the wrist (refine.cut_arm). When
+  that runs onto a forearm reaching towards the camera is cut at about the wrist (refine.cut_arm), and a
+  held object's piece of it is left out (pieces.drop_object_pieces). When
   none is, the classic search runs around the weak peaks and keeps what they vouch for (scoring.py).
   While tracking, a peak far behind the tracked hand loses confidence (tracking.jump_score); a first hand
   whose mask is as convex as a jar or box gives way to a hand-shaped peak beside it (`_prefer_hand_shape`):
@@ -29,6 +30,7 @@ from ...geometry import uvd_to_xyz
 from .candidates import find_candidates, peak_depth
 from .config import HandDetection, Segmentation, SegmenterConfig, check_depth
 from .measure import mask_bbox, merge_windows, view_window
+from .pieces import compile_piece_kernels
 from .refine import compile_arm_kernels, learned_hand, look_behind, refine_candidate, solidity
 from .scoring import Candidate, choose, vouched_hands
 from .tracking import jump_score, near_previous, previous_centres, tracked_candidates, tracked_threshold
@@ -62,6 +64,8 @@ class HandSegmenter:
                 self.detector_error = str(exc)
         if self.detector is not None and self.config.arm_min_share < 1.0:
             compile_arm_kernels()  # here, not on a stream's first frame
+        if self.detector is not None and self.config.object_piece_logit > -1e9:
+            compile_piece_kernels()
 
     # ------------------------------------------------------------------ public
     def segment(
