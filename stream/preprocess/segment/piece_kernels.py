@@ -2,8 +2,9 @@
 found and judged in one pass.
 
 `pieces.object_pieces_numpy` is the reference and the fallback; this finds the same pieces with a scalar
-flood fill, because at their size (a few thousand sampled pixels) the dozen OpenCV and numpy calls of the
-reference, not the pixels, were its whole cost (~0.1 ms a hand on the shared VM, on most learned hands).
+flood fill, because at their size (a few thousand pixels) the dozen OpenCV and numpy calls of the reference,
+not the pixels, were its whole cost: ~0.15 ms a hand on the shared VM, against ~0.035 ms here (p50 over the
+learned hands of 150 generated frontal frames at 320x240; the same frames' segmentation, 1.09 -> 1.16 ms).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 _JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
 
-@numba.njit(**_JIT)
+@numba.njit(inline="always", **_JIT)
 def _spans(depth: np.ndarray, i: int, j: int, jump_mm: float) -> bool:
     """Whether pixel (i, j)'s 4-neighbourhood inside the window spans more than jump_mm of depth."""
     h, w = depth.shape
@@ -62,48 +63,56 @@ def object_pieces_kernel(
         return 0
     # a pixel is cut when its 4-neighbourhood (inside the window) spans more than jump_mm of depth
     edge = np.zeros((h, w), np.bool_)  # on the mask's pixels here; others where it matters, below
+    free = np.zeros((h, w), np.uint8)  # the mask's pixels not cut and not yet in a piece
     for i in range(h):
         for j in range(w):
             if m8[i, j] != 0:
-                edge[i, j] = _spans(depth, i, j, jump_mm)
+                e = _spans(depth, i, j, jump_mm)
+                edge[i, j] = e
+                free[i, j] = 0 if e else 1
     # 4-connected pieces of the mask's pixels that are not cut, labelled 1.. in raster order
     labels = np.zeros((h, w), np.int32)
-    count = np.zeros(h * w + 1, np.int64)
-    low = np.zeros(h * w + 1, np.int64)
-    stack = np.empty(h * w, np.int64)
+    count = np.zeros(h * w + 1, np.int32)
+    low = np.zeros(h * w + 1, np.int32)
+    stack_i = np.empty(h * w, np.int32)  # rows and columns apart: no division per pixel
+    stack_j = np.empty(h * w, np.int32)
     n = 0
     for i in range(h):
         for j in range(w):
-            if m8[i, j] == 0 or edge[i, j] or labels[i, j] != 0:
+            if free[i, j] == 0:
                 continue
             n += 1
-            labels[i, j] = n
-            top = 0
-            stack[top] = i * w + j
-            top += 1
+            free[i, j] = 0
+            stack_i[0] = i
+            stack_j[0] = j
+            top = 1
             while top > 0:
                 top -= 1
-                p = stack[top]
-                a = p // w
-                b = p - a * w
+                a = stack_i[top]
+                b = stack_j[top]
+                labels[a, b] = n
                 count[n] += 1
                 if logits[a, b] < max_logit:
                     low[n] += 1
-                if a > 0 and m8[a - 1, b] != 0 and not edge[a - 1, b] and labels[a - 1, b] == 0:
-                    labels[a - 1, b] = n
-                    stack[top] = p - w
+                if a > 0 and free[a - 1, b] != 0:
+                    free[a - 1, b] = 0
+                    stack_i[top] = a - 1
+                    stack_j[top] = b
                     top += 1
-                if a < h - 1 and m8[a + 1, b] != 0 and not edge[a + 1, b] and labels[a + 1, b] == 0:
-                    labels[a + 1, b] = n
-                    stack[top] = p + w
+                if a < h - 1 and free[a + 1, b] != 0:
+                    free[a + 1, b] = 0
+                    stack_i[top] = a + 1
+                    stack_j[top] = b
                     top += 1
-                if b > 0 and m8[a, b - 1] != 0 and not edge[a, b - 1] and labels[a, b - 1] == 0:
-                    labels[a, b - 1] = n
-                    stack[top] = p - 1
+                if b > 0 and free[a, b - 1] != 0:
+                    free[a, b - 1] = 0
+                    stack_i[top] = a
+                    stack_j[top] = b - 1
                     top += 1
-                if b < w - 1 and m8[a, b + 1] != 0 and not edge[a, b + 1] and labels[a, b + 1] == 0:
-                    labels[a, b + 1] = n
-                    stack[top] = p + 1
+                if b < w - 1 and free[a, b + 1] != 0:
+                    free[a, b + 1] = 0
+                    stack_i[top] = a
+                    stack_j[top] = b + 1
                     top += 1
     if n <= 1:
         return 0
