@@ -107,7 +107,7 @@ def _finger_bent_the_wrong_way(model, truth: np.ndarray, chain: int) -> np.ndarr
     return pose_joints(model, rot, trans, np.clip(pose, LIMITS_RAD[:, 0], LIMITS_RAD[:, 1]))
 
 
-@pytest.mark.parametrize(("seed", "chain"), [(4, 1), (4, 3), (5, 1)])
+@pytest.mark.parametrize(("seed", "chain"), [(5, 2), (17, 1), (17, 2)])
 def test_reseeding_in_the_kernel_is_the_references_and_moves_only_the_reseeded_fingers(seed, chain):
     """A rendered frame whose engine joints bend one finger the wrong way: with re-seeding the energy is
     lower than the plain descent's (a seed was kept), compiled and numpy agree to rounding, and only the

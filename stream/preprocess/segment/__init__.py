@@ -17,7 +17,8 @@ By responsibility:
   detector peak vouches for;
 - refine.py: the chosen hands at full resolution (mask, centre of mass, palm), mask growth, the forearm cut
   (its compiled test in arm_kernels.py), and the look behind a convex occluder;
-- pieces.py: a held object's piece left out of a learned hand's mask (compiled in piece_kernels.py);
+- pieces.py: a held object's piece left out of a learned hand's mask, off by default (compiled in
+  piece_kernels.py);
 - tracking.py: reuse of the previous frame's result;
 - measure.py: small measurements both paths share;
 - segmenter.py: `HandSegmenter`, which path runs and in which order.

@@ -48,17 +48,17 @@ class SegmenterConfig:
     mask_grow_mm: float = 15.0
     mask_grow_jump_mm: float = 15.0
     mask_grow_logit: float = -1e9
-    # learned: a hand gripping a bottle, cup or box lies in its depth band, and the coarse mask covers the
-    # object too (on the close-range tuning sequences 40-50 % of such a mask; its pixels' logits sit around
-    # -2..1, the hand's at 2..6), so the centre falls on the object. The mask is cut where neighbouring
-    # depths step by more than object_piece_jump_mm (fingers lie on the object's surface, a finger's
-    # thickness in front of it); a piece of at least object_piece_min_px pixels, most of them with a logit
-    # under object_piece_logit, is left out as long as object_piece_min_px pixels stay (pieces.py). Pieces
-    # are found on every (width // object_piece_work_width_px)-th pixel, min_px counting those.
-    # object_piece_logit <= -1e9: off. Tuning seeds 9200 / 9300, egocentric and desk, 1128 frames with a
-    # visible hand: on the hand 88.1 -> 90.2 %, on a wrong object 7.4 -> 5.9 % (0 to 1 and jumps of 5 to 20
-    # mm gave 89.4-90.3 %).
-    object_piece_logit: float = 0.0
+    # learned, off by default: a hand gripping a bottle, cup or box lies in its depth band, and the coarse
+    # mask covers the object too, so the centre can fall on the object. With object_piece_logit above -1e9
+    # the mask is cut where neighbouring depths step by more than object_piece_jump_mm (fingers lie on the
+    # object's surface, a finger's thickness in front of it) and a piece of at least object_piece_min_px
+    # pixels, most of them with a logit under object_piece_logit, is left out as long as object_piece_min_px
+    # pixels stay (pieces.py); pieces are found on every (width // object_piece_work_width_px)-th pixel.
+    # Off because it trusts the detector's logits to tell the hand from the object: at 0 it took the close
+    # tuning sequences (seeds 9200 / 9300) from 88.1 to 90.2 % on the hand, but on four more close-range
+    # sets (9400 / 9500) from 79.1 to 75.3 %: where the detector is unsure of a close-range hand, the hand's
+    # piece is the one that goes (BENCHMARKS.md, "A held object left out of the hand's mask").
+    object_piece_logit: float = -1e9
     object_piece_jump_mm: float = 8.0
     object_piece_min_px: int = 200
     object_piece_work_width_px: int = 320

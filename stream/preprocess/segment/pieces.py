@@ -7,6 +7,10 @@ frame's width) covers both, and the centre of mass falls on the object: on the c
 steps falls into pieces; a large piece the detector mostly calls background goes. The piece under the
 detector's peak is not spared: the coarse peak often sits on the object beside the fingers.
 
+Off by default (`SegmenterConfig.object_piece_logit` -1e9): it trusts the detector's logits to tell the hand
+from the object, and where the detector is unsure of a close-range hand the hand's piece is the one that
+goes (on four close-range sets beyond the tuning ones, 79.1 -> 75.3 % of frames on the hand; BENCHMARKS.md).
+
 `object_pieces_numpy` is the reference; `piece_kernels.object_pieces_kernel` computes the same in one
 compiled pass (the reference's dozen OpenCV and numpy calls, not the pixels, made its cost).
 """

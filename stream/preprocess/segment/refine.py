@@ -7,7 +7,8 @@ Learned peaks (`learned_hand`): the detector's mask logits come at 1/16 of the f
 frames); the mask is the predicted mask, upsampled bilinearly inside the cube-sized ROI around the peak only,
 AND the pixels within +- known_cube_mm / 2 of the peak's depth, then grown by up to `mask_grow_mm` into the
 depth-continuous surface around it (`grow_mask`: the coarse map misses thin fingers). A held bottle, cup or
-box in the same depth band, which the coarse mask also covers, is then left out (`pieces.drop_object_pieces`).
+box in the same depth band, which the coarse mask also covers, can then be left out
+(`pieces.drop_object_pieces`, off by default).
 
 Forearms (`cut_arm`): at close range the forearm reaches towards the camera inside the peak's depth band
 and the detector's mask covers it; a mask with a broad band far past the peak in one direction, nearer the

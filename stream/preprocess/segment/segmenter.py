@@ -6,8 +6,8 @@
   (engines/default/detector.onnx, see stream/preprocess/detect.py and train/detector.py) when it loads, else
   the classic path; "learned" requires it; "classic" never loads it). Each heatmap peak >=
   `presence_threshold` is a hand (candidates.peak_depth, refine.learned_hand, refine.look_behind); a mask
-  that runs onto a forearm reaching towards the camera is cut at about the wrist (refine.cut_arm), and a
-  held object's piece of it is left out (pieces.drop_object_pieces). When
+  that runs onto a forearm reaching towards the camera is cut at about the wrist (refine.cut_arm); a held
+  object's piece of it can be left out (pieces.drop_object_pieces, off by default). When
   none is, the classic search runs around the weak peaks and keeps what they vouch for (scoring.py).
   While tracking, a peak far behind the tracked hand loses confidence (tracking.jump_score); a first hand
   whose mask is as convex as a jar or box gives way to a hand-shaped peak beside it (`_prefer_hand_shape`):
