@@ -1,4 +1,4 @@
-"""A held object left out of the learned mask (segment/refine.drop_object_pieces): a hand gripping a bottle,
+"""A held object left out of the learned mask (segment/pieces.drop_object_pieces): a hand gripping a bottle,
 cup or box lies in the object's depth band, the detector's coarse mask covers both, and the centre falls on
 the object. Checked on drawn masks and on a generated desk sequence with the real detector engine."""
 
