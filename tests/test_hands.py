@@ -478,8 +478,9 @@ def test_pose_stage_reuses_the_handedness_cues_pose_outputs(two_hand_sequence, m
     fresh, n_fresh, _ = run(False)
     n_hands = sum(len(f) for f in fresh)
     assert n_hands >= 20  # the scene has a second hand in some of these frames
-    # most hand-frames here are in their track's first frames, before its side settled
-    assert cue_ran >= 0.8 * n_hands
+    # most hand-frames here are in their track's first frames, before its side settled (a clear side
+    # settles after 8 frames, so not all of them)
+    assert cue_ran >= 0.6 * n_hands
     assert n_fresh == n_hands and n_reused == n_hands - cue_ran
     for a, b in zip(reused, fresh):
         assert [(i, s) for i, s, _ in a] == [(i, s) for i, s, _ in b]

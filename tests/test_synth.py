@@ -253,6 +253,25 @@ def test_two_hands_have_separate_masks():
         assert o.joints_xyz_mm.shape == (21, 3)
 
 
+def test_two_hand_sequences_keep_the_second_hand_on_its_side():
+    """A frontal two-hand sequence's left hand stays on the side of the right hand it started on: drawn
+    afresh at every key, it passed through the first hand whenever the draw changed sides. Independent
+    frames still put it on either side."""
+
+    def side(s) -> float:
+        palm = [0, 5, 9, 13, 17]
+        return float(np.sign(s.other_hands[0].joints_xyz_mm[palm, 0].mean() - s.joints_xyz_mm[palm, 0].mean()))
+
+    cfg = SceneConfig(camera=KNOWN_CAMERAS["d435_320x240"], two_hands=True, color=False)
+    synth, seen = HandSynthesizer(cfg, seed=4242), set()
+    for _ in range(6):
+        sides = {side(s) for s in synth.sequence(24, fps=6.0)}  # 4 s: two to six keys
+        assert len(sides) == 1
+        seen |= sides
+    assert seen == {-1.0, 1.0}
+    assert {side(HandSynthesizer(cfg, seed=4242).sample_at(k)) for k in range(12)} == {-1.0, 1.0}
+
+
 def test_scenes_have_things_in_front_of_the_hand(samples):
     """Distractors in front: some frames have non-hand surfaces nearer than the hand's nearest point."""
     nearer = 0

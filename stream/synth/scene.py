@@ -420,14 +420,17 @@ class HandSynthesizer:
         hold = rng.uniform(0.2, 0.5)  # fraction of each interval the pose holds before moving on
         t_a, t_b = 0.0, float(key_rng.uniform(0.6, 2.0))
         key_b = self._next_key(key_rng, shape, key_a, kind, grips)
-        key_b2 = self._second_hand(key_rng, shape, key_b, kind) if two else None
+        # the second hand stays on the side of the first it started on: drawn afresh at every key, it passed
+        # through the first hand whenever the draw changed sides, which no real pair of hands does
+        side = float(np.sign(key_a2.center_mm[0] - key_a.center_mm[0]) or 1.0) if two else 1.0
+        key_b2 = self._second_hand(key_rng, shape, key_b, kind, side) if two else None
         for i in range(int(n_frames)):
             t = i / fps
             while t >= t_b:  # move on to the next interval
                 t_a, key_a, key_a2 = t_b, key_b, key_b2
                 t_b += float(key_rng.uniform(0.6, 2.0))
                 key_b = self._next_key(key_rng, shape, key_a, kind, grips)
-                key_b2 = self._second_hand(key_rng, shape, key_b, kind) if two else None
+                key_b2 = self._second_hand(key_rng, shape, key_b, kind, side) if two else None
             a = np.clip((t - t_a) / (t_b - t_a), 0.0, 1.0)
             e = np.clip((a - hold) / (1.0 - hold), 0.0, 1.0)
             e = e * e * (3.0 - 2.0 * e)  # smoothstep: zero velocity at both keys
@@ -563,15 +566,25 @@ class HandSynthesizer:
         return HandState.from_vector(v, a.gesture if e < 0.5 else b.gesture)
 
     def _second_hand(
-        self, rng: np.random.Generator, shape: HandShape, first: HandState, kind: str = "frontal"
+        self,
+        rng: np.random.Generator,
+        shape: HandShape,
+        first: HandState,
+        kind: str = "frontal",
+        side: float | None = None,
     ) -> HandState:
-        """A left hand beside the first one (same subject), sometimes overlapping it."""
+        """A left hand beside the first one (same subject), sometimes overlapping it in view. Frontal
+        scenes put it to either side (x), at random; `side` (+1 / -1), a sequence's, fixes that side (the
+        draw is still made, so every other draw stays as it was). Close-range scenes always put it to the
+        left (scenes.second_hand_centre)."""
         if kind != "frontal":
             st = self._random_state(rng, shape, kind)
             c = second_hand_centre(rng, first.center_mm, shape, self.config.close_distance_mm)
             return replace(st, center_mm=c)
         st = self._random_state(rng, shape)
-        off = rng.uniform(0.8, 1.6) * shape.length_mm * (1 if rng.random() < 0.5 else -1)
+        off = rng.uniform(0.8, 1.6) * shape.length_mm
+        sign = 1 if rng.random() < 0.5 else -1  # drawn after the distance, as always
+        off *= sign if side is None else side
         c = first.center_mm + np.array([off, rng.normal(0, 40), rng.normal(0, 80)])
         c[2] = max(c[2], self.config.hand_distance_mm[0])
         return replace(st, center_mm=c)
