@@ -691,7 +691,8 @@ def _assemble(
 
         pe = _helper_engine("presence", backend, warmup)
         loaded = [*loaded, pe]  # closed with the pipeline's engines
-        check = PresenceCheck(pe)
+        # a set-aside first hand is looked at only where a second hand has room
+        check = PresenceCheck(pe, **({} if max_hands > 1 else {"doubted_p_hand": None}))
     stages: list = [PreprocessStage(cube_mm=cube, crop_size=crop_size, presence=check)]
     for name, cls, e in chosen:
         label = _stage_label(name, cls)

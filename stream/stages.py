@@ -173,6 +173,8 @@ class PreprocessStage(Stage):
                 seg, [c.depth if c is not None and np.any(c.depth < 1.0) else None for c in cut]
             )
             crop = cut[k] if k >= 0 else None
+        if check is not None and check.doubted_p_hand is not None and len(seg.hands) == 1 and seg.doubted:
+            seg = self._keep_doubted(f, seg, check)
         if cfg.lost_hand_frames > 0:
             self._lost = lost_hands(self._prev, self._lost, seg, cfg.track_radius_mm, cfg.lost_hand_frames)
         st.segmentation = seg
@@ -198,6 +200,26 @@ class PreprocessStage(Stage):
                 st.detection, st.reason = None, "what was tracked does not look like a hand"
                 return
         st.crop = crop
+
+    def _keep_doubted(self, f, seg, check):
+        """`seg` with its set-aside first hand (`Segmentation.doubted`: as convex as a jar, or a fist) as
+        the second hand when the presence check calls its crop a hand."""
+        from dataclasses import replace
+
+        from .preprocess import crop_cube
+
+        d, first = seg.doubted[0], seg.hands[0]
+        if np.linalg.norm(d.com_xyz_mm - first.com_xyz_mm) < 80.0:
+            return seg  # the presence check chose a first hand beside it
+        if (
+            abs(float(d.com_xyz_mm[2] - first.com_xyz_mm[2]))
+            > self.segmenter.config.weak_second_max_depth_gap_mm
+        ):
+            return seg  # one user's hands lie within this of each other in depth; a jar behind need not
+        c = crop_cube(f.depth_mm, f.intrinsics, d.com_xyz_mm, self.cube_mm, self.crop_size, d.mask)
+        if not np.any(c.depth < 1.0) or not check.keeps_doubted(c.depth):
+            return seg
+        return replace(seg, hands=(*seg.hands, d))
 
     def hand_states(self, st: FrameState, max_hands: int) -> list[FrameState]:
         """One FrameState per hand the segmenter found (at most `max_hands`, best first), each with its own

@@ -22,6 +22,13 @@ HAND_FIRST = (70, 252, 796)
 # detector track something else in most frames (in seed 54's scene with the hand the segmenter tracks a
 # point 70-85 mm off the hand, on the arm, and the floor lets that go too)
 TRACK_SEED = 48
+# independent frontal two-hand frames (seed 5151) where the segmenter's first hand is a fist, its mask as
+# convex as a jar, and gives way to the other hand's hand-shaped peak (`Segmentation.doubted`) ...
+FIST_SET_ASIDE = (18, 38, 334, 392)
+# ... and independent egocentric one-hand frames (seed 9200) where what gives way is an object beside or
+# behind the hand; on frame 61 the presence engine takes that object for a hand (P 0.99), but it lies 200 mm
+# behind the hand: farther than one user's two hands
+OBJECT_SET_ASIDE = (27, 61, 71, 417)
 
 
 def _engines():
@@ -142,6 +149,51 @@ def test_the_check_puts_the_hand_before_the_object_in_front_of_it():
         pre.run(st)
         assert st.segmentation.alternatives  # there was a choice
         assert _off_hand_mm(s, st.detection) < 40.0
+
+
+def _preprocessed(f, check):
+    from stream.frames import RGBDFrame
+    from stream.stages import FrameState, PreprocessStage
+
+    st = FrameState(RGBDFrame(index=0, timestamp_ms=0.0, depth_mm=f.depth_mm, intrinsics=f.intrinsics))
+    PreprocessStage(cube_mm=300.0, crop_size=64, presence=check).run(st)
+    return st.segmentation
+
+
+def test_a_fist_set_aside_as_an_object_becomes_the_second_hand():
+    """The segmenter gives a first hand as convex as a jar up for a hand-shaped peak beside it; where that
+    was a fist, the presence check keeps it as the second hand, and where it was an object, it does not."""
+    from train.handedness.evaluate import _palm
+
+    engine = _engines().load_engine("presence", backend="onnxruntime", threads=1)
+    check, never = PresenceCheck(engine), PresenceCheck(engine, doubted_p_hand=None)
+    seg = HandSegmenter()
+    for k in FIST_SET_ASIDE:
+        s = HandSynthesizer(SceneConfig(camera=CAM, color=False, two_hands=True), 5151).sample_at(k)
+        f = s.frame
+        alone = seg.segment(f.depth_mm, f.intrinsics)
+        palms = [_palm(s.joints_xyz_mm), _palm(s.other_hands[0].joints_xyz_mm)]
+        assert len(alone.hands) == 1 and len(alone.doubted) == 1
+        assert min(np.linalg.norm(alone.doubted[0].com_xyz_mm - q) for q in palms) < 40.0  # on a hand
+        kept = _preprocessed(f, check)
+        assert len(kept.hands) == 2 and kept.hands[1] is kept.doubted[0]
+        assert len(_preprocessed(f, never).hands) == 1
+    for k in OBJECT_SET_ASIDE:
+        s = HandSynthesizer(SceneConfig(camera=CAM, color=False, scene_kind="egocentric"), 9200).sample_at(k)
+        f = s.frame
+        alone = seg.segment(f.depth_mm, f.intrinsics)
+        assert len(alone.doubted) == 1 and _off_hand_mm(s, alone.doubted[0]) > 60.0  # not on the hand
+        assert len(_preprocessed(f, check).hands) == 1
+
+
+def test_only_a_two_hand_pipeline_looks_at_a_set_aside_hand():
+    _engines()
+    from stream.pipeline import build_pipeline
+
+    with build_pipeline(backend="onnxruntime", overlay=False, warmup=False, max_hands=2) as two:
+        assert two.stages[0].presence.doubted_p_hand is not None
+    with build_pipeline(backend="onnxruntime", overlay=False, warmup=False, max_hands=1) as one:
+        assert one.stages[0].presence.doubted_p_hand is None
 
 
 def test_pipeline_has_the_check_by_default_and_not_when_told():

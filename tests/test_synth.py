@@ -260,7 +260,9 @@ def test_two_hand_sequences_keep_the_second_hand_on_its_side():
 
     def side(s) -> float:
         palm = [0, 5, 9, 13, 17]
-        return float(np.sign(s.other_hands[0].joints_xyz_mm[palm, 0].mean() - s.joints_xyz_mm[palm, 0].mean()))
+        return float(
+            np.sign(s.other_hands[0].joints_xyz_mm[palm, 0].mean() - s.joints_xyz_mm[palm, 0].mean())
+        )
 
     cfg = SceneConfig(camera=KNOWN_CAMERAS["d435_320x240"], two_hands=True, color=False)
     synth, seen = HandSynthesizer(cfg, seed=4242), set()

@@ -56,6 +56,17 @@ import numpy as np
 
 from .odds import log_odds
 
+# A first hand that the segmenter set aside because its mask was as convex as a jar (a hand-shaped peak beside
+# it took its place; segmenter._prefer_hand_shape) becomes the second hand when P(hand) on its crop is at least
+# this (and it lies within SegmenterConfig.weak_second_max_depth_gap_mm of the first hand in depth). That
+# rule drops the jars, cups and bottles the detector fires on beside a hand, but a fist is as convex: in the
+# frontal two-hand tuning sequences of seed 5151 it set aside a true hand 80 mm or more from the new first on
+# 44 frames, 43 of them with P(hand) >= 0.95, against 2 of 4 other things. The objects it set aside in the
+# one-hand close-range tuning sequences (egocentric 9200, desk and egocentric 9300) had P(hand) 0-0.79; one
+# at 0.99 in independent egocentric frames lay 200 mm behind the hand (BENCHMARKS.md, "A fist set aside as
+# an object")
+DOUBTED_P_HAND = 0.95
+
 
 class TrackPresence:
     """The running presence of one track: the mean of its score (PresenceCheck.track_score) over its checked
@@ -94,6 +105,7 @@ class PresenceCheck:
         track_floor: float | None = -3.0,
         track_every: int = 6,
         track_peak_weight: float = 5.0,
+        doubted_p_hand: float | None = DOUBTED_P_HAND,
     ) -> None:
         """`engine`: the shipped "presence" engine (or one with the same contract); `peak_weight`: how much a
         detector peak counts against the presence log-odds (a peak 0.1 higher is worth 2.5 units at 25);
@@ -103,7 +115,9 @@ class PresenceCheck:
         over a track's checked frames (its first, then every `track_every`-th) of `track_score` under which
         the preprocess stage stops reporting it and lets the track go (None: a track is never checked);
         `track_peak_weight`: the detector peak's weight in that score. Without the floor a track started on a
-        cup or a box keeps it for as long as it is in view."""
+        cup or a box keeps it for as long as it is in view. `doubted_p_hand`: the P(hand) at which a first
+        hand the segmenter set aside as convex as a jar (`Segmentation.doubted`) becomes the second hand
+        (None: never; see DOUBTED_P_HAND)."""
         self.engine = engine
         self.peak_weight = float(peak_weight)
         self.margin = float(margin)
@@ -112,6 +126,7 @@ class PresenceCheck:
         self.track_floor = None if track_floor is None else float(track_floor)
         self.track_every = TrackPresence(track_every).every  # checked there, where it is used
         self.track_peak_weight = float(track_peak_weight)
+        self.doubted_p_hand = None if doubted_p_hand is None else float(doubted_p_hand)
         self._out = engine.output_names[0]
         pre = dict(getattr(engine.manifest, "preprocessing", {}) or {})
         self.size = int(pre.get("crop_size") or 64)
@@ -135,6 +150,10 @@ class PresenceCheck:
             x = cv2.resize(x, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
         out = self.engine.infer(np.ascontiguousarray(x, np.float32).reshape(1, 1, self.size, self.size))
         return float(np.asarray(out[self._out]).flat[0])
+
+    def keeps_doubted(self, depth: np.ndarray) -> bool:
+        """Whether a set-aside first hand (`Segmentation.doubted`) with this crop is a hand after all."""
+        return self.doubted_p_hand is not None and self.p_hand(depth) >= self.doubted_p_hand
 
     def score(self, p_hand: float, peak: float) -> float:
         """The candidate's score: log-odds of P(hand) plus `peak_weight` x its detector peak."""

@@ -238,6 +238,10 @@ class Segmentation:
     debug: dict = field(default_factory=dict, compare=False, repr=False)
     # other candidates for the first hand, strongest peak first (only when asked for, see SegmenterConfig)
     alternatives: tuple[HandDetection, ...] = ()
+    # a first hand that gave way to a hand-shaped peak because its mask was as convex as a jar (at most one;
+    # segmenter._prefer_hand_shape), where a second hand has room: a fist is as convex, and a check that can
+    # tell a hand from an object (stream/hands/presence.py) may keep it as the second hand
+    doubted: tuple[HandDetection, ...] = ()
 
     @property
     def found(self) -> bool:

@@ -162,9 +162,9 @@ class HandSegmenter:
                 break
         if not hands:
             return self._none_found(depth, intr, prev, out, alternatives and not prev_coms)
-        hands = self._prefer_hand_shape(depth, intr, out, peaks, hands, from_behind)
+        hands, doubted = self._prefer_hand_shape(depth, intr, out, peaks, hands, from_behind)
         alts = self._alternatives(depth, intr, out, hands) if alternatives and not prev_coms else ()
-        return Segmentation(hands=tuple(hands), alternatives=alts)
+        return Segmentation(hands=tuple(hands), alternatives=alts, doubted=doubted)
 
     def _none_found(
         self,
@@ -226,21 +226,23 @@ class HandSegmenter:
         peaks: list,
         hands: list,
         from_behind: bool = False,
-    ) -> list[HandDetection]:
-        """`hands`, or -- when the first hand is in doubt and another peak of at least
+    ) -> tuple[list[HandDetection], tuple[HandDetection, ...]]:
+        """(hands, the first hand given way, if any): `hands`, or -- when the first hand is in doubt and another peak of at least
         `object_swap_presence`, not behind it, gives a hand-shaped mask (solidity < `hand_solidity`) --
         that one first. In doubt: its mask is as convex as a jar, cup or box (solidity >= `object_solidity`;
         on a table the detector also fires on the objects beside the hand, and a convex blob is seldom a hand
         with its fingers), or (`from_behind`, with `behind_verify`) it was taken from behind a convex peak by
         `look_behind`: a hand-shaped peak beside that object says the hand was never hidden behind it, and
-        what lay behind was the table or another object."""
+        what lay behind was the table or another object. The first hand given way is returned apart
+        (`Segmentation.doubted`) when it lies 80 mm or more from the new one and a second hand has room: as
+        convex as a jar is also what a fist is, and a check that tells the two apart may keep it."""
         cfg = self.config
         first = hands[0]
         doubt = from_behind and cfg.behind_verify
         if cfg.object_solidity >= 1.0 or (
             not doubt and solidity(first.mask, first.bbox_xywh) < cfg.object_solidity
         ):
-            return hands
+            return hands, ()
         det = self.detector
         lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
         snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
@@ -255,8 +257,11 @@ class HandSegmenter:
                 continue  # the first hand's own peak, or something behind it
             h = learned_hand(cfg, depth, intr, out, pk.score, c_xyz, [])
             if h is not None and solidity(h.mask, h.bbox_xywh) < cfg.hand_solidity:
-                return [h] + [o for o in hands[1:] if np.linalg.norm(o.com_xyz_mm - h.com_xyz_mm) >= 80.0]
-        return hands
+                rest = [o for o in hands[1:] if np.linalg.norm(o.com_xyz_mm - h.com_xyz_mm) >= 80.0]
+                room = 1 + len(rest) < cfg.max_hands
+                apart = np.linalg.norm(first.com_xyz_mm - h.com_xyz_mm) >= 80.0
+                return [h] + rest, (first,) if room and apart else ()
+        return hands, ()
 
     def _classic_fallback(
         self, depth: np.ndarray, intr: CameraIntrinsics, prev: Segmentation | None, out: DetectorOutput
