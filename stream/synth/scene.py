@@ -56,7 +56,9 @@ from .scenes import (
 )
 from .sensor import SensorModel, apply_sensor
 
-GENERATOR_VERSION = "synth-1.0"
+# written into datasets and the bench's cached clips: 1.1 keeps a two-hand sequence's second hand on the side
+# of the first it started on (1.0 drew the side afresh at every key, and the hands passed through each other)
+GENERATOR_VERSION = "synth-1.1"
 
 # material ids in the label buffer (materials >= M_OBJECT are distractors)
 M_WALL, M_HAND, M_ARM, M_HAND2, M_ARM2, M_BODY, M_HEAD, M_OBJECT = 0, 1, 2, 3, 4, 5, 6, 7
