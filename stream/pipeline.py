@@ -687,12 +687,12 @@ def _assemble(
     cube = float(cube_mm or pre.get("cube_mm") or 250.0)
     check = None
     if presence and pose_e is not None:
-        from .hands.presence import PresenceCheck
+        from .hands.presence import DOUBTED_P_HAND, PresenceCheck
 
         pe = _helper_engine("presence", backend, warmup)
         loaded = [*loaded, pe]  # closed with the pipeline's engines
         # a set-aside first hand is looked at only where a second hand has room
-        check = PresenceCheck(pe, **({} if max_hands > 1 else {"doubted_p_hand": None}))
+        check = PresenceCheck(pe, doubted_p_hand=DOUBTED_P_HAND if max_hands > 1 else None)
     stages: list = [PreprocessStage(cube_mm=cube, crop_size=crop_size, presence=check)]
     for name, cls, e in chosen:
         label = _stage_label(name, cls)

@@ -57,14 +57,14 @@ import numpy as np
 from .odds import log_odds
 
 # A first hand that the segmenter set aside because its mask was as convex as a jar (a hand-shaped peak beside
-# it took its place; segmenter._prefer_hand_shape) becomes the second hand when P(hand) on its crop is at least
-# this (and it lies within SegmenterConfig.weak_second_max_depth_gap_mm of the first hand in depth). That
-# rule drops the jars, cups and bottles the detector fires on beside a hand, but a fist is as convex: in the
-# frontal two-hand tuning sequences of seed 5151 it set aside a true hand 80 mm or more from the new first on
-# 44 frames, 43 of them with P(hand) >= 0.95, against 2 of 4 other things. The objects it set aside in the
-# one-hand close-range tuning sequences (egocentric 9200, desk and egocentric 9300) had P(hand) 0-0.79; one
-# at 0.99 in independent egocentric frames lay 200 mm behind the hand (BENCHMARKS.md, "A fist set aside as
-# an object")
+# it took its place; segmenter._prefer_hand_shape) becomes the second hand when P(hand) on its crop is at
+# least this (and it lies within SegmenterConfig.weak_second_max_depth_gap_mm of the first hand in depth).
+# That rule drops the jars, cups and bottles the detector fires on beside a hand, but a fist is as convex: in
+# the frontal two-hand tuning sequences of seed 5151 it set aside a true hand 80 mm or more from the new first
+# on 44 frames, 43 of them with P(hand) >= 0.95, against 2 of 4 other things. The objects it set aside in the
+# one-hand close-range tuning sequences (egocentric 9200, desk and egocentric 9300) had P(hand) 0-0.79; one at
+# 0.99 in independent egocentric frames lay 200 mm behind the hand (BENCHMARKS.md, "Second hands that no
+# longer pass through the first; a fist set aside as an object")
 DOUBTED_P_HAND = 0.95
 
 

@@ -227,15 +227,16 @@ class HandSegmenter:
         hands: list,
         from_behind: bool = False,
     ) -> tuple[list[HandDetection], tuple[HandDetection, ...]]:
-        """(hands, the first hand given way, if any): `hands`, or -- when the first hand is in doubt and another peak of at least
-        `object_swap_presence`, not behind it, gives a hand-shaped mask (solidity < `hand_solidity`) --
-        that one first. In doubt: its mask is as convex as a jar, cup or box (solidity >= `object_solidity`;
-        on a table the detector also fires on the objects beside the hand, and a convex blob is seldom a hand
-        with its fingers), or (`from_behind`, with `behind_verify`) it was taken from behind a convex peak by
-        `look_behind`: a hand-shaped peak beside that object says the hand was never hidden behind it, and
-        what lay behind was the table or another object. The first hand given way is returned apart
-        (`Segmentation.doubted`) when it lies 80 mm or more from the new one and a second hand has room: as
-        convex as a jar is also what a fist is, and a check that tells the two apart may keep it."""
+        """(hands, the first hand given way, if any): `hands`, or -- when the first hand is in doubt and
+        another peak of at least `object_swap_presence`, not behind it, gives a hand-shaped mask (solidity
+        < `hand_solidity`) -- that one first. In doubt: its mask is as convex as a jar, cup or box
+        (solidity >= `object_solidity`; on a table the detector also fires on the objects beside the hand,
+        and a convex blob is seldom a hand with its fingers), or (`from_behind`, with `behind_verify`) it
+        was taken from behind a convex peak by `look_behind`: a hand-shaped peak beside that object says
+        the hand was never hidden behind it, and what lay behind was the table or another object. The first
+        hand given way is returned apart (`Segmentation.doubted`) when it lies 80 mm or more from the new
+        one and a second hand has room: as convex as a jar is also what a fist is, and a check that tells
+        the two apart may keep it."""
         cfg = self.config
         first = hands[0]
         doubt = from_behind and cfg.behind_verify
