@@ -5,7 +5,8 @@ pipeline and scoring as `handstream eval synthetic --scenes`, with each failure'
         [--set behind_verify=false ...] [--detector runs/detector/detector.onnx]
     .venv/bin/python tools/segment_causes.py --kind egocentric,desk --seed 9200,9300,9400,9500   # and their sum
 
-`--set NAME=VALUE` changes one `SegmenterConfig` field (a rule off, to count what it changes).
+`--set NAME=VALUE` changes one `SegmenterConfig` field (a rule off, to count what it changes; a value that is
+not a number or true/false is a string, e.g. `--set rescue_detector_engine=detector_close`).
 
 Wrong object: what the result's centre shows (held object, object, table or wall, arm, body), how the
 segmenter reached it (the learned path or its classic fallback) and what the previous frame's result was
@@ -55,7 +56,13 @@ def segmenter_config(sets: list[str], detector: str | None = None):
     for item in sets:
         name, _, value = item.partition("=")
         low = value.strip().lower()
-        changes[name.strip()] = low == "true" if low in ("true", "false") else float(value)
+        if low in ("true", "false"):
+            changes[name.strip()] = low == "true"
+        else:
+            try:
+                changes[name.strip()] = float(value)
+            except ValueError:  # a string field: an engine's name or path
+                changes[name.strip()] = value.strip()
     if detector:
         changes["detector_engine"] = detector
     return replace(SegmenterConfig(), **changes)
@@ -106,7 +113,8 @@ def frame_causes(
                     row["what"] = what_is_at(sample, result.com_xyz_mm)
                 if seg is not None and seg.hands:
                     h = seg.hands[0]
-                    row["path"] = (seg.debug or {}).get("fallback", "learned")
+                    debug = seg.debug or {}
+                    row["path"] = "rescue" if debug.get("rescue") else debug.get("fallback", "learned")
                     row["confidence"] = float(h.confidence)
                     row["solidity"] = float(solidity(h.mask, h.bbox_xywh))
             else:
@@ -133,6 +141,7 @@ def summary(rows: list[dict]) -> dict:
         "states": dict(Counter(r["state"] for r in vis)),
         "wrong_on": dict(Counter(r["what"] for r in wrong)),
         "wrong_path": dict(Counter(r.get("path", "?") for r in wrong)),
+        "hand_path": dict(Counter(r.get("path", "?") for r in vis if r["state"] == "hand")),
         "wrong_previous": dict(Counter(r["previous"] for r in wrong)),
         "missed_reason": dict(Counter(r["reason"] for r in miss)),
         "missed_border": sum(r["border"] for r in miss),

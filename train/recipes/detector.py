@@ -409,6 +409,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, help="where the generated frames are cached")
     p.add_argument("--runs", type=Path, help="the run's checkpoint and history")
     p.add_argument("--out", type=Path, help="where the engine is exported")
+    p.add_argument(
+        "--name",
+        help="the exported engine's name (NAME.onnx + NAME.json): detector, or detector_close for the "
+        "close-range rescue detector (SegmenterConfig.rescue_detector_engine)",
+    )
     p.add_argument("--data-only", action="store_true", help="generate (cache) the data and stop")
     p.add_argument(
         "--init",
@@ -625,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     path = export_onnx(
         model,
         a.out,
-        "detector",
+        a.name,
         (1, 1, INPUT_WH[1], INPUT_WH[0]),
         {
             "version": "1.0.0",
