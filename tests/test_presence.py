@@ -72,8 +72,14 @@ def test_with_no_hand_found_the_weak_peaks_are_cut_when_asked():
     from stream.preprocess import SegmenterConfig
 
     s, f = _frame(HAND_FIRST[0])
-    # no peak reaches the first hand's threshold and the classic fallback is off: nothing is found
-    cfg = SegmenterConfig(presence_threshold=0.95, classic_fallback_presence=0.0, weak_first_presence=0.1)
+    # no peak reaches the first hand's threshold, and neither the rescue detector nor the classic fallback
+    # is asked: nothing is found
+    cfg = SegmenterConfig(
+        presence_threshold=0.95,
+        rescue_detector_engine="",
+        classic_fallback_presence=0.0,
+        weak_first_presence=0.1,
+    )
     seg = HandSegmenter(cfg)
     asked = seg.segment(f.depth_mm, f.intrinsics, alternatives=True)
     assert not asked.found and asked.alternatives

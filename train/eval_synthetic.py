@@ -269,7 +269,11 @@ def evaluate_scenes(
         for s in pipe.stages:
             if hasattr(s, "segmenter"):
                 s.segmenter = segmenter
-        out["segmenter"] = {"method": segmenter.method, "detector": detector or "shipped"}
+        out["segmenter"] = {
+            "method": segmenter.method,
+            "detector": detector or "shipped",
+            "rescue_detector": seg_cfg.rescue_detector_engine if segmenter.rescue is not None else None,
+        }
         per_kind = {}
         for kind in kinds:
             score = KindScore()

@@ -8,7 +8,9 @@
   `presence_threshold` is a hand (candidates.peak_depth, refine.learned_hand, refine.look_behind); a mask
   that runs onto a forearm reaching towards the camera is cut at about the wrist (refine.cut_arm); a held
   object's piece of it can be left out (pieces.drop_object_pieces, off by default). When
-  none is, the classic search runs around the weak peaks and keeps what they vouch for (scoring.py).
+  none is, a second detector trained mostly on close-range scenes is asked the same way, if one is set
+  (`rescue_detector_engine`), and when that finds none either, the classic search runs around the first
+  detector's weak peaks and keeps what they vouch for (scoring.py).
   While tracking, a peak far behind the tracked hand loses confidence (tracking.jump_score); a first hand
   whose mask is as convex as a jar or box gives way to a hand-shaped peak beside it (`_prefer_hand_shape`):
   over a table the detector also fires on the objects there.
@@ -36,7 +38,7 @@ from .scoring import Candidate, choose, vouched_hands
 from .tracking import jump_score, near_previous, previous_centres, tracked_candidates, tracked_threshold
 
 if TYPE_CHECKING:
-    from ..detect import DetectorOutput
+    from ..detect import DetectorOutput, HandDetector
 
 __all__ = ["HandSegmenter"]
 
@@ -44,12 +46,14 @@ __all__ = ["HandSegmenter"]
 class HandSegmenter:
     """Finds up to `max_hands` hands in a depth frame. Stateless between calls: tracking state is `prev`.
 
-    The detector engine (learned method) is loaded once here, not per frame. `method` says which path
-    runs ("learned" or "classic"); `detector_error` why "auto" fell back to classic (empty otherwise)."""
+    The detector engines (learned method) are loaded once here, not per frame. `method` says which path
+    runs ("learned" or "classic"); `detector_error` why "auto" fell back to classic or runs without its
+    rescue detector (empty otherwise)."""
 
     def __init__(self, config: SegmenterConfig | None = None):
         self.config = config or SegmenterConfig()
         self.detector = None
+        self.rescue = None  # the second detector (`SegmenterConfig.rescue_detector_engine`), if any
         self.detector_error = ""
         self.method = "classic"
         if self.config.method != "classic":
@@ -62,6 +66,15 @@ class HandSegmenter:
                 if self.config.method == "learned":
                     raise
                 self.detector_error = str(exc)
+        if self.detector is not None and self.config.rescue_detector_engine:
+            from ..detect import HandDetector
+
+            try:
+                self.rescue = HandDetector(self.config.rescue_detector_engine, self.config.detector_threads)
+            except HandstreamError as exc:
+                if self.config.method == "learned":
+                    raise
+                self.detector_error = f"rescue detector: {exc}"  # "auto": the detector alone, as before
         if self.detector is not None and self.config.arm_min_share < 1.0:
             compile_arm_kernels()  # here, not on a stream's first frame
         if self.detector is not None and self.config.object_piece_logit > -1e9:
@@ -92,7 +105,8 @@ class HandSegmenter:
     def _segment_learned(
         self, depth: np.ndarray, intr: CameraIntrinsics, prev: Segmentation | None, alternatives: bool = False
     ) -> Segmentation:
-        """Heatmap peaks -> robust depth -> ROI mask (predicted mask AND depth band) -> CoM."""
+        """Heatmap peaks -> robust depth -> ROI mask (predicted mask AND depth band) -> CoM; where the
+        detector's peaks make no hand, the rescue detector's (if any), then the classic fallback."""
         cfg = self.config
         det = self.detector
         out = det.run(depth, cfg.max_valid_depth_mm)
@@ -103,12 +117,40 @@ class HandSegmenter:
             return Segmentation(reason="all depth missing")
         if not ((x >= lo_m) & (x <= hi_m)).any():
             return Segmentation(reason="nothing in range")
+        alternatives = alternatives and not previous_centres(prev)
+        seg = self._learned_hands(det, out, depth, intr, prev, alternatives)
+        if seg is None and self.rescue is not None:
+            second = self.rescue.run(depth, cfg.max_valid_depth_mm)
+            seg = self._learned_hands(
+                self.rescue, second, depth, intr, prev, alternatives, cfg.rescue_presence_threshold
+            )
+            if seg is not None:
+                seg = replace(seg, debug={**seg.debug, "rescue": True})
+        if seg is None:
+            return self._none_found(depth, intr, prev, out, alternatives)
+        return seg
+
+    def _learned_hands(
+        self,
+        det: HandDetector,
+        out: DetectorOutput,
+        depth: np.ndarray,
+        intr: CameraIntrinsics,
+        prev: Segmentation | None,
+        alternatives: bool,
+        presence: float | None = None,
+    ) -> Segmentation | None:
+        """The hands `det`'s output `out` gives (its peaks, tracking, the shape rules), or None when no
+        peak makes a hand; `presence`: the first hand's threshold (default `presence_threshold`)."""
+        cfg = self.config
+        presence = cfg.presence_threshold if presence is None else presence
+        lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
         prev_coms = previous_centres(prev)
         second = min(cfg.second_hand_threshold, cfg.weak_second_threshold)
-        low = tracked_threshold(min(cfg.presence_threshold, second), bool(prev_coms))
+        low = tracked_threshold(min(presence, second), bool(prev_coms))
         peaks = det.peaks(out, min(low, cfg.object_swap_presence), cfg.max_hands + 2)
         if not peaks:
-            return self._none_found(depth, intr, prev, out, alternatives and not prev_coms)
+            return None
         snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
         # each peak's 3-D centre and its score while tracking (a peak far behind the tracked hand loses
         # confidence), best first; without a previous hand the order is the heatmap's
@@ -131,7 +173,7 @@ class HandSegmenter:
             # user's other hand may lie behind the tracked one: the depth-gap rule below bounds it)
             if hands:
                 score = raw
-            need = cfg.presence_threshold if not hands else second
+            need = presence if not hands else second
             if score < tracked_threshold(need, tracked):
                 continue
             # the other peaks that may be hands: a mask piece holding one of them is that hand's
@@ -161,9 +203,9 @@ class HandSegmenter:
             if len(hands) >= cfg.max_hands:
                 break
         if not hands:
-            return self._none_found(depth, intr, prev, out, alternatives and not prev_coms)
-        hands, doubted = self._prefer_hand_shape(depth, intr, out, peaks, hands, from_behind)
-        alts = self._alternatives(depth, intr, out, hands) if alternatives and not prev_coms else ()
+            return None
+        hands, doubted = self._prefer_hand_shape(det, depth, intr, out, peaks, hands, from_behind)
+        alts = self._alternatives(det, depth, intr, out, hands) if alternatives else ()
         return Segmentation(hands=tuple(hands), alternatives=alts, doubted=doubted)
 
     def _none_found(
@@ -179,11 +221,12 @@ class HandSegmenter:
         seg = self._classic_fallback(depth, intr, prev, out)
         if seg.found or not alternatives or self.config.weak_first_presence <= 0:
             return seg
-        weak = self._alternatives(depth, intr, out, [], self.config.weak_first_presence)
+        weak = self._alternatives(self.detector, depth, intr, out, [], self.config.weak_first_presence)
         return replace(seg, alternatives=weak)
 
     def _alternatives(
         self,
+        det: HandDetector,
         depth: np.ndarray,
         intr: CameraIntrinsics,
         out: DetectorOutput,
@@ -194,7 +237,7 @@ class HandSegmenter:
         would give, strongest first, at most `max_alternatives`: candidates for a check that can tell a hand
         from an object better than the heatmap's height (the detector also fires on held objects, balls and
         jars, sometimes above the hand itself). `floor`: another lowest peak than `alternative_presence`."""
-        cfg, det = self.config, self.detector
+        cfg = self.config
         floor = cfg.alternative_presence if floor is None else float(floor)
         lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
         snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
@@ -220,6 +263,7 @@ class HandSegmenter:
 
     def _prefer_hand_shape(
         self,
+        det: HandDetector,
         depth: np.ndarray,
         intr: CameraIntrinsics,
         out: DetectorOutput,
@@ -244,7 +288,6 @@ class HandSegmenter:
             not doubt and solidity(first.mask, first.bbox_xywh) < cfg.object_solidity
         ):
             return hands, ()
-        det = self.detector
         lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
         snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
         for pk in peaks:
