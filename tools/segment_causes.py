@@ -9,10 +9,11 @@ pipeline and scoring as `handstream eval synthetic --scenes`, with each failure'
 not a number or true/false is a string, e.g. `--set rescue_detector_engine=detector_close`).
 
 Wrong object: what the result's centre shows (held object, object, table or wall, arm, body), how the
-segmenter reached it (the learned path or its classic fallback) and what the previous frame's result was
-(the track came from the hand, from a wrong object, from a miss, or a new sequence). Missed: the segmenter's
-reason, the detector's strongest heatmap value, whether the hand touches the image border and whether any of
-its pixels lie nearer than the segmenter's `min_depth_mm`. Choose rules on tuning seeds, never on the held-out
+segmenter reached it (the learned path, the rescue detector or the classic fallback; `hand_path` counts the
+same for the frames on the hand) and what the previous frame's result was (the track came from the hand,
+from a wrong object, from a miss, or a new sequence). Missed: the segmenter's reason, the detector's strongest
+heatmap value, whether the hand touches the image border and whether any of its pixels lie nearer than the
+segmenter's `min_depth_mm`. Choose rules on tuning seeds, never on the held-out
 9100, and on more than two: a segmenter rule chosen on 9200 and 9300 alone gained 2 points there and lost 4
 on 9400 and 9500 (BENCHMARKS.md, "A held object left out of the hand's mask").
 """

@@ -1,5 +1,6 @@
 """`handstream train detector`: train the tiny hand detector (train/detector.py) on synthetic full frames and
-export it as the shipped `detector` engine (engines/default/detector.onnx + .json, task "detect-hand").
+export it as the shipped `detector` engine (engines/default/detector.onnx + .json, task "detect-hand"), or
+under another `--name`: `detector_close`, the rescue detector fine-tuned mostly on close-range scenes.
 
     nice -n 5 handstream train detector frames=6000 minutes=15 [--out engines/default]
 
@@ -382,7 +383,9 @@ def _save_epoch(model, opt, rng, a, row: dict, history: list, prior_minutes: flo
     (a.runs / "resume.tmp").replace(a.runs / "resume.pt")
 
 
-@register("detector", "the tiny hand detector on synthetic frames, exported as the `detector` engine")
+@register(
+    "detector", "the tiny hand detector on synthetic frames, exported as the `detector` engine (or --name)"
+)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="handstream train detector",
