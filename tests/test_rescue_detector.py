@@ -27,10 +27,6 @@ def _rescue_shipped() -> None:
         pytest.skip(f"no {RESCUE} engine shipped in engines/default")
 
 
-def _palm(joints: np.ndarray) -> np.ndarray:
-    return np.asarray(joints, np.float64)[[0, 5, 9, 13, 17]].mean(0)
-
-
 def _segmenters() -> tuple[HandSegmenter, HandSegmenter]:
     base = SegmenterConfig(method="learned")
     return (
@@ -40,6 +36,8 @@ def _segmenters() -> tuple[HandSegmenter, HandSegmenter]:
 
 
 def test_the_rescue_finds_close_range_hands_the_detector_does_not_see():
+    from train.handedness.evaluate import _palm
+
     _rescue_shipped()
     plain, rescued = _segmenters()
     synth = HandSynthesizer(SceneConfig(camera=CAM, color=False, scene_kind="egocentric"), 9200)
