@@ -49,6 +49,29 @@ class SegmenterConfig:
     weak_second_min_area_cm2: float = 50.0
     weak_second_max_solidity: float = 0.9
     weak_second_max_depth_gap_mm: float = 150.0
+    # learned, where a second hand has room: candidates the detector does not vouch for, cut for a check
+    # that can tell a hand from an object (stream/hands/presence.py) to keep as the second hand
+    # (`Segmentation.second_candidates`, at most max_second_candidates; 0 = none): a second hand's peak often
+    # stays under every threshold above for frames on end while the hand is in plain view.
+    # - a hand of the previous two-hand frame that no peak gives back, cut again where it was (as MediaPipe's
+    #   tracker reuses the previous frame's region; False = off);
+    # - then the peaks of at least second_candidate_presence that no rule took (0 = off).
+    # Two-hand tuning sequences (seeds 4242-8484), with the shipped check and schedule below: both hands drawn
+    # 78.5 -> 80.6 %; second hands off every hand in one-hand tuning sequences 211 -> 219 of 2 400 frames
+    # (BENCHMARKS.md, "Second hands the detector barely sees")
+    revisit_lost_hands: bool = True
+    second_candidate_presence: float = 0.15
+    # ... and their masks grow this far (mask_grow_mm's role): under a weak peak the coarse mask covers a
+    # palm without its fingers, a crop the check calls no hand
+    second_candidate_grow_mm: float = 60.0
+    max_second_candidates: int = 1
+    # ... the weak peaks' candidates are cut on every frame within weak_second_recent_frames of a frame with two
+    # hands, else on every weak_second_every-th frame (the preprocess stage counts; the lost hands' on every
+    # frame): a cut costs ~0.5 ms at 640x480, and the bench's one-hand clip offers one on most frames. Cut on
+    # every frame: both hands drawn 81.0 % of the tuning frames and preprocess ~0.45 ms slower on that clip;
+    # every 3rd frame without a second hand: 79.9 %; this schedule: 80.6 %, and as fast as without candidates
+    weak_second_every: int = 6
+    weak_second_recent_frames: int = 30
     mask_logit_threshold: float = -2.0  # learned: predicted-mask pixels above this logit (then depth-gated)
     # learned: the coarse predicted mask (1/8 of the frame's width) misses thin fingers and cuts
     # fingertips; it grows at full resolution by up to this many mm (pixels at the hand's depth) into the
@@ -215,6 +238,20 @@ class SegmenterConfig:
             )
         if not 0.0 <= self.weak_first_presence < 1.0:
             raise InputError(f"weak_first_presence must lie in [0, 1), got {self.weak_first_presence}")
+        if not 0.0 <= self.second_candidate_presence < 1.0:
+            raise InputError(
+                f"second_candidate_presence must lie in [0, 1), got {self.second_candidate_presence}"
+            )
+        if int(self.max_second_candidates) != self.max_second_candidates or self.max_second_candidates < 0:
+            raise InputError(
+                f"max_second_candidates must be an integer >= 0, got {self.max_second_candidates}"
+            )
+        if int(self.weak_second_every) != self.weak_second_every or self.weak_second_every < 1:
+            raise InputError(f"weak_second_every must be an integer >= 1, got {self.weak_second_every}")
+        if self.weak_second_recent_frames < 0:
+            raise InputError(f"weak_second_recent_frames must be >= 0, got {self.weak_second_recent_frames}")
+        if self.second_candidate_grow_mm < 0:
+            raise InputError(f"second_candidate_grow_mm must be >= 0, got {self.second_candidate_grow_mm}")
         if self.detector_threads < 1:
             raise InputError(f"detector_threads must be >= 1, got {self.detector_threads}")
         if self.fallback_vouch_peaks < 1:
@@ -257,6 +294,9 @@ class Segmentation:
     # segmenter._prefer_hand_shape), where a second hand has room: a fist is as convex, and a check that can
     # tell a hand from an object (stream/hands/presence.py) may keep it as the second hand
     doubted: tuple[HandDetection, ...] = ()
+    # where a second hand has room: a lost hand of the previous two-hand frame cut again where it was, or a
+    # weak peak's hand, for the same check to keep as the second hand (`SegmenterConfig.revisit_lost_hands`)
+    second_candidates: tuple[HandDetection, ...] = ()
 
     @property
     def found(self) -> bool:

@@ -117,12 +117,14 @@ def learned_hand(
     c_xyz: np.ndarray,
     taken: list[HandDetection],
     others_uv: list[tuple[float, float]] | None = None,
+    grow_mm: float | None = None,
 ) -> HandDetection | None:
     """Full-resolution mask inside the cube-sized ROI around a peak, and its centre of mass.
 
     `others_uv`: frame pixels of the frame's other hand peaks. The cube around one hand often holds the
     other hand of the pair, and the detector's mask covers it too: a piece of the mask that holds another
-    peak and not this one is that hand's, and is left out (`split_at_peaks`)."""
+    peak and not this one is that hand's, and is left out (`split_at_peaks`). `grow_mm`: how far the mask
+    grows (default `mask_grow_mm`)."""
     H, W = depth.shape
     half = cfg.known_cube_mm / 2.0
     z = float(c_xyz[2])
@@ -165,13 +167,14 @@ def learned_hand(
     band8 = m8
     m8 = cv2.bitwise_and(m8, cv2.compare(logits, cfg.mask_logit_threshold, cv2.CMP_GT))
     core8 = m8  # the palm anchor below stays on the detector's own mask (growth reaches the forearm)
-    if cfg.mask_grow_mm > 0:
+    grow_mm = cfg.mask_grow_mm if grow_mm is None else float(grow_mm)
+    if grow_mm > 0:
         m8 = grow_mask(
             m8,
             band8,
             vals,
             logits,
-            round(cfg.mask_grow_mm * intr.fx / z),
+            round(grow_mm * intr.fx / z),
             cfg.mask_grow_jump_mm,
             cfg.mask_grow_logit,
         )

@@ -13,7 +13,10 @@
   detector's weak peaks and keeps what they vouch for (scoring.py).
   While tracking, a peak far behind the tracked hand loses confidence (tracking.jump_score); a first hand
   whose mask is as convex as a jar or box gives way to a hand-shaped peak beside it (`_prefer_hand_shape`):
-  over a table the detector also fires on the objects there.
+  over a table the detector also fires on the objects there. Where a second hand has room, the hands the
+  detector does not vouch for are cut as candidates (`_second_candidates`: a lost hand of the previous
+  two-hand frame where it was, the weak peaks' hands) for the preprocess stage's second-hand check to keep
+  or refuse (`Segmentation.second_candidates`).
 - Classic path: candidates on a low-resolution view (candidates.py), scored and chosen (scoring.py), the
   chosen ones refined at full resolution (refine.py); with `prev`, around the previous hands first
   (tracking.py).
@@ -88,22 +91,29 @@ class HandSegmenter:
         prev: Segmentation | None = None,
         known_com_uvd: np.ndarray | None = None,
         alternatives: bool = False,
+        weak_seconds: bool = True,
     ) -> Segmentation:
         """Segment the hand(s). `prev`: last frame's result (its hands are preferred when near);
         `known_com_uvd`: a dataset-given centre (u, v, d mm): the hand is what lies inside the cube around it;
-        `alternatives`: also cut the other detector peaks when not tracking (`Segmentation.alternatives`)."""
+        `alternatives`: also cut the other detector peaks when not tracking (`Segmentation.alternatives`);
+        `weak_seconds`: the weak peaks' hands among the second-hand candidates (the lost hands always)."""
         if depth_mm is None or (isinstance(depth_mm, np.ndarray) and depth_mm.size == 0):
             return Segmentation(reason="empty frame")
         depth = check_depth(depth_mm, intr)
         if known_com_uvd is not None:
             return self._segment_known(depth, intr, known_com_uvd)
         if self.detector is not None:
-            return self._segment_learned(depth, intr, prev, alternatives)
+            return self._segment_learned(depth, intr, prev, alternatives, weak_seconds)
         return self._segment_search(depth, intr, prev)
 
     # ------------------------------------------------------------------ learned
     def _segment_learned(
-        self, depth: np.ndarray, intr: CameraIntrinsics, prev: Segmentation | None, alternatives: bool = False
+        self,
+        depth: np.ndarray,
+        intr: CameraIntrinsics,
+        prev: Segmentation | None,
+        alternatives: bool = False,
+        weak_seconds: bool = True,
     ) -> Segmentation:
         """Heatmap peaks -> robust depth -> ROI mask (predicted mask AND depth band) -> CoM; where the
         detector's peaks make no hand, the rescue detector's (if any), then the classic fallback."""
@@ -118,11 +128,18 @@ class HandSegmenter:
         if not ((x >= lo_m) & (x <= hi_m)).any():
             return Segmentation(reason="nothing in range")
         alternatives = alternatives and not previous_centres(prev)
-        seg = self._learned_hands(det, out, depth, intr, prev, alternatives)
+        seg = self._learned_hands(det, out, depth, intr, prev, alternatives, weak_seconds=weak_seconds)
         if seg is None and self.rescue is not None:
             second = self.rescue.run(depth, cfg.max_valid_depth_mm)
             seg = self._learned_hands(
-                self.rescue, second, depth, intr, prev, alternatives, cfg.rescue_presence_threshold
+                self.rescue,
+                second,
+                depth,
+                intr,
+                prev,
+                alternatives,
+                cfg.rescue_presence_threshold,
+                weak_seconds,
             )
             if seg is not None:
                 seg = replace(seg, debug={**seg.debug, "rescue": True})
@@ -139,9 +156,11 @@ class HandSegmenter:
         prev: Segmentation | None,
         alternatives: bool,
         presence: float | None = None,
+        weak_seconds: bool = True,
     ) -> Segmentation | None:
         """The hands `det`'s output `out` gives (its peaks, tracking, the shape rules), or None when no
-        peak makes a hand; `presence`: the first hand's threshold (default `presence_threshold`)."""
+        peak makes a hand; `presence`: the first hand's threshold (default `presence_threshold`);
+        `weak_seconds`: see `segment`."""
         cfg = self.config
         presence = cfg.presence_threshold if presence is None else presence
         lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
@@ -206,7 +225,98 @@ class HandSegmenter:
             return None
         hands, doubted = self._prefer_hand_shape(det, depth, intr, out, peaks, hands, from_behind)
         alts = self._alternatives(det, depth, intr, out, hands) if alternatives else ()
-        return Segmentation(hands=tuple(hands), alternatives=alts, doubted=doubted)
+        seconds = self._second_candidates(det, depth, intr, out, prev, hands, weak_seconds)
+        return Segmentation(hands=tuple(hands), alternatives=alts, doubted=doubted, second_candidates=seconds)
+
+    def _second_candidates(
+        self,
+        det: HandDetector,
+        depth: np.ndarray,
+        intr: CameraIntrinsics,
+        out: DetectorOutput,
+        prev: Segmentation | None,
+        hands: list[HandDetection],
+        weak: bool = True,
+    ) -> tuple[HandDetection, ...]:
+        """Where a second hand has room: the lost hands of the previous two-hand frame cut again where they
+        were (`_revisit`), then (`weak`) the hands of the weak peaks no rule took (>= `second_candidate_presence`;
+        a peak more than 50 mm beyond `weak_second_max_depth_gap_mm` from the first hand in depth is not cut),
+        at most `max_second_candidates`, each 80 mm from every hand and within
+        `weak_second_max_depth_gap_mm` of the first in depth. Whether one is a hand is for the caller's check
+        to say: the detector does not vouch for them."""
+        cfg = self.config
+        n = int(cfg.max_second_candidates)
+        if not hands or len(hands) >= cfg.max_hands or n < 1:
+            return ()
+        found: list[HandDetection] = []
+
+        def take(h: HandDetection | None) -> bool:
+            if h is None or any(np.linalg.norm(h.com_xyz_mm - o.com_xyz_mm) < 80.0 for o in (*hands, *found)):
+                return False
+            if abs(float(h.com_xyz_mm[2] - hands[0].com_xyz_mm[2])) > cfg.weak_second_max_depth_gap_mm:
+                return False
+            found.append(h)
+            return len(found) >= n
+
+        own = [(float(h.com_uvd[0]), float(h.com_uvd[1])) for h in hands]
+        grow = cfg.second_candidate_grow_mm
+        if cfg.revisit_lost_hands:
+            for c_xyz, peak in self._revisit(depth, intr, out, prev, hands):
+                if take(learned_hand(cfg, depth, intr, out, peak, c_xyz, hands, own, grow)):
+                    return tuple(found)
+        if weak and cfg.second_candidate_presence > 0:
+            lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
+            snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
+            for pk in det.peaks(out, cfg.second_candidate_presence, cfg.max_hands + 2 + n):
+                d_mm = peak_depth(out, pk.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
+                if not d_mm > 0:
+                    continue
+                c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
+                if any(np.linalg.norm(c_xyz - o.com_xyz_mm) < 80.0 for o in (*hands, *found)):
+                    continue  # a hand's own peak
+                if abs(float(c_xyz[2] - hands[0].com_xyz_mm[2])) > cfg.weak_second_max_depth_gap_mm + 50.0:
+                    continue  # its hand would lie too far behind or before the first: spare the cut
+                if take(learned_hand(cfg, depth, intr, out, pk.score, c_xyz, hands, own, grow)):
+                    break
+        return tuple(found)
+
+    def _revisit(
+        self,
+        depth: np.ndarray,
+        intr: CameraIntrinsics,
+        out: DetectorOutput,
+        prev: Segmentation | None,
+        hands: list[HandDetection],
+    ) -> list[tuple[np.ndarray, float]]:
+        """(surface point mm, heatmap there) of each hand of the previous two-hand frame that none of
+        `hands` lies near (`track_radius_mm`): where to cut it again. The surface point is the median of the
+        measured depths within `hand_depth_snap_mm` of its old surface depth, within 20 mm of its old centre
+        in the image; none where nothing is measured there. MediaPipe's tracker likewise looks again where
+        the previous frame's hand was, and keeps it while its landmark model still calls it a hand."""
+        cfg = self.config
+        if prev is None or len(prev.hands) < 2:
+            return []
+        H, W = depth.shape
+        hm = out.heatmap
+        places = []
+        for p in prev.hands:
+            if any(np.linalg.norm(p.com_xyz_mm - h.com_xyz_mm) < cfg.track_radius_mm for h in hands):
+                continue
+            u, v, d = (float(x) for x in p.com_uvd)
+            z = d * d / (d + cfg.com_depth_offset_mm)  # back from the centre to the surface it came from
+            iu, iv = round(u), round(v)
+            if not (0 <= iu < W and 0 <= iv < H):
+                continue
+            r = max(1, round(20.0 * intr.fx / z))
+            win = depth[max(iv - r, 0) : iv + r + 1, max(iu - r, 0) : iu + r + 1].astype(np.float32)
+            near = win[(win > 0) & (np.abs(win - z) <= cfg.hand_depth_snap_mm)]
+            if near.size == 0:
+                continue
+            cu, cv = out.geometry.frame_to_cell(u, v)
+            ci, cj = int(np.clip(round(cv), 0, hm.shape[0] - 1)), int(np.clip(round(cu), 0, hm.shape[1] - 1))
+            peak = float(hm[max(ci - 1, 0) : ci + 2, max(cj - 1, 0) : cj + 2].max())
+            places.append((uvd_to_xyz(np.array([u, v, float(np.median(near))]), intr), peak))
+        return places
 
     def _none_found(
         self,
