@@ -687,12 +687,24 @@ def _assemble(
     cube = float(cube_mm or pre.get("cube_mm") or 250.0)
     check = None
     if presence and pose_e is not None:
-        from .hands.presence import DOUBTED_P_HAND, PresenceCheck
+        import engines as engines_pkg
+
+        from .hands.presence import DOUBTED_P_HAND, SECOND_P_HAND, PresenceCheck
 
         pe = _helper_engine("presence", backend, warmup)
         loaded = [*loaded, pe]  # closed with the pipeline's engines
-        # a set-aside first hand is looked at only where a second hand has room
-        check = PresenceCheck(pe, doubted_p_hand=DOUBTED_P_HAND if max_hands > 1 else None)
+        # a set-aside first hand or a second-hand candidate is looked at only where a second hand has room;
+        # candidates by the second-hand check's own engine where shipped, else by the presence engine
+        two = max_hands > 1
+        has_second = two and "presence_second" in engines_pkg.shipped_engines()
+        second = _helper_engine("presence_second", backend, warmup) if has_second else None
+        loaded += [second] if second is not None else []
+        check = PresenceCheck(
+            pe,
+            doubted_p_hand=DOUBTED_P_HAND if two else None,
+            second_p_hand=SECOND_P_HAND if two else None,
+            second_engine=second,
+        )
     stages: list = [PreprocessStage(cube_mm=cube, crop_size=crop_size, presence=check)]
     for name, cls, e in chosen:
         label = _stage_label(name, cls)

@@ -135,11 +135,17 @@ class PreprocessStage(Stage):
         self._prev = None
         self._lost: tuple = ()  # hands of two-hand frames missed since (segment.tracking.lost_hands)
         self._track = None  # the first hand's running presence (PresenceCheck.track_floor)
+        # frames since the last with two hands (None: none yet) and since the last reset: when to cut the weak
+        # peaks' second-hand candidates (SegmenterConfig.weak_second_every, weak_second_recent_frames)
+        self._since_two: int | None = None
+        self._frames = 0
 
     def reset(self) -> None:
         self._prev = None
         self._lost = ()
         self._track = None
+        self._since_two = None
+        self._frames = 0
 
     def run(self, st: FrameState) -> None:
         from .preprocess import crop_cube
@@ -154,6 +160,10 @@ class PreprocessStage(Stage):
         cfg = self.segmenter.config
         check = self.presence
         ask = {"alternatives": True} if check is not None else {}
+        recent = self._since_two is not None and self._since_two < cfg.weak_second_recent_frames
+        if not recent and self._frames % max(int(cfg.weak_second_every), 1):
+            ask["weak_seconds"] = False  # a one-hand stretch: the weak peaks' candidates now and then only
+        self._frames += 1
         prev = with_lost(self._prev, self._lost)
         seg = self.segmenter.segment(f.depth_mm, f.intrinsics, prev, **ask)
         crop = None
@@ -174,9 +184,18 @@ class PreprocessStage(Stage):
             )
             crop = cut[k] if k >= 0 else None
         if check is not None and check.doubted_p_hand is not None and len(seg.hands) == 1 and seg.doubted:
-            seg = self._keep_doubted(f, seg, check)
+            seg = self._keep_second(f, seg, seg.doubted[0], check.keeps_doubted)
+        if check is not None and check.second_p_hand is not None and len(seg.hands) == 1:
+            for cand in seg.second_candidates:
+                seg = self._keep_second(f, seg, cand, check.keeps_second)
+                if len(seg.hands) > 1:
+                    break
         if cfg.lost_hand_frames > 0:
             self._lost = lost_hands(self._prev, self._lost, seg, cfg.track_radius_mm, cfg.lost_hand_frames)
+        if len(seg.hands) > 1:
+            self._since_two = 0
+        elif self._since_two is not None:
+            self._since_two += 1
         st.segmentation = seg
         if not seg.found:
             self._prev = None
@@ -201,14 +220,15 @@ class PreprocessStage(Stage):
                 return
         st.crop = crop
 
-    def _keep_doubted(self, f, seg, check):
-        """`seg` with its set-aside first hand (`Segmentation.doubted`: as convex as a jar, or a fist) as
-        the second hand when the presence check calls its crop a hand."""
+    def _keep_second(self, f, seg, d, keeps):
+        """`seg` with `d` as its second hand when `keeps` (a presence check's test) calls its crop a hand:
+        a first hand set aside as convex as a jar (`Segmentation.doubted`: a fist is as convex), or a
+        candidate the detector does not vouch for (`Segmentation.second_candidates`)."""
         from dataclasses import replace
 
         from .preprocess import crop_cube
 
-        d, first = seg.doubted[0], seg.hands[0]
+        first = seg.hands[0]
         if np.linalg.norm(d.com_xyz_mm - first.com_xyz_mm) < 80.0:
             return seg  # the presence check chose a first hand beside it
         if (
@@ -217,7 +237,7 @@ class PreprocessStage(Stage):
         ):
             return seg  # one user's hands lie within this of each other in depth; a jar behind need not
         c = crop_cube(f.depth_mm, f.intrinsics, d.com_xyz_mm, self.cube_mm, self.crop_size, d.mask)
-        if not np.any(c.depth < 1.0) or not check.keeps_doubted(c.depth):
+        if not np.any(c.depth < 1.0) or not keeps(c.depth):
             return seg
         return replace(seg, hands=(*seg.hands, d))
 

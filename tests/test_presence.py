@@ -172,7 +172,9 @@ def test_a_fist_set_aside_as_an_object_becomes_the_second_hand():
     from train.handedness.evaluate import _palm
 
     engine = _engines().load_engine("presence", backend="onnxruntime", threads=1)
-    check, never = PresenceCheck(engine), PresenceCheck(engine, doubted_p_hand=None)
+    # the second-hand candidates off: this is the set-aside hand's rule alone (tests/test_second_candidates.py)
+    check = PresenceCheck(engine, second_p_hand=None)
+    never = PresenceCheck(engine, doubted_p_hand=None, second_p_hand=None)
     seg = HandSegmenter()
     for k in FIST_SET_ASIDE:
         s = HandSynthesizer(SceneConfig(camera=CAM, color=False, two_hands=True), 5151).sample_at(k)

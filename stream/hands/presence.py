@@ -66,6 +66,16 @@ from .odds import log_odds
 # 0.99 in independent egocentric frames lay 200 mm behind the hand (BENCHMARKS.md, "Second hands that no
 # longer pass through the first; a fist set aside as an object")
 DOUBTED_P_HAND = 0.95
+# A second-hand candidate the detector does not vouch for (`Segmentation.second_candidates`: a lost hand of
+# the previous two-hand frame cut again where it was, or a weak peak's hand) becomes the second hand when
+# P(hand) on its crop is at least this, by the "presence_second" engine (the presence engine fine-tuned on
+# such candidates: ROC AUC 0.876 on their validation crops, the presence engine's own 0.804). Chosen on the
+# two-hand tuning sequences (seeds 4242, 5151, 7373, 8484; weak peaks cut on every frame) against the second
+# hands reported off every hand in one-hand tuning sequences (egocentric 9200 / 9400, desk 9300 / 9500,
+# frontal 4242): at 0.8 / 0.9 / 0.95 both hands were drawn in 81.3 / 81.2 / 81.0 % of the frames (78.5 %
+# without candidates) for 234 / 226 / 221 such frames of 2 400 (211 without). A user with one hand sees the
+# phantoms; the gains differ by 4 frames (BENCHMARKS.md, "Second hands the detector barely sees")
+SECOND_P_HAND = 0.95
 
 
 class TrackPresence:
@@ -106,6 +116,8 @@ class PresenceCheck:
         track_every: int = 6,
         track_peak_weight: float = 5.0,
         doubted_p_hand: float | None = DOUBTED_P_HAND,
+        second_p_hand: float | None = SECOND_P_HAND,
+        second_engine=None,
     ) -> None:
         """`engine`: the shipped "presence" engine (or one with the same contract); `peak_weight`: how much a
         detector peak counts against the presence log-odds (a peak 0.1 higher is worth 2.5 units at 25);
@@ -117,7 +129,10 @@ class PresenceCheck:
         `track_peak_weight`: the detector peak's weight in that score. Without the floor a track started on a
         cup or a box keeps it for as long as it is in view. `doubted_p_hand`: the P(hand) at which a first
         hand the segmenter set aside as convex as a jar (`Segmentation.doubted`) becomes the second hand
-        (None: never; see DOUBTED_P_HAND)."""
+        (None: never; see DOUBTED_P_HAND); `second_p_hand`: the same for a second-hand candidate the
+        detector does not vouch for (`Segmentation.second_candidates`; see SECOND_P_HAND), judged by
+        `second_engine` when given (the shipped "presence_second": the same network trained on such
+        candidates), else by `engine`."""
         self.engine = engine
         self.peak_weight = float(peak_weight)
         self.margin = float(margin)
@@ -127,9 +142,11 @@ class PresenceCheck:
         self.track_every = TrackPresence(track_every).every  # checked there, where it is used
         self.track_peak_weight = float(track_peak_weight)
         self.doubted_p_hand = None if doubted_p_hand is None else float(doubted_p_hand)
+        self.second_p_hand = None if second_p_hand is None else float(second_p_hand)
         self._out = engine.output_names[0]
         pre = dict(getattr(engine.manifest, "preprocessing", {}) or {})
         self.size = int(pre.get("crop_size") or 64)
+        self.second_engine = second_engine
 
     def track_score(self, depth: np.ndarray, peak: float) -> float:
         """A tracked hand's score this frame: log-odds of P(hand) on its crop plus `track_peak_weight` x its
@@ -141,19 +158,25 @@ class PresenceCheck:
         """A new track's running presence, checked at this check's `track_every`."""
         return TrackPresence(self.track_every)
 
-    def p_hand(self, depth: np.ndarray) -> float:
-        """P(hand) of one normalized (S, S) crop (resized to the engine's size when it differs)."""
+    def p_hand(self, depth: np.ndarray, engine=None) -> float:
+        """P(hand) of one normalized (S, S) crop (resized to the engine's size when it differs), by `engine`
+        (default this check's own; another must read the same crop size)."""
         x = depth
         if x.shape[0] != self.size:
             import cv2
 
             x = cv2.resize(x, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
-        out = self.engine.infer(np.ascontiguousarray(x, np.float32).reshape(1, 1, self.size, self.size))
-        return float(np.asarray(out[self._out]).flat[0])
+        e = engine or self.engine
+        out = e.infer(np.ascontiguousarray(x, np.float32).reshape(1, 1, self.size, self.size))
+        return float(np.asarray(out[self._out if e is self.engine else e.output_names[0]]).flat[0])
 
     def keeps_doubted(self, depth: np.ndarray) -> bool:
         """Whether a set-aside first hand (`Segmentation.doubted`) with this crop is a hand after all."""
         return self.doubted_p_hand is not None and self.p_hand(depth) >= self.doubted_p_hand
+
+    def keeps_second(self, depth: np.ndarray) -> bool:
+        """Whether a second-hand candidate (`Segmentation.second_candidates`) with this crop is a hand."""
+        return self.second_p_hand is not None and self.p_hand(depth, self.second_engine) >= self.second_p_hand
 
     def score(self, p_hand: float, peak: float) -> float:
         """The candidate's score: log-odds of P(hand) plus `peak_weight` x its detector peak."""

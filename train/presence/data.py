@@ -56,6 +56,16 @@ class PresenceCrops:
         )
 
     @classmethod
+    def concat(cls, sets: list[PresenceCrops]) -> PresenceCrops:
+        """Several sets as one (frame indices stay each set's own)."""
+        return cls(
+            *(
+                np.concatenate([getattr(c, k) for c in sets])
+                for k in ("depth", "hand", "peak", "frame", "kind")
+            )
+        )
+
+    @classmethod
     def load(cls, path: str | Path) -> PresenceCrops:
         z = np.load(path)
         return cls(z["depth"], z["hand"], z["peak"], z["frame"], z["kind"])
@@ -232,6 +242,91 @@ def tracked_crops(
     return PresenceCrops.from_lists(depth, hand, peak, frame, kind, size)
 
 
+def second_crops(
+    n_frames: int,
+    seed: int,
+    two_share: float = 0.5,
+    other_mm: float = 80.0,
+    seq_len: int = 60,
+    progress: bool = False,
+) -> PresenceCrops:
+    """Labelled crops of the second-hand candidates the segmenter offers where a second hand has room
+    (`Segmentation.second_candidates`: a lost hand of the previous two-hand frame cut again where it was, the
+    hands of weak peaks): generator sequences of every kind in KINDS, `two_share` of them with two hands,
+    through the preprocess stage as the two-hand pipeline runs it, every candidate of every frame (up to
+    three a frame, from peaks >= 0.1, more than the runtime asks for). Labelled as `tracked_crops` labels:
+    a hand where the candidate's centre lies on a hand the segmenter's rules did not find, not a hand where
+    it is `other_mm` from every joint; a candidate on a hand already found (two centres on one hand) and
+    one between the two is left out. These crops are unlike a new track's candidates or a tracked hand: a
+    second hand the detector barely sees is often cut by the image's border or half hidden by the other, and
+    the weak peaks of one-hand scenes lie on boxes, slabs and forearms."""
+    from dataclasses import replace
+
+    import engines
+    from stream.frames import KNOWN_CAMERAS, RGBDFrame
+    from stream.hands.presence import PresenceCheck
+    from stream.preprocess import HandSegmenter, SegmenterConfig, crop_cube
+    from stream.stages import FrameState, PreprocessStage
+    from train.eval_segmentation import _Alone
+    from train.eval_synthetic import on_hand, scene_frames, truth_hands
+
+    cube, size = pose_crop_geometry()
+    check = PresenceCheck(engines.load_engine("presence", backend="onnxruntime", threads=1))
+    seg = HandSegmenter(replace(SegmenterConfig(), max_second_candidates=3, second_candidate_presence=0.1))
+    pre = PreprocessStage(cube_mm=cube, crop_size=size, segmenter=seg, presence=check)
+    cam = "d435_320x240"
+    alone = _Alone(KNOWN_CAMERAS[cam])
+    rng = np.random.default_rng([seed, 17])
+    shares = np.array([p for _, p in KINDS])
+    depth, hand, peak, frame, kind = [], [], [], [], []
+    n = seq = 0
+    while n < n_frames:
+        ki = int(rng.choice(len(KINDS), p=shares / shares.sum()))
+        two = bool(rng.random() < two_share)
+        length = min(seq_len, n_frames - n)
+        pre.reset()
+        for _, s in scene_frames(KINDS[ki][0], length, seed * 1000 + seq, cam, two, length):
+            f = s.frame
+            st = FrameState(
+                RGBDFrame(index=n, timestamp_ms=0.0, depth_mm=f.depth_mm, intrinsics=f.intrinsics)
+            )
+            pre.run(st)
+            got = st.segmentation
+            if got is not None and got.second_candidates:
+                truth = truth_hands(s, alone)
+                ruled = [h for h in got.hands if not any(h is c for c in got.second_candidates)]
+                taken = {
+                    i for i, t in enumerate(truth) for h in ruled if on_hand(h.com_xyz_mm, t, f.intrinsics)
+                }
+                for h in got.second_candidates:
+                    on = [i for i, t in enumerate(truth) if on_hand(h.com_xyz_mm, t, f.intrinsics)]
+                    if on:
+                        if set(on) & taken:
+                            continue
+                        label = 1
+                    elif all(
+                        np.linalg.norm(t.joints_xyz_mm - h.com_xyz_mm, axis=1).min() > other_mm for t in truth
+                    ):
+                        label = 0
+                    else:
+                        continue
+                    c = crop_cube(f.depth_mm, f.intrinsics, h.com_xyz_mm, cube, size, h.mask)
+                    if not np.any(c.depth < 1.0):
+                        continue
+                    depth.append(c.depth.astype(np.float16))
+                    hand.append(label)
+                    peak.append(float(h.confidence))
+                    frame.append(n)
+                    kind.append(ki)
+            n += 1
+        seq += 1
+        if progress:
+            print(
+                f"  {n}/{n_frames} frames, {len(hand)} crops, {len(hand) - sum(hand)} not hands", flush=True
+            )
+    return PresenceCrops.from_lists(depth, hand, peak, frame, kind, size)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -249,8 +344,17 @@ def main(argv: list[str] | None = None) -> int:
         help="crops of the hand the runtime tracks through generator sequences (tracked_crops), not a new "
         "track's candidates; --empty-share is then the share of sequences with no hand in view",
     )
+    ap.add_argument(
+        "--second",
+        action="store_true",
+        help="crops of the second-hand candidates through generator sequences, half of them with two hands "
+        "(second_crops)",
+    )
+    ap.add_argument("--two-share", type=float, default=0.5, help="--second: share of two-hand sequences")
     args = ap.parse_args(argv)
-    if args.tracked:
+    if args.second:
+        crops = second_crops(args.frames, args.seed, args.two_share, progress=True)
+    elif args.tracked:
         crops = tracked_crops(args.frames, args.seed, args.empty_share, progress=True)
     else:
         crops = make_crops(

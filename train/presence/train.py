@@ -3,7 +3,7 @@ its silhouette's major axis, four stride-2 convolutions, one linear layer) from 
 normalized depth crop to P(hand).
 
     python -m train.presence.train --train CROPS.npz --test CROPS.npz --out DIR [--minutes 10]
-    python -m train.presence.train --ship DIR/presence.pt --test CROPS.npz --out engines/default
+    python -m train.presence.train --ship DIR/presence.pt --test CROPS.npz --out engines/default [--name N]
 
 Batches are drawn class-balanced (about one crop in eight is not a hand) and mirrored at random (a
 mirrored hand is still a hand). One thread, a time budget, a checkpoint after every epoch (resumable).
@@ -69,7 +69,7 @@ def train(args) -> int:
     torch.manual_seed(0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = PresenceCrops.load(args.train)
+    data = PresenceCrops.concat([PresenceCrops.load(p) for p in args.train.split(",")])
     test = PresenceCrops.load(args.test)
     # class-balanced draws: each crop's chance is 1 / its class's count
     hands = int(data.hand.sum())
@@ -87,8 +87,11 @@ def train(args) -> int:
             f"{rep['accuracy_not_hands']:.4f}) auc {rep['auc']:.4f} (peak {rep['auc_detector_peak']:.4f})"
         )
 
+    model = create_model(args.width)
+    if args.init:
+        load_exported(model, args.init)
     train_loop(
-        create_model(args.width),
+        model,
         data.depth,
         data.hand,
         out / "presence.pt",
@@ -101,6 +104,42 @@ def train(args) -> int:
         extra={"width": args.width, "config": {k: v for k, v in vars(args).items() if k != "func"}},
     )
     return 0
+
+
+def load_exported(model, onnx_path: str) -> None:
+    """Start `model` from an exported engine's weights (its .onnx): the export folded each batch norm into
+    the convolution before it, so the convolutions take the folded weights and the batch norms become
+    identities that stay so while training (always in eval mode, running statistics 0 and 1 - eps). A model
+    fine-tuned from a shipped engine then exports to the same graph."""
+    import types
+
+    import onnx
+    import torch
+    from onnx import numpy_helper
+    from torch import nn
+
+    g = onnx.load(onnx_path).graph
+    consumers = {i: n.op_type for n in g.node for i in n.input}
+    conv = [numpy_helper.to_array(t) for t in g.initializer if consumers.get(t.name) == "Conv"]
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if len(conv) != 2 * len(convs):
+        raise ValueError(f"{onnx_path}: {len(conv) // 2} convolutions, the model has {len(convs)}")
+    with torch.no_grad():
+        for m, w, b in zip(convs, conv[0::2], conv[1::2], strict=True):
+            m.weight.copy_(torch.from_numpy(np.array(w)))
+            m.bias.copy_(torch.from_numpy(np.array(b)))
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+                m.running_mean.zero_()
+                m.running_var.fill_(1.0 - m.eps)
+                m.weight.requires_grad_(False)
+                m.bias.requires_grad_(False)
+                m.train = types.MethodType(lambda self, mode=True: nn.Module.train(self, False), m)
+        model.head.weight.copy_(torch.from_numpy(np.array(inits["head.weight"])))
+        model.head.bias.copy_(torch.from_numpy(np.array(inits["head.bias"])))
 
 
 def ship(args) -> int:
@@ -119,7 +158,7 @@ def ship(args) -> int:
     export_onnx(
         model,
         Path(args.out),
-        "presence",
+        args.name,
         (1, 1, 64, 64),
         {
             "version": "0.1.0",
@@ -137,7 +176,8 @@ def ship(args) -> int:
                 "epoch": ck["epoch"],
                 "train_s": round(ck["train_s"], 1),
                 "config": ck["config"],
-                "data": "train.presence.data: detector candidates in generator frames (frontal, egocentric, "
+                "data": args.data
+                or "train.presence.data: detector candidates in generator frames (frontal, egocentric, "
                 "desk; a quarter with two hands), subjects 1000+",
             },
             "metrics": {"validation_crops": rep},
@@ -151,15 +191,24 @@ def ship(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train", help="training crops (.npz from train.presence.data)")
+    ap.add_argument(
+        "--train", help="training crops (.npz from train.presence.data; several: comma-separated)"
+    )
     ap.add_argument("--test", required=True, help="validation crops")
     ap.add_argument("--out", required=True, help="checkpoint folder (training) or engine folder (--ship)")
     ap.add_argument("--ship", help="export this checkpoint instead of training")
+    ap.add_argument(
+        "--name",
+        default="presence",
+        help="the exported engine's name (presence_second: the second-hand check)",
+    )
+    ap.add_argument("--data", help="the manifest's description of the training crops (--ship)")
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--epoch-crops", type=int, default=8192, help="class-balanced draws per epoch")
+    ap.add_argument("--init", help="start from an exported engine's weights (.onnx; load_exported)")
     args = ap.parse_args(argv)
     return ship(args) if args.ship else train(args)
 
