@@ -172,6 +172,66 @@ def make_crops(
     return PresenceCrops.from_lists(depth, hand, peak, frame, kind, size)
 
 
+def _label(com_xyz: np.ndarray, truth: list, intr, other_mm: float) -> int | None:
+    """A crop centred at `com_xyz` is a hand (1) where `handstream eval synthetic` says a result there is on
+    a hand (its centre near one of the hand's visible pixels: a hand holding a cup counts), not a hand (0)
+    where it also lies `other_mm` from every joint, and left out (None) between the two."""
+    from train.eval_synthetic import on_hand
+
+    if any(on_hand(com_xyz, t, intr) for t in truth):
+        return 1
+    if all(np.linalg.norm(t.joints_xyz_mm - com_xyz, axis=1).min() > other_mm for t in truth):
+        return 0
+    return None
+
+
+def _through_stage(
+    pre, n_frames: int, seed: int, seq_len: int, rng, draw, crops_of, progress: bool, size: int
+):
+    """Crops of generator sequences run through the preprocess stage `pre` as the pipeline runs it:
+    `draw(rng)` gives each sequence's (index into KINDS, two hands?, hands in view?), and `crops_of(st,
+    sample, truth)` the (crop depth, label, peak) of one frame after `pre.run` (`truth()` gives the frame's
+    labelled hands)."""
+    from stream.frames import KNOWN_CAMERAS, RGBDFrame
+    from stream.stages import FrameState
+    from train.eval_segmentation import _Alone
+    from train.eval_synthetic import scene_frames, truth_hands
+
+    cam = "d435_320x240"
+    alone = _Alone(KNOWN_CAMERAS[cam])
+    depth, hand, peak, frame, kind = [], [], [], [], []
+    n = seq = 0
+    while n < n_frames:
+        ki, two, seen = draw(rng)
+        length = min(seq_len, n_frames - n)
+        pre.reset()
+        for _, s in scene_frames(KINDS[ki][0], length, seed * 1000 + seq, cam, two, length, seen):
+            f = s.frame
+            st = FrameState(
+                RGBDFrame(index=n, timestamp_ms=0.0, depth_mm=f.depth_mm, intrinsics=f.intrinsics)
+            )
+            pre.run(st)
+            for d, label, pk in crops_of(st, s, lambda s=s: truth_hands(s, alone)):
+                depth.append(d.astype(np.float16))
+                hand.append(label)
+                peak.append(pk)
+                frame.append(n)
+                kind.append(ki)
+            n += 1
+        seq += 1
+        if progress:
+            print(
+                f"  {n}/{n_frames} frames, {len(hand)} crops, {len(hand) - sum(hand)} not hands", flush=True
+            )
+    return PresenceCrops.from_lists(depth, hand, peak, frame, kind, size)
+
+
+def _kind(rng) -> int:
+    """A sequence's scene kind, an index into KINDS drawn with their shares."""
+    shares = np.array([p for _, p in KINDS])
+    return int(rng.choice(len(KINDS), p=shares / shares.sum()))
+
+
 def tracked_crops(
     n_frames: int,
     seed: int,
@@ -182,64 +242,33 @@ def tracked_crops(
 ) -> PresenceCrops:
     """Labelled crops of the hand the runtime *tracks*: generator sequences of every kind in KINDS (the
     hands out of view in `empty_share` of them) through the preprocess stage as the pipeline runs it
-    (tracking on, the presence check choosing a new track's hand), one crop a frame where it reports a hand.
-    A crop is a hand where `handstream eval synthetic` says the result is on a hand (its centre near one of
-    the hand's visible pixels: a hand holding a cup counts), not a hand where its centre is also `other_mm`
-    from every joint; between the two it is left out. The candidates of `make_crops` are new tracks' first
-    frames; these are what a tracked hand's crop looks like frame after frame, including the objects a track
-    started on and kept, which a check of tracked hands must refuse."""
+    (tracking on, the presence check choosing a new track's hand), one crop a frame where it reports a hand,
+    labelled by `_label`. The candidates of `make_crops` are new tracks' first frames; these are what a
+    tracked hand's crop looks like frame after frame, including the objects a track started on and kept,
+    which a check of tracked hands must refuse."""
     import engines
-    from stream.frames import KNOWN_CAMERAS, RGBDFrame
     from stream.hands.presence import PresenceCheck
     from stream.preprocess import HandSegmenter
-    from stream.stages import FrameState, PreprocessStage
-    from train.eval_segmentation import _Alone
-    from train.eval_synthetic import on_hand, scene_frames, truth_hands
+    from stream.stages import PreprocessStage
 
     cube, size = pose_crop_geometry()
     # no floor on a track's presence: the crops are what tracking keeps without one (the objects a floor is to
     # refuse among them); the shipped engine's were made with the engine before it choosing new tracks
     check = PresenceCheck(engines.load_engine("presence", backend="onnxruntime", threads=1), track_floor=None)
     pre = PreprocessStage(cube_mm=cube, crop_size=size, segmenter=HandSegmenter(), presence=check)
-    cam = "d435_320x240"
-    alone = _Alone(KNOWN_CAMERAS[cam])
+
+    def draw(rng) -> tuple[int, bool, bool]:
+        ki = _kind(rng)
+        return ki, False, not (empty_share > 0.0 and rng.random() < empty_share)
+
+    def crops_of(st, s, truth) -> list:
+        if st.crop is None:
+            return []
+        label = _label(st.detection.com_xyz_mm, truth(), s.frame.intrinsics, other_mm)
+        return [] if label is None else [(st.crop.depth, label, float(st.detection.confidence))]
+
     rng = np.random.default_rng([seed, 13])
-    shares = np.array([p for _, p in KINDS])
-    depth, hand, peak, frame, kind = [], [], [], [], []
-    n = 0
-    seq = 0
-    while n < n_frames:
-        ki = int(rng.choice(len(KINDS), p=shares / shares.sum()))
-        seen = not (empty_share > 0.0 and rng.random() < empty_share)
-        length = min(seq_len, n_frames - n)
-        pre.reset()
-        for _, s in scene_frames(KINDS[ki][0], length, seed * 1000 + seq, cam, False, length, seen):
-            f = s.frame
-            st = FrameState(
-                RGBDFrame(index=n, timestamp_ms=0.0, depth_mm=f.depth_mm, intrinsics=f.intrinsics)
-            )
-            pre.run(st)
-            if st.crop is not None:
-                truth = truth_hands(s, alone)
-                com = st.detection.com_xyz_mm
-                label = None
-                if any(on_hand(com, t, f.intrinsics) for t in truth):
-                    label = 1
-                elif all(np.linalg.norm(t.joints_xyz_mm - com, axis=1).min() > other_mm for t in truth):
-                    label = 0
-                if label is not None:
-                    depth.append(st.crop.depth.astype(np.float16))
-                    hand.append(label)
-                    peak.append(float(st.detection.confidence))
-                    frame.append(n)
-                    kind.append(ki)
-            n += 1
-        seq += 1
-        if progress:
-            print(
-                f"  {n}/{n_frames} frames, {len(hand)} crops, {len(hand) - sum(hand)} not hands", flush=True
-            )
-    return PresenceCrops.from_lists(depth, hand, peak, frame, kind, size)
+    return _through_stage(pre, n_frames, seed, seq_len, rng, draw, crops_of, progress, size)
 
 
 def second_crops(
@@ -254,77 +283,47 @@ def second_crops(
     (`Segmentation.second_candidates`: a lost hand of the previous two-hand frame cut again where it was, the
     hands of weak peaks): generator sequences of every kind in KINDS, `two_share` of them with two hands,
     through the preprocess stage as the two-hand pipeline runs it, every candidate of every frame (up to
-    three a frame, from peaks >= 0.1, more than the runtime asks for). Labelled as `tracked_crops` labels:
-    a hand where the candidate's centre lies on a hand the segmenter's rules did not find, not a hand where
-    it is `other_mm` from every joint; a candidate on a hand already found (two centres on one hand) and
-    one between the two is left out. These crops are unlike a new track's candidates or a tracked hand: a
-    second hand the detector barely sees is often cut by the image's border or half hidden by the other, and
-    the weak peaks of one-hand scenes lie on boxes, slabs and forearms."""
+    three a frame, from peaks >= 0.1, more than the runtime asks for). Labelled by `_label`, and a candidate
+    on a hand the segmenter's rules found already (two centres on one hand) is left out. These crops are
+    unlike a new track's candidates or a tracked hand: a second hand the detector barely sees is often cut
+    by the image's border or half hidden by the other, and the weak peaks of one-hand scenes lie on boxes,
+    slabs and forearms."""
     from dataclasses import replace
 
     import engines
-    from stream.frames import KNOWN_CAMERAS, RGBDFrame
     from stream.hands.presence import PresenceCheck
     from stream.preprocess import HandSegmenter, SegmenterConfig, crop_cube
-    from stream.stages import FrameState, PreprocessStage
-    from train.eval_segmentation import _Alone
-    from train.eval_synthetic import on_hand, scene_frames, truth_hands
+    from stream.stages import PreprocessStage
+    from train.eval_synthetic import on_hand
 
     cube, size = pose_crop_geometry()
     check = PresenceCheck(engines.load_engine("presence", backend="onnxruntime", threads=1))
     seg = HandSegmenter(replace(SegmenterConfig(), max_second_candidates=3, second_candidate_presence=0.1))
     pre = PreprocessStage(cube_mm=cube, crop_size=size, segmenter=seg, presence=check)
-    cam = "d435_320x240"
-    alone = _Alone(KNOWN_CAMERAS[cam])
+
+    def draw(rng) -> tuple[int, bool, bool]:
+        ki = _kind(rng)
+        return ki, bool(rng.random() < two_share), True
+
+    def crops_of(st, s, truth) -> list:
+        got, f = st.segmentation, s.frame
+        if got is None or not got.second_candidates:
+            return []
+        hands = truth()
+        ruled = [h for h in got.hands if not any(h is c for c in got.second_candidates)]
+        taken = {i for i, t in enumerate(hands) for h in ruled if on_hand(h.com_xyz_mm, t, f.intrinsics)}
+        out = []
+        for h in got.second_candidates:
+            if any(i in taken for i, t in enumerate(hands) if on_hand(h.com_xyz_mm, t, f.intrinsics)):
+                continue
+            label = _label(h.com_xyz_mm, hands, f.intrinsics, other_mm)
+            c = crop_cube(f.depth_mm, f.intrinsics, h.com_xyz_mm, cube, size, h.mask)
+            if label is not None and np.any(c.depth < 1.0):
+                out.append((c.depth, label, float(h.confidence)))
+        return out
+
     rng = np.random.default_rng([seed, 17])
-    shares = np.array([p for _, p in KINDS])
-    depth, hand, peak, frame, kind = [], [], [], [], []
-    n = seq = 0
-    while n < n_frames:
-        ki = int(rng.choice(len(KINDS), p=shares / shares.sum()))
-        two = bool(rng.random() < two_share)
-        length = min(seq_len, n_frames - n)
-        pre.reset()
-        for _, s in scene_frames(KINDS[ki][0], length, seed * 1000 + seq, cam, two, length):
-            f = s.frame
-            st = FrameState(
-                RGBDFrame(index=n, timestamp_ms=0.0, depth_mm=f.depth_mm, intrinsics=f.intrinsics)
-            )
-            pre.run(st)
-            got = st.segmentation
-            if got is not None and got.second_candidates:
-                truth = truth_hands(s, alone)
-                ruled = [h for h in got.hands if not any(h is c for c in got.second_candidates)]
-                taken = {
-                    i for i, t in enumerate(truth) for h in ruled if on_hand(h.com_xyz_mm, t, f.intrinsics)
-                }
-                for h in got.second_candidates:
-                    on = [i for i, t in enumerate(truth) if on_hand(h.com_xyz_mm, t, f.intrinsics)]
-                    if on:
-                        if set(on) & taken:
-                            continue
-                        label = 1
-                    elif all(
-                        np.linalg.norm(t.joints_xyz_mm - h.com_xyz_mm, axis=1).min() > other_mm for t in truth
-                    ):
-                        label = 0
-                    else:
-                        continue
-                    c = crop_cube(f.depth_mm, f.intrinsics, h.com_xyz_mm, cube, size, h.mask)
-                    if not np.any(c.depth < 1.0):
-                        continue
-                    depth.append(c.depth.astype(np.float16))
-                    hand.append(label)
-                    peak.append(float(h.confidence))
-                    frame.append(n)
-                    kind.append(ki)
-            n += 1
-        seq += 1
-        if progress:
-            print(
-                f"  {n}/{n_frames} frames, {len(hand)} crops, {len(hand) - sum(hand)} not hands", flush=True
-            )
-    return PresenceCrops.from_lists(depth, hand, peak, frame, kind, size)
+    return _through_stage(pre, n_frames, seed, seq_len, rng, draw, crops_of, progress, size)
 
 
 def main(argv: list[str] | None = None) -> int:
