@@ -303,7 +303,7 @@ class HandSegmenter:
             if any(np.linalg.norm(p.com_xyz_mm - h.com_xyz_mm) < cfg.track_radius_mm for h in hands):
                 continue
             u, v, d = (float(x) for x in p.com_uvd)
-            z = d * d / (d + cfg.com_depth_offset_mm)  # back from the centre to the surface it came from
+            z = d - cfg.com_depth_offset_mm  # back from the centre to the surface it was pushed from
             iu, iv = round(u), round(v)
             if not (0 <= iu < W and 0 <= iv < H):
                 continue
