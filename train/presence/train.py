@@ -107,10 +107,11 @@ def train(args) -> int:
 
 
 def load_exported(model, onnx_path: str) -> None:
-    """Start `model` from an exported engine's weights (its .onnx): the export folded each batch norm into
-    the convolution before it, so the convolutions take the folded weights and the batch norms become
-    identities that stay so while training (always in eval mode, running statistics 0 and 1 - eps). A model
-    fine-tuned from a shipped engine then exports to the same graph."""
+    """Start `model` from an exported engine's weights (its .onnx), as the detector recipe's `--init` does
+    (`train.detector.load_folded_onnx`: the export folded each batch norm into the convolution before it).
+    Here the folded bias goes to the convolution's own bias, the batch norms become identities (running
+    statistics 0 and 1 - eps, affine weights fixed) that stay in eval mode while training (`train_loop`
+    calls model.train() every epoch), and the linear head is copied as it is."""
     import types
 
     import onnx
@@ -118,26 +119,22 @@ def load_exported(model, onnx_path: str) -> None:
     from onnx import numpy_helper
     from torch import nn
 
-    g = onnx.load(onnx_path).graph
-    consumers = {i: n.op_type for n in g.node for i in n.input}
-    conv = [numpy_helper.to_array(t) for t in g.initializer if consumers.get(t.name) == "Conv"]
-    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    if len(conv) != 2 * len(convs):
-        raise ValueError(f"{onnx_path}: {len(conv) // 2} convolutions, the model has {len(convs)}")
+    from train.detector import load_folded_onnx
+
+    load_folded_onnx(model, onnx_path)
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(onnx_path).graph.initializer}
+    modules = dict(model.named_modules())
     with torch.no_grad():
-        for m, w, b in zip(convs, conv[0::2], conv[1::2], strict=True):
-            m.weight.copy_(torch.from_numpy(np.array(w)))
-            m.bias.copy_(torch.from_numpy(np.array(b)))
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.fill_(1.0)
-                m.bias.zero_()
-                m.running_mean.zero_()
-                m.running_var.fill_(1.0 - m.eps)
-                m.weight.requires_grad_(False)
-                m.bias.requires_grad_(False)
-                m.train = types.MethodType(lambda self, mode=True: nn.Module.train(self, False), m)
+        for name, conv in modules.items():
+            if not isinstance(conv, nn.Conv2d):
+                continue
+            parent, _, idx = name.rpartition(".")
+            bn = modules[parent][int(idx) + 1]
+            conv.bias.copy_(bn.bias)
+            bn.bias.zero_()
+            bn.weight.requires_grad_(False)
+            bn.bias.requires_grad_(False)
+            bn.train = types.MethodType(lambda self, mode=True: nn.Module.train(self, False), bn)
         model.head.weight.copy_(torch.from_numpy(np.array(inits["head.weight"])))
         model.head.bias.copy_(torch.from_numpy(np.array(inits["head.bias"])))
 
