@@ -236,3 +236,42 @@ def test_weak_candidates_are_cut_now_and_then_in_a_one_hand_stream_and_always_ne
             stage.run(st)
             assert (len(st.segmentation.hands) == 2) is two
         assert spy.weak == want
+
+
+def test_second_hand_training_crops_are_labelled_candidates(tmp_path):
+    _checks()
+    from train.presence.data import KINDS, PresenceCrops, second_crops
+
+    c = second_crops(240, seed=7, seq_len=60)
+    # seed 7's 240 frames: two-hand and one-hand sequences, candidates on missed hands and on objects
+    assert len(c) >= 20 and c.depth.shape[1:] == (64, 64)
+    assert 0 < int(c.hand.sum()) < len(c)
+    assert np.all(np.diff(c.frame) >= 0) and c.frame.max() < 240
+    assert np.all((c.kind >= 0) & (c.kind < len(KINDS)))
+    both = PresenceCrops.concat([c, c])
+    assert len(both) == 2 * len(c) and np.array_equal(both.hand[len(c) :], c.hand)
+
+
+def test_a_fine_tune_starts_from_the_exported_engine_exactly():
+    """`train.presence.train --init`: the model loaded from the shipped presence engine gives the engine's
+    P(hand), and training does not move its batch norms out of eval mode."""
+    pytest.importorskip("torch")
+    check, _ = _checks()
+    import engines
+    from train.handedness.train import create_model
+    from train.presence.train import load_exported, p_hand
+
+    model = create_model(16)
+    load_exported(model, str(engines.resolve_engine_path("presence")))
+    _, f = _two(WEAK_SECOND[0])
+    seg = _preprocessed(f, check)
+    from stream.preprocess import crop_cube
+
+    crops = [crop_cube(f.depth_mm, f.intrinsics, h.com_xyz_mm, 300.0, 64, h.mask).depth for h in seg.hands]
+    crops = np.stack(crops).astype(np.float32)
+    model.train()
+    assert not any(m.training for m in model.modules() if type(m).__name__ == "BatchNorm2d")
+    model.eval()
+    ours = p_hand(model, crops)
+    theirs = np.array([check.p_hand(c) for c in crops])
+    assert np.allclose(ours, theirs, atol=1e-5)
