@@ -163,24 +163,21 @@ class HandSegmenter:
         `weak_seconds`: see `segment`."""
         cfg = self.config
         presence = cfg.presence_threshold if presence is None else presence
-        lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
         prev_coms = previous_centres(prev)
         second = min(cfg.second_hand_threshold, cfg.weak_second_threshold)
         low = tracked_threshold(min(presence, second), bool(prev_coms))
         peaks = det.peaks(out, min(low, cfg.object_swap_presence), cfg.max_hands + 2)
         if not peaks:
             return None
-        snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
         # each peak's 3-D centre and its score while tracking (a peak far behind the tracked hand loses
         # confidence), best first; without a previous hand the order is the heatmap's
         cands = []
         for pk in peaks:
             if pk.score < low:
                 continue  # cannot pass even if tracked: skip its depth (same result, less work)
-            d_mm = peak_depth(out, pk.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
-            if not d_mm > 0:
+            c_xyz = self._peak_xyz(det, out, pk, intr)
+            if c_xyz is None:
                 continue
-            c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
             tracked = near_previous(c_xyz, prev_coms, cfg.track_radius_mm)
             score = jump_score(pk.score, c_xyz, prev_coms, cfg.track_jump_mm, cfg.track_jump_falloff_mm)
             cands.append((score, pk.score, c_xyz, tracked, pk.frame_uv))
@@ -265,13 +262,10 @@ class HandSegmenter:
                 if take(learned_hand(cfg, depth, intr, out, peak, c_xyz, hands, own, grow)):
                     return tuple(found)
         if weak and cfg.second_candidate_presence > 0:
-            lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
-            snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
             for pk in det.peaks(out, cfg.second_candidate_presence, cfg.max_hands + 2 + n):
-                d_mm = peak_depth(out, pk.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
-                if not d_mm > 0:
+                c_xyz = self._peak_xyz(det, out, pk, intr)
+                if c_xyz is None:
                     continue
-                c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
                 if any(np.linalg.norm(c_xyz - o.com_xyz_mm) < 80.0 for o in (*hands, *found)):
                     continue  # a hand's own peak
                 if abs(float(c_xyz[2] - hands[0].com_xyz_mm[2])) > cfg.weak_second_max_depth_gap_mm + 50.0:
@@ -318,6 +312,20 @@ class HandSegmenter:
             places.append((uvd_to_xyz(np.array([u, v, float(np.median(near))]), intr), peak))
         return places
 
+    def _peak_xyz(
+        self, det: HandDetector, out: DetectorOutput, pk, intr: CameraIntrinsics
+    ) -> np.ndarray | None:
+        """A heatmap peak's 3-D point (camera mm): its pixel at the robust depth near it
+        (candidates.peak_depth: within the depth range, snapped to the predicted hand depth), or None where
+        nothing near it is measured."""
+        cfg = self.config
+        s = det.depth_scale_mm
+        lo_m, hi_m, snap_m = cfg.min_depth_mm / s, cfg.max_depth_mm / s, cfg.hand_depth_snap_mm / s
+        d_mm = peak_depth(out, pk.cell_uv, lo_m, hi_m, snap_m) * s
+        if not d_mm > 0:
+            return None
+        return uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
+
     def _none_found(
         self,
         depth: np.ndarray,
@@ -349,8 +357,6 @@ class HandSegmenter:
         jars, sometimes above the hand itself). `floor`: another lowest peak than `alternative_presence`."""
         cfg = self.config
         floor = cfg.alternative_presence if floor is None else float(floor)
-        lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
-        snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
         taken = [h.com_xyz_mm for h in hands]
         alts: list[HandDetection] = []
         if cfg.max_alternatives < 1:
@@ -358,10 +364,9 @@ class HandSegmenter:
         for pk in det.peaks(out, floor, cfg.max_hands + 2 + cfg.max_alternatives):
             if len(alts) >= cfg.max_alternatives or pk.score < floor:
                 break
-            d_mm = peak_depth(out, pk.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
-            if not d_mm > 0:
+            c_xyz = self._peak_xyz(det, out, pk, intr)
+            if c_xyz is None:
                 continue
-            c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
             if any(np.linalg.norm(c_xyz - t) < 80.0 for t in taken):
                 continue
             h = learned_hand(cfg, depth, intr, out, pk.score, c_xyz, [])
@@ -398,15 +403,12 @@ class HandSegmenter:
             not doubt and solidity(first.mask, first.bbox_xywh) < cfg.object_solidity
         ):
             return hands, ()
-        lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
-        snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
         for pk in peaks:
             if pk.score < cfg.object_swap_presence:
                 break
-            d_mm = peak_depth(out, pk.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
-            if not d_mm > 0:
+            c_xyz = self._peak_xyz(det, out, pk, intr)
+            if c_xyz is None:
                 continue
-            c_xyz = uvd_to_xyz(np.array([pk.frame_uv[0], pk.frame_uv[1], d_mm]), intr)
             if np.linalg.norm(c_xyz - first.com_xyz_mm) < 80.0 or c_xyz[2] > first.com_xyz_mm[2] + 100.0:
                 continue  # the first hand's own peak, or something behind it
             h = learned_hand(cfg, depth, intr, out, pk.score, c_xyz, [])
@@ -429,13 +431,11 @@ class HandSegmenter:
             return none
         weak = self.detector.peaks(out, cfg.classic_fallback_presence, 4)
         det = self.detector
-        lo_m, hi_m = cfg.min_depth_mm / det.depth_scale_mm, cfg.max_depth_mm / det.depth_scale_mm
-        snap_m = cfg.hand_depth_snap_mm / det.depth_scale_mm
         around = []
         for p in weak[: cfg.max_hands]:
-            d_mm = peak_depth(out, p.cell_uv, lo_m, hi_m, snap_m) * det.depth_scale_mm
-            if d_mm > 0:
-                around.append(uvd_to_xyz(np.array([p.frame_uv[0], p.frame_uv[1], d_mm]), intr))
+            c_xyz = self._peak_xyz(det, out, p, intr)
+            if c_xyz is not None:
+                around.append(c_xyz)
         if not around:
             return none
         seg = self._segment_search(depth, intr, prev, around)
