@@ -561,6 +561,7 @@ def build_pipeline(
     max_hands: int = 1,
     fit: bool | None = None,
     presence: bool | None = None,
+    centre: bool | None = None,
 ) -> Pipeline:
     """The standard pipeline: preprocess -> stages named in `models` -> One Euro -> (overlay).
 
@@ -583,7 +584,9 @@ def build_pipeline(
     lengths (BENCHMARKS.md, "Model fitting"). `presence`: True/None (the default) chooses a new track's
     first hand among the detector's candidates by the shipped presence engine's P(hand) on their crops
     (stream/hands/presence.py) whenever a pose engine drives the skeleton and that engine is shipped;
-    False keeps the detector's order."""
+    False keeps the detector's order. `centre`: True/None (the default) moves the first hand's centre to
+    where the shipped centre engine, reading its crop, puts the hand (stream/hands/centre.py) whenever a
+    pose engine drives the skeleton and that engine is shipped; False keeps the segmenter's centre."""
     import engines as engines_pkg
 
     if not 1 <= int(max_hands) <= MAX_HANDS:
@@ -615,6 +618,7 @@ def build_pipeline(
             fit,
             presence=presence is not False and "presence" in shipped,
             backend=backend,
+            centre=centre is not False and "centre" in shipped,
         )
     except BaseException:
         for e in loaded:
@@ -662,9 +666,11 @@ def _assemble(
     fit: bool | None = None,
     presence: bool = False,
     backend: str = "auto",
+    centre: bool = False,
 ) -> Pipeline:
     """The planned stages built around their loaded engines, ordered by their contracts and checked.
-    `presence`: load the shipped presence engine for the preprocess stage when a pose engine is in."""
+    `presence`, `centre`: load the shipped presence and centre engines for the preprocess stage when a pose
+    engine is in."""
     engines_iter = iter(loaded)
     chosen: list[tuple[str, type, object]] = []
     used: set[type] = set()
@@ -705,7 +711,18 @@ def _assemble(
             second_p_hand=SECOND_P_HAND if two else None,
             second_engine=second,
         )
-    stages: list = [PreprocessStage(cube_mm=cube, crop_size=crop_size, presence=check)]
+    refiner = None
+    if centre and pose_e is not None:
+        from .hands import centre as centre_mod
+
+        ce = _helper_engine("centre", backend, warmup)
+        loaded = [*loaded, ce]  # closed with the pipeline's engines
+        refiner = centre_mod.CentreRefiner(
+            ce,
+            gate_mm=centre_mod.CENTRE_GATE_MM,
+            max_towards_camera_mm=centre_mod.CENTRE_MAX_TOWARDS_CAMERA_MM,
+        )
+    stages: list = [PreprocessStage(cube_mm=cube, crop_size=crop_size, presence=check, centre=refiner)]
     for name, cls, e in chosen:
         label = _stage_label(name, cls)
         taken = {s.name for s in stages}

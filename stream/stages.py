@@ -13,6 +13,7 @@ them. A new capability keeps its values in `st.fields` instead of adding slots t
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 
@@ -123,15 +124,20 @@ class PreprocessStage(Stage):
     reads = ("frame",)
     writes = ("segmentation", "detection", "crop", "reason")
 
-    def __init__(self, cube_mm: float = 250.0, crop_size: int = 96, segmenter=None, presence=None) -> None:
+    def __init__(
+        self, cube_mm: float = 250.0, crop_size: int = 96, segmenter=None, presence=None, centre=None
+    ) -> None:
         """`presence`: a `stream.hands.presence.PresenceCheck` that chooses a new track's first hand among
-        the detector's candidates by P(hand) on their crops (None: the detector's order stands)."""
+        the detector's candidates by P(hand) on their crops (None: the detector's order stands).
+        `centre`: a `stream.hands.centre.CentreRefiner` that moves the first hand's centre to where a
+        network reading its crop puts the hand (None: the segmenter's centre stands)."""
         from .preprocess import HandSegmenter
 
         self.cube_mm = float(cube_mm)
         self.crop_size = int(crop_size)
         self.segmenter = segmenter or HandSegmenter()
         self.presence = presence
+        self.centre = centre
         self._prev = None
         self._lost: tuple = ()  # hands of two-hand frames missed since (segment.tracking.lost_hands)
         self._track = None  # the first hand's running presence (PresenceCheck.track_floor)
@@ -201,11 +207,23 @@ class PreprocessStage(Stage):
             self._prev = None
             st.reason = seg.reason or "no hand"
             return
-        self._prev = seg
         det = seg.best
-        st.detection = det
         if crop is None:
             crop = crop_cube(f.depth_mm, f.intrinsics, det.com_xyz_mm, self.cube_mm, self.crop_size, det.mask)
+        if self.centre is not None and len(seg.hands) == 1 and np.any(crop.depth < 1.0):
+            # the centre where the network reading the crop puts the hand; the crop is cut there again and
+            # the track goes on from it (the mask stays the segmenter's). A hand alone only: with two hands
+            # in view, moving one of them cost the two-hand tuning sequences handedness (BENCHMARKS.md)
+            moved = self.centre.moved(det, crop, f.intrinsics)
+            if moved is not None:
+                det = moved
+                seg = replace(seg, hands=(det, *seg.hands[1:]))
+                st.segmentation = seg
+                crop = crop_cube(
+                    f.depth_mm, f.intrinsics, det.com_xyz_mm, self.cube_mm, self.crop_size, det.mask
+                )
+        self._prev = seg
+        st.detection = det
         if not np.any(crop.depth < 1.0):  # 1 = background: nothing of the hand landed on a crop pixel
             st.detection, st.reason = None, "hand smaller than a crop pixel"
             return
@@ -224,8 +242,6 @@ class PreprocessStage(Stage):
         """`seg` with `d` as its second hand when `keeps` (a presence check's test) calls its crop a hand:
         a first hand set aside as convex as a jar (`Segmentation.doubted`: a fist is as convex), or a
         candidate the detector does not vouch for (`Segmentation.second_candidates`)."""
-        from dataclasses import replace
-
         from .preprocess import crop_cube
 
         first = seg.hands[0]

@@ -161,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
         "P(hand) on their crops (stream/hands/presence.py); on by default with a pose engine, --no-presence "
         "keeps the detector's order",
     )
+    ap.add_argument(
+        "--centre",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="move the first hand's centre to where the centre engine, reading its crop, puts the hand "
+        "(stream/hands/centre.py: a mask running onto the forearm pulls the segmenter's centre off the "
+        "hand); on by default with a pose engine, --no-centre keeps the segmenter's centre",
+    )
     ap.add_argument("--min-cutoff", type=float, default=None, help="One Euro min cutoff (Hz)")
     ap.add_argument("--beta", type=float, default=None, help="One Euro speed coefficient (1/mm)")
     ap.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -273,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         max_hands=args.max_hands,
         fit=args.fit,
         presence=args.presence,
+        centre=args.centre,
     )
     source.want_color = pipeline.uses_color  # no overlay, no RGB engine: a recording decodes depth only
     with pipeline:
