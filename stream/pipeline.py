@@ -721,6 +721,7 @@ def _assemble(
             ce,
             gate_mm=centre_mod.CENTRE_GATE_MM,
             max_towards_camera_mm=centre_mod.CENTRE_MAX_TOWARDS_CAMERA_MM,
+            idle_every=centre_mod.CENTRE_IDLE_EVERY,
         )
     stages: list = [PreprocessStage(cube_mm=cube, crop_size=crop_size, presence=check, centre=refiner)]
     for name, cls, e in chosen:

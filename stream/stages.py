@@ -145,6 +145,8 @@ class PreprocessStage(Stage):
         # peaks' second-hand candidates (SegmenterConfig.weak_second_every, weak_second_recent_frames)
         self._since_two: int | None = None
         self._frames = 0
+        # frames since the centre engine last ran and left the centre where it was (None: run it next frame)
+        self._centre_idle: int | None = None
 
     def reset(self) -> None:
         self._prev = None
@@ -152,6 +154,7 @@ class PreprocessStage(Stage):
         self._track = None
         self._since_two = None
         self._frames = 0
+        self._centre_idle = None
 
     def run(self, st: FrameState) -> None:
         from .preprocess import crop_cube
@@ -210,20 +213,11 @@ class PreprocessStage(Stage):
         det = seg.best
         if crop is None:
             crop = crop_cube(f.depth_mm, f.intrinsics, det.com_xyz_mm, self.cube_mm, self.crop_size, det.mask)
-        if self.centre is not None and len(seg.hands) == 1 and np.any(crop.depth < 1.0):
-            # the centre where the network reading the crop puts the hand; the crop is cut there again and
-            # the track goes on from it (the mask stays the segmenter's). A hand alone only: with two hands
-            # in view, moving one of them cost the two-hand tuning sequences handedness (BENCHMARKS.md)
-            moved = self.centre.moved(det, crop, f.intrinsics)
-            if moved is not None:
-                det = moved
-                seg = replace(seg, hands=(det, *seg.hands[1:]))
-                st.segmentation = seg
-                crop = crop_cube(
-                    f.depth_mm, f.intrinsics, det.com_xyz_mm, self.cube_mm, self.crop_size, det.mask
-                )
-        self._prev = seg
         st.detection = det
+        if self.centre is not None and np.any(crop.depth < 1.0):
+            crop = self._move_centre(st, crop, new_track)
+            seg, det = st.segmentation, st.detection
+        self._prev = seg
         if not np.any(crop.depth < 1.0):  # 1 = background: nothing of the hand landed on a crop pixel
             st.detection, st.reason = None, "hand smaller than a crop pixel"
             return
@@ -237,6 +231,36 @@ class PreprocessStage(Stage):
                 st.detection, st.reason = None, "what was tracked does not look like a hand"
                 return
         st.crop = crop
+
+    def _move_centre(self, st: FrameState, crop, new_track: bool):
+        """The first hand's centre moved where the centre engine, reading its crop, puts the hand: the crop
+        is cut there again and the track goes on from it (the mask stays the segmenter's); returns the crop
+        and leaves the moved hand in `st.detection` and `st.segmentation`.
+
+        Only a hand found alone: with two hands in view, moving one of them cost the two-hand tuning
+        sequences handedness. While the engine leaves a tracked hand's centre where it is, it is asked
+        every few frames only (`CentreRefiner.idle_every`; BENCHMARKS.md, "The centre engine")."""
+        from .preprocess import crop_cube
+
+        ref, seg, f = self.centre, st.segmentation, st.frame
+        if new_track:
+            self._centre_idle = None
+        if len(seg.hands) != 1:
+            return crop
+        if not ref.due(self._centre_idle):
+            self._centre_idle += 1
+            return crop
+        moved = ref.moved(st.detection, crop, f.intrinsics)
+        self._centre_idle = 0 if moved is None else None
+        if moved is None:
+            return crop
+        recut = crop_cube(
+            f.depth_mm, f.intrinsics, moved.com_xyz_mm, self.cube_mm, self.crop_size, moved.mask
+        )
+        if not np.any(recut.depth < 1.0):
+            return crop
+        st.segmentation, st.detection = replace(seg, hands=(moved, *seg.hands[1:])), moved
+        return recut
 
     def _keep_second(self, f, seg, d, keeps):
         """`seg` with `d` as its second hand when `keeps` (a presence check's test) calls its crop a hand:

@@ -239,3 +239,28 @@ def test_a_hand_found_beside_another_keeps_the_segmenters_centre():
     two.run(b)
     assert len(b.segmentation.hands) == 2
     np.testing.assert_allclose(b.detection.com_xyz_mm, a.detection.com_xyz_mm - [0.0, -30.0, 15.0])
+
+
+def test_a_tracked_hand_left_in_place_is_looked_at_every_few_frames():
+    """While the engine leaves a tracked hand's centre where it is, it runs on every `idle_every`-th frame
+    only; while it moves the centre, and on a new track, on every frame."""
+    from stream.frames import RGBDFrame
+    from stream.stages import FrameState, PreprocessStage
+
+    ref = CentreRefiner(_Fixed([0.0, 0.0, 0.0]), idle_every=4)
+    assert ref.due(None) and not ref.due(0) and not ref.due(2) and ref.due(3)
+    with pytest.raises(ValueError, match="idle_every"):
+        CentreRefiner(_Fixed([0, 0, 0]), idle_every=0)
+    frames = [s.frame for _, s, _ in _arm_frames(9)]
+    calls = {}
+    for name, offset in (("still", [0.0, 0.0, 0.0]), ("moving", [0.0, -0.2, 0.1])):
+        stage = PreprocessStage(cube_mm=300.0)
+        stage.centre = CentreRefiner(_Fixed(offset), idle_every=4)
+        found = 0
+        for f in frames:
+            st = FrameState(RGBDFrame(0, 0.0, f.depth_mm, f.intrinsics))
+            stage.run(st)
+            found += st.detection is not None and len(st.segmentation.hands) == 1
+        assert found == len(frames)  # one hand, tracked through all of them
+        calls[name] = len(stage.centre.engine.calls)
+    assert calls == {"still": 3, "moving": 9}  # frames 0, 4 and 8; every frame

@@ -18,6 +18,11 @@ pulls the mask's mean nearer than the hand, so the moves that mend it go away fr
 towards it lost a frontal tuning sequence 4-16 frames), and only a hand found alone is moved (with two
 hands in view, moving the first cost the two-hand tuning sequences handedness). Chosen on the tuning
 sequences, seeds 9200-9500 (BENCHMARKS.md, "The centre engine").
+
+One engine call and, after a move, a second cut of the crop cost the preprocess stage about 0.2 ms a frame
+on the 2-core VM; while the engine leaves a tracked hand where it is, it is asked every `idle_every`-th
+frame only (a new track, and every frame after a move, always), which keeps a settled one-hand stream's
+median where it was.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from ..geometry import xyz_to_uvd
 # the smallest offset acted on and the largest step towards the camera taken (tuning: BENCHMARKS.md)
 CENTRE_GATE_MM = 25.0
 CENTRE_MAX_TOWARDS_CAMERA_MM: float | None = 15.0
+CENTRE_IDLE_EVERY = 4
 
 # the engine's input side: the pose engine's crop (96 px) resized, as the presence engine reads it
 CENTRE_INPUT_PX = 64
@@ -45,17 +51,27 @@ class CentreRefiner:
         engine,
         gate_mm: float = 25.0,
         max_towards_camera_mm: float | None = None,
+        idle_every: int = 1,
     ) -> None:
         """`engine`: the shipped "centre" engine (or one with its contract: (1, 1, 64, 64) normalized crop
         -> (1, 3) offset over half the cube); `gate_mm`: the smallest offset acted on;
         `max_towards_camera_mm`: a move that brings the centre nearer the camera by more than this is not
-        taken (None: any)."""
+        taken (None: any); `idle_every`: while it leaves a tracked hand where it is, asked on every this
+        many frames (1: every frame; a new track, and the frame after a move, always)."""
         if gate_mm < 0:
             raise ValueError(f"gate_mm must be >= 0, got {gate_mm}")
         self.engine = engine
         self.gate_mm = float(gate_mm)
         self.max_towards_camera_mm = None if max_towards_camera_mm is None else float(max_towards_camera_mm)
+        if int(idle_every) < 1:
+            raise ValueError(f"idle_every must be >= 1, got {idle_every}")
+        self.idle_every = int(idle_every)
         self._out = engine.manifest.output_names[0]
+
+    def due(self, idle_frames: int | None) -> bool:
+        """Whether to run the engine on this frame: `idle_frames` is how many frames ago it last ran and
+        moved nothing (None: a new track, or the last run moved the centre)."""
+        return idle_frames is None or idle_frames + 1 >= self.idle_every
 
     def offset_mm(self, crop_depth: np.ndarray, cube_mm: float) -> np.ndarray:
         """The offset (3,) in camera mm from the crop's centre to the hand's centre, by the engine."""
