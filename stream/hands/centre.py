@@ -19,10 +19,10 @@ towards it lost a frontal tuning sequence 4-16 frames), and only a hand found al
 hands in view, moving the first cost the two-hand tuning sequences handedness). Chosen on the tuning
 sequences, seeds 9200-9500 (BENCHMARKS.md, "The centre engine").
 
-One engine call and, after a move, a second cut of the crop cost the preprocess stage about 0.2 ms a frame
-on the 2-core VM; while the engine leaves a tracked hand where it is, it is asked every `idle_every`-th
-frame only (a new track, and every frame after a move, always), which keeps a settled one-hand stream's
-median where it was.
+One engine call (0.10 ms) and, after a move, a second cut of the crop cost the preprocess stage 0.15-0.25
+ms a frame on the 2-core VM; while the engine leaves a tracked hand where it is, it is asked every
+`idle_every`-th frame only (a new track, and every frame after a move, always): +0.05 ms of a settled
+one-hand stream's median in a same-machine A/B.
 """
 
 from __future__ import annotations
