@@ -213,14 +213,14 @@ class PreprocessStage(Stage):
         det = seg.best
         if crop is None:
             crop = crop_cube(f.depth_mm, f.intrinsics, det.com_xyz_mm, self.cube_mm, self.crop_size, det.mask)
-        st.detection = det
-        if self.centre is not None and np.any(crop.depth < 1.0):
-            crop = self._move_centre(st, crop, new_track)
-            seg, det = st.segmentation, st.detection
         self._prev = seg
+        st.detection = det
         if not np.any(crop.depth < 1.0):  # 1 = background: nothing of the hand landed on a crop pixel
             st.detection, st.reason = None, "hand smaller than a crop pixel"
             return
+        if self.centre is not None:
+            crop = self._move_centre(st, crop, new_track)
+            det = st.detection
         if check is not None and check.track_floor is not None:
             self._track = self._track or check.track()
             mean = self._track.update(new_track, lambda: check.track_score(crop.depth, det.confidence))
@@ -235,7 +235,8 @@ class PreprocessStage(Stage):
     def _move_centre(self, st: FrameState, crop, new_track: bool):
         """The first hand's centre moved where the centre engine, reading its crop, puts the hand: the crop
         is cut there again and the track goes on from it (the mask stays the segmenter's); returns the crop
-        and leaves the moved hand in `st.detection` and `st.segmentation`.
+        (with hand pixels, as `crop` has) and leaves the moved hand in `st.detection`, `st.segmentation`
+        and the track.
 
         Only a hand found alone: with two hands in view, moving one of them cost the two-hand tuning
         sequences handedness. While the engine leaves a tracked hand's centre where it is, it is asked
@@ -259,7 +260,8 @@ class PreprocessStage(Stage):
         )
         if not np.any(recut.depth < 1.0):
             return crop
-        st.segmentation, st.detection = replace(seg, hands=(moved, *seg.hands[1:])), moved
+        st.segmentation = self._prev = replace(seg, hands=(moved, *seg.hands[1:]))
+        st.detection = moved
         return recut
 
     def _keep_second(self, f, seg, d, keeps):
