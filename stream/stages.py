@@ -223,7 +223,21 @@ class PreprocessStage(Stage):
             det = st.detection
         if check is not None and check.track_floor is not None:
             self._track = self._track or check.track()
-            mean = self._track.update(new_track, lambda: check.track_score(crop.depth, det.confidence))
+            scored: list[float] = []
+
+            def score_now() -> float:
+                scored.append(check.p_hand(crop.depth))
+                return check.track_score_of(scored[-1], det.confidence)
+
+            mean = self._track.update(new_track, score_now)
+            if scored and not new_track and check.doubts_tracked(scored[-1]) and len(seg.hands) == 1:
+                found = self._rescued(st, det, check)
+                if found is not None:
+                    seg, det, crop = found
+                    self._prev = seg
+                    self._track = check.track()
+                    mean = self._track.update(True, lambda: check.track_score(crop.depth, det.confidence))
+                    self._centre_idle = None
             if mean < check.track_floor:
                 # what the first hand's track holds has not looked like a hand: not reported, and let go so
                 # that the next frame's candidates are judged afresh (the other hands stay this frame)
@@ -231,6 +245,30 @@ class PreprocessStage(Stage):
                 st.detection, st.reason = None, "what was tracked does not look like a hand"
                 return
         st.crop = crop
+
+    def _rescued(self, st: FrameState, det, check):
+        """(segmentation, hand, crop) of a candidate of the rescue detector that the presence check calls a
+        hand, far from the tracked `det` (which it doubts), or None. A track started on a table object is
+        kept by tracking while the main detector does not see the hand; the rescue detector, fine-tuned on
+        close-range scenes, sees it on most such frames of the close-range tuning sets (BENCHMARKS.md)."""
+        from .preprocess import crop_cube
+
+        f, best = st.frame, None
+        for h in self.segmenter.rescue_candidates(f.depth_mm, f.intrinsics):
+            if np.linalg.norm(h.com_xyz_mm - det.com_xyz_mm) < check.rescue_min_distance_mm:
+                continue
+            c = crop_cube(f.depth_mm, f.intrinsics, h.com_xyz_mm, self.cube_mm, self.crop_size, h.mask)
+            if not np.any(c.depth < 1.0):
+                continue
+            p = check.p_hand(c.depth)
+            if p >= check.rescue_p_hand and (best is None or p > best[0]):
+                best = (p, h, c)
+        if best is None:
+            return None
+        _, h, c = best
+        seg = replace(st.segmentation, hands=(h,))
+        st.segmentation, st.detection = seg, h
+        return seg, h, c
 
     def _move_centre(self, st: FrameState, crop, new_track: bool):
         """The first hand's centre moved where the centre engine, reading its crop, puts the hand: the crop

@@ -78,6 +78,13 @@ DOUBTED_P_HAND = 0.95
 SECOND_P_HAND = 0.95
 
 
+# A tracked first hand whose P(hand) on a checked frame is under RESCUE_BELOW_P_HAND is doubted: the rescue
+# detector's candidates are cut and one with P(hand) >= RESCUE_P_HAND, at least 80 mm away, becomes the hand
+# (a new track). Chosen on the close-range tuning sequences (BENCHMARKS.md, "The centre engine").
+RESCUE_BELOW_P_HAND: float | None = 0.1
+RESCUE_P_HAND = 0.9
+
+
 class TrackPresence:
     """The running presence of one track: the mean of its score (PresenceCheck.track_score) over its checked
     frames (its first, then every `every`-th), so that one poorly seen frame of a hand does not end it and a
@@ -141,12 +148,24 @@ class PresenceCheck:
         self.track_floor = None if track_floor is None else float(track_floor)
         self.track_every = TrackPresence(track_every).every  # checked there, where it is used
         self.track_peak_weight = float(track_peak_weight)
+        self.rescue_below = RESCUE_BELOW_P_HAND
+        self.rescue_p_hand = RESCUE_P_HAND
+        self.rescue_min_distance_mm = 80.0
         self.doubted_p_hand = None if doubted_p_hand is None else float(doubted_p_hand)
         self.second_p_hand = None if second_p_hand is None else float(second_p_hand)
         self._out = engine.output_names[0]
         pre = dict(getattr(engine.manifest, "preprocessing", {}) or {})
         self.size = int(pre.get("crop_size") or 64)
         self.second_engine = second_engine
+
+    def track_score_of(self, p_hand: float, peak: float) -> float:
+        """`track_score` from a P(hand) already computed."""
+        return log_odds(p_hand) + self.track_peak_weight * float(peak)
+
+    def doubts_tracked(self, p_hand: float) -> bool:
+        """Whether a tracked hand's P(hand) this checked frame is low enough to look for the hand with the
+        rescue detector (`rescue_below` None: never)."""
+        return self.rescue_below is not None and p_hand < self.rescue_below
 
     def track_score(self, depth: np.ndarray, peak: float) -> float:
         """A tracked hand's score this frame: log-odds of P(hand) on its crop plus `track_peak_weight` x its

@@ -39,6 +39,9 @@ class SegmenterConfig:
     # sequences (egocentric and desk, seeds 9200-9500) lost 17 / 43 frames on the hand for 4 / 13 fewer on
     # a wrong object (BENCHMARKS.md, "A rescue detector for the close-range hands the detector does not see")
     rescue_presence_threshold: float = 0.4
+    # learned: when the main detector's first hand lies away from the one tracked hand, the rescue detector is
+    # asked too, and its hand near the tracked one keeps the track (a close-range hand the main detector loses)
+    rescue_keeps_track: bool = True
     presence_threshold: float = 0.4  # learned: a heatmap peak at least this high is a hand
     second_hand_threshold: float = 0.5  # learned: the second hand's peak
     # learned: a weaker second peak (>= this, not tracked) is a hand only when its mask is as large as a
