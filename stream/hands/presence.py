@@ -45,6 +45,12 @@ visible hand found on it within 0.8 points of before (BENCHMARKS.md, "Hand prese
 The two numbers were chosen on the generator's frontal tuning frames (seeds 78 and 77, 1 600 and 400
 independent frames; BENCHMARKS.md, "Hand presence"): the fitted mean error over found frames fell from
 11.18 to 9.90 mm and from 11.76 to 11.23 mm with 25 and 3, on a plateau of 20-25 and 3-4.
+
+A checked frame whose P(hand) is under `rescue_below` (0.1) also asks the segmenter's rescue detector
+(`HandSegmenter.rescue_candidates`) for the hand: a track started on a table object is kept by tracking while
+the main detector does not see the hand, and the rescue detector, fine-tuned on close-range scenes, sees it
+on most such frames of the close-range tuning sets. A candidate at least 80 mm away with P(hand) >=
+`rescue_p_hand` (0.9) becomes the hand, as a new track (BENCHMARKS.md, "The rescue detector in tracking").
 """
 
 from __future__ import annotations
@@ -80,7 +86,7 @@ SECOND_P_HAND = 0.95
 
 # A tracked first hand whose P(hand) on a checked frame is under RESCUE_BELOW_P_HAND is doubted: the rescue
 # detector's candidates are cut and one with P(hand) >= RESCUE_P_HAND, at least 80 mm away, becomes the hand
-# (a new track). Chosen on the close-range tuning sequences (BENCHMARKS.md, "The centre engine").
+# (a new track). Chosen on the close-range tuning sequences (BENCHMARKS.md, "The rescue detector in tracking").
 RESCUE_BELOW_P_HAND: float | None = 0.1
 RESCUE_P_HAND = 0.9
 

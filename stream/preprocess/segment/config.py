@@ -29,11 +29,11 @@ class SegmenterConfig:
     method: str = "auto"  # "learned" (detector engine), "classic" (rules below), "auto" = learned if it loads
     detector_engine: str = "detector"  # shipped engine name or path to an .onnx with its manifest
     detector_threads: int = 1
-    # learned: a second detector engine, run only on frames where the first one's peaks make no hand, before
-    # the classic fallback ("" = none). The shipped one (engines/default/detector_close) was fine-tuned
-    # mostly on close-range scenes: it finds hands at 200-500 mm over a table that the main detector does not
+    # learned: a second detector engine, run on frames where the first one's peaks make no hand, before
+    # the classic fallback ("" = none), and where a lone tracked hand would be left (rescue_keeps_track).
+    # The shipped one (engines/default/detector_close) was fine-tuned mostly on close-range scenes: it finds hands at 200-500 mm over a table that the main detector does not
     # see (fine-tuned on them, the main detector gave up frontal hands); a frame where the main detector
-    # finds a hand costs nothing more. Close-range tuning sequences: missed 6.9 -> 1.4 %, on the hand 83.6 -> 88.8 %
+    # finds the tracked hand costs nothing more. Close-range tuning sequences: missed 6.9 -> 1.4 %, on the hand 83.6 -> 88.8 %
     rescue_detector_engine: str = "detector_close"
     # ... and its first hand's peak (presence_threshold's role there). At 0.5 / 0.6, close-range tuning
     # sequences (egocentric and desk, seeds 9200-9500) lost 17 / 43 frames on the hand for 4 / 13 fewer on

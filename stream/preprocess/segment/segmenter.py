@@ -11,7 +11,9 @@
   none is, a second detector trained mostly on close-range scenes is asked the same way, if one is set
   (`rescue_detector_engine`), and when that finds none either, the classic search runs around the first
   detector's weak peaks and keeps what they vouch for (scoring.py).
-  While tracking, a peak far behind the tracked hand loses confidence (tracking.jump_score); a first hand
+  While tracking, a peak far behind the tracked hand loses confidence (tracking.jump_score), and where the
+  first hand would leave the one tracked hand, the second detector's hand near it keeps the track
+  (`rescue_keeps_track`: close-range hands the first detector loses); a first hand
   whose mask is as convex as a jar or box gives way to a hand-shaped peak beside it (`_prefer_hand_shape`):
   over a table the detector also fires on the objects there. Where a second hand has room, the hands the
   detector does not vouch for are cut as candidates (`_second_candidates`: a lost hand of the previous
