@@ -3,6 +3,8 @@ on a constructed two-candidate frame and on generated egocentric sequences, with
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -59,9 +61,15 @@ def test_tracking_keeps_the_near_hand_over_a_stronger_candidate_far_behind():
     prev = Segmentation(hands=(HandDetection(near.mask, np.zeros(3), palm, (0, 0, 1, 1), 0.5),))
     tracked = seg.segment(depth, intr, prev)
     assert tracked.found and np.linalg.norm(tracked.best.com_xyz_mm - palm) < 80.0
-    # without the depth-jump rule the tracked hand would be traded for the far candidate
-    off = HandSegmenter(SegmenterConfig(method="learned", max_hands=1, track_jump_mm=0.0))
+    # without the depth-jump rule the tracked hand would be traded for the far candidate, unless the rescue
+    # detector, asked where the track would leave its lone hand, still sees it there
+    off = HandSegmenter(
+        SegmenterConfig(method="learned", max_hands=1, track_jump_mm=0.0, rescue_keeps_track=False)
+    )
     assert off.segment(depth, intr, prev).best.com_xyz_mm[2] > 800.0
+    rescued = HandSegmenter(SegmenterConfig(method="learned", max_hands=1, track_jump_mm=0.0))
+    kept = rescued.segment(depth, intr, prev)
+    assert kept.debug.get("rescue") and np.linalg.norm(kept.best.com_xyz_mm - palm) < 80.0
     # the hand gone (no previous hand): the far candidate is found again, nothing is suppressed for good
     assert seg.segment(far.frame.depth_mm, intr, None).found
 
@@ -147,11 +155,15 @@ def test_a_hand_taken_from_behind_an_object_gives_way_to_the_hand_shaped_peak_be
     """Seed 9200's first egocentric sequence: a convex table object beside the hand, at its depth, scores
     above the hand; look_behind takes it for an occluder and finds a jar on the table behind it. Without
     verifying that choice the track stays on the table for a third of the sequence; with it (a hand-shaped
-    peak beside the object wins) it stays on the hand."""
-    on = _wrong_in_first_sequence(HandSegmenter(SegmenterConfig(method="learned", max_hands=1)), 9200, 60)
-    off = _wrong_in_first_sequence(
-        HandSegmenter(SegmenterConfig(method="learned", max_hands=1, behind_verify=False)), 9200, 60
-    )
+    peak beside the object wins) it stays on the hand. The rescue detector's keeping of a lone track
+    (`rescue_keeps_track`) mends most of these frames too; it is off here, to judge the check alone."""
+    alone = SegmenterConfig(method="learned", max_hands=1, rescue_keeps_track=False)
+    on = _wrong_in_first_sequence(HandSegmenter(alone), 9200, 60)
+    off = _wrong_in_first_sequence(HandSegmenter(replace(alone, behind_verify=False)), 9200, 60)
     assert on[0] == off[0] >= 50
     assert off[2] >= 10  # the case: the table object and the jar behind it held the track
     assert on[2] <= 3 and on[1] >= off[1] + 8
+    default = _wrong_in_first_sequence(
+        HandSegmenter(SegmenterConfig(method="learned", max_hands=1)), 9200, 60
+    )
+    assert default[2] <= 3
