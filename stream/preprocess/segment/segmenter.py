@@ -129,9 +129,9 @@ class HandSegmenter:
             return Segmentation(reason="all depth missing")
         if not ((x >= lo_m) & (x <= hi_m)).any():
             return Segmentation(reason="nothing in range")
-        alternatives = alternatives and not previous_centres(prev)
-        seg = self._learned_hands(det, out, depth, intr, prev, alternatives, weak_seconds=weak_seconds)
         prev_coms = previous_centres(prev)
+        alternatives = alternatives and not prev_coms
+        seg = self._learned_hands(det, out, depth, intr, prev, alternatives, weak_seconds=weak_seconds)
         if (
             seg is not None
             and self.rescue is not None
@@ -140,45 +140,42 @@ class HandSegmenter:
             and not near_previous(seg.hands[0].com_xyz_mm, prev_coms, cfg.track_radius_mm)
         ):
             # the track of a hand alone would leave it: where the rescue detector still sees a hand there, it
-            # stays (with two hands tracked it lost the two-hand tuning sequences' second hands)
-            second = self.rescue.run(depth, cfg.max_valid_depth_mm)
-            kept = self._learned_hands(
-                self.rescue,
-                second,
-                depth,
-                intr,
-                prev,
-                alternatives,
-                cfg.rescue_presence_threshold,
-                weak_seconds,
-            )
+            # stays, and the main detector's hands follow it (the user's other hand coming into view)
+            kept = self._rescue_hands(depth, intr, prev, alternatives, weak_seconds)
             if kept is not None and near_previous(kept.hands[0].com_xyz_mm, prev_coms, cfg.track_radius_mm):
-                # the main detector's hands stay as the other hands (the user's other hand coming into view)
                 first = kept.hands[0]
                 others = [
                     h
                     for h in seg.hands
                     if not near_previous(h.com_xyz_mm, [first.com_xyz_mm], cfg.track_radius_mm)
                 ]
-                hands = (first, *others)[: cfg.max_hands]
-                seg = replace(seg, hands=hands, debug={**seg.debug, "rescue": True})
+                seg = replace(
+                    seg, hands=(first, *others)[: cfg.max_hands], debug={**seg.debug, "rescue": True}
+                )
         if seg is None and self.rescue is not None:
-            second = self.rescue.run(depth, cfg.max_valid_depth_mm)
-            seg = self._learned_hands(
-                self.rescue,
-                second,
-                depth,
-                intr,
-                prev,
-                alternatives,
-                cfg.rescue_presence_threshold,
-                weak_seconds,
-            )
+            seg = self._rescue_hands(depth, intr, prev, alternatives, weak_seconds)
             if seg is not None:
                 seg = replace(seg, debug={**seg.debug, "rescue": True})
         if seg is None:
             return self._none_found(depth, intr, prev, out, alternatives)
         return seg
+
+    def _rescue_hands(
+        self, depth: np.ndarray, intr: CameraIntrinsics, prev, alternatives: bool, weak_seconds: bool
+    ) -> Segmentation | None:
+        """The hands the rescue detector's peaks make (its own first-hand threshold), tracked as the main
+        detector's are; None when none does."""
+        out = self.rescue.run(depth, self.config.max_valid_depth_mm)
+        return self._learned_hands(
+            self.rescue,
+            out,
+            depth,
+            intr,
+            prev,
+            alternatives,
+            self.config.rescue_presence_threshold,
+            weak_seconds,
+        )
 
     def rescue_candidates(self, depth_mm: np.ndarray, intr: CameraIntrinsics) -> tuple[HandDetection, ...]:
         """The hands and other candidates the rescue detector finds in this frame, untracked (empty without
