@@ -157,8 +157,6 @@ class PreprocessStage(Stage):
         self._centre_idle = None
 
     def run(self, st: FrameState) -> None:
-        from .preprocess import crop_cube
-
         f = st.frame
         if f.depth_mm is None:
             st.reason = "no depth in this frame"
@@ -183,9 +181,7 @@ class PreprocessStage(Stage):
             # (the other found hands only when a floor may drop them: hand_states cuts theirs)
             n = len(seg.hands)
             cut = [
-                crop_cube(f.depth_mm, f.intrinsics, h.com_xyz_mm, self.cube_mm, self.crop_size, h.mask)
-                if i == 0 or i >= n or floor
-                else None
+                self._cut(f, h) if i == 0 or i >= n or floor else None
                 for i, h in enumerate((*seg.hands, *seg.alternatives))
             ]
             seg, k = check.judge(
@@ -212,7 +208,7 @@ class PreprocessStage(Stage):
             return
         det = seg.best
         if crop is None:
-            crop = crop_cube(f.depth_mm, f.intrinsics, det.com_xyz_mm, self.cube_mm, self.crop_size, det.mask)
+            crop = self._cut(f, det)
         self._prev = seg
         st.detection = det
         if not np.any(crop.depth < 1.0):  # 1 = background: nothing of the hand landed on a crop pixel
@@ -246,18 +242,23 @@ class PreprocessStage(Stage):
                 return
         st.crop = crop
 
+    def _cut(self, f: RGBDFrame, h):
+        """The pose engine's crop of hand `h` (a HandDetection) in frame `f`: the cube around its centre,
+        its mask's pixels."""
+        from .preprocess import crop_cube
+
+        return crop_cube(f.depth_mm, f.intrinsics, h.com_xyz_mm, self.cube_mm, self.crop_size, h.mask)
+
     def _rescued(self, st: FrameState, det, check):
         """(segmentation, hand, crop) of a candidate of the rescue detector that the presence check calls a
         hand, far from the tracked `det` (which it doubts), or None. A track started on a table object is
         kept by tracking while the main detector does not see the hand; the rescue detector, fine-tuned on
         close-range scenes, sees it on most such frames of the close-range tuning sets (BENCHMARKS.md)."""
-        from .preprocess import crop_cube
-
         f, best = st.frame, None
         for h in self.segmenter.rescue_candidates(f.depth_mm, f.intrinsics):
             if np.linalg.norm(h.com_xyz_mm - det.com_xyz_mm) < check.rescue_min_distance_mm:
                 continue
-            c = crop_cube(f.depth_mm, f.intrinsics, h.com_xyz_mm, self.cube_mm, self.crop_size, h.mask)
+            c = self._cut(f, h)
             if not np.any(c.depth < 1.0):
                 continue
             p = check.p_hand(c.depth)
@@ -279,8 +280,6 @@ class PreprocessStage(Stage):
         Only a hand found alone: with two hands in view, moving one of them cost the two-hand tuning
         sequences handedness. While the engine leaves a tracked hand's centre where it is, it is asked
         every few frames only (`CentreRefiner.idle_every`; BENCHMARKS.md, "The centre engine")."""
-        from .preprocess import crop_cube
-
         ref, seg, f = self.centre, st.segmentation, st.frame
         if new_track:
             self._centre_idle = None
@@ -293,9 +292,7 @@ class PreprocessStage(Stage):
         self._centre_idle = 0 if moved is None else None
         if moved is None:
             return crop
-        recut = crop_cube(
-            f.depth_mm, f.intrinsics, moved.com_xyz_mm, self.cube_mm, self.crop_size, moved.mask
-        )
+        recut = self._cut(f, moved)
         if not np.any(recut.depth < 1.0):
             return crop
         st.segmentation = self._prev = replace(seg, hands=(moved, *seg.hands[1:]))
@@ -306,8 +303,6 @@ class PreprocessStage(Stage):
         """`seg` with `d` as its second hand when `keeps` (a presence check's test) calls its crop a hand:
         a first hand set aside as convex as a jar (`Segmentation.doubted`: a fist is as convex), or a
         candidate the detector does not vouch for (`Segmentation.second_candidates`)."""
-        from .preprocess import crop_cube
-
         first = seg.hands[0]
         if np.linalg.norm(d.com_xyz_mm - first.com_xyz_mm) < 80.0:
             return seg  # the presence check chose a first hand beside it
@@ -316,7 +311,7 @@ class PreprocessStage(Stage):
             > self.segmenter.config.weak_second_max_depth_gap_mm
         ):
             return seg  # one user's hands lie within this of each other in depth; a jar behind need not
-        c = crop_cube(f.depth_mm, f.intrinsics, d.com_xyz_mm, self.cube_mm, self.crop_size, d.mask)
+        c = self._cut(f, d)
         if not np.any(c.depth < 1.0) or not keeps(c.depth):
             return seg
         return replace(seg, hands=(*seg.hands, d))
@@ -325,8 +320,6 @@ class PreprocessStage(Stage):
         """One FrameState per hand the segmenter found (at most `max_hands`, best first), each with its own
         detection and crop, after `run(st)` on the frame: the per-hand stages then run on each. The best
         hand's crop is the one `run` already cut; a hand whose crop holds no hand pixel is left out."""
-        from .preprocess import crop_cube
-
         seg = st.segmentation
         if seg is None or not seg.found:
             return []
@@ -338,9 +331,7 @@ class PreprocessStage(Stage):
                     continue
                 crop = st.crop
             else:
-                crop = crop_cube(
-                    f.depth_mm, f.intrinsics, det.com_xyz_mm, self.cube_mm, self.crop_size, det.mask
-                )
+                crop = self._cut(f, det)
                 if not np.any(crop.depth < 1.0):
                     continue
             hs = FrameState(f)

@@ -177,7 +177,7 @@ class PresenceCheck:
         """A tracked hand's score this frame: log-odds of P(hand) on its crop plus `track_peak_weight` x its
         detector peak (the real NYU hand, P(hand) 0.006 from an engine that has seen only generated hands,
         peaks at 0.9; the objects the detector fires on, at 0.4-0.6)."""
-        return log_odds(self.p_hand(depth)) + self.track_peak_weight * float(peak)
+        return self.track_score_of(self.p_hand(depth), peak)
 
     def track(self) -> TrackPresence:
         """A new track's running presence, checked at this check's `track_every`."""

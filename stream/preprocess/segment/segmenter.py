@@ -161,30 +161,27 @@ class HandSegmenter:
         return seg
 
     def _rescue_hands(
-        self, depth: np.ndarray, intr: CameraIntrinsics, prev, alternatives: bool, weak_seconds: bool
+        self,
+        depth: np.ndarray,
+        intr: CameraIntrinsics,
+        prev,
+        alternatives: bool,
+        weak_seconds: bool = True,
+        own_threshold: bool = True,
     ) -> Segmentation | None:
-        """The hands the rescue detector's peaks make (its own first-hand threshold), tracked as the main
-        detector's are; None when none does."""
+        """The hands the rescue detector's peaks make, tracked as the main detector's are; None when none
+        does. `own_threshold`: its first hand's peak judged by `rescue_presence_threshold` (else by
+        `presence_threshold`, as the main detector's)."""
         out = self.rescue.run(depth, self.config.max_valid_depth_mm)
-        return self._learned_hands(
-            self.rescue,
-            out,
-            depth,
-            intr,
-            prev,
-            alternatives,
-            self.config.rescue_presence_threshold,
-            weak_seconds,
-        )
+        presence = self.config.rescue_presence_threshold if own_threshold else None
+        return self._learned_hands(self.rescue, out, depth, intr, prev, alternatives, presence, weak_seconds)
 
     def rescue_candidates(self, depth_mm: np.ndarray, intr: CameraIntrinsics) -> tuple[HandDetection, ...]:
         """The hands and other candidates the rescue detector finds in this frame, untracked (empty without
         one): for a caller that doubts the hand it tracks (the preprocess stage's presence check)."""
         if self.rescue is None:
             return ()
-        depth = check_depth(depth_mm, intr)
-        out = self.rescue.run(depth, self.config.max_valid_depth_mm)
-        seg = self._learned_hands(self.rescue, out, depth, intr, None, True)
+        seg = self._rescue_hands(check_depth(depth_mm, intr), intr, None, True, own_threshold=False)
         return () if seg is None else (*seg.hands, *seg.alternatives)
 
     def _learned_hands(
