@@ -10,7 +10,7 @@ import pytest
 
 from stream.preprocess import HandSegmenter, SegmenterConfig
 from stream.preprocess.segment import HandDetection, Segmentation
-from stream.preprocess.segment.tracking import jump_score
+from stream.preprocess.segment.tracking import far_behind, jump_score
 from stream.synth import HandSynthesizer, SceneConfig
 from stream.synth.hand import GESTURE_POSES_DEG, GESTURES_FINE, hand_shape
 from stream.synth.scene import HandState
@@ -23,6 +23,36 @@ def test_jump_score_penalizes_only_far_behind_the_tracked_hand():
     assert jump_score(0.6, np.array([0.0, 0.0, 950.0]), prev, 150.0, 100.0) == pytest.approx(0.6 / 5.0)
     assert jump_score(0.6, np.array([0.0, 0.0, 950.0]), [], 150.0, 100.0) == 0.6  # nothing tracked
     assert jump_score(0.6, np.array([0.0, 0.0, 950.0]), prev, 0.0, 100.0) == 0.6  # off
+
+
+def test_far_behind_is_measured_from_the_farthest_previous_hand():
+    prev = [np.array([0.0, 0.0, 400.0]), np.array([0.0, 0.0, 600.0])]
+    assert far_behind(np.array([0.0, 0.0, 750.0]), prev, 100.0)
+    assert not far_behind(np.array([0.0, 0.0, 650.0]), prev, 100.0)  # not behind the farther hand
+    assert not far_behind(np.array([0.0, 0.0, 750.0]), [], 100.0)  # nothing tracked
+    assert not far_behind(np.array([0.0, 0.0, 750.0]), prev, 0.0)  # off
+
+
+def test_look_behind_does_not_carry_a_tracked_hand_far_behind_it():
+    """Egocentric seed 9500, frames 102-103 of its second sequence: a hand gripping a cup 300 mm away. The
+    hand and cup are as convex as an occluder, so look_behind cuts what lies behind: a sliver of the table at
+    the hand's edge, 570 mm away. Tracked, the hand stays where it was (`behind_keeps_track`)."""
+    from train.eval_synthetic import scene_frames
+    from train.handedness.evaluate import _palm
+
+    samples = [s for _, s in scene_frames("egocentric", 104, 9500, "d435_320x240", False, 60)]
+    base = SegmenterConfig(method="learned")
+    assert base.behind_keeps_track
+    f0, f1 = samples[102].frame, samples[103].frame
+    palm = _palm(samples[103].joints_xyz_mm)
+    found = {}
+    for keep in (True, False):
+        seg = HandSegmenter(replace(base, behind_keeps_track=keep))
+        prev = seg.segment(f0.depth_mm, f0.intrinsics, None)
+        assert prev.found and np.linalg.norm(prev.best.com_xyz_mm - palm) < 50.0
+        found[keep] = seg.segment(f1.depth_mm, f1.intrinsics, prev).best.com_xyz_mm
+    assert found[False][2] > palm[2] + 200.0  # without the rule: the table behind the hand
+    assert np.linalg.norm(found[True] - palm) < 50.0
 
 
 def _hand_frame(syn: HandSynthesizer, center, gesture: str, roll_off: float, theta: float):
@@ -156,8 +186,9 @@ def test_a_hand_taken_from_behind_an_object_gives_way_to_the_hand_shaped_peak_be
     above the hand; look_behind takes it for an occluder and finds a jar on the table behind it. Without
     verifying that choice the track stays on the table for a third of the sequence; with it (a hand-shaped
     peak beside the object wins) it stays on the hand. The rescue detector's keeping of a lone track
-    (`rescue_keeps_track`) mends most of these frames too; it is off here, to judge the check alone."""
-    alone = SegmenterConfig(method="learned", max_hands=1, rescue_keeps_track=False)
+    (`rescue_keeps_track`) mends most of these frames too, and a tracked hand is not carried far behind it
+    (`behind_keeps_track`); both are off here, to judge the check alone."""
+    alone = SegmenterConfig(method="learned", max_hands=1, rescue_keeps_track=False, behind_keeps_track=False)
     on = _wrong_in_first_sequence(HandSegmenter(alone), 9200, 60)
     off = _wrong_in_first_sequence(HandSegmenter(replace(alone, behind_verify=False)), 9200, 60)
     assert on[0] == off[0] >= 50

@@ -195,6 +195,11 @@ class SegmenterConfig:
     # for a bottle or jar far behind it (0 = off)
     track_jump_mm: float = 100.0
     track_jump_falloff_mm: float = 100.0
+    # learned, tracking: look_behind does not carry the first hand more than track_jump_mm behind every
+    # previous hand. A hand gripping a cup is as convex as an occluder; behind it lie the table's pixels at
+    # the hand's edge, and the track left a hand 300 mm away for a sliver of table 570 mm away (egocentric
+    # tuning seed 9500). False = off
+    behind_keeps_track: bool = True
     # learned: a first hand whose mask is at least this convex (a jar, cup or box beside the hand; hands
     # measured 0.6-0.9) gives way to another peak of at least object_swap_presence, not behind it, whose mask
     # is less convex than hand_solidity (>= 1 = off)

@@ -40,7 +40,14 @@ from .measure import mask_bbox, merge_windows, view_window
 from .pieces import compile_piece_kernels
 from .refine import compile_arm_kernels, learned_hand, look_behind, refine_candidate, solidity
 from .scoring import Candidate, choose, vouched_hands
-from .tracking import jump_score, near_previous, previous_centres, tracked_candidates, tracked_threshold
+from .tracking import (
+    far_behind,
+    jump_score,
+    near_previous,
+    previous_centres,
+    tracked_candidates,
+    tracked_threshold,
+)
 
 if TYPE_CHECKING:
     from ..detect import DetectorOutput, HandDetector
@@ -238,6 +245,13 @@ class HandSegmenter:
                 continue
             seen = h
             h = look_behind(cfg, depth, intr, out, score, h, hands)
+            if (
+                h is not seen
+                and not hands
+                and cfg.behind_keeps_track
+                and far_behind(h.com_xyz_mm, prev_coms, cfg.track_jump_mm)
+            ):
+                h = seen  # what lies behind a tracked hand's occluder is too far for the hand to have gone
             if (
                 hands
                 and not tracked

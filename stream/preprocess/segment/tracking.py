@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .scoring import Candidate
 
 __all__ = [
+    "far_behind",
     "jump_score",
     "lost_hands",
     "with_lost",
@@ -90,6 +91,15 @@ def near_previous(xyz: np.ndarray, prev_coms: list[np.ndarray], radius_mm: float
 def tracked_score(score: float) -> float:
     """A tracked piece's score: raised, so a hand seen last frame survives a frame where it looks worse."""
     return min(1.0, score * 1.2 + 0.15)
+
+
+def far_behind(xyz: np.ndarray, prev_coms: list[np.ndarray], jump_mm: float) -> bool:
+    """Whether a point lies more than `jump_mm` behind every previous hand, the farthest included (False
+    without one, or with jump_mm <= 0): farther than any of them moves in one frame. Against the farthest:
+    a spurious second hand in front must not pin the first hand to its depth."""
+    if not prev_coms or jump_mm <= 0:
+        return False
+    return float(xyz[2]) - max(float(p[2]) for p in prev_coms) > jump_mm
 
 
 def jump_score(
