@@ -116,3 +116,28 @@ def test_a_doubted_track_is_handed_to_a_rescue_candidate_the_presence_check_call
     assert np.linalg.norm(st.detection.com_xyz_mm - hand.com_xyz_mm) > 80.0
     engine.close()
 
+
+def test_the_first_hand_lost_beside_a_second_one_is_kept_where_the_rescue_detector_sees_it():
+    """Egocentric seed 9800, first sequence: the hand at 250-280 mm, too close for the main detector. From
+    frame 24 the segmenter, tracking, holds two hands: the hand (by the rescue detector) and a spurious one at
+    the table's depth. At frame 25 the main detector sees only the spurious one; the first hand is kept where
+    the rescue detector still sees it (before, with two previous hands, the spurious one became the first)."""
+    from train.eval_synthetic import scene_frames
+    from train.handedness.evaluate import _palm
+
+    _shipped()
+    samples = [s for _, s in scene_frames("egocentric", 26, 9800, "d435_320x240", False, 60)]
+    seg = HandSegmenter(SegmenterConfig(method="learned"))
+    prev = None
+    for s in samples[:25]:
+        prev = seg.segment(s.frame.depth_mm, s.frame.intrinsics, prev)
+    assert len(prev.hands) == 2
+    f, palm = samples[25].frame, _palm(samples[25].joints_xyz_mm)
+    assert np.linalg.norm(prev.hands[0].com_xyz_mm - palm) < 45.0
+    assert np.linalg.norm(prev.hands[1].com_xyz_mm - palm) > 100.0
+    assert seg._leaves_first(Segmentation(hands=(prev.hands[1],)), [h.com_xyz_mm for h in prev.hands])
+    main_only = HandSegmenter(SegmenterConfig(method="learned", rescue_keeps_track=False))
+    lost = main_only.segment(f.depth_mm, f.intrinsics, prev)
+    assert lost.found and np.linalg.norm(lost.hands[0].com_xyz_mm - palm) > 100.0
+    now = seg.segment(f.depth_mm, f.intrinsics, prev)
+    assert now.debug.get("rescue") and np.linalg.norm(now.hands[0].com_xyz_mm - palm) < 45.0

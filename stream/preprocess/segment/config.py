@@ -30,7 +30,7 @@ class SegmenterConfig:
     detector_engine: str = "detector"  # shipped engine name or path to an .onnx with its manifest
     detector_threads: int = 1
     # learned: a second detector engine, run on frames where the first one's peaks make no hand, before
-    # the classic fallback ("" = none), and where a lone tracked hand would be left (rescue_keeps_track).
+    # the classic fallback ("" = none), and where the tracked first hand would be left (rescue_keeps_track).
     # The shipped one (engines/default/detector_close) was fine-tuned mostly on close-range scenes: it finds hands at 200-500 mm over a table that the main detector does not
     # see (fine-tuned on them, the main detector gave up frontal hands); a frame where the main detector
     # finds the tracked hand costs nothing more. Close-range tuning sequences: missed 6.9 -> 1.4 %, on the hand 83.6 -> 88.8 %
@@ -39,8 +39,9 @@ class SegmenterConfig:
     # sequences (egocentric and desk, seeds 9200-9500) lost 17 / 43 frames on the hand for 4 / 13 fewer on
     # a wrong object (BENCHMARKS.md, "A rescue detector for the close-range hands the detector does not see")
     rescue_presence_threshold: float = 0.4
-    # learned: when the main detector's first hand lies away from the one tracked hand, the rescue detector is
-    # asked too, and its hand near the tracked one keeps the track (a close-range hand the main detector loses)
+    # learned: when the main detector's hands leave the previous first hand (its first hand lies away from it
+    # and, with two previous hands, none of them is there), the rescue detector is asked too, and its hand
+    # near the previous first keeps the track (a close-range hand the main detector loses)
     rescue_keeps_track: bool = True
     presence_threshold: float = 0.4  # learned: a heatmap peak at least this high is a hand
     second_hand_threshold: float = 0.5  # learned: the second hand's peak

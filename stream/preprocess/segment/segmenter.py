@@ -11,9 +11,10 @@
   none is, a second detector trained mostly on close-range scenes is asked the same way, if one is set
   (`rescue_detector_engine`), and when that finds none either, the classic search runs around the first
   detector's weak peaks and keeps what they vouch for (scoring.py).
-  While tracking, a peak far behind the tracked hand loses confidence (tracking.jump_score), and where the
-  first hand would leave the one tracked hand, the second detector's hand near it keeps the track
-  (`rescue_keeps_track`: close-range hands the first detector loses); a first hand
+  While tracking, a peak far behind the tracked hand loses confidence (tracking.jump_score), look_behind
+  does not carry the first hand far behind it (`behind_keeps_track`), and where the hands would leave the
+  previous first hand, the second detector's hand near it keeps the track (`rescue_keeps_track`:
+  close-range hands the first detector loses); a first hand
   whose mask is as convex as a jar or box gives way to a hand-shaped peak beside it (`_prefer_hand_shape`):
   over a table the detector also fires on the objects there. Where a second hand has room, the hands the
   detector does not vouch for are cut as candidates (`_second_candidates`: a lost hand of the previous
@@ -143,13 +144,15 @@ class HandSegmenter:
             seg is not None
             and self.rescue is not None
             and cfg.rescue_keeps_track
-            and len(prev_coms) == 1
-            and not near_previous(seg.hands[0].com_xyz_mm, prev_coms, cfg.track_radius_mm)
+            and self._leaves_first(seg, prev_coms)
         ):
-            # the track of a hand alone would leave it: where the rescue detector still sees a hand there, it
-            # stays, and the main detector's hands follow it (the user's other hand coming into view)
+            # the track would leave the previous first hand: where the rescue detector still sees a hand
+            # there, it stays, and the main detector's hands follow it (the user's other hand coming into
+            # view, or a second hand of the previous frame)
             kept = self._rescue_hands(depth, intr, prev, alternatives, weak_seconds)
-            if kept is not None and near_previous(kept.hands[0].com_xyz_mm, prev_coms, cfg.track_radius_mm):
+            if kept is not None and near_previous(
+                kept.hands[0].com_xyz_mm, prev_coms[:1], cfg.track_radius_mm
+            ):
                 first = kept.hands[0]
                 others = [
                     h
@@ -166,6 +169,18 @@ class HandSegmenter:
         if seg is None:
             return self._none_found(depth, intr, prev, out, alternatives)
         return seg
+
+    def _leaves_first(self, seg: Segmentation, prev_coms: list[np.ndarray]) -> bool:
+        """Whether `seg` leaves the previous frame's first hand: its first hand is not there, and (with
+        two previous hands) none of its hands is. A hand the main detector loses at close range is often
+        lost with the other previous hand still found: a spurious second hand at the table's depth then
+        held the track while the hand itself, 150 mm nearer, went unseen (egocentric tuning seed 9800)."""
+        if not prev_coms:
+            return False
+        first, r = prev_coms[:1], self.config.track_radius_mm
+        if near_previous(seg.hands[0].com_xyz_mm, first, r):
+            return False
+        return len(prev_coms) == 1 or not any(near_previous(h.com_xyz_mm, first, r) for h in seg.hands[1:])
 
     def _rescue_hands(
         self,
