@@ -4,7 +4,8 @@ cosine learning rate, a checkpoint after every epoch (resumable), a held-out rep
 
 What differs between them is passed in: how an epoch draws its crops (`draw`: a permutation, or
 class-balanced draws) and how a batch is augmented (`augment`: mirroring, with or without swapping the
-label), and what the report says.
+label), and what the report says. The centre engine's recipe (train/centre) shares the checkpoint and the
+export (`load_checkpoint`, `export_crop_net`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,58 @@ def predict(model, depth: np.ndarray, batch: int = 512) -> np.ndarray:
             x = torch.from_numpy(np.asarray(depth[i : i + batch], np.float32)[:, None])
             out.append(model(x)[:, 0].numpy())
     return np.concatenate(out)
+
+
+def load_checkpoint(path: str, create_model: Callable[[int], object]) -> tuple[object, dict]:
+    """(model in eval mode, checkpoint) of a recipe's checkpoint: `create_model(width)` given its weights."""
+    import torch
+
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    model = create_model(ck["width"])
+    model.load_state_dict(ck["state_dict"])
+    return model.eval(), ck
+
+
+def export_crop_net(
+    model,
+    ck: dict,
+    out: str,
+    name: str,
+    task: str,
+    preprocessing: dict,
+    model_path: str,
+    training: dict,
+    metrics: dict,
+    parity_depth: np.ndarray,
+    output_name: str,
+) -> None:
+    """Export a network on 64x64 crops to ONNX + manifest (engines.export: parity checked against PyTorch on
+    the first 8 of `parity_depth`). The manifest's training fields: the model (`model_path`, its width), the
+    checkpoint's epoch, training time and config, then the recipe's own `training`."""
+    from engines.export import export_onnx
+
+    export_onnx(
+        model,
+        Path(out),
+        name,
+        (1, 1, 64, 64),
+        {
+            "version": "0.1.0",
+            "task": task,
+            "preprocessing": preprocessing,
+            "training": {
+                "model": model_path,
+                "model_kwargs": {"width": ck["width"]},
+                "epoch": ck["epoch"],
+                "train_s": round(ck["train_s"], 1),
+                "config": ck["config"],
+                **training,
+            },
+            "metrics": metrics,
+        },
+        parity_inputs=parity_depth[:8].astype(np.float32)[:, None],
+        output_names=(output_name,),
+    )
 
 
 def train_loop(

@@ -148,43 +148,29 @@ def train(args) -> int:
 
 def ship(args) -> int:
     """Export the checkpoint to ONNX + manifest (parity checked against PyTorch on validation crops)."""
-    import torch
+    from train.crop_classifier import export_crop_net, load_checkpoint
 
-    from engines.export import export_onnx
-
-    ck = torch.load(args.ship, map_location="cpu", weights_only=False)
-    model = create_model(ck["width"])
-    model.load_state_dict(ck["state_dict"])
-    model.eval()
+    model, ck = load_checkpoint(args.ship, create_model)
     test = CentreCrops.load(args.test)
     rep = report(predict(model, test.depth), test)
-    export_onnx(
+    export_crop_net(
         model,
-        Path(args.out),
+        ck,
+        args.out,
         args.name,
-        (1, 1, 64, 64),
+        "centre",
         {
-            "version": "0.1.0",
-            "task": "centre",
-            "preprocessing": {
-                "input": "depth",
-                "crop_size": 64,
-                "depth_normalization": "com_cube_clip_-1_1",
-                "source": "the pose engine's crop, resized to 64 px (nearest)",
-                "output": "offset from the crop's centre to the hand's centre (x, y, z), over half the cube",
-            },
-            "training": {
-                "model": "train.centre.train.create_model",
-                "model_kwargs": {"width": ck["width"]},
-                "epoch": ck["epoch"],
-                "train_s": round(ck["train_s"], 1),
-                "config": ck["config"],
-                "data": args.data or "train.centre.data: the runtime's crops of generator sequences",
-            },
-            "metrics": {"validation_crops": rep},
+            "input": "depth",
+            "crop_size": 64,
+            "depth_normalization": "com_cube_clip_-1_1",
+            "source": "the pose engine's crop, resized to 64 px (nearest)",
+            "output": "offset from the crop's centre to the hand's centre (x, y, z), over half the cube",
         },
-        parity_inputs=test.depth[:8].astype(np.float32)[:, None],
-        output_names=("offset",),
+        "train.centre.train.create_model",
+        {"data": args.data or "train.centre.data: the runtime's crops of generator sequences"},
+        {"validation_crops": rep},
+        test.depth,
+        "offset",
     )
     print(json.dumps(rep))
     return 0

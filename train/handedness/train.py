@@ -138,47 +138,35 @@ def train(args) -> int:
 
 def ship(args) -> int:
     """Export the checkpoint to ONNX + manifest (parity checked against PyTorch on held-out crops)."""
-    import torch
+    from train.crop_classifier import export_crop_net, load_checkpoint
 
-    from engines.export import export_onnx
-
-    ck = torch.load(args.ship, map_location="cpu", weights_only=False)
-    model = create_model(ck["width"])
-    model.load_state_dict(ck["state_dict"])
-    model = with_views(model) if args.views else model
-    model.eval()
+    model, ck = load_checkpoint(args.ship, create_model)
+    model = with_views(model).eval() if args.views else model
     test = HandednessCrops.load(args.test)
     rep = report(p_left(model, test.depth), test.left)
-    export_onnx(
+    export_crop_net(
         model,
-        Path(args.out),
+        ck,
+        args.out,
         "handedness",
-        (1, 1, 64, 64),
+        "handedness",
         {
-            "version": "0.1.0",
-            "task": "handedness",
-            "preprocessing": {
-                "input": "depth",
-                "crop_size": 64,
-                "cube_mm": 300.0,
-                "depth_normalization": "com_cube_clip_-1_1",
-                "output": "P(left hand), sigmoid",
-            },
-            "training": {
-                "model": "train.handedness.train.create_model",
-                "model_kwargs": {"width": ck["width"]},
-                "views": "crop, shifted (1, 1) and (-1, -1) px, and their mirrors, averaged"
-                if args.views
-                else "the crop alone",
-                "epoch": ck["epoch"],
-                "train_s": round(ck["train_s"], 1),
-                "config": ck["config"],
-                "data": "train.handedness.data: generator two-hand scenes, subjects 1000+, mirrored at random",
-            },
-            "metrics": {"held_out_crops": rep},
+            "input": "depth",
+            "crop_size": 64,
+            "cube_mm": 300.0,
+            "depth_normalization": "com_cube_clip_-1_1",
+            "output": "P(left hand), sigmoid",
         },
-        parity_inputs=test.depth[:8].astype(np.float32)[:, None],
-        output_names=("p_left",),
+        "train.handedness.train.create_model",
+        {
+            "views": "crop, shifted (1, 1) and (-1, -1) px, and their mirrors, averaged"
+            if args.views
+            else "the crop alone",
+            "data": "train.handedness.data: generator two-hand scenes, subjects 1000+, mirrored at random",
+        },
+        {"held_out_crops": rep},
+        test.depth,
+        "p_left",
     )
     print(json.dumps(rep))
     return 0

@@ -141,46 +141,34 @@ def load_exported(model, onnx_path: str) -> None:
 
 def ship(args) -> int:
     """Export the checkpoint to ONNX + manifest (parity checked against PyTorch on held-out crops)."""
-    import torch
-
-    from engines.export import export_onnx
+    from train.crop_classifier import export_crop_net, load_checkpoint
     from train.handedness.train import create_model
 
-    ck = torch.load(args.ship, map_location="cpu", weights_only=False)
-    model = create_model(ck["width"])
-    model.load_state_dict(ck["state_dict"])
-    model.eval()
+    model, ck = load_checkpoint(args.ship, create_model)
     test = PresenceCrops.load(args.test)
     rep = report(p_hand(model, test.depth), test)
-    export_onnx(
+    export_crop_net(
         model,
-        Path(args.out),
+        ck,
+        args.out,
         args.name,
-        (1, 1, 64, 64),
+        "presence",
         {
-            "version": "0.1.0",
-            "task": "presence",
-            "preprocessing": {
-                "input": "depth",
-                "crop_size": 64,
-                "cube_mm": 300.0,
-                "depth_normalization": "com_cube_clip_-1_1",
-                "output": "P(hand), sigmoid",
-            },
-            "training": {
-                "model": "train.handedness.train.create_model",
-                "model_kwargs": {"width": ck["width"]},
-                "epoch": ck["epoch"],
-                "train_s": round(ck["train_s"], 1),
-                "config": ck["config"],
-                "data": args.data
-                or "train.presence.data: detector candidates in generator frames (frontal, egocentric, "
-                "desk; a quarter with two hands), subjects 1000+",
-            },
-            "metrics": {"validation_crops": rep},
+            "input": "depth",
+            "crop_size": 64,
+            "cube_mm": 300.0,
+            "depth_normalization": "com_cube_clip_-1_1",
+            "output": "P(hand), sigmoid",
         },
-        parity_inputs=test.depth[:8].astype(np.float32)[:, None],
-        output_names=("p_hand",),
+        "train.handedness.train.create_model",
+        {
+            "data": args.data
+            or "train.presence.data: detector candidates in generator frames (frontal, egocentric, "
+            "desk; a quarter with two hands), subjects 1000+"
+        },
+        {"validation_crops": rep},
+        test.depth,
+        "p_hand",
     )
     print(json.dumps(rep))
     return 0
