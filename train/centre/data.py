@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from train.arrays import ArraySet
 
 KINDS = ("frontal", "egocentric", "desk")
 PUSH_BACK_MM = 10.0  # as the segmenter's centre (stream/preprocess/segment: the CoM pushed back)
 
 
 @dataclass(eq=False)
-class CentreCrops:
+class CentreCrops(ArraySet):
     """depth (N, 64, 64) float16 normalized crops; offset_mm (N, 3) float32 from the crop's centre to the
     hand's; half_cube_mm (N,) float32, half the crop's cube (the network's target is their ratio); kind (N,) int8 index into KINDS; jittered (N,) uint8 (1: cut around a randomly moved centre);
     on_hand (N,) uint8 (1: the runtime's centre was on the hand, by train.eval_synthetic.on_hand)."""
@@ -37,33 +38,10 @@ class CentreCrops:
     jittered: np.ndarray
     on_hand: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.offset_mm)
-
     @property
     def target(self) -> np.ndarray:
         """What the network regresses: the offset over half the cube, (N, 3) float32."""
         return (self.offset_mm / self.half_cube_mm[:, None]).astype(np.float32)
-
-    def save(self, path: str | Path) -> None:
-        np.savez_compressed(
-            path,
-            depth=self.depth,
-            offset_mm=self.offset_mm,
-            half_cube_mm=self.half_cube_mm,
-            kind=self.kind,
-            jittered=self.jittered,
-            on_hand=self.on_hand,
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> CentreCrops:
-        z = np.load(path)
-        return cls(*(z[k] for k in cls.__dataclass_fields__))
-
-    @classmethod
-    def concat(cls, sets: list[CentreCrops]) -> CentreCrops:
-        return cls(*(np.concatenate([getattr(s, k) for s in sets]) for k in cls.__dataclass_fields__))
 
 
 def hand_centre_mm(mask: np.ndarray, depth_mm: np.ndarray, intr) -> np.ndarray | None:

@@ -16,31 +16,23 @@ segmenter and is never exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from train.arrays import ArraySet
 
 LEFT, RIGHT = 1, 0  # the label: 1 = left hand (the engine's output is P(left))
 
 
 @dataclass(eq=False)
-class HandednessCrops:
+class HandednessCrops(ArraySet):
     """depth (N, S, S) float16 normalized crops; left (N,) uint8 (1 = left hand); subject (N,) int."""
 
     depth: np.ndarray
     left: np.ndarray
     subject: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.left)
-
-    def save(self, path: str | Path) -> None:
-        np.savez(path, depth=self.depth, left=self.left, subject=self.subject)
-
-    @classmethod
-    def load(cls, path: str | Path) -> HandednessCrops:
-        z = np.load(path)
-        return cls(z["depth"], z["left"], z["subject"])
+    compressed = False
 
 
 def scene(two_hands: bool = True):

@@ -15,9 +15,10 @@ centre pulled between two hands) is left out. Subjects and seeds are apart from 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from train.arrays import ArraySet
 
 # the scene kinds drawn, with their shares: the frontal user the shipped engines were trained on, and the
 # close-range scenes where the detector fires on held and table objects
@@ -25,9 +26,10 @@ KINDS = (("frontal", 0.6), ("egocentric", 0.2), ("desk", 0.2))
 
 
 @dataclass(eq=False)
-class PresenceCrops:
+class PresenceCrops(ArraySet):
     """depth (N, S, S) float16 normalized crops; hand (N,) uint8 (1 = a hand); peak (N,) the detector's
-    score of the candidate; frame (N,) int, the frame it came from; kind (N,) int, index into KINDS."""
+    score of the candidate; frame (N,) int, the frame it came from (in its own set: concatenated sets keep
+    each one's); kind (N,) int, index into KINDS."""
 
     depth: np.ndarray
     hand: np.ndarray
@@ -35,11 +37,7 @@ class PresenceCrops:
     frame: np.ndarray
     kind: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.hand)
-
-    def save(self, path: str | Path) -> None:
-        np.savez(path, depth=self.depth, hand=self.hand, peak=self.peak, frame=self.frame, kind=self.kind)
+    compressed = False
 
     @classmethod
     def from_lists(
@@ -54,21 +52,6 @@ class PresenceCrops:
             np.array(frame, np.int32),
             np.array(kind, np.int8),
         )
-
-    @classmethod
-    def concat(cls, sets: list[PresenceCrops]) -> PresenceCrops:
-        """Several sets as one (frame indices stay each set's own)."""
-        return cls(
-            *(
-                np.concatenate([getattr(c, k) for c in sets])
-                for k in ("depth", "hand", "peak", "frame", "kind")
-            )
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> PresenceCrops:
-        z = np.load(path)
-        return cls(z["depth"], z["hand"], z["peak"], z["frame"], z["kind"])
 
 
 def candidates(seg, depth_mm, intr, min_peak: float) -> list:

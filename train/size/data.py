@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from stream.errors import InputError
+from train.arrays import ArraySet
 
 TRAIN_SUBJECT_OFFSET = 10_000
 STATIC_FPS = 30.0
 
 
 @dataclass
-class SizeArrays:
+class SizeArrays(ArraySet):
     """Crops and labels of a size dataset. `crop`: (N, S, S) float32 normalized depth (1 = background);
     `size_mm`: (N, 2) length, width; `subject`, `sequence` (-1 for independent frames), `frame`;
     `features`: (N, F) geometric features for the linear baseline (train.size.features); `found`: the
@@ -38,24 +39,6 @@ class SizeArrays:
     frame: np.ndarray
     features: np.ndarray
     found: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.size_mm)
-
-    def take(self, idx: np.ndarray) -> SizeArrays:
-        return SizeArrays(*(getattr(self, k)[idx] for k in self.__dataclass_fields__))
-
-    def save(self, path: str | Path) -> None:
-        np.savez_compressed(path, **{k: getattr(self, k) for k in self.__dataclass_fields__})
-
-    @classmethod
-    def load(cls, path: str | Path) -> SizeArrays:
-        with np.load(path) as z:
-            return cls(**{k: z[k] for k in cls.__dataclass_fields__})
-
-    @classmethod
-    def concat(cls, parts: list[SizeArrays]) -> SizeArrays:
-        return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in cls.__dataclass_fields__))
 
 
 def size_scene(n_subjects: int = 400):
