@@ -45,6 +45,7 @@ def export_crop_net(
     ck: dict,
     out: str,
     name: str,
+    *,
     task: str,
     preprocessing: dict,
     model_path: str,

@@ -158,19 +158,19 @@ def ship(args) -> int:
         ck,
         args.out,
         args.name,
-        "centre",
-        {
+        task="centre",
+        preprocessing={
             "input": "depth",
             "crop_size": 64,
             "depth_normalization": "com_cube_clip_-1_1",
             "source": "the pose engine's crop, resized to 64 px (nearest)",
             "output": "offset from the crop's centre to the hand's centre (x, y, z), over half the cube",
         },
-        "train.centre.train.create_model",
-        {"data": args.data or "train.centre.data: the runtime's crops of generator sequences"},
-        {"validation_crops": rep},
-        test.depth,
-        "offset",
+        model_path="train.centre.train.create_model",
+        training={"data": args.data or "train.centre.data: the runtime's crops of generator sequences"},
+        metrics={"validation_crops": rep},
+        parity_depth=test.depth,
+        output_name="offset",
     )
     print(json.dumps(rep))
     return 0

@@ -149,24 +149,24 @@ def ship(args) -> int:
         ck,
         args.out,
         "handedness",
-        "handedness",
-        {
+        task="handedness",
+        preprocessing={
             "input": "depth",
             "crop_size": 64,
             "cube_mm": 300.0,
             "depth_normalization": "com_cube_clip_-1_1",
             "output": "P(left hand), sigmoid",
         },
-        "train.handedness.train.create_model",
-        {
+        model_path="train.handedness.train.create_model",
+        training={
             "views": "crop, shifted (1, 1) and (-1, -1) px, and their mirrors, averaged"
             if args.views
             else "the crop alone",
             "data": "train.handedness.data: generator two-hand scenes, subjects 1000+, mirrored at random",
         },
-        {"held_out_crops": rep},
-        test.depth,
-        "p_left",
+        metrics={"held_out_crops": rep},
+        parity_depth=test.depth,
+        output_name="p_left",
     )
     print(json.dumps(rep))
     return 0

@@ -152,23 +152,23 @@ def ship(args) -> int:
         ck,
         args.out,
         args.name,
-        "presence",
-        {
+        task="presence",
+        preprocessing={
             "input": "depth",
             "crop_size": 64,
             "cube_mm": 300.0,
             "depth_normalization": "com_cube_clip_-1_1",
             "output": "P(hand), sigmoid",
         },
-        "train.handedness.train.create_model",
-        {
+        model_path="train.handedness.train.create_model",
+        training={
             "data": args.data
             or "train.presence.data: detector candidates in generator frames (frontal, egocentric, "
             "desk; a quarter with two hands), subjects 1000+"
         },
-        {"validation_crops": rep},
-        test.depth,
-        "p_hand",
+        metrics={"validation_crops": rep},
+        parity_depth=test.depth,
+        output_name="p_hand",
     )
     print(json.dumps(rep))
     return 0

@@ -25,6 +25,7 @@ import numpy as np
 from stream.errors import InputError
 from stream.size.measure import SizeFitConfig, evidence, weights
 from stream.size.readout import N_POSE, SizeReadout, config_dict, readout_inputs
+from train.arrays import ArraySet
 
 # the extra frames' second stream: more subjects than the study's 600, in blocks of EXTRA_BLOCK frames that
 # start EXTRA_BLOCK_STRIDE samples apart (so that blocks measured side by side never overlap)
@@ -166,7 +167,7 @@ def build_evidence(
 
 
 @dataclass
-class Examples:
+class Examples(ArraySet):
     """Readout examples: inputs X (N, F), the posterior's (length, width) `base` (N, 2), the truth `size`
     (N, 2), the subject (grouping), the frames averaged `n` (1: a frame alone) and the track `track` (-1
     for an independent frame)."""
@@ -177,9 +178,6 @@ class Examples:
     subject: np.ndarray
     n: np.ndarray
     track: np.ndarray
-
-    def take(self, idx: np.ndarray) -> Examples:
-        return Examples(*(getattr(self, k)[idx] for k in self.__dataclass_fields__))
 
 
 def _frame_inputs(terms: np.ndarray, pose: np.ndarray, cfg: SizeFitConfig):
